@@ -1,0 +1,82 @@
+//! The shapes the hub answers agents with (shared so the agent decodes exactly what the hub encodes).
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::WireCommand;
+
+/// `GET /api/v1/health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+/// Intervals and switches the hub hands an agent at registration and on every heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentConfig {
+    /// Seconds between metric collections.
+    pub collection_interval: u32,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval: u32,
+    pub metrics_enabled: bool,
+}
+
+/// `POST /api/v1/agents/register`, 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RegisterResponse {
+    pub success: bool,
+    pub agent_id: String,
+    /// The secret, shown once; `null` when the agent registered with credentials it already had.
+    pub auth_token: Option<String>,
+    pub server_id: i64,
+    pub config: AgentConfig,
+}
+
+/// `POST /agents/{id}/metrics`, 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetricsAccepted {
+    pub success: bool,
+    /// How many reports were stored now.
+    pub stored: usize,
+    /// `seq`s stored by this request.
+    pub stored_seqs: Vec<u64>,
+    /// `seq`s that were already stored before (replays); nothing was written for them.
+    pub duplicate_seqs: Vec<u64>,
+}
+
+/// `POST /agents/{id}/heartbeat`, 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatAccepted {
+    pub success: bool,
+    pub config: AgentConfig,
+}
+
+/// `POST /agents/{id}/alerts`, 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AlertsAccepted {
+    pub success: bool,
+    pub stored: usize,
+}
+
+/// `GET /agents/{id}/commands`, 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PendingCommands {
+    pub success: bool,
+    pub commands: Vec<WireCommand>,
+}
+
+/// `POST /agents/{id}/commands/{commandId}/ack`, 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AckAccepted {
+    pub success: bool,
+    /// True when this command had been acknowledged before; the first ack stands.
+    pub duplicate: bool,
+}

@@ -1,0 +1,42 @@
+//! Schema migrations, applied in order on start, each in its own transaction.
+//!
+//! A table `schema_migrations` records what ran. Migrations are embedded in the binary,
+//! so a hub can never start against a schema it does not know.
+
+use sqlx::{Row, SqlitePool};
+
+/// (version, name, SQL). Append only: a shipped migration never changes.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+
+/// Applies every migration not yet recorded. Refuses a database from a newer hub.
+pub async fn run(pool: &SqlitePool, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let applied: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+        .fetch_one(pool)
+        .await?
+        .try_get("v")?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if applied > known {
+        return Err(sqlx::Error::Protocol(format!(
+            "the database is at schema version {applied}, newer than this hub knows ({known}); upgrade ServerPulse"
+        )));
+    }
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
+        let mut tx = pool.begin().await?;
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+            .bind(version)
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version, name, "applied database migration");
+    }
+    Ok(())
+}

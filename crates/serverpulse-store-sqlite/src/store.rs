@@ -1,0 +1,1097 @@
+//! [`SqliteStore`]: the [`Store`] trait over one SQLite file.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use serverpulse_domain::rate::{CounterReading, counter_rate};
+use serverpulse_domain::AgentStatus;
+use serverpulse_proto::alert::{AgentAlert, Severity};
+use serverpulse_proto::command::CommandAck;
+use serverpulse_proto::report::Report;
+use serverpulse_store::{
+    AckOutcome, AgentContact, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord,
+    ApiToken, ApiTokenSecret, CommandRecord, CommandState, EnrollmentGrant, EventKind, EventQuery, EventRecord,
+    IngestOutcome, NewApiToken, NewCommand, NewServer, NewUser, RegisterOutcome, RegistrationWay, Sample, Server,
+    ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError, StoreResult, User, UserWithPassword,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+use crate::rows::{self, db};
+
+/// The SQLite store. Cheap to clone (two pool handles).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path` and migrates it.
+    pub async fn open(path: &Path, now: i64) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new().filename(path);
+        Self::connect(options, now).await
+    }
+
+    /// Opens a `sqlite:` URL (e.g. `sqlite://serverpulse-data/serverpulse.db`).
+    pub async fn open_url(url: &str, now: i64) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url).map_err(db)?;
+        Self::connect(options, now).await
+    }
+
+    async fn connect(options: SqliteConnectOptions, now: i64) -> StoreResult<Self> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(db)?;
+        crate::migrate::run(&writer, now).await.map_err(db)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(db)?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Closes both pools, letting SQLite checkpoint the WAL.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.writer.begin().await.map_err(db)
+    }
+
+    async fn server_in(conn: &mut SqliteConnection, id: ServerId) -> StoreResult<Server> {
+        let sql = server_select_by_id();
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?
+            .ok_or(StoreError::NotFound)?;
+        rows::server(&row)
+    }
+}
+
+fn server_select_by_id() -> &'static str {
+    "SELECT id, name, ip, created_at, hostname, agent_enabled, agent_id, agent_status, \
+     agent_version, agent_last_heartbeat, agent_last_contact, agent_config, last_metrics, last_metrics_at \
+     FROM servers WHERE id = ?"
+}
+
+fn to_i64(value: Option<u64>) -> Option<i64> {
+    value.and_then(|v| i64::try_from(v).ok())
+}
+
+/// Appends one entry to the unified event log.
+async fn record_event(
+    conn: &mut SqliteConnection,
+    server: Option<ServerId>,
+    kind: EventKind,
+    severity: Severity,
+    message: &str,
+    details: Value,
+    at: i64,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO events (server_id, kind, severity, message, details, at) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(server)
+        .bind(kind.as_str())
+        .bind(severity.as_str())
+        .bind(message)
+        .bind(details.to_string())
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Records that the agent of `server` was heard from; brings it back from `disconnected`.
+async fn mark_contact(conn: &mut SqliteConnection, server: ServerId, now: i64) -> StoreResult<()> {
+    let previous: Option<String> = sqlx::query("SELECT agent_status FROM servers WHERE id = ?")
+        .bind(server)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .map(|row| row.try_get("agent_status"))
+        .transpose()
+        .map_err(db)?;
+    let Some(previous) = previous else {
+        return Err(StoreError::NotFound);
+    };
+    sqlx::query(
+        "UPDATE servers SET agent_status = 'active', \
+         agent_last_contact = MAX(COALESCE(agent_last_contact, 0), ?) WHERE id = ?",
+    )
+    .bind(now)
+    .bind(server)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    if previous != AgentStatus::Active.as_str() {
+        record_event(
+            conn,
+            Some(server),
+            EventKind::AgentStatus,
+            Severity::Info,
+            "agent is active again",
+            json!({"from": previous, "to": "active"}),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Counters of the stored sample nearest before/after `at`.
+#[derive(Debug, Clone, Copy)]
+struct Neighbour {
+    id: i64,
+    at: i64,
+    uptime: Option<u64>,
+    counters: [Option<u64>; 4],
+}
+
+const COUNTER_COLUMNS: [&str; 4] = ["network_rx", "network_tx", "disk_io_read", "disk_io_write"];
+
+fn neighbour(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Neighbour> {
+    let mut counters = [None; 4];
+    for (slot, column) in counters.iter_mut().zip(COUNTER_COLUMNS) {
+        let value: Option<i64> = row.try_get(column).map_err(db)?;
+        *slot = value.and_then(|v| u64::try_from(v).ok());
+    }
+    let uptime: Option<i64> = row.try_get("uptime").map_err(db)?;
+    Ok(Neighbour {
+        id: row.try_get("id").map_err(db)?,
+        at: row.try_get("agent_time").map_err(db)?,
+        uptime: uptime.and_then(|v| u64::try_from(v).ok()),
+        counters,
+    })
+}
+
+/// Rates of `current` relative to `previous`, one per counter.
+fn rates(previous: Option<&Neighbour>, current: &Neighbour) -> [Option<f64>; 4] {
+    let mut out = [None; 4];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let Some(value) = current.counters[i] else { continue };
+        let before = previous.and_then(|p| p.counters[i].map(|v| CounterReading { at: p.at, value: v }));
+        *slot = counter_rate(before, CounterReading { at: current.at, value }, current.uptime);
+    }
+    out
+}
+
+async fn neighbour_before(conn: &mut SqliteConnection, server: ServerId, at: i64) -> StoreResult<Option<Neighbour>> {
+    sqlx::query(
+        "SELECT id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
+         FROM performance_logs WHERE server_id = ? AND agent_time < ? ORDER BY agent_time DESC, id DESC LIMIT 1",
+    )
+    .bind(server)
+    .bind(at)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?
+    .as_ref()
+    .map(neighbour)
+    .transpose()
+}
+
+async fn neighbour_after(conn: &mut SqliteConnection, server: ServerId, at: i64) -> StoreResult<Option<Neighbour>> {
+    sqlx::query(
+        "SELECT id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
+         FROM performance_logs WHERE server_id = ? AND agent_time > ? ORDER BY agent_time ASC, id ASC LIMIT 1",
+    )
+    .bind(server)
+    .bind(at)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?
+    .as_ref()
+    .map(neighbour)
+    .transpose()
+}
+
+/// The flat figures of a report as JSON, for `servers.last_metrics`.
+fn last_metrics_json(report: &Report, rates: &[Option<f64>; 4]) -> Value {
+    let m = &report.metrics;
+    json!({
+        "timestamp": serverpulse_proto::time::format_timestamp(report.timestamp),
+        "cpu_usage": m.cpu_usage.map(|p| p.get()),
+        "memory_usage": m.memory_usage.map(|p| p.get()),
+        "disk_usage": m.disk_usage.map(|p| p.get()),
+        "load_average": m.load_average,
+        "uptime": m.uptime,
+        "response_time": m.response_time,
+        "network_rx": m.network_rx,
+        "network_tx": m.network_tx,
+        "disk_io_read": m.disk_io_read,
+        "disk_io_write": m.disk_io_write,
+        "network_rx_rate": rates[0],
+        "network_tx_rate": rates[1],
+        "disk_io_read_rate": rates[2],
+        "disk_io_write_rate": rates[3],
+    })
+}
+
+/// Stores one report (its `seq` is known to be new). Returns its rates.
+async fn insert_report(
+    conn: &mut SqliteConnection,
+    server: ServerId,
+    report: &Report,
+    received_at: i64,
+) -> StoreResult<[Option<f64>; 4]> {
+    let m = &report.metrics;
+    let current = Neighbour {
+        id: 0,
+        at: report.timestamp,
+        uptime: m.uptime,
+        counters: [m.network_rx, m.network_tx, m.disk_io_read, m.disk_io_write],
+    };
+    let before = neighbour_before(conn, server, report.timestamp).await?;
+    let own_rates = rates(before.as_ref(), &current);
+    sqlx::query(
+        "INSERT INTO performance_logs (server_id, seq, agent_time, received_at, cpu_usage, ram_usage, disk_usage, \
+         load_average, uptime, response_time, network_rx, network_tx, disk_io_read, disk_io_write, \
+         network_rx_rate, network_tx_rate, disk_io_read_rate, disk_io_write_rate, raw) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(server)
+    .bind(to_i64(report.seq))
+    .bind(report.timestamp)
+    .bind(received_at)
+    .bind(m.cpu_usage.map(|p| p.get()))
+    .bind(m.memory_usage.map(|p| p.get()))
+    .bind(m.disk_usage.map(|p| p.get()))
+    .bind(m.load_average)
+    .bind(to_i64(m.uptime))
+    .bind(m.response_time)
+    .bind(to_i64(m.network_rx))
+    .bind(to_i64(m.network_tx))
+    .bind(to_i64(m.disk_io_read))
+    .bind(to_i64(m.disk_io_write))
+    .bind(own_rates[0])
+    .bind(own_rates[1])
+    .bind(own_rates[2])
+    .bind(own_rates[3])
+    .bind(report.raw.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+
+    // A replayed report can land between two stored ones: the later one's rates were
+    // computed across the gap and are now measured against this report instead.
+    if let Some(after) = neighbour_after(conn, server, report.timestamp).await? {
+        let fixed = rates(Some(&current), &after);
+        sqlx::query(
+            "UPDATE performance_logs SET network_rx_rate = ?, network_tx_rate = ?, \
+             disk_io_read_rate = ?, disk_io_write_rate = ? WHERE id = ?",
+        )
+        .bind(fixed[0])
+        .bind(fixed[1])
+        .bind(fixed[2])
+        .bind(fixed[3])
+        .bind(after.id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
+    Ok(own_rates)
+}
+
+/// Updates service states from a report; a status change is kept in the history and
+/// the event log. Reports older than a unit's last update do not roll its state back.
+async fn apply_services(conn: &mut SqliteConnection, server: ServerId, report: &Report) -> StoreResult<()> {
+    for service in &report.services {
+        let existing = sqlx::query("SELECT status, updated_at FROM service_states WHERE server_id = ? AND name = ?")
+            .bind(server)
+            .bind(&service.name)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        let status = service.status.as_str();
+        let details = service.details.to_string();
+        match existing {
+            Some(row) => {
+                let old: String = row.try_get("status").map_err(db)?;
+                let updated_at: i64 = row.try_get("updated_at").map_err(db)?;
+                if report.timestamp < updated_at {
+                    continue;
+                }
+                let changed = old != status;
+                sqlx::query(
+                    "UPDATE service_states SET status = ?, sub_state = ?, details = ?, updated_at = ?, \
+                     since = CASE WHEN ? THEN ? ELSE since END WHERE server_id = ? AND name = ?",
+                )
+                .bind(status)
+                .bind(&service.sub_state)
+                .bind(&details)
+                .bind(report.timestamp)
+                .bind(changed)
+                .bind(report.timestamp)
+                .bind(server)
+                .bind(&service.name)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+                if changed {
+                    record_service_change(conn, server, &service.name, Some(&old), status, report.timestamp).await?;
+                }
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO service_states (server_id, name, status, sub_state, since, updated_at, details) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(server)
+                .bind(&service.name)
+                .bind(status)
+                .bind(&service.sub_state)
+                .bind(report.timestamp)
+                .bind(report.timestamp)
+                .bind(&details)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+                record_service_change(conn, server, &service.name, None, status, report.timestamp).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn record_service_change(
+    conn: &mut SqliteConnection,
+    server: ServerId,
+    name: &str,
+    from: Option<&str>,
+    to: &str,
+    at: i64,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO service_history (server_id, name, from_status, to_status, at) VALUES (?, ?, ?, ?, ?)")
+        .bind(server)
+        .bind(name)
+        .bind(from)
+        .bind(to)
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    // First sightings of healthy units are history, not news.
+    if from.is_none() && to != "failed" {
+        return Ok(());
+    }
+    let severity = if to == "failed" { Severity::Error } else { Severity::Info };
+    let message = match from {
+        Some(from) => format!("service {name} changed from {from} to {to}"),
+        None => format!("service {name} is {to}"),
+    };
+    record_event(
+        conn,
+        Some(server),
+        EventKind::ServiceStatus,
+        severity,
+        &message,
+        json!({"service": name, "from": from, "to": to}),
+        at,
+    )
+    .await
+}
+
+/// Makes `credentials` the server's agent and records who it says it is.
+async fn install_agent(
+    conn: &mut SqliteConnection,
+    server: ServerId,
+    credentials: &AgentCredentials,
+    profile: &AgentProfile,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE servers SET agent_id = ?, agent_token = ?, agent_enabled = 1, agent_status = 'active', \
+         hostname = ?, agent_version = ?, agent_config = ?, agent_last_contact = ? WHERE id = ?",
+    )
+    .bind(&credentials.agent_id)
+    .bind(credentials.token.to_hex())
+    .bind(&profile.hostname)
+    .bind(&profile.agent_version)
+    .bind(profile.system_info.to_string())
+    .bind(now)
+    .bind(server)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_server(&self, new: NewServer, enrollment: EnrollmentGrant, now: i64) -> StoreResult<Server> {
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query("INSERT INTO servers (name, ip, created_at) VALUES (?, ?, ?) RETURNING id")
+            .bind(&new.name)
+            .bind(new.ip.to_canonical().to_string())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?
+            .try_get("id")
+            .map_err(db)?;
+        insert_enrollment(&mut tx, id, &enrollment, now).await?;
+        record_event(
+            &mut tx,
+            Some(id),
+            EventKind::ServerAdded,
+            Severity::Info,
+            &format!("server {} added", new.name),
+            json!({"name": new.name, "ip": new.ip.to_string()}),
+            now,
+        )
+        .await?;
+        let server = Self::server_in(&mut tx, id).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(server)
+    }
+
+    async fn list_servers(&self) -> StoreResult<Vec<Server>> {
+        let sql = "SELECT id, name, ip, created_at, hostname, agent_enabled, agent_id, agent_status, \
+             agent_version, agent_last_heartbeat, agent_last_contact, agent_config, last_metrics, last_metrics_at \
+             FROM servers ORDER BY id";
+        let found = sqlx::query(sql).fetch_all(&self.reader).await.map_err(db)?;
+        found.iter().map(rows::server).collect()
+    }
+
+    async fn get_server(&self, id: ServerId) -> StoreResult<Server> {
+        let mut conn = self.reader.acquire().await.map_err(db)?;
+        Self::server_in(&mut conn, id).await
+    }
+
+    async fn update_server(&self, id: ServerId, patch: ServerPatch, now: i64) -> StoreResult<Server> {
+        let mut tx = self.begin().await?;
+        let before = Self::server_in(&mut tx, id).await?;
+        sqlx::query(
+            "UPDATE servers SET name = COALESCE(?, name), ip = COALESCE(?, ip), \
+             agent_enabled = COALESCE(?, agent_enabled) WHERE id = ?",
+        )
+        .bind(&patch.name)
+        .bind(patch.ip.map(|ip| ip.to_canonical().to_string()))
+        .bind(patch.agent_enabled)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let after = Self::server_in(&mut tx, id).await?;
+        record_event(
+            &mut tx,
+            Some(id),
+            EventKind::ServerUpdated,
+            Severity::Info,
+            &format!("server {} updated", after.name),
+            json!({
+                "name": [before.name, after.name],
+                "ip": [before.ip.to_string(), after.ip.to_string()],
+                "agent_enabled": [before.agent_enabled, after.agent_enabled],
+            }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(after)
+    }
+
+    async fn delete_server(&self, id: ServerId, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let server = Self::server_in(&mut tx, id).await?;
+        sqlx::query("DELETE FROM servers WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        record_event(
+            &mut tx,
+            None,
+            EventKind::ServerRemoved,
+            Severity::Info,
+            &format!("server {} removed", server.name),
+            json!({"server_id": id, "name": server.name, "ip": server.ip.to_string()}),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn add_enrollment(&self, id: ServerId, enrollment: EnrollmentGrant, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        Self::server_in(&mut tx, id).await?;
+        insert_enrollment(&mut tx, id, &enrollment, now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn set_agent_credentials(&self, id: ServerId, credentials: AgentCredentials, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let server = Self::server_in(&mut tx, id).await?;
+        sqlx::query("UPDATE servers SET agent_id = ?, agent_token = ?, agent_enabled = 1 WHERE id = ?")
+            .bind(&credentials.agent_id)
+            .bind(credentials.token.to_hex())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        record_event(
+            &mut tx,
+            Some(id),
+            EventKind::CredentialsIssued,
+            Severity::Info,
+            &format!("agent credentials issued for {}", server.name),
+            json!({"agent_id": credentials.agent_id, "replaced": server.agent_id}),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn register_agent(&self, way: RegistrationWay, profile: AgentProfile, now: i64) -> StoreResult<RegisterOutcome> {
+        let mut tx = self.begin().await?;
+        let (server_id, agent_id, issued_token, how) = match &way {
+            RegistrationWay::Enrollment { token, fresh } => {
+                let row = sqlx::query("SELECT id, server_id, expires_at, used_at FROM enrollment_tokens WHERE token = ?")
+                    .bind(token.to_hex())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let Some(row) = row else {
+                    return Ok(RegisterOutcome::EnrollmentRefused);
+                };
+                let used_at: Option<i64> = row.try_get("used_at").map_err(db)?;
+                let expires_at: i64 = row.try_get("expires_at").map_err(db)?;
+                if used_at.is_some() || expires_at <= now {
+                    return Ok(RegisterOutcome::EnrollmentRefused);
+                }
+                let enrollment_id: i64 = row.try_get("id").map_err(db)?;
+                let server_id: i64 = row.try_get("server_id").map_err(db)?;
+                sqlx::query("UPDATE enrollment_tokens SET used_at = ? WHERE id = ?")
+                    .bind(now)
+                    .bind(enrollment_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                install_agent(&mut tx, server_id, fresh, &profile, now).await?;
+                (server_id, fresh.agent_id.clone(), true, "enrollment token")
+            }
+            RegistrationWay::ExistingAgent { token } => {
+                let row = sqlx::query("SELECT id, agent_id, agent_token FROM servers WHERE agent_token = ? AND agent_enabled = 1")
+                    .bind(token.to_hex())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let Some(row) = row else {
+                    return Ok(RegisterOutcome::NoMatch);
+                };
+                let stored: String = row.try_get("agent_token").map_err(db)?;
+                let stored = rows::digest(&stored)?;
+                if stored != *token {
+                    return Ok(RegisterOutcome::NoMatch);
+                }
+                let server_id: i64 = row.try_get("id").map_err(db)?;
+                let agent_id: String = row.try_get("agent_id").map_err(db)?;
+                let credentials = AgentCredentials { agent_id: agent_id.clone(), token: stored };
+                install_agent(&mut tx, server_id, &credentials, &profile, now).await?;
+                (server_id, agent_id, false, "existing credentials")
+            }
+            RegistrationWay::ServerIp { ip, fresh } => {
+                let candidates = sqlx::query("SELECT id, agent_status, agent_enabled FROM servers WHERE ip = ? ORDER BY id")
+                    .bind(ip.to_canonical().to_string())
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let mut saw_active = false;
+                let mut chosen = None;
+                for row in &candidates {
+                    let status: String = row.try_get("agent_status").map_err(db)?;
+                    let enabled: i64 = row.try_get("agent_enabled").map_err(db)?;
+                    if status == AgentStatus::Active.as_str() {
+                        saw_active = true;
+                    } else if enabled != 0 && chosen.is_none() {
+                        chosen = Some(row.try_get::<i64, _>("id").map_err(db)?);
+                    }
+                }
+                let Some(server_id) = chosen else {
+                    return Ok(if saw_active { RegisterOutcome::AgentActive } else { RegisterOutcome::NoMatch });
+                };
+                install_agent(&mut tx, server_id, fresh, &profile, now).await?;
+                (server_id, fresh.agent_id.clone(), true, "server address")
+            }
+        };
+        record_event(
+            &mut tx,
+            Some(server_id),
+            EventKind::AgentRegistered,
+            Severity::Info,
+            &format!("agent {agent_id} registered from {} by {how}", profile.hostname),
+            json!({"agent_id": agent_id, "hostname": profile.hostname, "agent_version": profile.agent_version, "by": how}),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(RegisterOutcome::Registered { server_id, agent_id, issued_token })
+    }
+
+    async fn agent_identity(&self, agent_id: &str) -> StoreResult<Option<AgentIdentity>> {
+        let row = sqlx::query("SELECT id, agent_id, agent_token, agent_enabled FROM servers WHERE agent_id = ?")
+            .bind(agent_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let token: Option<String> = row.try_get("agent_token").map_err(db)?;
+        let Some(token) = token else { return Ok(None) };
+        Ok(Some(AgentIdentity {
+            server_id: row.try_get("id").map_err(db)?,
+            agent_id: row.try_get("agent_id").map_err(db)?,
+            token: rows::digest(&token)?,
+            enabled: row.try_get::<i64, _>("agent_enabled").map_err(db)? != 0,
+        }))
+    }
+
+    async fn store_reports(&self, server: ServerId, reports: &[Report], received_at: i64) -> StoreResult<IngestOutcome> {
+        let mut tx = self.begin().await?;
+        let mut outcome = IngestOutcome::default();
+        let last_at: Option<i64> = sqlx::query("SELECT last_metrics_at FROM servers WHERE id = ?")
+            .bind(server)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .ok_or(StoreError::NotFound)?
+            .try_get("last_metrics_at")
+            .map_err(db)?;
+        let mut newest: Option<(i64, Value)> = None;
+        for report in reports {
+            if let Some(seq) = report.seq {
+                let seen = sqlx::query("SELECT 1 FROM performance_logs WHERE server_id = ? AND seq = ?")
+                    .bind(server)
+                    .bind(to_i64(Some(seq)))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if seen.is_some() {
+                    outcome.duplicate_seqs.push(seq);
+                    continue;
+                }
+            }
+            let report_rates = insert_report(&mut tx, server, report, received_at).await?;
+            apply_services(&mut tx, server, report).await?;
+            outcome.stored += 1;
+            outcome.stored_seqs.extend(report.seq);
+            let newer_than_stored = last_at.is_none_or(|at| report.timestamp >= at);
+            let newer_than_batch = newest.as_ref().is_none_or(|(at, _)| report.timestamp >= *at);
+            if newer_than_stored && newer_than_batch {
+                newest = Some((report.timestamp, last_metrics_json(report, &report_rates)));
+            }
+        }
+        if let Some((at, metrics)) = newest {
+            sqlx::query("UPDATE servers SET last_metrics = ?, last_metrics_at = ? WHERE id = ?")
+                .bind(metrics.to_string())
+                .bind(at)
+                .bind(server)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        mark_contact(&mut tx, server, received_at).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(outcome)
+    }
+
+    async fn record_heartbeat(&self, server: ServerId, contact: AgentContact, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE servers SET agent_last_heartbeat = ? WHERE id = ?")
+            .bind(now)
+            .bind(server)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        mark_contact(&mut tx, server, now).await?;
+        if contact.status.is_some() || contact.config_version.is_some() {
+            sqlx::query("UPDATE servers SET agent_config = json_set(agent_config, '$.heartbeat', json(?)) WHERE id = ?")
+                .bind(json!({"status": contact.status, "config_version": contact.config_version}).to_string())
+                .bind(server)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn store_agent_alerts(&self, server: ServerId, alerts: &[AgentAlert], now: i64) -> StoreResult<Vec<AlertId>> {
+        let mut tx = self.begin().await?;
+        let mut ids = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            let id: i64 = sqlx::query(
+                "INSERT INTO alerts (server_id, source, type, severity, message, details, host_time, created_at) \
+                 VALUES (?, 'agent', ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(server)
+            .bind(&alert.kind)
+            .bind(alert.severity.as_str())
+            .bind(&alert.message)
+            .bind(alert.details.to_string())
+            .bind(alert.host_time)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?
+            .try_get("id")
+            .map_err(db)?;
+            record_event(
+                &mut tx,
+                Some(server),
+                EventKind::AgentAlert,
+                alert.severity,
+                &alert.message,
+                json!({"alert_id": id, "type": alert.kind, "details": alert.details}),
+                now,
+            )
+            .await?;
+            ids.push(id);
+        }
+        mark_contact(&mut tx, server, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(ids)
+    }
+
+    async fn mark_silent_agents(&self, now: i64, offline_after_ms: i64) -> StoreResult<Vec<ServerId>> {
+        let mut tx = self.begin().await?;
+        let silent = sqlx::query(
+            "UPDATE servers SET agent_status = 'disconnected' \
+             WHERE agent_status = 'active' AND agent_enabled = 1 AND COALESCE(agent_last_contact, 0) < ? \
+             RETURNING id, name, agent_last_contact",
+        )
+        .bind(now.saturating_sub(offline_after_ms))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut ids = Vec::with_capacity(silent.len());
+        for row in &silent {
+            let id: i64 = row.try_get("id").map_err(db)?;
+            let name: String = row.try_get("name").map_err(db)?;
+            let last: Option<i64> = row.try_get("agent_last_contact").map_err(db)?;
+            record_event(
+                &mut tx,
+                Some(id),
+                EventKind::AgentStatus,
+                Severity::Warning,
+                &format!("agent of {name} is disconnected"),
+                json!({"from": "active", "to": "disconnected", "last_contact": last}),
+                now,
+            )
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await.map_err(db)?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn enqueue_command(&self, server: ServerId, command: NewCommand, now: i64) -> StoreResult<CommandRecord> {
+        let mut tx = self.begin().await?;
+        Self::server_in(&mut tx, server).await?;
+        sqlx::query(
+            "INSERT INTO commands (id, server_id, type, args, issued_at, expires_at, issued_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&command.id)
+        .bind(server)
+        .bind(command.kind.as_str())
+        .bind(command.args.to_string())
+        .bind(now)
+        .bind(command.expires_at)
+        .bind(&command.issued_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        record_event(
+            &mut tx,
+            Some(server),
+            EventKind::CommandEnqueued,
+            Severity::Info,
+            &format!("command {} queued by {}", command.kind.as_str(), command.issued_by),
+            json!({"command_id": command.id, "type": command.kind, "args": command.args}),
+            now,
+        )
+        .await?;
+        let row = sqlx::query("SELECT * FROM commands WHERE id = ?")
+            .bind(&command.id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let record = rows::command(&row)?;
+        tx.commit().await.map_err(db)?;
+        Ok(record)
+    }
+
+    async fn pending_commands(&self, server: ServerId, now: i64) -> StoreResult<Vec<CommandRecord>> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE commands SET state = 'delivered', delivered_at = ? \
+             WHERE server_id = ? AND state = 'pending' AND expires_at > ?",
+        )
+        .bind(now)
+        .bind(server)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let found = sqlx::query(
+            "SELECT * FROM commands WHERE server_id = ? AND state = 'delivered' AND expires_at > ? ORDER BY issued_at, id",
+        )
+        .bind(server)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let commands = found.iter().map(rows::command).collect::<StoreResult<Vec<_>>>()?;
+        mark_contact(&mut tx, server, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(commands)
+    }
+
+    async fn ack_command(&self, server: ServerId, command_id: &str, ack: &CommandAck, now: i64) -> StoreResult<AckOutcome> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT state, type FROM commands WHERE id = ? AND server_id = ?")
+            .bind(command_id)
+            .bind(server)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let Some(row) = row else {
+            return Ok(AckOutcome::UnknownCommand);
+        };
+        let state: String = row.try_get("state").map_err(db)?;
+        let kind: String = row.try_get("type").map_err(db)?;
+        if !matches!(state.as_str(), "pending" | "delivered") {
+            mark_contact(&mut tx, server, now).await?;
+            tx.commit().await.map_err(db)?;
+            return Ok(AckOutcome::Duplicate);
+        }
+        let new_state = CommandState::from_ack(ack.status);
+        sqlx::query(
+            "UPDATE commands SET state = ?, acked_at = ?, output = ?, exit_code = ?, host_time = ? WHERE id = ?",
+        )
+        .bind(new_state.as_str())
+        .bind(now)
+        .bind(&ack.output)
+        .bind(ack.exit_code)
+        .bind(ack.host_time)
+        .bind(command_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let severity = match new_state {
+            CommandState::Succeeded => Severity::Info,
+            _ => Severity::Warning,
+        };
+        record_event(
+            &mut tx,
+            Some(server),
+            EventKind::CommandAcked,
+            severity,
+            &format!("command {kind} {}", new_state.as_str()),
+            json!({"command_id": command_id, "status": new_state, "exit_code": ack.exit_code}),
+            now,
+        )
+        .await?;
+        mark_contact(&mut tx, server, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(AckOutcome::Recorded)
+    }
+
+    async fn list_commands(&self, server: ServerId, limit: u32) -> StoreResult<Vec<CommandRecord>> {
+        let found = sqlx::query("SELECT * FROM commands WHERE server_id = ? ORDER BY issued_at DESC, id LIMIT ?")
+            .bind(server)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        found.iter().map(rows::command).collect()
+    }
+
+    async fn metrics_history(&self, server: ServerId, from: i64, to: i64, limit: u32) -> StoreResult<Vec<Sample>> {
+        let found = sqlx::query(
+            "SELECT * FROM performance_logs WHERE server_id = ? AND agent_time BETWEEN ? AND ? \
+             ORDER BY agent_time, id LIMIT ?",
+        )
+        .bind(server)
+        .bind(from)
+        .bind(to)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        found.iter().map(rows::sample).collect()
+    }
+
+    async fn services(&self, server: ServerId) -> StoreResult<Vec<ServiceRecord>> {
+        let found = sqlx::query("SELECT * FROM service_states WHERE server_id = ? ORDER BY name")
+            .bind(server)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        found.iter().map(rows::service).collect()
+    }
+
+    async fn service_history(&self, server: ServerId, limit: u32) -> StoreResult<Vec<ServiceChange>> {
+        let found = sqlx::query("SELECT * FROM service_history WHERE server_id = ? ORDER BY id DESC LIMIT ?")
+            .bind(server)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        found.iter().map(rows::service_change).collect()
+    }
+
+    async fn alerts(&self, query: AlertQuery) -> StoreResult<Vec<AlertRecord>> {
+        let found = sqlx::query("SELECT * FROM alerts WHERE (? IS NULL OR server_id = ?) ORDER BY id DESC LIMIT ?")
+            .bind(query.server_id)
+            .bind(query.server_id)
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        found.iter().map(rows::alert).collect()
+    }
+
+    async fn events(&self, query: EventQuery) -> StoreResult<Vec<EventRecord>> {
+        let found = sqlx::query(
+            "SELECT * FROM events WHERE (? IS NULL OR server_id = ?) AND (? IS NULL OR kind = ?) \
+             AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+        )
+        .bind(query.server_id)
+        .bind(query.server_id)
+        .bind(query.kind.map(EventKind::as_str))
+        .bind(query.kind.map(EventKind::as_str))
+        .bind(query.before_id)
+        .bind(query.before_id)
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        found.iter().map(rows::event).collect()
+    }
+
+    async fn create_user(&self, new: NewUser, now: i64) -> StoreResult<User> {
+        let row = sqlx::query(
+            "INSERT INTO users (email, role, password_hash, created_at) VALUES (?, ?, ?, ?) \
+             RETURNING id, email, role, created_at",
+        )
+        .bind(&new.email)
+        .bind(new.role.as_str())
+        .bind(&new.password_hash)
+        .bind(now)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(db)?;
+        rows::user(&row)
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let found = sqlx::query("SELECT id, email, role, created_at FROM users ORDER BY id")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        found.iter().map(rows::user).collect()
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserWithPassword>> {
+        let row = sqlx::query("SELECT id, email, role, created_at, password_hash FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?;
+        row.map(|row| {
+            Ok(UserWithPassword {
+                user: rows::user(&row)?,
+                password_hash: row.try_get("password_hash").map_err(db)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn create_api_token(&self, new: NewApiToken, now: i64) -> StoreResult<ApiToken> {
+        let row = sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, name, secret, created_at) VALUES (?, ?, ?, ?, ?) \
+             RETURNING id, user_id, name, created_at, last_used_at",
+        )
+        .bind(&new.id)
+        .bind(new.user_id)
+        .bind(&new.name)
+        .bind(new.secret.to_hex())
+        .bind(now)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|e| match db(e) {
+            StoreError::Backend(msg) if msg.contains("FOREIGN KEY") => StoreError::NotFound,
+            other => other,
+        })?;
+        rows::api_token(&row)
+    }
+
+    async fn api_token(&self, token_id: &str) -> StoreResult<Option<(ApiTokenSecret, User)>> {
+        let row = sqlx::query(
+            "SELECT t.id, t.user_id, t.name, t.created_at, t.last_used_at, t.secret, \
+                    u.email, u.role, u.created_at AS user_created_at \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.id = ? AND t.revoked_at IS NULL",
+        )
+        .bind(token_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let secret: String = row.try_get("secret").map_err(db)?;
+        let role: String = row.try_get("role").map_err(db)?;
+        let token = rows::api_token(&row)?;
+        let user = User {
+            id: token.user_id,
+            email: row.try_get("email").map_err(db)?,
+            role: serverpulse_domain::Role::parse(&role)
+                .ok_or_else(|| StoreError::Corrupt(format!("role: {role:?}")))?,
+            created_at: row.try_get("user_created_at").map_err(db)?,
+        };
+        Ok(Some((ApiTokenSecret { token, secret: rows::digest(&secret)? }, user)))
+    }
+
+    async fn touch_api_token(&self, token_id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(token_id)
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+async fn insert_enrollment(
+    conn: &mut SqliteConnection,
+    server: ServerId,
+    enrollment: &EnrollmentGrant,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO enrollment_tokens (server_id, token, created_at, expires_at) VALUES (?, ?, ?, ?)")
+        .bind(server)
+        .bind(enrollment.token.to_hex())
+        .bind(now)
+        .bind(enrollment.expires_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}

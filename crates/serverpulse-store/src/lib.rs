@@ -1,0 +1,106 @@
+//! The storage contract of the ServerPulse hub.
+//!
+//! The hub talks to its database only through [`Store`]. Each method is one atomic unit
+//! of work: it commits completely or leaves nothing behind, which is what lets the hub
+//! promise that a report it acknowledged is kept and a refused one left no trace.
+//! Backends live in their own crates (`serverpulse-store-sqlite`, …) and prove themselves
+//! against the [`contract`] suite.
+
+#[cfg(feature = "contract")]
+pub mod contract;
+pub mod model;
+
+use async_trait::async_trait;
+use serverpulse_domain::TokenDigest;
+use serverpulse_proto::alert::AgentAlert;
+use serverpulse_proto::command::CommandAck;
+use serverpulse_proto::report::Report;
+
+pub use model::*;
+
+/// What can go wrong below the hub. Deliberately small: callers decide status codes
+/// from these four cases only.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was hit (e.g. an e-mail address already in use).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Stored data that cannot be read back as the types say (a bug or manual editing).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The database itself failed (IO, locking, connection).
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the hub keeps. Times are Unix milliseconds, passed in by the caller so
+/// tests drive them with an injected clock.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- servers -------------------------------------------------------------
+
+    /// Adds a server and its first enrollment token.
+    async fn create_server(&self, new: NewServer, enrollment: EnrollmentGrant, now: i64) -> StoreResult<Server>;
+    async fn list_servers(&self) -> StoreResult<Vec<Server>>;
+    async fn get_server(&self, id: ServerId) -> StoreResult<Server>;
+    async fn update_server(&self, id: ServerId, patch: ServerPatch, now: i64) -> StoreResult<Server>;
+    /// Removes a server and everything recorded about it; its agent's token stops working.
+    async fn delete_server(&self, id: ServerId, now: i64) -> StoreResult<()>;
+    /// Mints another enrollment token for an existing server.
+    async fn add_enrollment(&self, id: ServerId, enrollment: EnrollmentGrant, now: i64) -> StoreResult<()>;
+    /// Sets (or rotates) a server's agent credentials by hand, for pre-provisioned agents.
+    async fn set_agent_credentials(&self, id: ServerId, credentials: AgentCredentials, now: i64) -> StoreResult<()>;
+
+    // --- agents --------------------------------------------------------------
+
+    /// Registers an agent by one of the protocol's three ways, atomically.
+    async fn register_agent(&self, way: RegistrationWay, profile: AgentProfile, now: i64) -> StoreResult<RegisterOutcome>;
+    /// The identity behind an agent id, for the hub to verify the token against.
+    async fn agent_identity(&self, agent_id: &str) -> StoreResult<Option<AgentIdentity>>;
+    /// Stores reports of one agent. Reports whose `seq` is already stored are skipped.
+    /// Marks the agent active (recording a reconnection if it was disconnected).
+    async fn store_reports(&self, server: ServerId, reports: &[Report], received_at: i64) -> StoreResult<IngestOutcome>;
+    async fn record_heartbeat(&self, server: ServerId, contact: AgentContact, now: i64) -> StoreResult<()>;
+    async fn store_agent_alerts(&self, server: ServerId, alerts: &[AgentAlert], now: i64) -> StoreResult<Vec<AlertId>>;
+    /// Marks every active agent silent for longer than `offline_after_ms` as disconnected.
+    async fn mark_silent_agents(&self, now: i64, offline_after_ms: i64) -> StoreResult<Vec<ServerId>>;
+
+    // --- commands ------------------------------------------------------------
+
+    async fn enqueue_command(&self, server: ServerId, command: NewCommand, now: i64) -> StoreResult<CommandRecord>;
+    /// Unexpired commands not yet acknowledged; marks them delivered.
+    async fn pending_commands(&self, server: ServerId, now: i64) -> StoreResult<Vec<CommandRecord>>;
+    async fn ack_command(&self, server: ServerId, command_id: &str, ack: &CommandAck, now: i64) -> StoreResult<AckOutcome>;
+    async fn list_commands(&self, server: ServerId, limit: u32) -> StoreResult<Vec<CommandRecord>>;
+
+    // --- history -------------------------------------------------------------
+
+    /// Samples with agent time in `[from, to]`, oldest first, at most `limit`.
+    async fn metrics_history(&self, server: ServerId, from: i64, to: i64, limit: u32) -> StoreResult<Vec<Sample>>;
+    async fn services(&self, server: ServerId) -> StoreResult<Vec<ServiceRecord>>;
+    async fn service_history(&self, server: ServerId, limit: u32) -> StoreResult<Vec<ServiceChange>>;
+    async fn alerts(&self, query: AlertQuery) -> StoreResult<Vec<AlertRecord>>;
+    /// Newest first.
+    async fn events(&self, query: EventQuery) -> StoreResult<Vec<EventRecord>>;
+
+    // --- users and API tokens ------------------------------------------------
+
+    async fn create_user(&self, new: NewUser, now: i64) -> StoreResult<User>;
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserWithPassword>>;
+    async fn create_api_token(&self, new: NewApiToken, now: i64) -> StoreResult<ApiToken>;
+    /// The token with this public id and its owner, if neither is revoked.
+    async fn api_token(&self, token_id: &str) -> StoreResult<Option<(ApiTokenSecret, User)>>;
+    async fn touch_api_token(&self, token_id: &str, now: i64) -> StoreResult<()>;
+}
+
+/// An agent's secret as stored: only its digest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentCredentials {
+    pub agent_id: String,
+    pub token: TokenDigest,
+}

@@ -1,0 +1,379 @@
+//! The records the store takes and returns: plain data, already validated.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde_json::Value;
+use serverpulse_domain::{AgentStatus, Role, TokenDigest};
+use serverpulse_proto::alert::Severity;
+use serverpulse_proto::command::{AckStatus, CommandType};
+use serverpulse_proto::service::ServiceStatus;
+
+use crate::AgentCredentials;
+
+pub type ServerId = i64;
+pub type AlertId = i64;
+pub type UserId = i64;
+
+/// A monitored server and the state of its agent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Server {
+    pub id: ServerId,
+    pub name: String,
+    pub ip: IpAddr,
+    pub created_at: i64,
+    /// Hostname the agent reported.
+    pub hostname: Option<String>,
+    pub agent_enabled: bool,
+    pub agent_id: Option<String>,
+    pub agent_status: AgentStatus,
+    pub agent_version: Option<String>,
+    pub agent_last_heartbeat: Option<i64>,
+    /// Last time anything (report, heartbeat, alert, command poll) came from the agent.
+    pub agent_last_contact: Option<i64>,
+    /// System info the agent registered with.
+    pub agent_config: Value,
+    /// The flat metrics of the newest report.
+    pub last_metrics: Option<Value>,
+    pub last_metrics_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewServer {
+    pub name: String,
+    pub ip: IpAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServerPatch {
+    pub name: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub agent_enabled: Option<bool>,
+}
+
+/// A one-time enrollment token (its digest) and when it stops working.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrollmentGrant {
+    pub token: TokenDigest,
+    pub expires_at: i64,
+}
+
+/// How an agent proved which server it runs on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistrationWay {
+    /// A single-use enrollment token; `fresh` becomes the agent's credentials.
+    Enrollment { token: TokenDigest, fresh: AgentCredentials },
+    /// The bearer token of an agent that already exists.
+    ExistingAgent { token: TokenDigest },
+    /// The address the server was added with; only while it has no active agent.
+    ServerIp { ip: IpAddr, fresh: AgentCredentials },
+}
+
+/// What an agent says about itself when registering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentProfile {
+    pub hostname: String,
+    pub agent_version: Option<String>,
+    pub system_info: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegisterOutcome {
+    Registered {
+        server_id: ServerId,
+        agent_id: String,
+        /// False for pre-provisioned credentials (no new token was issued).
+        issued_token: bool,
+    },
+    /// No server matches (unknown IP, unknown bearer token).
+    NoMatch,
+    /// The enrollment token is unknown, used or expired.
+    EnrollmentRefused,
+    /// The server's agent is active; taking it over by IP is not allowed.
+    AgentActive,
+}
+
+/// Who an agent id belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentIdentity {
+    pub server_id: ServerId,
+    pub agent_id: String,
+    pub token: TokenDigest,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct IngestOutcome {
+    pub stored_seqs: Vec<u64>,
+    pub duplicate_seqs: Vec<u64>,
+    /// Reports stored, with or without `seq`.
+    pub stored: usize,
+}
+
+/// A heartbeat's content.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AgentContact {
+    pub status: Option<String>,
+    pub config_version: Option<u64>,
+}
+
+/// One stored report, as the history API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sample {
+    pub seq: Option<u64>,
+    /// Agent time.
+    pub at: i64,
+    pub received_at: i64,
+    pub cpu_usage: Option<f64>,
+    pub memory_usage: Option<f64>,
+    pub disk_usage: Option<f64>,
+    pub load_average: Option<f64>,
+    pub uptime: Option<u64>,
+    pub response_time: Option<f64>,
+    pub network_rx: Option<u64>,
+    pub network_tx: Option<u64>,
+    pub disk_io_read: Option<u64>,
+    pub disk_io_write: Option<u64>,
+    /// Bytes per second since the previous report, where one can be known.
+    pub network_rx_rate: Option<f64>,
+    pub network_tx_rate: Option<f64>,
+    pub disk_io_read_rate: Option<f64>,
+    pub disk_io_write_rate: Option<f64>,
+    /// The report as received.
+    pub raw: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceRecord {
+    pub name: String,
+    pub status: ServiceStatus,
+    pub sub_state: Option<String>,
+    /// When the unit entered this status (as first seen by the hub).
+    pub since: i64,
+    pub updated_at: i64,
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceChange {
+    pub name: String,
+    pub from: Option<ServiceStatus>,
+    pub to: ServiceStatus,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRecord {
+    pub id: AlertId,
+    pub server_id: ServerId,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub severity: Severity,
+    pub message: String,
+    pub details: Value,
+    pub host_time: Option<i64>,
+    pub created_at: i64,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AlertQuery {
+    pub server_id: Option<ServerId>,
+    pub limit: u32,
+}
+
+/// Kinds of entries in the unified event log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    ServerAdded,
+    ServerUpdated,
+    ServerRemoved,
+    CredentialsIssued,
+    AgentRegistered,
+    AgentStatus,
+    AgentAlert,
+    ServiceStatus,
+    CommandEnqueued,
+    CommandAcked,
+}
+
+impl EventKind {
+    pub const ALL: [Self; 10] = [
+        Self::ServerAdded,
+        Self::ServerUpdated,
+        Self::ServerRemoved,
+        Self::CredentialsIssued,
+        Self::AgentRegistered,
+        Self::AgentStatus,
+        Self::AgentAlert,
+        Self::ServiceStatus,
+        Self::CommandEnqueued,
+        Self::CommandAcked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServerAdded => "server_added",
+            Self::ServerUpdated => "server_updated",
+            Self::ServerRemoved => "server_removed",
+            Self::CredentialsIssued => "credentials_issued",
+            Self::AgentRegistered => "agent_registered",
+            Self::AgentStatus => "agent_status",
+            Self::AgentAlert => "agent_alert",
+            Self::ServiceStatus => "service_status",
+            Self::CommandEnqueued => "command_enqueued",
+            Self::CommandAcked => "command_acked",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == word)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    pub id: i64,
+    /// `None` once the server was removed, or for fleet-wide events.
+    pub server_id: Option<ServerId>,
+    pub kind: EventKind,
+    pub severity: Severity,
+    pub message: String,
+    pub details: Value,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventQuery {
+    pub server_id: Option<ServerId>,
+    pub kind: Option<EventKind>,
+    /// Only events with an id below this (for paging backwards).
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCommand {
+    pub id: String,
+    pub kind: CommandType,
+    pub args: Value,
+    pub expires_at: i64,
+    pub issued_by: String,
+}
+
+/// Where a command is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandState {
+    Pending,
+    Delivered,
+    Succeeded,
+    Failed,
+    Rejected,
+}
+
+impl CommandState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "succeeded" => Some(Self::Succeeded),
+            "failed" => Some(Self::Failed),
+            "rejected" => Some(Self::Rejected),
+            _ => None,
+        }
+    }
+
+    pub fn from_ack(status: AckStatus) -> Self {
+        match status {
+            AckStatus::Succeeded => Self::Succeeded,
+            AckStatus::Failed => Self::Failed,
+            AckStatus::Rejected => Self::Rejected,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandRecord {
+    pub id: String,
+    pub server_id: ServerId,
+    #[serde(rename = "type")]
+    pub kind: CommandType,
+    pub args: Value,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub issued_by: String,
+    pub state: CommandState,
+    pub delivered_at: Option<i64>,
+    pub acked_at: Option<i64>,
+    pub output: Option<String>,
+    pub exit_code: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    Recorded,
+    /// Acknowledged before; the first acknowledgement stands.
+    Duplicate,
+    /// No such command for this server.
+    UnknownCommand,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub role: Role,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserWithPassword {
+    pub user: User,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewUser {
+    pub email: String,
+    pub role: Role,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewApiToken {
+    /// The public half of the token, used to find it.
+    pub id: String,
+    pub user_id: UserId,
+    pub name: String,
+    pub secret: TokenDigest,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub user_id: UserId,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// A token record with the digest to verify a presented secret against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiTokenSecret {
+    pub token: ApiToken,
+    pub secret: TokenDigest,
+}
