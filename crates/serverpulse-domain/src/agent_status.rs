@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// `inactive` until an agent first registers; `active` while it reports;
 /// `disconnected` once it has been silent for longer than `offline_after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
     Inactive,

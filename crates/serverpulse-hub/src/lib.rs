@@ -1,1 +1,19 @@
-//! placeholder
+//! The ServerPulse hub as a library: the `serverpulse` binary is a thin shell around
+//! [`cli::run`], and the integration tests start the same [`app`] on `127.0.0.1:0`.
+//!
+//! Data flows one way: decode and authenticate ([`body`], [`auth`]) → validate
+//! (`serverpulse-proto`) → store atomically (`serverpulse-store`) → answer. Background
+//! work ([`sweeper`]) runs as single-step functions driven by a [`clock::Clock`].
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod openapi;
+pub mod passwords;
+pub mod routes;
+pub mod sweeper;

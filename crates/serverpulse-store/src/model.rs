@@ -17,9 +17,11 @@ pub type UserId = i64;
 
 /// A monitored server and the state of its agent.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Server {
     pub id: ServerId,
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub ip: IpAddr,
     pub created_at: i64,
     /// Hostname the agent reported.
@@ -32,8 +34,10 @@ pub struct Server {
     /// Last time anything (report, heartbeat, alert, command poll) came from the agent.
     pub agent_last_contact: Option<i64>,
     /// System info the agent registered with.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub agent_config: Value,
     /// The flat metrics of the newest report.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub last_metrics: Option<Value>,
     pub last_metrics_at: Option<i64>,
 }
@@ -103,6 +107,7 @@ pub struct AgentIdentity {
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IngestOutcome {
     pub stored_seqs: Vec<u64>,
     pub duplicate_seqs: Vec<u64>,
@@ -119,6 +124,7 @@ pub struct AgentContact {
 
 /// One stored report, as the history API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Sample {
     pub seq: Option<u64>,
     /// Agent time.
@@ -140,10 +146,12 @@ pub struct Sample {
     pub disk_io_read_rate: Option<f64>,
     pub disk_io_write_rate: Option<f64>,
     /// The report as received.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub raw: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceRecord {
     pub name: String,
     pub status: ServiceStatus,
@@ -151,10 +159,12 @@ pub struct ServiceRecord {
     /// When the unit entered this status (as first seen by the hub).
     pub since: i64,
     pub updated_at: i64,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub details: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceChange {
     pub name: String,
     pub from: Option<ServiceStatus>,
@@ -163,6 +173,7 @@ pub struct ServiceChange {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertRecord {
     pub id: AlertId,
     pub server_id: ServerId,
@@ -171,6 +182,7 @@ pub struct AlertRecord {
     pub kind: String,
     pub severity: Severity,
     pub message: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub details: Value,
     pub host_time: Option<i64>,
     pub created_at: i64,
@@ -185,6 +197,7 @@ pub struct AlertQuery {
 
 /// Kinds of entries in the unified event log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     ServerAdded,
@@ -234,6 +247,7 @@ impl EventKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventRecord {
     pub id: i64,
     /// `None` once the server was removed, or for fleet-wide events.
@@ -241,6 +255,7 @@ pub struct EventRecord {
     pub kind: EventKind,
     pub severity: Severity,
     pub message: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub details: Value,
     pub at: i64,
 }
@@ -265,6 +280,7 @@ pub struct NewCommand {
 
 /// Where a command is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CommandState {
     Pending,
@@ -306,11 +322,13 @@ impl CommandState {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommandRecord {
     pub id: String,
     pub server_id: ServerId,
     #[serde(rename = "type")]
     pub kind: CommandType,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub args: Value,
     pub issued_at: i64,
     pub expires_at: i64,
@@ -332,6 +350,7 @@ pub enum AckOutcome {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub id: UserId,
     pub email: String,
@@ -363,6 +382,7 @@ pub struct NewApiToken {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiToken {
     pub id: String,
     pub user_id: UserId,

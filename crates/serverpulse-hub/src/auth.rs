@@ -1,0 +1,228 @@
+//! Who is calling: agents by their bearer token, people and scripts by API token with a role.
+//!
+//! Roles are capabilities. A handler that needs an operator takes an [`Operator`]
+//! argument; the only way to get one is to present a token whose user has at least that
+//! role. Failing that, the request ends with 401 (no or bad credentials) or 403 (role too
+//! low) before the handler runs.
+
+use axum::extract::FromRequestParts;
+use axum::http::{HeaderMap, header};
+use axum::http::request::Parts;
+use serverpulse_domain::{Role, Secret, TokenDigest};
+use serverpulse_store::{ServerId, User};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// The token after `Bearer `, if the header has that form.
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
+    bearer_token_from_headers(&parts.headers)
+}
+
+pub fn bearer_token_from_headers(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// An authenticated agent: the `{agent_id}` in the path owns the bearer token.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedAgent {
+    pub server_id: ServerId,
+    pub agent_id: String,
+    /// The digest of its token: the key that signs what the hub sends it.
+    pub token: TokenDigest,
+}
+
+impl FromRequestParts<AppState> for AuthenticatedAgent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let agent_id = agent_id_from_path(parts.uri.path()).ok_or(ApiError::Unauthorized)?;
+        let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
+        // Hash before looking anything up, so unknown ids and wrong tokens cost the same.
+        let presented = TokenDigest::of(token);
+        let identity = state.store.agent_identity(&agent_id).await?;
+        match identity {
+            Some(identity) if identity.enabled && identity.token == presented => Ok(Self {
+                server_id: identity.server_id,
+                agent_id: identity.agent_id,
+                token: identity.token,
+            }),
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// `/api/v1/agents/{agent_id}/…` → `agent_id` (percent-decoded).
+fn agent_id_from_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/api/v1/agents/")?;
+    let raw = rest.split('/').next()?;
+    let decoded = percent_decode(raw)?;
+    (!decoded.is_empty()).then_some(decoded)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The prefix of every API token, so leaked tokens are recognisable by scanners.
+pub const API_TOKEN_PREFIX: &str = "sp_";
+
+/// A freshly minted API token: `sp_<id>_<secret>`. Only the id and the secret's digest are stored.
+#[derive(Debug)]
+pub struct MintedApiToken {
+    pub id: String,
+    pub secret: Secret,
+}
+
+impl MintedApiToken {
+    pub fn generate() -> Result<Self, serverpulse_domain::secret::RandomnessUnavailable> {
+        let id = Secret::generate()?.expose()[..16].to_owned();
+        Ok(Self {
+            id,
+            secret: Secret::generate()?,
+        })
+    }
+
+    /// The full token as the user must present it (shown once).
+    pub fn presentable(&self) -> String {
+        format!("{API_TOKEN_PREFIX}{}_{}", self.id, self.secret.expose())
+    }
+}
+
+/// Splits `sp_<id>_<secret>`.
+fn split_api_token(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix(API_TOKEN_PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    (id.len() == 16 && secret.len() == 64).then_some((id, secret))
+}
+
+/// A person or script authenticated by API token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+}
+
+impl Caller {
+    async fn authenticate(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
+        let (id, secret) = split_api_token(token).ok_or(ApiError::Unauthorized)?;
+        let presented = TokenDigest::of(secret);
+        let Some((stored, user)) = state.store.api_token(id).await? else {
+            return Err(ApiError::Unauthorized);
+        };
+        if stored.secret != presented {
+            return Err(ApiError::Unauthorized);
+        }
+        state.store.touch_api_token(id, state.clock.now_ms()).await?;
+        Ok(Self { user })
+    }
+
+    /// How this caller is named in the event log.
+    pub fn name(&self) -> &str {
+        &self.user.email
+    }
+
+    fn require(self, needed: Role) -> Result<Self, ApiError> {
+        if self.user.role.allows(needed) {
+            Ok(self)
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this action needs the {needed} role; your token has {}",
+                self.user.role
+            )))
+        }
+    }
+}
+
+macro_rules! capability {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(Caller);
+
+        impl $name {
+            pub fn caller(&self) -> &Caller {
+                &self.0
+            }
+        }
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+                Caller::authenticate(parts, state).await?.require($role).map(Self)
+            }
+        }
+    };
+}
+
+capability!(
+    /// May read everything.
+    Viewer,
+    Role::Viewer
+);
+capability!(
+    /// May act on servers (queue commands) and read.
+    Operator,
+    Role::Operator
+);
+capability!(
+    /// May manage servers, users and tokens.
+    Admin,
+    Role::Admin
+);
+
+impl Admin {
+    /// The local console: whoever runs `serverpulse` on the hub's machine with access
+    /// to its database is an administrator already.
+    pub(crate) fn console() -> Self {
+        Self(Caller {
+            user: User {
+                id: 0,
+                email: "console".to_owned(),
+                role: Role::Admin,
+                created_at: 0,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_ids_come_from_the_path() {
+        assert_eq!(agent_id_from_path("/api/v1/agents/abc/metrics").as_deref(), Some("abc"));
+        assert_eq!(agent_id_from_path("/api/v1/agents/web%2D01/heartbeat").as_deref(), Some("web-01"));
+        assert_eq!(agent_id_from_path("/api/v1/servers/1"), None);
+        assert_eq!(agent_id_from_path("/api/v1/agents/%zz/x"), None);
+    }
+
+    #[test]
+    fn api_tokens_split() {
+        let minted = MintedApiToken::generate().unwrap();
+        let token = minted.presentable();
+        let (id, secret) = split_api_token(&token).unwrap();
+        assert_eq!(id, minted.id);
+        assert_eq!(secret, minted.secret.expose());
+        assert!(split_api_token("sp_short_x").is_none());
+        assert!(split_api_token("Bearer").is_none());
+    }
+}

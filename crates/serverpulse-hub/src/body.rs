@@ -1,0 +1,156 @@
+//! Reading request bodies and parameters so that every failure is a JSON error.
+//!
+//! Bodies are buffered up to the configured limit, inflated if sent with
+//! `Content-Encoding: gzip` (with the same limit on the inflated size, so a small bomb
+//! cannot expand without bound), checked to be UTF-8 and parsed as JSON. Unknown
+//! members are kept: validation happens in `serverpulse-proto`.
+
+use std::io::Read;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// A JSON body; `None` when the request had no body at all.
+#[derive(Debug)]
+pub struct JsonBody(pub Option<Value>);
+
+impl JsonBody {
+    /// The document, or a 400 saying a body is required.
+    pub fn required(self) -> Result<Value, ApiError> {
+        self.0
+            .ok_or_else(|| ApiError::field("body", "a JSON body is required"))
+    }
+}
+
+impl FromRequest<AppState> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.settings.body_limit;
+        let encoding = request
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection: BytesRejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge { limit }
+                } else {
+                    ApiError::field("body", &rejection.body_text())
+                }
+            })?;
+        let bytes = match encoding.as_deref() {
+            None | Some("identity") | Some("") => bytes.to_vec(),
+            Some("gzip") | Some("x-gzip") => inflate(&bytes, limit)?,
+            Some(other) => {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "Content-Encoding {other:?} is not supported; use gzip or none"
+                )));
+            }
+        };
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
+    let mut decoder = flate2::read::GzDecoder::new(compressed).take(limit as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::field("body", &format!("is not valid gzip: {e}")))?;
+    if out.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Empty (or whitespace-only) is `None`; anything else must be UTF-8 JSON.
+pub fn parse_json(bytes: &[u8]) -> Result<Option<Value>, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        ApiError::field(
+            "body",
+            &format!("must be UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+        )
+    })?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| ApiError::field("body", &format!("is not valid JSON: {e}")))
+}
+
+/// `Path` whose failures are JSON errors naming the parameter.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| Self(value))
+            .map_err(|rejection| ApiError::field("path", &rejection.body_text()))
+    }
+}
+
+/// `Query` whose failures are JSON errors naming the parameter.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection| ApiError::field("query", &rejection.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn gzip_bomb_is_refused_by_inflated_size() {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&vec![b' '; 1_000_000]).unwrap();
+        let compressed = encoder.finish().unwrap();
+        assert!(compressed.len() < 10_000);
+        assert!(matches!(
+            inflate(&compressed, 100_000),
+            Err(ApiError::PayloadTooLarge { limit: 100_000 })
+        ));
+        assert_eq!(inflate(&compressed, 1_000_000).unwrap().len(), 1_000_000);
+    }
+
+    #[test]
+    fn json_edge_cases() {
+        assert!(parse_json(b"").unwrap().is_none());
+        assert!(parse_json(b"  \n").unwrap().is_none());
+        assert!(parse_json(b"{\"a\":NaN}").is_err());
+        assert!(parse_json(b"\xff\xfe{}").is_err());
+        assert!(parse_json(b"{}").unwrap().is_some());
+    }
+}

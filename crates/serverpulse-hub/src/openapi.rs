@@ -1,0 +1,45 @@
+//! The OpenAPI document, assembled from the `#[utoipa::path]` annotations on the handlers.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{agent, log, meta, servers};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "ServerPulse hub API", description = "Agent protocol v1 and the fleet management API."),
+    paths(
+        meta::health,
+        agent::register, agent::metrics, agent::heartbeat, agent::alerts, agent::commands, agent::ack,
+        servers::list, servers::create, servers::show, servers::update, servers::remove,
+        servers::enrollment, servers::credentials, servers::metrics, servers::services,
+        servers::list_commands, servers::enqueue_command,
+        log::events, log::alerts,
+    ),
+    modifiers(&BearerSchemes),
+    tags(
+        (name = "agents", description = "Called by serverpulse-agent and compatible agents (bearer: agent token)"),
+        (name = "servers", description = "The inventory (bearer: API token; viewer reads, operator acts, admin manages)"),
+        (name = "log", description = "Events and alerts"),
+        (name = "meta", description = "About the hub"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerSchemes;
+
+impl Modify for BearerSchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for name in ["agent_token", "api_token"] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

@@ -1,0 +1,273 @@
+//! The agent protocol v1 (`shared/PROTOCOL.md`): registration and the authenticated
+//! per-agent endpoints. Dialect differences are settled in `serverpulse-proto`; here
+//! each request is authenticated, decoded, stored in one transaction, and answered.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde_json::{Map, Value};
+use serverpulse_domain::{Secret, TokenDigest};
+use serverpulse_proto::alert::decode_alerts;
+use serverpulse_proto::command::{WireCommand, decode_ack, signing_payload};
+use serverpulse_proto::heartbeat::decode_heartbeat;
+use serverpulse_proto::register::{RegisterRequest, decode_register};
+use serverpulse_proto::report::decode_metrics_body;
+use serverpulse_proto::responses::{
+    AckAccepted, AgentConfig, AlertsAccepted, HeartbeatAccepted, MetricsAccepted, PendingCommands, RegisterResponse,
+};
+use serverpulse_proto::time::format_timestamp;
+use serverpulse_store::{
+    AckOutcome, AgentContact, AgentCredentials, AgentProfile, RegisterOutcome, RegistrationWay, StoreError,
+};
+
+use crate::app::AppState;
+use crate::auth::{AuthenticatedAgent, bearer_token_from_headers};
+use crate::body::{ApiPath, JsonBody};
+use crate::error::{ApiError, ApiResult, SERVER_NOT_FOUND};
+
+fn agent_config(state: &AppState) -> AgentConfig {
+    AgentConfig {
+        collection_interval: state.settings.collection_interval_secs,
+        heartbeat_interval: state.settings.heartbeat_interval_secs,
+        metrics_enabled: true,
+    }
+}
+
+/// The server behind an authenticated agent vanished mid-request: same answer as a bad token.
+fn agent_gone(error: StoreError) -> ApiError {
+    match error {
+        StoreError::NotFound => ApiError::Unauthorized,
+        other => other.into(),
+    }
+}
+
+fn profile_of(request: &RegisterRequest) -> AgentProfile {
+    let mut info = Map::new();
+    info.insert("system_info".to_owned(), Value::Object(request.system_info.clone()));
+    if let Some(claimed) = &request.claimed_agent_id {
+        info.insert("agent_reported_id".to_owned(), Value::String(claimed.clone()));
+    }
+    if let Some(at) = request.registration_time {
+        info.insert("registration_time".to_owned(), Value::String(format_timestamp(at)));
+    }
+    AgentProfile {
+        hostname: request.hostname.clone(),
+        agent_version: request.agent_version.clone(),
+        system_info: Value::Object(info),
+    }
+}
+
+fn fresh_credentials() -> Result<(Secret, AgentCredentials), ApiError> {
+    let secret = Secret::generate()?;
+    let credentials = AgentCredentials {
+        agent_id: uuid::Uuid::new_v4().to_string(),
+        token: secret.digest(),
+    };
+    Ok((secret, credentials))
+}
+
+/// Enrols an agent: by enrollment token, by the credentials it already holds, or by the
+/// address its server was added with, in that order.
+#[utoipa::path(post, path = "/api/v1/agents/register", tag = "agents",
+    request_body(content = Object, description = "Dialect A or B registration document"),
+    params(("X-Enrollment-Token" = Option<String>, Header, description = "Enrollment token (alternative to the body member)")),
+    responses(
+        (status = 200, body = RegisterResponse),
+        (status = 400, description = "Invalid document"),
+        (status = 401, description = "Enrollment token invalid, used or expired"),
+        (status = 404, description = "No server matches"),
+        (status = 409, description = "The server's agent is active; IP takeover refused")))]
+pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: JsonBody) -> ApiResult<Json<RegisterResponse>> {
+    let document = body.required()?;
+    let header_token = headers.get("x-enrollment-token").and_then(|v| v.to_str().ok());
+    let request = decode_register(&document, header_token)?;
+    let profile = profile_of(&request);
+    let now = state.now();
+
+    if let Some(token) = &request.enrollment_token {
+        let (secret, fresh) = fresh_credentials()?;
+        let way = RegistrationWay::Enrollment {
+            token: TokenDigest::of(token),
+            fresh,
+        };
+        return match state.store.register_agent(way, profile, now).await? {
+            RegisterOutcome::Registered { server_id, agent_id, .. } => {
+                Ok(registered(&state, server_id, agent_id, Some(secret)))
+            }
+            _ => Err(ApiError::EnrollmentRefused),
+        };
+    }
+
+    if let Some(token) = bearer_token_from_headers(&headers) {
+        let way = RegistrationWay::ExistingAgent {
+            token: TokenDigest::of(token),
+        };
+        if let RegisterOutcome::Registered { server_id, agent_id, .. } =
+            state.store.register_agent(way, profile.clone(), now).await?
+        {
+            return Ok(registered(&state, server_id, agent_id, None));
+        }
+    }
+
+    if let Some(ip) = request.server_ip {
+        let (secret, fresh) = fresh_credentials()?;
+        let way = RegistrationWay::ServerIp { ip, fresh };
+        return match state.store.register_agent(way, profile, now).await? {
+            RegisterOutcome::Registered { server_id, agent_id, .. } => {
+                Ok(registered(&state, server_id, agent_id, Some(secret)))
+            }
+            RegisterOutcome::AgentActive => Err(ApiError::Conflict(
+                "This server already has an active agent; re-register with an enrollment token".to_owned(),
+            )),
+            RegisterOutcome::NoMatch | RegisterOutcome::EnrollmentRefused => {
+                Err(ApiError::NotFound(SERVER_NOT_FOUND.to_owned()))
+            }
+        };
+    }
+    Err(ApiError::NotFound(SERVER_NOT_FOUND.to_owned()))
+}
+
+fn registered(state: &AppState, server_id: i64, agent_id: String, secret: Option<Secret>) -> Json<RegisterResponse> {
+    tracing::info!(server_id, agent_id, new_token = secret.is_some(), "agent registered");
+    Json(RegisterResponse {
+        success: true,
+        agent_id,
+        auth_token: secret.map(|s| s.expose().to_owned()),
+        server_id,
+        config: agent_config(state),
+    })
+}
+
+/// One report, or `{"reports":[…]}`; stored before the answer. Reports whose `seq` is
+/// already stored are acknowledged and skipped.
+#[utoipa::path(post, path = "/api/v1/agents/{agent_id}/metrics", tag = "agents",
+    params(("agent_id" = String, Path)),
+    request_body(content = Object, description = "A report (dialect A or B) or {\"reports\":[…]}; may be gzip-encoded"),
+    responses((status = 200, body = MetricsAccepted), (status = 400), (status = 401), (status = 413)),
+    security(("agent_token" = [])))]
+pub async fn metrics(State(state): State<AppState>, agent: AuthenticatedAgent, body: JsonBody) -> ApiResult<Json<MetricsAccepted>> {
+    let document = body.required()?;
+    let now = state.now();
+    let reports = decode_metrics_body(&document, now)?.into_reports();
+    let outcome = state
+        .store
+        .store_reports(agent.server_id, &reports, now)
+        .await
+        .map_err(agent_gone)?;
+    Ok(Json(MetricsAccepted {
+        success: true,
+        stored: outcome.stored,
+        stored_seqs: outcome.stored_seqs,
+        duplicate_seqs: outcome.duplicate_seqs,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{agent_id}/heartbeat", tag = "agents",
+    params(("agent_id" = String, Path)),
+    request_body(content = Option<Object>, description = "Optional: {} or {\"agent_id\",\"timestamp\",\"status\"}"),
+    responses((status = 200, body = HeartbeatAccepted), (status = 400), (status = 401)),
+    security(("agent_token" = [])))]
+pub async fn heartbeat(State(state): State<AppState>, agent: AuthenticatedAgent, body: JsonBody) -> ApiResult<Json<HeartbeatAccepted>> {
+    let beat = decode_heartbeat(body.0.as_ref())?;
+    state
+        .store
+        .record_heartbeat(
+            agent.server_id,
+            AgentContact {
+                status: beat.status,
+                config_version: beat.config_version,
+            },
+            state.now(),
+        )
+        .await
+        .map_err(agent_gone)?;
+    Ok(Json(HeartbeatAccepted {
+        success: true,
+        config: agent_config(&state),
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{agent_id}/alerts", tag = "agents",
+    params(("agent_id" = String, Path)),
+    request_body(content = Object, description = "{\"alerts\":[…]} (A) or {\"alert\":{…}} (B)"),
+    responses((status = 200, body = AlertsAccepted), (status = 400), (status = 401)),
+    security(("agent_token" = [])))]
+pub async fn alerts(State(state): State<AppState>, agent: AuthenticatedAgent, body: JsonBody) -> ApiResult<Json<AlertsAccepted>> {
+    let document = body.required()?;
+    let alerts = decode_alerts(&document)?;
+    let ids = state
+        .store
+        .store_agent_alerts(agent.server_id, &alerts, state.now())
+        .await
+        .map_err(agent_gone)?;
+    Ok(Json(AlertsAccepted {
+        success: true,
+        stored: ids.len(),
+    }))
+}
+
+/// Commands waiting for this agent, each signed with a key derived from its token.
+#[utoipa::path(get, path = "/api/v1/agents/{agent_id}/commands", tag = "agents",
+    params(("agent_id" = String, Path)),
+    responses((status = 200, body = PendingCommands), (status = 401)),
+    security(("agent_token" = [])))]
+pub async fn commands(State(state): State<AppState>, agent: AuthenticatedAgent) -> ApiResult<Json<PendingCommands>> {
+    let pending = state
+        .store
+        .pending_commands(agent.server_id, state.now())
+        .await
+        .map_err(agent_gone)?;
+    let commands = pending
+        .into_iter()
+        .map(|c| {
+            let issued_at = format_timestamp(c.issued_at);
+            let expires_at = format_timestamp(c.expires_at);
+            let signature = agent
+                .token
+                .sign(&signing_payload(&c.id, c.kind, &c.args, &issued_at, &expires_at));
+            WireCommand {
+                id: c.id,
+                kind: c.kind,
+                args: c.args,
+                issued_at,
+                expires_at,
+                signature,
+            }
+        })
+        .collect();
+    Ok(Json(PendingCommands {
+        success: true,
+        commands,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{agent_id}/commands/{command_id}/ack", tag = "agents",
+    params(("agent_id" = String, Path), ("command_id" = String, Path)),
+    request_body(content = Object, description = "{\"command_id\",\"status\",\"output\",\"exit_code\",\"timestamp\"} or dialect B's {\"command_id\",\"result\",\"timestamp\"}"),
+    responses((status = 200, body = AckAccepted), (status = 400), (status = 401), (status = 404)),
+    security(("agent_token" = [])))]
+pub async fn ack(
+    State(state): State<AppState>,
+    agent: AuthenticatedAgent,
+    ApiPath((_, command_id)): ApiPath<(String, String)>,
+    body: JsonBody,
+) -> ApiResult<Json<AckAccepted>> {
+    let document = body.required()?;
+    let ack = decode_ack(&document, &command_id)?;
+    let outcome = state
+        .store
+        .ack_command(agent.server_id, &command_id, &ack, state.now())
+        .await
+        .map_err(agent_gone)?;
+    match outcome {
+        AckOutcome::Recorded => Ok(Json(AckAccepted {
+            success: true,
+            duplicate: false,
+        })),
+        AckOutcome::Duplicate => Ok(Json(AckAccepted {
+            success: true,
+            duplicate: true,
+        })),
+        AckOutcome::UnknownCommand => Err(ApiError::not_found("command")),
+    }
+}

@@ -1,0 +1,39 @@
+//! The HTTP routes, grouped by who calls them: agents ([`agent`]), people and scripts
+//! managing the fleet ([`servers`], [`log`]), and anyone ([`meta`]).
+
+pub mod agent;
+pub mod log;
+pub mod meta;
+pub mod servers;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::app::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/health", get(meta::health))
+        .route("/api/openapi.json", get(meta::openapi_document))
+        .route("/api/v1/agents/register", post(agent::register))
+        .route("/api/v1/agents/{agent_id}/metrics", post(agent::metrics))
+        .route("/api/v1/agents/{agent_id}/heartbeat", post(agent::heartbeat))
+        .route("/api/v1/agents/{agent_id}/alerts", post(agent::alerts))
+        .route("/api/v1/agents/{agent_id}/commands", get(agent::commands))
+        .route("/api/v1/agents/{agent_id}/commands/{command_id}/ack", post(agent::ack))
+        .route("/api/v1/servers", get(servers::list).post(servers::create))
+        .route(
+            "/api/v1/servers/{id}",
+            get(servers::show).patch(servers::update).delete(servers::remove),
+        )
+        .route("/api/v1/servers/{id}/enrollment", post(servers::enrollment))
+        .route("/api/v1/servers/{id}/credentials", post(servers::credentials))
+        .route("/api/v1/servers/{id}/metrics", get(servers::metrics))
+        .route("/api/v1/servers/{id}/services", get(servers::services))
+        .route(
+            "/api/v1/servers/{id}/commands",
+            get(servers::list_commands).post(servers::enqueue_command),
+        )
+        .route("/api/v1/events", get(log::events))
+        .route("/api/v1/alerts", get(log::alerts))
+}
