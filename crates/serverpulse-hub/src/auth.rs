@@ -129,7 +129,6 @@ impl Caller {
         if stored.secret != presented {
             return Err(ApiError::Unauthorized);
         }
-        state.store.touch_api_token(id, state.clock.now_ms()).await?;
         Ok(Self { user })
     }
 
@@ -191,7 +190,7 @@ capability!(
 impl Admin {
     /// The local console: whoever runs `serverpulse` on the hub's machine with access
     /// to its database is an administrator already.
-    pub(crate) fn console() -> Self {
+    pub fn console() -> Self {
         Self(Caller {
             user: User {
                 id: 0,

@@ -132,6 +132,5 @@ CREATE TABLE api_tokens (
     name         TEXT    NOT NULL,
     secret       TEXT    NOT NULL,                     -- hex SHA-256
     created_at   INTEGER NOT NULL,
-    last_used_at INTEGER,
     revoked_at   INTEGER
 );

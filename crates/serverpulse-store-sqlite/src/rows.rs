@@ -181,6 +181,5 @@ pub(crate) fn api_token(row: &SqliteRow) -> Result<ApiToken, StoreError> {
         user_id: row.try_get("user_id").map_err(db)?,
         name: row.try_get("name").map_err(db)?,
         created_at: row.try_get("created_at").map_err(db)?,
-        last_used_at: row.try_get("last_used_at").map_err(db)?,
     })
 }

@@ -1027,7 +1027,7 @@ impl Store for SqliteStore {
     async fn create_api_token(&self, new: NewApiToken, now: i64) -> StoreResult<ApiToken> {
         let row = sqlx::query(
             "INSERT INTO api_tokens (id, user_id, name, secret, created_at) VALUES (?, ?, ?, ?, ?) \
-             RETURNING id, user_id, name, created_at, last_used_at",
+             RETURNING id, user_id, name, created_at",
         )
         .bind(&new.id)
         .bind(new.user_id)
@@ -1045,7 +1045,7 @@ impl Store for SqliteStore {
 
     async fn api_token(&self, token_id: &str) -> StoreResult<Option<(ApiTokenSecret, User)>> {
         let row = sqlx::query(
-            "SELECT t.id, t.user_id, t.name, t.created_at, t.last_used_at, t.secret, \
+            "SELECT t.id, t.user_id, t.name, t.created_at, t.secret, \
                     u.email, u.role, u.created_at AS user_created_at \
              FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.id = ? AND t.revoked_at IS NULL",
@@ -1066,16 +1066,6 @@ impl Store for SqliteStore {
             created_at: row.try_get("user_created_at").map_err(db)?,
         };
         Ok(Some((ApiTokenSecret { token, secret: rows::digest(&secret)? }, user)))
-    }
-
-    async fn touch_api_token(&self, token_id: &str, now: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(token_id)
-            .execute(&self.writer)
-            .await
-            .map_err(db)?;
-        Ok(())
     }
 }
 

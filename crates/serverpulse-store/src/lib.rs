@@ -95,7 +95,6 @@ pub trait Store: Send + Sync + 'static {
     async fn create_api_token(&self, new: NewApiToken, now: i64) -> StoreResult<ApiToken>;
     /// The token with this public id and its owner, if neither is revoked.
     async fn api_token(&self, token_id: &str) -> StoreResult<Option<(ApiTokenSecret, User)>>;
-    async fn touch_api_token(&self, token_id: &str, now: i64) -> StoreResult<()>;
 }
 
 /// An agent's secret as stored: only its digest.

@@ -388,7 +388,6 @@ pub struct ApiToken {
     pub user_id: UserId,
     pub name: String,
     pub created_at: i64,
-    pub last_used_at: Option<i64>,
 }
 
 /// A token record with the digest to verify a presented secret against.

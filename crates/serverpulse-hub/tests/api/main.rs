@@ -1,0 +1,13 @@
+//! Integration tests of the hub: the real router on 127.0.0.1:0, driven over HTTP,
+//! with the SQLite file behind it read back directly. One test binary for the crate.
+
+mod agent_dialect_a;
+mod agent_dialect_b;
+mod bad_input;
+mod cli;
+mod ingest;
+mod registration;
+mod rest;
+mod roles;
+mod support;
+mod sweeper;

@@ -1,0 +1,73 @@
+//! Roles on every route: viewers read, operators act, admins manage; no token is 401.
+
+use reqwest::Method;
+use serde_json::json;
+use serverpulse_domain::Role;
+
+use crate::support::spawn_app;
+
+#[tokio::test]
+async fn each_role_gets_exactly_its_rights() {
+    let hub = spawn_app().await;
+    let admin = hub.token_for(Role::Admin).await;
+    let operator = hub.token_for(Role::Operator).await;
+    let viewer = hub.token_for(Role::Viewer).await;
+    let (server_id, _) = hub.add_server(&admin, "r", "10.50.0.1").await;
+    let server = format!("/api/v1/servers/{server_id}");
+    let before = hub.snapshot().await;
+
+    // (method, path, body, lowest role allowed)
+    let routes: Vec<(Method, String, Option<serde_json::Value>, Role)> = vec![
+        (Method::GET, "/api/v1/servers".into(), None, Role::Viewer),
+        (Method::GET, server.clone(), None, Role::Viewer),
+        (Method::GET, format!("{server}/metrics"), None, Role::Viewer),
+        (Method::GET, format!("{server}/services"), None, Role::Viewer),
+        (Method::GET, format!("{server}/commands"), None, Role::Viewer),
+        (Method::GET, "/api/v1/events".into(), None, Role::Viewer),
+        (Method::GET, "/api/v1/alerts".into(), None, Role::Viewer),
+        (Method::POST, format!("{server}/commands"), Some(json!({"type":"collect_now"})), Role::Operator),
+        (Method::POST, "/api/v1/servers".into(), Some(json!({"name":"x","ip":"10.50.0.9"})), Role::Admin),
+        (Method::PATCH, server.clone(), Some(json!({"name":"renamed"})), Role::Admin),
+        (Method::POST, format!("{server}/enrollment"), None, Role::Admin),
+        (Method::POST, format!("{server}/credentials"), None, Role::Admin),
+        (Method::DELETE, server.clone(), None, Role::Admin),
+    ];
+    let bogus = format!("sp_{}_{}", "0".repeat(16), "0".repeat(64));
+    for (method, path, body, _) in &routes {
+        for token in [None, Some("not-a-token"), Some(bogus.as_str())] {
+            let answer = hub.send(method.clone(), path, token, body.clone()).await;
+            assert_eq!(answer.status.as_u16(), 401, "{method} {path} with {token:?}: {}", answer.body);
+            assert_eq!(answer.body["error"], "Unauthorized");
+        }
+    }
+    for (method, path, body, needed) in &routes {
+        for (role, token) in [(Role::Viewer, &viewer), (Role::Operator, &operator)] {
+            if !role.allows(*needed) {
+                let answer = hub.send(method.clone(), path, Some(token), body.clone()).await;
+                assert_eq!(answer.status.as_u16(), 403, "{role} on {method} {path}: {}", answer.body);
+                assert!(answer.body["error"].as_str().unwrap().contains(needed.as_str()));
+            }
+        }
+    }
+    assert_eq!(hub.snapshot().await, before, "refused calls wrote nothing");
+
+    // And the allowed ones work (delete last).
+    for (method, path, body, needed) in &routes {
+        let token = match needed {
+            Role::Viewer => &viewer,
+            Role::Operator => &operator,
+            Role::Admin => &admin,
+        };
+        let answer = hub.send(method.clone(), path, Some(token), body.clone()).await;
+        assert!(answer.status.is_success(), "{needed} on {method} {path}: {} {}", answer.status, answer.body);
+    }
+}
+
+#[tokio::test]
+async fn agent_tokens_are_not_api_tokens_and_vice_versa() {
+    let hub = spawn_app().await;
+    let admin = hub.token_for(Role::Admin).await;
+    let (_, agent, token) = hub.registered_agent(&admin, "10.50.0.2").await;
+    hub.get("/api/v1/servers", Some(&token)).await.expect(401);
+    hub.post(&format!("/api/v1/agents/{agent}/heartbeat"), Some(&admin), json!({})).await.expect(401);
+}

@@ -1,0 +1,235 @@
+//! `spawn_app()`: the real hub on 127.0.0.1:0 over a fresh SQLite file, with a manual
+//! clock; plus helpers to drive it over HTTP and to read the database behind it.
+
+use std::io::Write;
+
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use serverpulse_domain::Role;
+use serverpulse_hub::app::{AppState, router};
+use serverpulse_hub::auth::Admin;
+use serverpulse_hub::clock::ManualClock;
+use serverpulse_hub::config::Settings;
+use serverpulse_store_sqlite::SqliteStore;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
+use tempfile::TempDir;
+
+/// 2025-06-21T20:30:00Z, the time in PROTOCOL.md's examples.
+pub const T0: i64 = 1_750_537_800_000;
+
+pub struct TestHub {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: ManualClock,
+    pub state: AppState,
+    pub dir: TempDir,
+    db: SqlitePool,
+}
+
+pub async fn spawn_app() -> TestHub {
+    spawn_with(Settings::defaults()).await
+}
+
+pub async fn spawn_with(mut settings: Settings) -> TestHub {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_path = dir.path().join("serverpulse.db");
+    let clock = ManualClock::new(T0);
+    let store = SqliteStore::open(&db_path, T0).await.expect("open store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    settings.public_url = format!("http://{address}");
+    let state = AppState::new(Arc::new(store), Arc::new(clock.clone()), settings);
+    let app = router(state.clone());
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    let db = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&db_path).read_only(true))
+        .await
+        .expect("open db for reading");
+    TestHub {
+        base: format!("http://{address}"),
+        client: reqwest::Client::new(),
+        clock,
+        state,
+        dir,
+        db,
+    }
+}
+
+/// A response reduced to what tests look at.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Answer {
+    #[track_caller]
+    pub fn ok(self) -> Value {
+        assert_eq!(self.status, StatusCode::OK, "body: {}", self.body);
+        assert_eq!(self.body["success"], json!(true), "body: {}", self.body);
+        self.body
+    }
+
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        self.body
+    }
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+impl TestHub {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends raw bytes with optional bearer token and extra headers.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Answer {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("non-JSON answer {status}: {}", String::from_utf8_lossy(&bytes)));
+        Answer { status, body }
+    }
+
+    pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+        let headers: &[(&str, &str)] = if body.is_some() {
+            &[("content-type", "application/json")]
+        } else {
+            &[]
+        };
+        self.send_raw(method, path, token, headers, body.map(|b| b.to_string().into_bytes()))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        self.send(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.send(Method::GET, path, token, None).await
+    }
+
+    /// A user with `role` and an API token for it.
+    pub async fn token_for(&self, role: Role) -> String {
+        let admin = Admin::console();
+        let email = format!("{}-{}@example.test", role.as_str(), uuid_like());
+        serverpulse_hub::admin::add_user(&self.state, &admin, &email, role, None)
+            .await
+            .expect("add user");
+        serverpulse_hub::admin::create_token(&self.state, &admin, &email, "test")
+            .await
+            .expect("create token")
+            .1
+    }
+
+    /// Adds a server over REST; returns (server id, enrollment token).
+    pub async fn add_server(&self, admin_token: &str, name: &str, ip: &str) -> (i64, String) {
+        let answer = self
+            .post("/api/v1/servers", Some(admin_token), json!({"name": name, "ip": ip}))
+            .await
+            .expect(201);
+        (
+            answer["server"]["id"].as_i64().expect("id"),
+            answer["enrollment_token"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    /// Adds a server and registers a dialect-A agent for it by IP; returns (server id, agent id, token).
+    pub async fn registered_agent(&self, admin_token: &str, ip: &str) -> (i64, String, String) {
+        let (id, _) = self.add_server(admin_token, &format!("srv-{ip}"), ip).await;
+        let body = self
+            .post(
+                "/api/v1/agents/register",
+                None,
+                json!({"server_ip": ip, "hostname": format!("host-{ip}"), "agent_version": "1.0.0",
+                       "system_info": {"os": "Debian 12", "kernel": "6.1.0", "arch": "x86_64"}}),
+            )
+            .await
+            .ok();
+        (
+            id,
+            body["agent_id"].as_str().expect("agent id").to_owned(),
+            body["auth_token"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    pub async fn scalar_i64(&self, sql: &'static str, bind: i64) -> i64 {
+        sqlx::query(sql)
+            .bind(bind)
+            .fetch_one(&self.db)
+            .await
+            .expect("query")
+            .try_get(0)
+            .expect("column")
+    }
+
+    pub async fn rows(&self, sql: &'static str, bind: i64) -> Vec<sqlx::sqlite::SqliteRow> {
+        sqlx::query(sql).bind(bind).fetch_all(&self.db).await.expect("query")
+    }
+
+    /// Every row of every table, quoted: equal snapshots mean nothing was written.
+    pub async fn snapshot(&self) -> String {
+        let tables: Vec<String> = sqlx::query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .fetch_all(&self.db)
+        .await
+        .expect("tables")
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect();
+        let mut out = String::new();
+        for table in tables {
+            let columns: Vec<String> = sqlx::query("SELECT name FROM pragma_table_info(?)")
+                .bind(&table)
+                .fetch_all(&self.db)
+                .await
+                .expect("columns")
+                .iter()
+                .map(|r| format!("quote(\"{}\")", r.get::<String, _>(0)))
+                .collect();
+            let sql = format!("SELECT {} FROM \"{table}\" ORDER BY rowid", columns.join("||','||"));
+            for row in sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.db).await.expect("rows") {
+                out.push_str(&table);
+                out.push(':');
+                out.push_str(&row.get::<String, _>(0));
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed).to_string()
+}
