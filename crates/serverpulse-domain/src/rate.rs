@@ -14,7 +14,11 @@ pub struct CounterReading {
 /// rate. If the host rebooted within the interval (`uptime_secs` shorter than the gap),
 /// everything counted since boot happened inside it, so the rate is `value / uptime`;
 /// otherwise the increase is unknowable and there is no rate for this interval.
-pub fn counter_rate(previous: Option<CounterReading>, current: CounterReading, uptime_secs: Option<u64>) -> Option<f64> {
+pub fn counter_rate(
+    previous: Option<CounterReading>,
+    current: CounterReading,
+    uptime_secs: Option<u64>,
+) -> Option<f64> {
     let previous = previous?;
     let elapsed_ms = current.at.checked_sub(previous.at)?;
     if elapsed_ms <= 0 {
@@ -24,9 +28,7 @@ pub fn counter_rate(previous: Option<CounterReading>, current: CounterReading, u
         return Some((current.value - previous.value) as f64 * 1000.0 / elapsed_ms as f64);
     }
     match uptime_secs {
-        Some(up) if up > 0 && (up as i64).saturating_mul(1000) <= elapsed_ms => {
-            Some(current.value as f64 / up as f64)
-        }
+        Some(up) if up > 0 && (up as i64).saturating_mul(1000) <= elapsed_ms => Some(current.value as f64 / up as f64),
         _ => None,
     }
 }

@@ -124,9 +124,6 @@ mod tests {
 
     #[test]
     fn known_digest() {
-        assert_eq!(
-            TokenDigest::of("abc").to_hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(TokenDigest::of("abc").to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

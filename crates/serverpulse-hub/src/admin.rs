@@ -70,10 +70,7 @@ pub fn parse_ip(field: &str, text: &str) -> Result<IpAddr, ApiError> {
 
 fn enrollment(state: &AppState, now: i64) -> Result<(Secret, EnrollmentGrant), ApiError> {
     let secret = Secret::generate()?;
-    let grant = EnrollmentGrant {
-        token: secret.digest(),
-        expires_at: now + state.settings.enrollment_ttl_ms,
-    };
+    let grant = EnrollmentGrant { token: secret.digest(), expires_at: now + state.settings.enrollment_ttl_ms };
     Ok((secret, grant))
 }
 
@@ -96,21 +93,14 @@ pub async fn add_server(state: &AppState, _: &Admin, name: &str, ip: IpAddr) -> 
     let expires_at = grant.expires_at;
     let server = state.store.create_server(NewServer { name, ip }, grant, now).await?;
     tracing::info!(server_id = server.id, "server added");
-    Ok(AddedServer {
-        server,
-        enrollment: issued(state, &secret, expires_at),
-    })
+    Ok(AddedServer { server, enrollment: issued(state, &secret, expires_at) })
 }
 
 pub async fn new_enrollment(state: &AppState, _: &Admin, server: ServerId) -> Result<IssuedEnrollment, ApiError> {
     let now = state.now();
     let (secret, grant) = enrollment(state, now)?;
     let expires_at = grant.expires_at;
-    state
-        .store
-        .add_enrollment(server, grant, now)
-        .await
-        .map_err(|e| not_found_as(e, "server"))?;
+    state.store.add_enrollment(server, grant, now).await.map_err(|e| not_found_as(e, "server"))?;
     Ok(issued(state, &secret, expires_at))
 }
 
@@ -121,35 +111,25 @@ pub async fn issue_credentials(state: &AppState, _: &Admin, server: ServerId) ->
         .store
         .set_agent_credentials(
             server,
-            AgentCredentials {
-                agent_id: agent_id.clone(),
-                token: secret.digest(),
-            },
+            AgentCredentials { agent_id: agent_id.clone(), token: secret.digest() },
             state.now(),
         )
         .await
         .map_err(|e| not_found_as(e, "server"))?;
-    Ok(IssuedCredentials {
-        server_id: server,
-        agent_id,
-        auth_token: secret.expose().to_owned(),
-    })
+    Ok(IssuedCredentials { server_id: server, agent_id, auth_token: secret.expose().to_owned() })
 }
 
-pub async fn update_server(state: &AppState, _: &Admin, server: ServerId, patch: ServerPatch) -> Result<Server, ApiError> {
-    state
-        .store
-        .update_server(server, patch, state.now())
-        .await
-        .map_err(|e| not_found_as(e, "server"))
+pub async fn update_server(
+    state: &AppState,
+    _: &Admin,
+    server: ServerId,
+    patch: ServerPatch,
+) -> Result<Server, ApiError> {
+    state.store.update_server(server, patch, state.now()).await.map_err(|e| not_found_as(e, "server"))
 }
 
 pub async fn remove_server(state: &AppState, _: &Admin, server: ServerId) -> Result<(), ApiError> {
-    state
-        .store
-        .delete_server(server, state.now())
-        .await
-        .map_err(|e| not_found_as(e, "server"))
+    state.store.delete_server(server, state.now()).await.map_err(|e| not_found_as(e, "server"))
 }
 
 /// Adds a user. Without a password one is generated and returned (shown once).
@@ -162,9 +142,9 @@ pub async fn add_user(
 ) -> Result<(User, Option<String>), ApiError> {
     let email = email.trim().to_owned();
     let plausible = email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !email.contains(char::is_whitespace));
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !email.contains(char::is_whitespace)
+        });
     if !plausible {
         return Err(ApiError::field("email", "must be an e-mail address"));
     }
@@ -174,11 +154,8 @@ pub async fn add_user(
         None => (passwords::generate()?, true),
     };
     let password_hash = passwords::hash(&password).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let user = state
-        .store
-        .create_user(NewUser { email, role, password_hash }, state.now())
-        .await
-        .map_err(|e| match e {
+    let user =
+        state.store.create_user(NewUser { email, role, password_hash }, state.now()).await.map_err(|e| match e {
             StoreError::Conflict(_) => ApiError::Conflict("a user with this e-mail address exists".to_owned()),
             other => other.into(),
         })?;
@@ -186,23 +163,19 @@ pub async fn add_user(
 }
 
 /// Creates an API token for the user with `email`; returns it with the secret (shown once).
-pub async fn create_token(state: &AppState, _: &Admin, email: &str, name: &str) -> Result<(ApiToken, String), ApiError> {
+pub async fn create_token(
+    state: &AppState,
+    _: &Admin,
+    email: &str,
+    name: &str,
+) -> Result<(ApiToken, String), ApiError> {
     let name = check_name("name", name)?;
-    let user = state
-        .store
-        .user_by_email(email.trim())
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
+    let user = state.store.user_by_email(email.trim()).await?.ok_or_else(|| ApiError::not_found("user"))?;
     let minted = MintedApiToken::generate()?;
     let token = state
         .store
         .create_api_token(
-            NewApiToken {
-                id: minted.id.clone(),
-                user_id: user.user.id,
-                name,
-                secret: minted.secret.digest(),
-            },
+            NewApiToken { id: minted.id.clone(), user_id: user.user.id, name, secret: minted.secret.digest() },
             state.now(),
         )
         .await?;

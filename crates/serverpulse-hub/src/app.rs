@@ -27,20 +27,13 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("clock", &self.clock)
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
+        f.debug_struct("AppState").field("clock", &self.clock).field("settings", &self.settings).finish_non_exhaustive()
     }
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) -> Self {
-        Self {
-            store,
-            clock,
-            settings: Arc::new(settings),
-        }
+        Self { store, clock, settings: Arc::new(settings) }
     }
 
     pub fn now(&self) -> i64 {
@@ -91,13 +84,15 @@ async fn log_request(request: Request, next: Next) -> Response {
 
 /// Serves until `shutdown` resolves, running the background tasks beside the router.
 /// In-flight requests finish before this returns.
-pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sweeper = tokio::spawn(crate::sweeper::run(state.clone(), stop_rx));
     let app = router(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
     result

@@ -6,8 +6,8 @@
 //! low) before the handler runs.
 
 use axum::extract::FromRequestParts;
-use axum::http::{HeaderMap, header};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use serverpulse_domain::{Role, Secret, TokenDigest};
 use serverpulse_store::{ServerId, User};
 
@@ -45,11 +45,9 @@ impl FromRequestParts<AppState> for AuthenticatedAgent {
         let presented = TokenDigest::of(token);
         let identity = state.store.agent_identity(&agent_id).await?;
         match identity {
-            Some(identity) if identity.enabled && identity.token == presented => Ok(Self {
-                server_id: identity.server_id,
-                agent_id: identity.agent_id,
-                token: identity.token,
-            }),
+            Some(identity) if identity.enabled && identity.token == presented => {
+                Ok(Self { server_id: identity.server_id, agent_id: identity.agent_id, token: identity.token })
+            }
             _ => Err(ApiError::Unauthorized),
         }
     }
@@ -93,10 +91,7 @@ pub struct MintedApiToken {
 impl MintedApiToken {
     pub fn generate() -> Result<Self, serverpulse_domain::secret::RandomnessUnavailable> {
         let id = Secret::generate()?.expose()[..16].to_owned();
-        Ok(Self {
-            id,
-            secret: Secret::generate()?,
-        })
+        Ok(Self { id, secret: Secret::generate()? })
     }
 
     /// The full token as the user must present it (shown once).
@@ -141,10 +136,7 @@ impl Caller {
         if self.user.role.allows(needed) {
             Ok(self)
         } else {
-            Err(ApiError::Forbidden(format!(
-                "this action needs the {needed} role; your token has {}",
-                self.user.role
-            )))
+            Err(ApiError::Forbidden(format!("this action needs the {needed} role; your token has {}", self.user.role)))
         }
     }
 }
@@ -191,14 +183,7 @@ impl Admin {
     /// The local console: whoever runs `serverpulse` on the hub's machine with access
     /// to its database is an administrator already.
     pub fn console() -> Self {
-        Self(Caller {
-            user: User {
-                id: 0,
-                email: "console".to_owned(),
-                role: Role::Admin,
-                created_at: 0,
-            },
-        })
+        Self(Caller { user: User { id: 0, email: "console".to_owned(), role: Role::Admin, created_at: 0 } })
     }
 }
 

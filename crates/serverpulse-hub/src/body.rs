@@ -25,8 +25,7 @@ pub struct JsonBody(pub Option<Value>);
 impl JsonBody {
     /// The document, or a 400 saying a body is required.
     pub fn required(self) -> Result<Value, ApiError> {
-        self.0
-            .ok_or_else(|| ApiError::field("body", "a JSON body is required"))
+        self.0.ok_or_else(|| ApiError::field("body", "a JSON body is required"))
     }
 }
 
@@ -39,15 +38,13 @@ impl FromRequest<AppState> for JsonBody {
             .headers()
             .get(header::CONTENT_ENCODING)
             .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection: BytesRejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge { limit }
-                } else {
-                    ApiError::field("body", &rejection.body_text())
-                }
-            })?;
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection: BytesRejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::field("body", &rejection.body_text())
+            }
+        })?;
         let bytes = match encoding.as_deref() {
             None | Some("identity") | Some("") => bytes.to_vec(),
             Some("gzip") | Some("x-gzip") => inflate(&bytes, limit)?,
@@ -64,9 +61,7 @@ impl FromRequest<AppState> for JsonBody {
 fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
     let mut decoder = flate2::read::GzDecoder::new(compressed).take(limit as u64 + 1);
-    decoder
-        .read_to_end(&mut out)
-        .map_err(|e| ApiError::field("body", &format!("is not valid gzip: {e}")))?;
+    decoder.read_to_end(&mut out).map_err(|e| ApiError::field("body", &format!("is not valid gzip: {e}")))?;
     if out.len() > limit {
         return Err(ApiError::PayloadTooLarge { limit });
     }
@@ -75,18 +70,12 @@ fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
 
 /// Empty (or whitespace-only) is `None`; anything else must be UTF-8 JSON.
 pub fn parse_json(bytes: &[u8]) -> Result<Option<Value>, ApiError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        ApiError::field(
-            "body",
-            &format!("must be UTF-8 (invalid byte at offset {})", e.valid_up_to()),
-        )
-    })?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ApiError::field("body", &format!("must be UTF-8 (invalid byte at offset {})", e.valid_up_to())))?;
     if text.trim().is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(text)
-        .map(Some)
-        .map_err(|e| ApiError::field("body", &format!("is not valid JSON: {e}")))
+    serde_json::from_str(text).map(Some).map_err(|e| ApiError::field("body", &format!("is not valid JSON: {e}")))
 }
 
 /// `Path` whose failures are JSON errors naming the parameter.
@@ -138,10 +127,7 @@ mod tests {
         encoder.write_all(&vec![b' '; 1_000_000]).unwrap();
         let compressed = encoder.finish().unwrap();
         assert!(compressed.len() < 10_000);
-        assert!(matches!(
-            inflate(&compressed, 100_000),
-            Err(ApiError::PayloadTooLarge { limit: 100_000 })
-        ));
+        assert!(matches!(inflate(&compressed, 100_000), Err(ApiError::PayloadTooLarge { limit: 100_000 })));
         assert_eq!(inflate(&compressed, 1_000_000).unwrap().len(), 1_000_000);
     }
 

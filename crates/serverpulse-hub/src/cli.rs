@@ -191,13 +191,11 @@ pub async fn open_store(config: &HubConfig, now: i64) -> anyhow::Result<SqliteSt
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 create_private_dir(dir)?;
             }
-            SqliteStore::open(path, now)
-                .await
-                .with_context(|| format!("opening the database {}", path.display()))
+            SqliteStore::open(path, now).await.with_context(|| format!("opening the database {}", path.display()))
         }
-        DatabaseLocation::SqliteUrl(url) => SqliteStore::open_url(url, now)
-            .await
-            .with_context(|| "opening the database from database_url".to_owned()),
+        DatabaseLocation::SqliteUrl(url) => {
+            SqliteStore::open_url(url, now).await.with_context(|| "opening the database from database_url".to_owned())
+        }
     }
 }
 
@@ -215,8 +213,8 @@ fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 
 /// Initialises logging to stderr (stdout stays for command output).
 pub fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -300,10 +298,7 @@ async fn quickstart(config: &HubConfig, state: AppState, admin: &Admin) -> anyho
         let added = admin::add_server(&state, admin, &name, "127.0.0.1".parse()?).await.map_err(api)?;
         println!("Added this machine as server {} ({name}, 127.0.0.1).", added.server.id);
         println!("  enrollment token: {}", added.enrollment.enrollment_token);
-        println!(
-            "  expires:          {}",
-            format_timestamp(added.enrollment.expires_at)
-        );
+        println!("  expires:          {}", format_timestamp(added.enrollment.expires_at));
     }
     println!("ServerPulse hub at {base}  (API {base}/api/v1, OpenAPI {base}/api/openapi.json)");
     serve(config, state).await
@@ -320,12 +315,7 @@ fn local_hostname() -> String {
 
 async fn server_command(state: &AppState, admin: &Admin, command: ServerCommand) -> anyhow::Result<()> {
     match command {
-        ServerCommand::Add {
-            name,
-            ip,
-            with_credentials,
-            json,
-        } => {
+        ServerCommand::Add { name, ip, with_credentials, json } => {
             let ip = admin::parse_ip("ip", &ip).map_err(api)?;
             let added = admin::add_server(state, admin, &name, ip).await.map_err(api)?;
             let credentials = if with_credentials {
@@ -360,7 +350,13 @@ async fn server_command(state: &AppState, admin: &Admin, command: ServerCommand)
                 println!("{:>5}  {:<24} {:<40} {:<13} LAST CONTACT", "ID", "NAME", "IP", "AGENT");
                 for s in servers {
                     let contact = s.agent_last_contact.map_or_else(|| "never".to_owned(), format_timestamp);
-                    println!("{:>5}  {:<24} {:<40} {:<13} {contact}", s.id, s.name, s.ip.to_string(), s.agent_status.as_str());
+                    println!(
+                        "{:>5}  {:<24} {:<40} {:<13} {contact}",
+                        s.id,
+                        s.name,
+                        s.ip.to_string(),
+                        s.agent_status.as_str()
+                    );
                 }
             }
         }
@@ -384,12 +380,7 @@ async fn server_command(state: &AppState, admin: &Admin, command: ServerCommand)
 
 async fn user_command(state: &AppState, admin: &Admin, command: UserCommand) -> anyhow::Result<()> {
     match command {
-        UserCommand::Add {
-            email,
-            role,
-            password_stdin,
-            json,
-        } => {
+        UserCommand::Add { email, role, password_stdin, json } => {
             let password = if password_stdin {
                 let stdin = std::io::stdin();
                 if stdin.is_terminal() {

@@ -98,18 +98,9 @@ pub enum ConfigError {
     #[error("{file}: cannot read: {cause}")]
     Read { file: String, cause: std::io::Error },
     #[error("{file}:{line}:{column}: {message}")]
-    Syntax {
-        file: String,
-        line: u64,
-        column: u64,
-        message: String,
-    },
+    Syntax { file: String, line: u64, column: u64, message: String },
     #[error("{origin}: {key}: {message}")]
-    Value {
-        origin: String,
-        key: &'static str,
-        message: String,
-    },
+    Value { origin: String, key: &'static str, message: String },
 }
 
 /// Parses a configuration file's text; `name` is used in error messages.
@@ -121,31 +112,19 @@ pub fn parse_file(name: &str, text: &str) -> Result<ConfigValues, ConfigError> {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let message = e.to_string();
         let message = message.lines().next().unwrap_or("invalid configuration").to_owned();
-        ConfigError::Syntax {
-            file: name.to_owned(),
-            line,
-            column,
-            message,
-        }
+        ConfigError::Syntax { file: name.to_owned(), line, column, message }
     })
 }
 
 pub fn load_file(path: &Path) -> Result<ConfigValues, ConfigError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
-        file: name.clone(),
-        cause,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { file: name.clone(), cause })?;
     parse_file(&name, &text)
 }
 
 /// Applies defaults and checks ranges. `origin` names where the values came from.
 pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigError> {
-    let bad = |key: &'static str, message: String| ConfigError::Value {
-        origin: origin.to_owned(),
-        key,
-        message,
-    };
+    let bad = |key: &'static str, message: String| ConfigError::Value { origin: origin.to_owned(), key, message };
     let listen_text = values.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let listen: SocketAddr = listen_text
         .parse()
@@ -193,11 +172,7 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
             return Err(bad(key, "must be at least 1 second".to_owned()));
         }
     }
-    let public_url = values
-        .public_url
-        .unwrap_or_else(|| format!("http://{listen}"))
-        .trim_end_matches('/')
-        .to_owned();
+    let public_url = values.public_url.unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_owned();
     if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
         return Err(bad("public_url", format!("{public_url:?} must start with http:// or https://")));
     }
@@ -237,10 +212,7 @@ mod tests {
         let config = resolve(ConfigValues::default(), "defaults").unwrap();
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.settings.offline_after_ms, 180_000);
-        assert_eq!(
-            config.database,
-            DatabaseLocation::SqliteFile(PathBuf::from("serverpulse-data/serverpulse.db"))
-        );
+        assert_eq!(config.database, DatabaseLocation::SqliteFile(PathBuf::from("serverpulse-data/serverpulse.db")));
     }
 
     #[test]
@@ -260,10 +232,7 @@ mod tests {
     #[test]
     fn flags_win_over_file() {
         let file = parse_file("hub.yml", "heartbeat_interval: 10\nlisten: 127.0.0.1:9000\n").unwrap();
-        let flags = ConfigValues {
-            heartbeat_interval: Some(20),
-            ..ConfigValues::default()
-        };
+        let flags = ConfigValues { heartbeat_interval: Some(20), ..ConfigValues::default() };
         let config = resolve(flags.or(file), "test").unwrap();
         assert_eq!(config.settings.heartbeat_interval_secs, 20);
         assert_eq!(config.listen.port(), 9000);
@@ -271,16 +240,10 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let values = ConfigValues {
-            offline_after: Some(5),
-            ..ConfigValues::default()
-        };
+        let values = ConfigValues { offline_after: Some(5), ..ConfigValues::default() };
         let err = resolve(values, "hub.yml").unwrap_err().to_string();
         assert!(err.starts_with("hub.yml: offline_after:"), "{err}");
-        let values = ConfigValues {
-            database_url: Some("mysql://x".into()),
-            ..ConfigValues::default()
-        };
+        let values = ConfigValues { database_url: Some("mysql://x".into()), ..ConfigValues::default() };
         assert!(resolve(values, "env").unwrap_err().to_string().contains("database_url"));
     }
 }

@@ -16,9 +16,7 @@ pub fn hash(password: &str) -> Result<String, HashFailed> {
 
 /// False for a wrong password and for a malformed stored hash alike.
 pub fn verify(password: &str, stored: &str) -> bool {
-    Argon2::default()
-        .verify_password(password.as_bytes(), stored)
-        .is_ok()
+    Argon2::default().verify_password(password.as_bytes(), stored).is_ok()
 }
 
 /// A generated password: 128 random bits, hex.

@@ -10,10 +10,7 @@ use crate::app::AppState;
 
 /// Marks every agent silent for longer than `offline_after` at `now`; returns their servers.
 pub async fn sweep_once(state: &AppState, now: i64) -> Result<Vec<i64>, serverpulse_store::StoreError> {
-    let silent = state
-        .store
-        .mark_silent_agents(now, state.settings.offline_after_ms)
-        .await?;
+    let silent = state.store.mark_silent_agents(now, state.settings.offline_after_ms).await?;
     for server_id in &silent {
         tracing::warn!(server_id, "agent disconnected: no contact within offline_after");
     }

@@ -58,11 +58,9 @@ pub fn decode_alerts(body: &Value) -> Result<Vec<AgentAlert>, ValidationError> {
     let Some(doc) = Object::root(body, &mut errors) else {
         return Err(errors.into_error());
     };
-    let outer_time = doc.string("timestamp", 64, &mut errors).and_then(|text| {
-        parse_timestamp(&text)
-            .map_err(|why| errors.add("timestamp", why))
-            .ok()
-    });
+    let outer_time = doc
+        .string("timestamp", 64, &mut errors)
+        .and_then(|text| parse_timestamp(&text).map_err(|why| errors.add("timestamp", why)).ok());
     let mut alerts = Vec::new();
     match (doc.get("alerts"), doc.get("alert")) {
         (Some(Value::Array(items)), _) => {
@@ -96,18 +94,13 @@ fn one_alert(value: &Value, path: &str, fallback_time: Option<UnixMillis>, error
     let severity = entry.required_string("severity", 32, errors).and_then(|word| {
         let parsed = Severity::from_wire(&word);
         if parsed.is_none() {
-            errors.add(
-                entry.child("severity"),
-                "must be one of info, warning, error, critical (or low, medium, high)",
-            );
+            errors.add(entry.child("severity"), "must be one of info, warning, error, critical (or low, medium, high)");
         }
         parsed
     });
-    let host_time = entry.string("timestamp", 64, errors).and_then(|text| {
-        parse_timestamp(&text)
-            .map_err(|why| errors.add(entry.child("timestamp"), why))
-            .ok()
-    });
+    let host_time = entry
+        .string("timestamp", 64, errors)
+        .and_then(|text| parse_timestamp(&text).map_err(|why| errors.add(entry.child("timestamp"), why)).ok());
     Some(AgentAlert {
         kind: kind?,
         severity: severity?,

@@ -19,12 +19,7 @@ pub enum CommandType {
 }
 
 impl CommandType {
-    pub const ALL: [Self; 4] = [
-        Self::RestartService,
-        Self::CollectNow,
-        Self::ReloadConfig,
-        Self::RunCheck,
-    ];
+    pub const ALL: [Self; 4] = [Self::RestartService, Self::CollectNow, Self::ReloadConfig, Self::RunCheck];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -114,11 +109,9 @@ pub fn decode_ack(body: &Value, path_command_id: &str) -> Result<CommandAck, Val
     {
         errors.add("command_id", "does not match the command in the URL");
     }
-    let host_time = doc.string("timestamp", 64, &mut errors).and_then(|text| {
-        parse_timestamp(&text)
-            .map_err(|why| errors.add("timestamp", why))
-            .ok()
-    });
+    let host_time = doc
+        .string("timestamp", 64, &mut errors)
+        .and_then(|text| parse_timestamp(&text).map_err(|why| errors.add("timestamp", why)).ok());
     let exit_code = doc.get("exit_code").and_then(|v| match v.as_i64() {
         Some(code) => Some(code),
         None => {
@@ -163,34 +156,22 @@ pub fn decode_ack(body: &Value, path_command_id: &str) -> Result<CommandAck, Val
         text.truncate(cut);
     }
     errors.finish(())?;
-    Ok(CommandAck {
-        status: status.unwrap_or(AckStatus::Failed),
-        output,
-        exit_code,
-        host_time,
-    })
+    Ok(CommandAck { status: status.unwrap_or(AckStatus::Failed), output, exit_code, host_time })
 }
 
 /// Dialect B's `result` is whatever its handler returned: a string, or an object with
 /// `success`/`status`/`output`.
 fn status_from_result(result: &Value, exit_code: Option<i64>) -> (AckStatus, String) {
-    let explicit = match result {
-        Value::Object(map) => map
-            .get("status")
-            .and_then(Value::as_str)
-            .and_then(AckStatus::parse)
-            .or_else(|| {
-                map.get("success").and_then(Value::as_bool).map(|ok| {
-                    if ok {
-                        AckStatus::Succeeded
-                    } else {
-                        AckStatus::Failed
-                    }
-                })
+    let explicit =
+        match result {
+            Value::Object(map) => map.get("status").and_then(Value::as_str).and_then(AckStatus::parse).or_else(|| {
+                map.get("success")
+                    .and_then(Value::as_bool)
+                    .map(|ok| if ok { AckStatus::Succeeded } else { AckStatus::Failed })
             }),
-        Value::Bool(false) => Some(AckStatus::Failed),
-        _ => None,
-    };
+            Value::Bool(false) => Some(AckStatus::Failed),
+            _ => None,
+        };
     let status = explicit.unwrap_or(match exit_code {
         Some(code) if code != 0 => AckStatus::Failed,
         _ => AckStatus::Succeeded,
@@ -213,12 +194,20 @@ mod tests {
 
     #[test]
     fn ack_dialects() {
-        let a = decode_ack(&json!({"command_id":"c1","status":"failed","output":"boom","exit_code":3,
-            "timestamp":"2025-06-21T20:30:00Z"}), "c1").unwrap();
+        let a = decode_ack(
+            &json!({"command_id":"c1","status":"failed","output":"boom","exit_code":3,
+            "timestamp":"2025-06-21T20:30:00Z"}),
+            "c1",
+        )
+        .unwrap();
         assert_eq!(a.status, AckStatus::Failed);
         assert_eq!(a.exit_code, Some(3));
-        let b = decode_ack(&json!({"command_id":"c1","result":{"success":true,"output":"restarted"},
-            "timestamp":"2025-06-21T20:30:00.5"}), "c1").unwrap();
+        let b = decode_ack(
+            &json!({"command_id":"c1","result":{"success":true,"output":"restarted"},
+            "timestamp":"2025-06-21T20:30:00.5"}),
+            "c1",
+        )
+        .unwrap();
         assert_eq!(b.status, AckStatus::Succeeded);
         assert_eq!(b.output.as_deref(), Some("restarted"));
         assert!(decode_ack(&json!({"command_id":"other","status":"failed"}), "c1").is_err());

@@ -20,9 +20,7 @@ impl ValidationError {
     pub fn field(path: impl Into<String>, why: impl Into<String>) -> Self {
         let mut errors = Errors::default();
         errors.add(path, why);
-        Self {
-            details: errors.details,
-        }
+        Self { details: errors.details }
     }
 
     /// Field path → reasons, as sent in the `details` member of a 400 answer.
@@ -36,11 +34,7 @@ impl ValidationError {
             Some((path, reasons)) => {
                 let more = self.details.values().map(Vec::len).sum::<usize>() - 1;
                 let first = reasons.first().map(String::as_str).unwrap_or("invalid");
-                if more == 0 {
-                    format!("{path}: {first}")
-                } else {
-                    format!("{path}: {first} (and {more} more)")
-                }
+                if more == 0 { format!("{path}: {first}") } else { format!("{path}: {first} (and {more} more)") }
             }
             None => "invalid request".to_owned(),
         }
@@ -64,20 +58,12 @@ impl Errors {
 
     /// `Ok(value)` when nothing was recorded.
     pub fn finish<T>(self, value: T) -> Result<T, ValidationError> {
-        if self.details.is_empty() {
-            Ok(value)
-        } else {
-            Err(ValidationError {
-                details: self.details,
-            })
-        }
+        if self.details.is_empty() { Ok(value) } else { Err(ValidationError { details: self.details }) }
     }
 
     /// The recorded problems as an error (call only after recording one).
     pub fn into_error(self) -> ValidationError {
-        ValidationError {
-            details: self.details,
-        }
+        ValidationError { details: self.details }
     }
 
     /// Moves the problems of a nested decode into this collection.
@@ -90,11 +76,7 @@ impl Errors {
 
 /// `parent.key`, or `key` at the top level.
 pub fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_owned() } else { format!("{parent}.{key}") }
 }
 
 /// A JSON object seen at a path; `null` members count as absent.
@@ -230,15 +212,9 @@ impl<'a> Object<'a> {
     pub fn object(&self, key: &str, errors: &mut Errors) -> Option<Object<'a>> {
         let value = self.get(key)?;
         match value {
-            Value::Object(map) => Some(Object {
-                path: join(&self.path, key),
-                map,
-            }),
+            Value::Object(map) => Some(Object { path: join(&self.path, key), map }),
             other => {
-                errors.add(
-                    join(&self.path, key),
-                    format!("must be a JSON object, got {}", kind(other)),
-                );
+                errors.add(join(&self.path, key), format!("must be a JSON object, got {}", kind(other)));
                 None
             }
         }

@@ -23,11 +23,9 @@ pub fn decode_heartbeat(body: Option<&Value>) -> Result<Heartbeat, ValidationErr
     let Some(doc) = Object::root(body, &mut errors) else {
         return Err(errors.into_error());
     };
-    let host_time = doc.string("timestamp", 64, &mut errors).and_then(|text| {
-        parse_timestamp(&text)
-            .map_err(|why| errors.add("timestamp", why))
-            .ok()
-    });
+    let host_time = doc
+        .string("timestamp", 64, &mut errors)
+        .and_then(|text| parse_timestamp(&text).map_err(|why| errors.add("timestamp", why)).ok());
     let status = doc.string("status", 32, &mut errors);
     let config_version = doc.get("config_version").and_then(|v| match v.as_u64() {
         Some(n) => Some(n),
@@ -36,9 +34,5 @@ pub fn decode_heartbeat(body: Option<&Value>) -> Result<Heartbeat, ValidationErr
             None
         }
     });
-    errors.finish(Heartbeat {
-        host_time,
-        status,
-        config_version,
-    })
+    errors.finish(Heartbeat { host_time, status, config_version })
 }

@@ -33,13 +33,11 @@ pub fn decode_register(body: &Value, header_token: Option<&str>) -> Result<Regis
         return Err(errors.into_error());
     };
     let hostname = doc.required_string("hostname", 253, &mut errors);
-    let server_ip = doc.string("server_ip", 64, &mut errors).and_then(|text| {
-        match text.parse::<IpAddr>() {
-            Ok(ip) => Some(ip.to_canonical()),
-            Err(_) => {
-                errors.add("server_ip", "must be an IPv4 or IPv6 address");
-                None
-            }
+    let server_ip = doc.string("server_ip", 64, &mut errors).and_then(|text| match text.parse::<IpAddr>() {
+        Ok(ip) => Some(ip.to_canonical()),
+        Err(_) => {
+            errors.add("server_ip", "must be an IPv4 or IPv6 address");
+            None
         }
     });
     let agent_version = doc.string("agent_version", 64, &mut errors);
@@ -50,19 +48,14 @@ pub fn decode_register(body: &Value, header_token: Option<&str>) -> Result<Regis
     }
     let enrollment_token = body_token.or(header_token.map(str::to_owned));
     let claimed_agent_id = doc.string("agent_id", 128, &mut errors);
-    let registration_time = doc.string("registration_time", 64, &mut errors).and_then(|text| {
-        parse_timestamp(&text)
-            .map_err(|why| errors.add("registration_time", why))
-            .ok()
-    });
+    let registration_time = doc
+        .string("registration_time", 64, &mut errors)
+        .and_then(|text| parse_timestamp(&text).map_err(|why| errors.add("registration_time", why)).ok());
 
     let mut system_info = Map::new();
     match doc.get("system_info") {
         Some(Value::Object(info)) => system_info = info.clone(),
-        Some(other) => errors.add(
-            "system_info",
-            format!("must be a JSON object, got {}", kind(other)),
-        ),
+        Some(other) => errors.add("system_info", format!("must be a JSON object, got {}", kind(other))),
         None => {
             // Python's platform.processor() is often "", so empty strings are fine here.
             for key in ["system", "release", "version", "machine", "processor"] {

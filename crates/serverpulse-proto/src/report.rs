@@ -72,14 +72,14 @@ pub struct Report {
 /// What one POST to the metrics endpoint carried.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricsBody {
-    Single(Report),
+    Single(Box<Report>),
     Batch(Vec<Report>),
 }
 
 impl MetricsBody {
     pub fn into_reports(self) -> Vec<Report> {
         match self {
-            Self::Single(report) => vec![report],
+            Self::Single(report) => vec![*report],
             Self::Batch(reports) => reports,
         }
     }
@@ -92,7 +92,7 @@ pub fn decode_metrics_body(body: &Value, now: UnixMillis) -> Result<MetricsBody,
         return errors.finish(MetricsBody::Batch(Vec::new()));
     };
     let Some(reports) = root.get("reports") else {
-        return decode_report(body, "", now).map(MetricsBody::Single);
+        return decode_report(body, "", now).map(|r| MetricsBody::Single(Box::new(r)));
     };
     let Value::Array(items) = reports else {
         errors.add("reports", format!("must be an array, got {}", kind(reports)));
@@ -101,10 +101,7 @@ pub fn decode_metrics_body(body: &Value, now: UnixMillis) -> Result<MetricsBody,
     if items.is_empty() {
         errors.add("reports", "must hold at least one report");
     } else if items.len() > MAX_BATCH_REPORTS {
-        errors.add(
-            "reports",
-            format!("must hold at most {MAX_BATCH_REPORTS} reports"),
-        );
+        errors.add("reports", format!("must hold at most {MAX_BATCH_REPORTS} reports"));
     }
     let mut decoded = Vec::with_capacity(items.len().min(MAX_BATCH_REPORTS));
     if errors.is_empty() {
@@ -150,20 +147,10 @@ pub fn decode_report(value: &Value, path: &str, now: UnixMillis) -> Result<Repor
         services.extend(flat_services(list, &doc.child("services"), &mut errors));
     }
     if services.len() > MAX_SERVICES {
-        errors.add(
-            doc.child("services"),
-            format!("must hold at most {MAX_SERVICES} services"),
-        );
+        errors.add(doc.child("services"), format!("must hold at most {MAX_SERVICES} services"));
     }
 
-    errors.finish(Report {
-        seq,
-        timestamp: timestamp.unwrap_or(now),
-        dialect,
-        metrics,
-        services,
-        raw: value.clone(),
-    })
+    errors.finish(Report { seq, timestamp: timestamp.unwrap_or(now), dialect, metrics, services, raw: value.clone() })
 }
 
 fn seq_of(doc: &Object<'_>, errors: &mut Errors) -> Option<u64> {
@@ -297,8 +284,7 @@ fn used_over_total(mount: &Object<'_>, errors: &mut Errors) -> Option<Percent> {
 
 /// `lo`, `lo0`, `lo1`… are loopback; their traffic never left the host.
 pub fn is_loopback_interface(name: &str) -> bool {
-    name.strip_prefix("lo")
-        .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()))
+    name.strip_prefix("lo").is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn sum_non_loopback(interfaces: &Object<'_>, errors: &mut Errors) -> (Option<u64>, Option<u64>) {
@@ -358,9 +344,7 @@ fn nested_services(units: &Value, path: &str, errors: &mut Errors) -> Vec<Servic
             errors.add(unit_path, "unit name must be 1 to 256 characters");
             continue;
         }
-        let word = unit
-            .string("status", 64, errors)
-            .or_else(|| unit.string("active_state", 64, errors));
+        let word = unit.string("status", 64, errors).or_else(|| unit.string("active_state", 64, errors));
         let Some(word) = word else {
             errors.add(unit.child("status"), "is required");
             continue;
@@ -432,11 +416,7 @@ mod tests {
         let paths: Vec<_> = err.details().keys().cloned().collect();
         assert_eq!(
             paths,
-            [
-                "reports[1].metrics.cpu_usage",
-                "reports[1].metrics.disk_usage",
-                "reports[1].metrics.memory_usage"
-            ]
+            ["reports[1].metrics.cpu_usage", "reports[1].metrics.disk_usage", "reports[1].metrics.memory_usage"]
         );
     }
 

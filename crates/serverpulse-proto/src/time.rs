@@ -44,10 +44,7 @@ mod tests {
         assert_eq!(zulu, offset);
         assert_eq!(zulu, naive);
         assert_eq!(zulu, 1_750_537_800_000);
-        assert_eq!(
-            parse_timestamp("2025-06-21T20:30:00.123456").unwrap(),
-            zulu + 123
-        );
+        assert_eq!(parse_timestamp("2025-06-21T20:30:00.123456").unwrap(), zulu + 123);
     }
 
     #[test]

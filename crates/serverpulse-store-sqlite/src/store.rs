@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use serverpulse_domain::rate::{CounterReading, counter_rate};
 use serverpulse_domain::AgentStatus;
+use serverpulse_domain::rate::{CounterReading, counter_rate};
 use serverpulse_proto::alert::{AgentAlert, Severity};
 use serverpulse_proto::command::CommandAck;
 use serverpulse_proto::report::Report;
@@ -49,17 +49,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(db)?;
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(db)?;
         crate::migrate::run(&writer, now).await.map_err(db)?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await
-            .map_err(db)?;
+        let reader =
+            SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.map_err(db)?;
         Ok(Self { writer, reader })
     }
 
@@ -75,12 +68,8 @@ impl SqliteStore {
 
     async fn server_in(conn: &mut SqliteConnection, id: ServerId) -> StoreResult<Server> {
         let sql = server_select_by_id();
-        let row = sqlx::query(sql)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?
-            .ok_or(StoreError::NotFound)?;
+        let row =
+            sqlx::query(sql).bind(id).fetch_optional(&mut *conn).await.map_err(db)?.ok_or(StoreError::NotFound)?;
         rows::server(&row)
     }
 }
@@ -511,11 +500,7 @@ impl Store for SqliteStore {
     async fn delete_server(&self, id: ServerId, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let server = Self::server_in(&mut tx, id).await?;
-        sqlx::query("DELETE FROM servers WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        sqlx::query("DELETE FROM servers WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(db)?;
         record_event(
             &mut tx,
             None,
@@ -559,15 +544,21 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db)
     }
 
-    async fn register_agent(&self, way: RegistrationWay, profile: AgentProfile, now: i64) -> StoreResult<RegisterOutcome> {
+    async fn register_agent(
+        &self,
+        way: RegistrationWay,
+        profile: AgentProfile,
+        now: i64,
+    ) -> StoreResult<RegisterOutcome> {
         let mut tx = self.begin().await?;
         let (server_id, agent_id, issued_token, how) = match &way {
             RegistrationWay::Enrollment { token, fresh } => {
-                let row = sqlx::query("SELECT id, server_id, expires_at, used_at FROM enrollment_tokens WHERE token = ?")
-                    .bind(token.to_hex())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db)?;
+                let row =
+                    sqlx::query("SELECT id, server_id, expires_at, used_at FROM enrollment_tokens WHERE token = ?")
+                        .bind(token.to_hex())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db)?;
                 let Some(row) = row else {
                     return Ok(RegisterOutcome::EnrollmentRefused);
                 };
@@ -588,11 +579,13 @@ impl Store for SqliteStore {
                 (server_id, fresh.agent_id.clone(), true, "enrollment token")
             }
             RegistrationWay::ExistingAgent { token } => {
-                let row = sqlx::query("SELECT id, agent_id, agent_token FROM servers WHERE agent_token = ? AND agent_enabled = 1")
-                    .bind(token.to_hex())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db)?;
+                let row = sqlx::query(
+                    "SELECT id, agent_id, agent_token FROM servers WHERE agent_token = ? AND agent_enabled = 1",
+                )
+                .bind(token.to_hex())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
                 let Some(row) = row else {
                     return Ok(RegisterOutcome::NoMatch);
                 };
@@ -608,11 +601,12 @@ impl Store for SqliteStore {
                 (server_id, agent_id, false, "existing credentials")
             }
             RegistrationWay::ServerIp { ip, fresh } => {
-                let candidates = sqlx::query("SELECT id, agent_status, agent_enabled FROM servers WHERE ip = ? ORDER BY id")
-                    .bind(ip.to_canonical().to_string())
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(db)?;
+                let candidates =
+                    sqlx::query("SELECT id, agent_status, agent_enabled FROM servers WHERE ip = ? ORDER BY id")
+                        .bind(ip.to_canonical().to_string())
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db)?;
                 let mut saw_active = false;
                 let mut chosen = None;
                 for row in &candidates {
@@ -662,7 +656,12 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn store_reports(&self, server: ServerId, reports: &[Report], received_at: i64) -> StoreResult<IngestOutcome> {
+    async fn store_reports(
+        &self,
+        server: ServerId,
+        reports: &[Report],
+        received_at: i64,
+    ) -> StoreResult<IngestOutcome> {
         let mut tx = self.begin().await?;
         let mut outcome = IngestOutcome::default();
         let last_at: Option<i64> = sqlx::query("SELECT last_metrics_at FROM servers WHERE id = ?")
@@ -721,12 +720,14 @@ impl Store for SqliteStore {
             .map_err(db)?;
         mark_contact(&mut tx, server, now).await?;
         if contact.status.is_some() || contact.config_version.is_some() {
-            sqlx::query("UPDATE servers SET agent_config = json_set(agent_config, '$.heartbeat', json(?)) WHERE id = ?")
-                .bind(json!({"status": contact.status, "config_version": contact.config_version}).to_string())
-                .bind(server)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            sqlx::query(
+                "UPDATE servers SET agent_config = json_set(agent_config, '$.heartbeat', json(?)) WHERE id = ?",
+            )
+            .bind(json!({"status": contact.status, "config_version": contact.config_version}).to_string())
+            .bind(server)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         }
         tx.commit().await.map_err(db)
     }
@@ -863,7 +864,13 @@ impl Store for SqliteStore {
         Ok(commands)
     }
 
-    async fn ack_command(&self, server: ServerId, command_id: &str, ack: &CommandAck, now: i64) -> StoreResult<AckOutcome> {
+    async fn ack_command(
+        &self,
+        server: ServerId,
+        command_id: &str,
+        ack: &CommandAck,
+        now: i64,
+    ) -> StoreResult<AckOutcome> {
         let mut tx = self.begin().await?;
         let row = sqlx::query("SELECT state, type FROM commands WHERE id = ? AND server_id = ?")
             .bind(command_id)
@@ -1016,10 +1023,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?;
         row.map(|row| {
-            Ok(UserWithPassword {
-                user: rows::user(&row)?,
-                password_hash: row.try_get("password_hash").map_err(db)?,
-            })
+            Ok(UserWithPassword { user: rows::user(&row)?, password_hash: row.try_get("password_hash").map_err(db)? })
         })
         .transpose()
     }

@@ -58,12 +58,18 @@ pub trait Store: Send + Sync + 'static {
     // --- agents --------------------------------------------------------------
 
     /// Registers an agent by one of the protocol's three ways, atomically.
-    async fn register_agent(&self, way: RegistrationWay, profile: AgentProfile, now: i64) -> StoreResult<RegisterOutcome>;
+    async fn register_agent(
+        &self,
+        way: RegistrationWay,
+        profile: AgentProfile,
+        now: i64,
+    ) -> StoreResult<RegisterOutcome>;
     /// The identity behind an agent id, for the hub to verify the token against.
     async fn agent_identity(&self, agent_id: &str) -> StoreResult<Option<AgentIdentity>>;
     /// Stores reports of one agent. Reports whose `seq` is already stored are skipped.
     /// Marks the agent active (recording a reconnection if it was disconnected).
-    async fn store_reports(&self, server: ServerId, reports: &[Report], received_at: i64) -> StoreResult<IngestOutcome>;
+    async fn store_reports(&self, server: ServerId, reports: &[Report], received_at: i64)
+    -> StoreResult<IngestOutcome>;
     async fn record_heartbeat(&self, server: ServerId, contact: AgentContact, now: i64) -> StoreResult<()>;
     async fn store_agent_alerts(&self, server: ServerId, alerts: &[AgentAlert], now: i64) -> StoreResult<Vec<AlertId>>;
     /// Marks every active agent silent for longer than `offline_after_ms` as disconnected.
@@ -74,7 +80,13 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue_command(&self, server: ServerId, command: NewCommand, now: i64) -> StoreResult<CommandRecord>;
     /// Unexpired commands not yet acknowledged; marks them delivered.
     async fn pending_commands(&self, server: ServerId, now: i64) -> StoreResult<Vec<CommandRecord>>;
-    async fn ack_command(&self, server: ServerId, command_id: &str, ack: &CommandAck, now: i64) -> StoreResult<AckOutcome>;
+    async fn ack_command(
+        &self,
+        server: ServerId,
+        command_id: &str,
+        ack: &CommandAck,
+        now: i64,
+    ) -> StoreResult<AckOutcome>;
     async fn list_commands(&self, server: ServerId, limit: u32) -> StoreResult<Vec<CommandRecord>>;
 
     // --- history -------------------------------------------------------------

@@ -59,10 +59,7 @@ fn profile_of(request: &RegisterRequest) -> AgentProfile {
 
 fn fresh_credentials() -> Result<(Secret, AgentCredentials), ApiError> {
     let secret = Secret::generate()?;
-    let credentials = AgentCredentials {
-        agent_id: uuid::Uuid::new_v4().to_string(),
-        token: secret.digest(),
-    };
+    let credentials = AgentCredentials { agent_id: uuid::Uuid::new_v4().to_string(), token: secret.digest() };
     Ok((secret, credentials))
 }
 
@@ -77,7 +74,11 @@ fn fresh_credentials() -> Result<(Secret, AgentCredentials), ApiError> {
         (status = 401, description = "Enrollment token invalid, used or expired"),
         (status = 404, description = "No server matches"),
         (status = 409, description = "The server's agent is active; IP takeover refused")))]
-pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: JsonBody) -> ApiResult<Json<RegisterResponse>> {
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> ApiResult<Json<RegisterResponse>> {
     let document = body.required()?;
     let header_token = headers.get("x-enrollment-token").and_then(|v| v.to_str().ok());
     let request = decode_register(&document, header_token)?;
@@ -86,10 +87,7 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: J
 
     if let Some(token) = &request.enrollment_token {
         let (secret, fresh) = fresh_credentials()?;
-        let way = RegistrationWay::Enrollment {
-            token: TokenDigest::of(token),
-            fresh,
-        };
+        let way = RegistrationWay::Enrollment { token: TokenDigest::of(token), fresh };
         return match state.store.register_agent(way, profile, now).await? {
             RegisterOutcome::Registered { server_id, agent_id, .. } => {
                 Ok(registered(&state, server_id, agent_id, Some(secret)))
@@ -99,9 +97,7 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: J
     }
 
     if let Some(token) = bearer_token_from_headers(&headers) {
-        let way = RegistrationWay::ExistingAgent {
-            token: TokenDigest::of(token),
-        };
+        let way = RegistrationWay::ExistingAgent { token: TokenDigest::of(token) };
         if let RegisterOutcome::Registered { server_id, agent_id, .. } =
             state.store.register_agent(way, profile.clone(), now).await?
         {
@@ -145,15 +141,15 @@ fn registered(state: &AppState, server_id: i64, agent_id: String, secret: Option
     request_body(content = Object, description = "A report (dialect A or B) or {\"reports\":[…]}; may be gzip-encoded"),
     responses((status = 200, body = MetricsAccepted), (status = 400), (status = 401), (status = 413)),
     security(("agent_token" = [])))]
-pub async fn metrics(State(state): State<AppState>, agent: AuthenticatedAgent, body: JsonBody) -> ApiResult<Json<MetricsAccepted>> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    agent: AuthenticatedAgent,
+    body: JsonBody,
+) -> ApiResult<Json<MetricsAccepted>> {
     let document = body.required()?;
     let now = state.now();
     let reports = decode_metrics_body(&document, now)?.into_reports();
-    let outcome = state
-        .store
-        .store_reports(agent.server_id, &reports, now)
-        .await
-        .map_err(agent_gone)?;
+    let outcome = state.store.store_reports(agent.server_id, &reports, now).await.map_err(agent_gone)?;
     Ok(Json(MetricsAccepted {
         success: true,
         stored: outcome.stored,
@@ -167,24 +163,22 @@ pub async fn metrics(State(state): State<AppState>, agent: AuthenticatedAgent, b
     request_body(content = Option<Object>, description = "Optional: {} or {\"agent_id\",\"timestamp\",\"status\"}"),
     responses((status = 200, body = HeartbeatAccepted), (status = 400), (status = 401)),
     security(("agent_token" = [])))]
-pub async fn heartbeat(State(state): State<AppState>, agent: AuthenticatedAgent, body: JsonBody) -> ApiResult<Json<HeartbeatAccepted>> {
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    agent: AuthenticatedAgent,
+    body: JsonBody,
+) -> ApiResult<Json<HeartbeatAccepted>> {
     let beat = decode_heartbeat(body.0.as_ref())?;
     state
         .store
         .record_heartbeat(
             agent.server_id,
-            AgentContact {
-                status: beat.status,
-                config_version: beat.config_version,
-            },
+            AgentContact { status: beat.status, config_version: beat.config_version },
             state.now(),
         )
         .await
         .map_err(agent_gone)?;
-    Ok(Json(HeartbeatAccepted {
-        success: true,
-        config: agent_config(&state),
-    }))
+    Ok(Json(HeartbeatAccepted { success: true, config: agent_config(&state) }))
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{agent_id}/alerts", tag = "agents",
@@ -192,18 +186,15 @@ pub async fn heartbeat(State(state): State<AppState>, agent: AuthenticatedAgent,
     request_body(content = Object, description = "{\"alerts\":[…]} (A) or {\"alert\":{…}} (B)"),
     responses((status = 200, body = AlertsAccepted), (status = 400), (status = 401)),
     security(("agent_token" = [])))]
-pub async fn alerts(State(state): State<AppState>, agent: AuthenticatedAgent, body: JsonBody) -> ApiResult<Json<AlertsAccepted>> {
+pub async fn alerts(
+    State(state): State<AppState>,
+    agent: AuthenticatedAgent,
+    body: JsonBody,
+) -> ApiResult<Json<AlertsAccepted>> {
     let document = body.required()?;
     let alerts = decode_alerts(&document)?;
-    let ids = state
-        .store
-        .store_agent_alerts(agent.server_id, &alerts, state.now())
-        .await
-        .map_err(agent_gone)?;
-    Ok(Json(AlertsAccepted {
-        success: true,
-        stored: ids.len(),
-    }))
+    let ids = state.store.store_agent_alerts(agent.server_id, &alerts, state.now()).await.map_err(agent_gone)?;
+    Ok(Json(AlertsAccepted { success: true, stored: ids.len() }))
 }
 
 /// Commands waiting for this agent, each signed with a key derived from its token.
@@ -212,33 +203,17 @@ pub async fn alerts(State(state): State<AppState>, agent: AuthenticatedAgent, bo
     responses((status = 200, body = PendingCommands), (status = 401)),
     security(("agent_token" = [])))]
 pub async fn commands(State(state): State<AppState>, agent: AuthenticatedAgent) -> ApiResult<Json<PendingCommands>> {
-    let pending = state
-        .store
-        .pending_commands(agent.server_id, state.now())
-        .await
-        .map_err(agent_gone)?;
+    let pending = state.store.pending_commands(agent.server_id, state.now()).await.map_err(agent_gone)?;
     let commands = pending
         .into_iter()
         .map(|c| {
             let issued_at = format_timestamp(c.issued_at);
             let expires_at = format_timestamp(c.expires_at);
-            let signature = agent
-                .token
-                .sign(&signing_payload(&c.id, c.kind, &c.args, &issued_at, &expires_at));
-            WireCommand {
-                id: c.id,
-                kind: c.kind,
-                args: c.args,
-                issued_at,
-                expires_at,
-                signature,
-            }
+            let signature = agent.token.sign(&signing_payload(&c.id, c.kind, &c.args, &issued_at, &expires_at));
+            WireCommand { id: c.id, kind: c.kind, args: c.args, issued_at, expires_at, signature }
         })
         .collect();
-    Ok(Json(PendingCommands {
-        success: true,
-        commands,
-    }))
+    Ok(Json(PendingCommands { success: true, commands }))
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{agent_id}/commands/{command_id}/ack", tag = "agents",
@@ -254,20 +229,10 @@ pub async fn ack(
 ) -> ApiResult<Json<AckAccepted>> {
     let document = body.required()?;
     let ack = decode_ack(&document, &command_id)?;
-    let outcome = state
-        .store
-        .ack_command(agent.server_id, &command_id, &ack, state.now())
-        .await
-        .map_err(agent_gone)?;
+    let outcome = state.store.ack_command(agent.server_id, &command_id, &ack, state.now()).await.map_err(agent_gone)?;
     match outcome {
-        AckOutcome::Recorded => Ok(Json(AckAccepted {
-            success: true,
-            duplicate: false,
-        })),
-        AckOutcome::Duplicate => Ok(Json(AckAccepted {
-            success: true,
-            duplicate: true,
-        })),
+        AckOutcome::Recorded => Ok(Json(AckAccepted { success: true, duplicate: false })),
+        AckOutcome::Duplicate => Ok(Json(AckAccepted { success: true, duplicate: true })),
         AckOutcome::UnknownCommand => Err(ApiError::not_found("command")),
     }
 }

@@ -30,17 +30,17 @@ pub struct Events {
 
 fn limit(value: Option<u32>) -> ApiResult<u32> {
     let limit = value.unwrap_or(100);
-    if (1..=1_000).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::field("limit", "must be between 1 and 1000"))
-    }
+    if (1..=1_000).contains(&limit) { Ok(limit) } else { Err(ApiError::field("limit", "must be between 1 and 1000")) }
 }
 
 #[utoipa::path(get, path = "/api/v1/events", tag = "log", params(EventsQuery),
     responses((status = 200, body = Events), (status = 400), (status = 401)),
     security(("api_token" = [])))]
-pub async fn events(State(state): State<AppState>, _: Viewer, ApiQuery(query): ApiQuery<EventsQuery>) -> ApiResult<Json<Events>> {
+pub async fn events(
+    State(state): State<AppState>,
+    _: Viewer,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> ApiResult<Json<Events>> {
     let kind = query
         .kind
         .as_deref()
@@ -48,12 +48,7 @@ pub async fn events(State(state): State<AppState>, _: Viewer, ApiQuery(query): A
         .transpose()?;
     let events = state
         .store
-        .events(EventQuery {
-            server_id: query.server_id,
-            kind,
-            before_id: query.before,
-            limit: limit(query.limit)?,
-        })
+        .events(EventQuery { server_id: query.server_id, kind, before_id: query.before, limit: limit(query.limit)? })
         .await?;
     Ok(Json(Events { events }))
 }
@@ -74,13 +69,11 @@ pub struct Alerts {
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "log", params(AlertsQuery),
     responses((status = 200, body = Alerts), (status = 400), (status = 401)),
     security(("api_token" = [])))]
-pub async fn alerts(State(state): State<AppState>, _: Viewer, ApiQuery(query): ApiQuery<AlertsQuery>) -> ApiResult<Json<Alerts>> {
-    let alerts = state
-        .store
-        .alerts(AlertQuery {
-            server_id: query.server_id,
-            limit: limit(query.limit)?,
-        })
-        .await?;
+pub async fn alerts(
+    State(state): State<AppState>,
+    _: Viewer,
+    ApiQuery(query): ApiQuery<AlertsQuery>,
+) -> ApiResult<Json<Alerts>> {
+    let alerts = state.store.alerts(AlertQuery { server_id: query.server_id, limit: limit(query.limit)? }).await?;
     Ok(Json(Alerts { alerts }))
 }

@@ -10,10 +10,7 @@ use crate::app::AppState;
 #[utoipa::path(get, path = "/api/v1/health", tag = "meta",
     responses((status = 200, description = "The hub is serving", body = Health)))]
 pub async fn health(State(_): State<AppState>) -> Json<Health> {
-    Json(Health {
-        status: "ok".to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-    })
+    Json(Health { status: "ok".to_owned(), version: env!("CARGO_PKG_VERSION").to_owned() })
 }
 
 /// This API's OpenAPI 3.1 description, generated from the handlers.

@@ -22,18 +22,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/agents/{agent_id}/commands", get(agent::commands))
         .route("/api/v1/agents/{agent_id}/commands/{command_id}/ack", post(agent::ack))
         .route("/api/v1/servers", get(servers::list).post(servers::create))
-        .route(
-            "/api/v1/servers/{id}",
-            get(servers::show).patch(servers::update).delete(servers::remove),
-        )
+        .route("/api/v1/servers/{id}", get(servers::show).patch(servers::update).delete(servers::remove))
         .route("/api/v1/servers/{id}/enrollment", post(servers::enrollment))
         .route("/api/v1/servers/{id}/credentials", post(servers::credentials))
         .route("/api/v1/servers/{id}/metrics", get(servers::metrics))
         .route("/api/v1/servers/{id}/services", get(servers::services))
-        .route(
-            "/api/v1/servers/{id}/commands",
-            get(servers::list_commands).post(servers::enqueue_command),
-        )
+        .route("/api/v1/servers/{id}/commands", get(servers::list_commands).post(servers::enqueue_command))
         .route("/api/v1/events", get(log::events))
         .route("/api/v1/alerts", get(log::alerts))
 }

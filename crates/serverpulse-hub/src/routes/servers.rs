@@ -30,9 +30,7 @@ pub struct ServerList {
 #[utoipa::path(get, path = "/api/v1/servers", tag = "servers",
     responses((status = 200, body = ServerList), (status = 401)), security(("api_token" = [])))]
 pub async fn list(State(state): State<AppState>, _: Viewer) -> ApiResult<Json<ServerList>> {
-    Ok(Json(ServerList {
-        servers: state.store.list_servers().await?,
-    }))
+    Ok(Json(ServerList { servers: state.store.list_servers().await? }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -47,7 +45,11 @@ pub struct CreateServer {
 #[utoipa::path(post, path = "/api/v1/servers", tag = "servers", request_body = CreateServer,
     responses((status = 201, body = AddedServer), (status = 400), (status = 401), (status = 403)),
     security(("api_token" = [])))]
-pub async fn create(State(state): State<AppState>, admin: Admin, body: JsonBody) -> ApiResult<(StatusCode, Json<AddedServer>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    body: JsonBody,
+) -> ApiResult<(StatusCode, Json<AddedServer>)> {
     let request: CreateServer = typed(body)?;
     let ip = admin::parse_ip("ip", &request.ip)?;
     let added = admin::add_server(&state, &admin, &request.name, ip).await?;
@@ -63,7 +65,11 @@ pub struct ServerDetail {
 #[utoipa::path(get, path = "/api/v1/servers/{id}", tag = "servers", params(("id" = i64, Path)),
     responses((status = 200, body = ServerDetail), (status = 401), (status = 404)),
     security(("api_token" = [])))]
-pub async fn show(State(state): State<AppState>, _: Viewer, ApiPath(id): ApiPath<ServerId>) -> ApiResult<Json<ServerDetail>> {
+pub async fn show(
+    State(state): State<AppState>,
+    _: Viewer,
+    ApiPath(id): ApiPath<ServerId>,
+) -> ApiResult<Json<ServerDetail>> {
     let server = state.store.get_server(id).await.map_err(|e| not_found_as(e, "server"))?;
     let services = state.store.services(id).await?;
     Ok(Json(ServerDetail { server, services }))
@@ -105,7 +111,11 @@ pub struct Done {
 #[utoipa::path(delete, path = "/api/v1/servers/{id}", tag = "servers", params(("id" = i64, Path)),
     responses((status = 200, body = Done), (status = 401), (status = 403), (status = 404)),
     security(("api_token" = [])))]
-pub async fn remove(State(state): State<AppState>, admin: Admin, ApiPath(id): ApiPath<ServerId>) -> ApiResult<Json<Done>> {
+pub async fn remove(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(id): ApiPath<ServerId>,
+) -> ApiResult<Json<Done>> {
     admin::remove_server(&state, &admin, id).await?;
     Ok(Json(Done { success: true }))
 }
@@ -195,7 +205,11 @@ pub struct Services {
 #[utoipa::path(get, path = "/api/v1/servers/{id}/services", tag = "servers", params(("id" = i64, Path)),
     responses((status = 200, body = Services), (status = 401), (status = 404)),
     security(("api_token" = [])))]
-pub async fn services(State(state): State<AppState>, _: Viewer, ApiPath(id): ApiPath<ServerId>) -> ApiResult<Json<Services>> {
+pub async fn services(
+    State(state): State<AppState>,
+    _: Viewer,
+    ApiPath(id): ApiPath<ServerId>,
+) -> ApiResult<Json<Services>> {
     state.store.get_server(id).await.map_err(|e| not_found_as(e, "server"))?;
     Ok(Json(Services {
         services: state.store.services(id).await?,
@@ -211,11 +225,13 @@ pub struct CommandList {
 #[utoipa::path(get, path = "/api/v1/servers/{id}/commands", tag = "servers", params(("id" = i64, Path)),
     responses((status = 200, body = CommandList), (status = 401), (status = 404)),
     security(("api_token" = [])))]
-pub async fn list_commands(State(state): State<AppState>, _: Viewer, ApiPath(id): ApiPath<ServerId>) -> ApiResult<Json<CommandList>> {
+pub async fn list_commands(
+    State(state): State<AppState>,
+    _: Viewer,
+    ApiPath(id): ApiPath<ServerId>,
+) -> ApiResult<Json<CommandList>> {
     state.store.get_server(id).await.map_err(|e| not_found_as(e, "server"))?;
-    Ok(Json(CommandList {
-        commands: state.store.list_commands(id, 200).await?,
-    }))
+    Ok(Json(CommandList { commands: state.store.list_commands(id, 200).await? }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

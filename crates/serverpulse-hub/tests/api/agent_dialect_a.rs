@@ -63,19 +63,14 @@ async fn documented_agent_round_trip_is_stored_as_sent() {
     let raw: serde_json::Value = serde_json::from_str(&row.get::<String, _>("raw")).unwrap();
     assert_eq!(raw["services"][1]["name"], "mysql", "raw document kept");
 
-    let services = hub
-        .rows("SELECT name, status FROM service_states WHERE server_id = ? ORDER BY name", server_id)
-        .await;
+    let services =
+        hub.rows("SELECT name, status FROM service_states WHERE server_id = ? ORDER BY name", server_id).await;
     let services: Vec<(String, String)> = services.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(services, [("mysql".into(), "failed".into()), ("ssh".into(), "active".into())]);
 
     hub.clock.advance(1_000);
-    hub.post(&format!("/api/v1/agents/{agent}/heartbeat"), Some(&token), json!({}))
-        .await
-        .ok();
-    let beat = hub
-        .scalar_i64("SELECT agent_last_heartbeat FROM servers WHERE id = ?", server_id)
-        .await;
+    hub.post(&format!("/api/v1/agents/{agent}/heartbeat"), Some(&token), json!({})).await.ok();
+    let beat = hub.scalar_i64("SELECT agent_last_heartbeat FROM servers WHERE id = ?", server_id).await;
     assert_eq!(beat, T0 + 1_000);
 
     hub.post(
@@ -161,10 +156,8 @@ async fn heartbeat_without_body_and_several_alert_severities() {
     let hub = spawn_app().await;
     let admin = hub.token_for(Role::Admin).await;
     let (server_id, agent, token) = hub.registered_agent(&admin, "10.1.0.1").await;
-    let answer = hub
-        .send_raw(Method::POST, &format!("/api/v1/agents/{agent}/heartbeat"), Some(&token), &[], None)
-        .await
-        .ok();
+    let answer =
+        hub.send_raw(Method::POST, &format!("/api/v1/agents/{agent}/heartbeat"), Some(&token), &[], None).await.ok();
     assert_eq!(answer["config"]["heartbeat_interval"], json!(60));
     for severity in ["info", "warning", "error", "critical"] {
         hub.post(

@@ -33,10 +33,8 @@ async fn modular_agent_with_preprovisioned_credentials() {
     let hub = spawn_app().await;
     let admin = hub.token_for(Role::Admin).await;
     let (server_id, _) = hub.add_server(&admin, "web-01", "10.0.0.21").await;
-    let creds = hub
-        .post(&format!("/api/v1/servers/{server_id}/credentials"), Some(&admin), json!({}))
-        .await
-        .expect(201);
+    let creds =
+        hub.post(&format!("/api/v1/servers/{server_id}/credentials"), Some(&admin), json!({})).await.expect(201);
     let agent = creds["agent_id"].as_str().unwrap().to_owned();
     let token = creds["auth_token"].as_str().unwrap().to_owned();
 
@@ -138,7 +136,10 @@ async fn modular_agent_with_preprovisioned_credentials() {
         .await
         .ok();
         let last = hub
-            .rows("SELECT severity, details, host_time FROM alerts WHERE server_id = ? ORDER BY id DESC LIMIT 1", server_id)
+            .rows(
+                "SELECT severity, details, host_time FROM alerts WHERE server_id = ? ORDER BY id DESC LIMIT 1",
+                server_id,
+            )
             .await;
         assert_eq!(last[0].get::<String, _>("severity"), stored, "{severity}");
         assert_eq!(last[0].get::<i64, _>("host_time"), T0 + 31_000);

@@ -39,9 +39,8 @@ async fn a_gzip_batch_of_100_reports_stores_100() {
     let hub = spawn_app().await;
     let admin = hub.token_for(Role::Admin).await;
     let (server_id, agent, token) = hub.registered_agent(&admin, "10.30.0.2").await;
-    let reports: Vec<Value> = (0..100)
-        .map(|i| report(1_000 + i, T0 - 3_000_000 + i as i64 * 30_000, 1_000 * i, 10_000 + 30 * i))
-        .collect();
+    let reports: Vec<Value> =
+        (0..100).map(|i| report(1_000 + i, T0 - 3_000_000 + i as i64 * 30_000, 1_000 * i, 10_000 + 30 * i)).collect();
     let body = gzip(json!({ "reports": reports }).to_string().as_bytes());
     let answer = hub
         .send_raw(

@@ -1,6 +1,9 @@
 //! Integration tests of the hub: the real router on 127.0.0.1:0, driven over HTTP,
 //! with the SQLite file behind it read back directly. One test binary for the crate.
 
+// Test helpers panic on purpose when the hub misbehaves.
+#![allow(clippy::unwrap_used)]
+
 mod agent_dialect_a;
 mod agent_dialect_b;
 mod bad_input;

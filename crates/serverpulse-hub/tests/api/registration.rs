@@ -16,10 +16,8 @@ async fn enrollment_token_in_body_or_header_is_single_use() {
     let (server_id, enrollment) = hub.add_server(&admin, "a", "10.9.0.1").await;
 
     // The token works without any IP match (the agent may be behind NAT).
-    let first = hub
-        .post("/api/v1/agents/register", None, json!({"hostname":"a","enrollment_token": enrollment}))
-        .await
-        .ok();
+    let first =
+        hub.post("/api/v1/agents/register", None, json!({"hostname":"a","enrollment_token": enrollment})).await.ok();
     assert_eq!(first["server_id"], json!(server_id));
     assert!(first["auth_token"].is_string());
 
@@ -30,10 +28,7 @@ async fn enrollment_token_in_body_or_header_is_single_use() {
     assert_eq!(reused["error"], "Enrollment token is invalid, used or expired");
 
     // A fresh token in the header replaces the agent; the old agent token stops working.
-    let fresh = hub
-        .post(&format!("/api/v1/servers/{server_id}/enrollment"), Some(&admin), json!({}))
-        .await
-        .expect(201);
+    let fresh = hub.post(&format!("/api/v1/servers/{server_id}/enrollment"), Some(&admin), json!({})).await.expect(201);
     let fresh_token = fresh["enrollment_token"].as_str().unwrap();
     let answer = hub
         .send_raw(
@@ -47,13 +42,9 @@ async fn enrollment_token_in_body_or_header_is_single_use() {
         .ok();
     assert_ne!(answer["agent_id"], first["agent_id"]);
     let old_agent = first["agent_id"].as_str().unwrap();
-    hub.post(
-        &format!("/api/v1/agents/{old_agent}/heartbeat"),
-        first["auth_token"].as_str(),
-        json!({}),
-    )
-    .await
-    .expect(401);
+    hub.post(&format!("/api/v1/agents/{old_agent}/heartbeat"), first["auth_token"].as_str(), json!({}))
+        .await
+        .expect(401);
 }
 
 #[tokio::test]
@@ -62,13 +53,9 @@ async fn expired_enrollment_token_is_refused() {
     let admin = hub.token_for(Role::Admin).await;
     let (_, enrollment) = hub.add_server(&admin, "b", "10.9.0.2").await;
     hub.clock.advance(hub.state.settings.enrollment_ttl_ms + 1);
-    hub.post("/api/v1/agents/register", None, json!({"hostname":"b","enrollment_token": enrollment}))
-        .await
-        .expect(401);
+    hub.post("/api/v1/agents/register", None, json!({"hostname":"b","enrollment_token": enrollment})).await.expect(401);
     let unknown = "0".repeat(64);
-    hub.post("/api/v1/agents/register", None, json!({"hostname":"b","enrollment_token": unknown}))
-        .await
-        .expect(401);
+    hub.post("/api/v1/agents/register", None, json!({"hostname":"b","enrollment_token": unknown})).await.expect(401);
 }
 
 #[tokio::test]
@@ -112,10 +99,8 @@ async fn unknown_bearer_token_on_register_falls_back_to_the_ip() {
     let hub = spawn_app().await;
     let admin = hub.token_for(Role::Admin).await;
     let (server_id, _) = hub.add_server(&admin, "c", "10.9.0.4").await;
-    let answer = hub
-        .post("/api/v1/agents/register", Some("GENERATED_AFTER_REGISTRATION"), a_body("10.9.0.4"))
-        .await
-        .ok();
+    let answer =
+        hub.post("/api/v1/agents/register", Some("GENERATED_AFTER_REGISTRATION"), a_body("10.9.0.4")).await.ok();
     assert_eq!(answer["server_id"], json!(server_id));
 }
 
@@ -124,15 +109,11 @@ async fn no_token_is_ever_stored_in_clear() {
     let hub = spawn_app().await;
     let admin = hub.token_for(Role::Admin).await;
     let (server_id, enrollment) = hub.add_server(&admin, "d", "10.9.0.5").await;
-    let registered = hub
-        .post("/api/v1/agents/register", None, json!({"hostname":"d","enrollment_token": enrollment}))
-        .await
-        .ok();
+    let registered =
+        hub.post("/api/v1/agents/register", None, json!({"hostname":"d","enrollment_token": enrollment})).await.ok();
     let agent_token = registered["auth_token"].as_str().unwrap().to_owned();
-    let creds = hub
-        .post(&format!("/api/v1/servers/{server_id}/credentials"), Some(&admin), json!({}))
-        .await
-        .expect(201);
+    let creds =
+        hub.post(&format!("/api/v1/servers/{server_id}/credentials"), Some(&admin), json!({})).await.expect(201);
     let provisioned = creds["auth_token"].as_str().unwrap().to_owned();
     let api_secret = admin.rsplit('_').next().unwrap().to_owned();
 

@@ -10,10 +10,7 @@ use crate::support::spawn_app;
 async fn server_lifecycle_over_rest() {
     let hub = spawn_app().await;
     let admin = hub.token_for(Role::Admin).await;
-    let created = hub
-        .post("/api/v1/servers", Some(&admin), json!({"name":"db-1","ip":"10.60.0.1"}))
-        .await
-        .expect(201);
+    let created = hub.post("/api/v1/servers", Some(&admin), json!({"name":"db-1","ip":"10.60.0.1"})).await.expect(201);
     let id = created["server"]["id"].as_i64().unwrap();
     assert_eq!(created["server"]["agent_status"], "inactive");
     let token = created["enrollment_token"].as_str().unwrap();
@@ -28,17 +25,20 @@ async fn server_lifecycle_over_rest() {
     assert_eq!(list["servers"].as_array().unwrap().len(), 1);
 
     let renamed = hub
-        .send(Method::PATCH, &format!("/api/v1/servers/{id}"), Some(&admin), Some(json!({"name":"db-primary","ip":"10.60.0.2"})))
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/servers/{id}"),
+            Some(&admin),
+            Some(json!({"name":"db-primary","ip":"10.60.0.2"})),
+        )
         .await
         .expect(200);
     assert_eq!(renamed["name"], "db-primary");
     assert_eq!(renamed["ip"], "10.60.0.2");
 
     // Register, then delete: the agent's token stops working, the log keeps the removal.
-    let registered = hub
-        .post("/api/v1/agents/register", None, json!({"hostname":"db","enrollment_token": token}))
-        .await
-        .ok();
+    let registered =
+        hub.post("/api/v1/agents/register", None, json!({"hostname":"db","enrollment_token": token})).await.ok();
     let agent = registered["agent_id"].as_str().unwrap();
     let agent_token = registered["auth_token"].as_str().unwrap();
     hub.send(Method::DELETE, &format!("/api/v1/servers/{id}"), Some(&admin), None).await.expect(200);

@@ -49,14 +49,7 @@ pub async fn spawn_with(mut settings: Settings) -> TestHub {
     let db = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&db_path).read_only(true))
         .await
         .expect("open db for reading");
-    TestHub {
-        base: format!("http://{address}"),
-        client: reqwest::Client::new(),
-        clock,
-        state,
-        dir,
-        db,
-    }
+    TestHub { base: format!("http://{address}"), client: reqwest::Client::new(), clock, state, dir, db }
 }
 
 /// A response reduced to what tests look at.
@@ -120,13 +113,8 @@ impl TestHub {
     }
 
     pub async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
-        let headers: &[(&str, &str)] = if body.is_some() {
-            &[("content-type", "application/json")]
-        } else {
-            &[]
-        };
-        self.send_raw(method, path, token, headers, body.map(|b| b.to_string().into_bytes()))
-            .await
+        let headers: &[(&str, &str)] = if body.is_some() { &[("content-type", "application/json")] } else { &[] };
+        self.send_raw(method, path, token, headers, body.map(|b| b.to_string().into_bytes())).await
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
@@ -141,25 +129,14 @@ impl TestHub {
     pub async fn token_for(&self, role: Role) -> String {
         let admin = Admin::console();
         let email = format!("{}-{}@example.test", role.as_str(), uuid_like());
-        serverpulse_hub::admin::add_user(&self.state, &admin, &email, role, None)
-            .await
-            .expect("add user");
-        serverpulse_hub::admin::create_token(&self.state, &admin, &email, "test")
-            .await
-            .expect("create token")
-            .1
+        serverpulse_hub::admin::add_user(&self.state, &admin, &email, role, None).await.expect("add user");
+        serverpulse_hub::admin::create_token(&self.state, &admin, &email, "test").await.expect("create token").1
     }
 
     /// Adds a server over REST; returns (server id, enrollment token).
     pub async fn add_server(&self, admin_token: &str, name: &str, ip: &str) -> (i64, String) {
-        let answer = self
-            .post("/api/v1/servers", Some(admin_token), json!({"name": name, "ip": ip}))
-            .await
-            .expect(201);
-        (
-            answer["server"]["id"].as_i64().expect("id"),
-            answer["enrollment_token"].as_str().expect("token").to_owned(),
-        )
+        let answer = self.post("/api/v1/servers", Some(admin_token), json!({"name": name, "ip": ip})).await.expect(201);
+        (answer["server"]["id"].as_i64().expect("id"), answer["enrollment_token"].as_str().expect("token").to_owned())
     }
 
     /// Adds a server and registers a dialect-A agent for it by IP; returns (server id, agent id, token).
@@ -182,13 +159,7 @@ impl TestHub {
     }
 
     pub async fn scalar_i64(&self, sql: &'static str, bind: i64) -> i64 {
-        sqlx::query(sql)
-            .bind(bind)
-            .fetch_one(&self.db)
-            .await
-            .expect("query")
-            .try_get(0)
-            .expect("column")
+        sqlx::query(sql).bind(bind).fetch_one(&self.db).await.expect("query").try_get(0).expect("column")
     }
 
     pub async fn rows(&self, sql: &'static str, bind: i64) -> Vec<sqlx::sqlite::SqliteRow> {

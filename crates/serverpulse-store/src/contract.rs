@@ -1,0 +1,464 @@
+//! The storage contract: what every backend must do, as executable checks.
+//!
+//! Each function takes a fresh, empty store and panics on the first broken promise. A
+//! backend runs them all with [`contract_suite!`](crate::contract_suite):
+//!
+//! ```ignore
+//! serverpulse_store::contract_suite!(fresh_store());
+//! ```
+//! where `fresh_store()` is an async expression giving `(guard, store)`; the guard (a
+//! temporary directory, a database handle) lives as long as the test.
+
+use serde_json::{Value, json};
+use serverpulse_domain::{AgentStatus, Role, Secret};
+use serverpulse_proto::alert::{AgentAlert, Severity};
+use serverpulse_proto::command::{AckStatus, CommandAck, CommandType};
+use serverpulse_proto::report::{Report, decode_report};
+
+use crate::{
+    AckOutcome, AgentContact, AgentCredentials, AgentProfile, AlertQuery, CommandState, EnrollmentGrant, EventKind,
+    EventQuery, NewApiToken, NewCommand, NewServer, NewUser, RegisterOutcome, RegistrationWay, ServerId, ServerPatch,
+    Store, StoreError,
+};
+
+/// 2025-06-21T20:30:00Z.
+pub const T0: i64 = 1_750_537_800_000;
+
+/// Generates one `#[tokio::test]` per contract check for a backend.
+#[macro_export]
+macro_rules! contract_suite {
+    ($make:expr) => {
+        $crate::contract_suite!(@each $make;
+            servers_round_trip_and_removal_is_logged,
+            enrollment_tokens_are_single_use_and_expire,
+            existing_credentials_register_without_a_new_token,
+            ip_registration_refuses_an_active_agent,
+            reports_with_a_known_seq_are_stored_once,
+            rates_follow_agent_time_not_arrival_order,
+            silent_agents_disconnect_and_come_back,
+            commands_are_delivered_until_acknowledged_once,
+            users_and_api_tokens,
+            service_changes_are_kept,
+            history_is_bounded_by_range_and_limit,
+            removing_a_server_removes_its_data_and_its_agent,
+            alerts_are_kept_with_their_details,
+        );
+    };
+    (@each $make:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let (_guard, store) = $make.await;
+                $crate::contract::$check(&store).await;
+            }
+        )*
+    };
+}
+
+fn enrollment_grant(expires_at: i64) -> (Secret, EnrollmentGrant) {
+    let secret = Secret::generate().expect("randomness");
+    let grant = EnrollmentGrant { token: secret.digest(), expires_at };
+    (secret, grant)
+}
+
+fn credentials(agent_id: &str) -> (Secret, AgentCredentials) {
+    let secret = Secret::generate().expect("randomness");
+    let credentials = AgentCredentials { agent_id: agent_id.to_owned(), token: secret.digest() };
+    (secret, credentials)
+}
+
+fn profile(hostname: &str) -> AgentProfile {
+    AgentProfile {
+        hostname: hostname.to_owned(),
+        agent_version: Some("1.0.0".to_owned()),
+        system_info: json!({"system_info": {"os": "Debian 12"}}),
+    }
+}
+
+async fn server(store: &dyn Store, name: &str, ip: &str) -> ServerId {
+    let (_, grant) = enrollment_grant(T0 + 3_600_000);
+    store
+        .create_server(NewServer { name: name.to_owned(), ip: ip.parse().expect("ip") }, grant, T0)
+        .await
+        .expect("create server")
+        .id
+}
+
+/// A server with an active agent `agent_id`.
+async fn agent(store: &dyn Store, agent_id: &str, ip: &str) -> ServerId {
+    let id = server(store, agent_id, ip).await;
+    let (_, fresh) = credentials(agent_id);
+    let outcome = store
+        .register_agent(RegistrationWay::ServerIp { ip: ip.parse().expect("ip"), fresh }, profile(agent_id), T0)
+        .await
+        .expect("register");
+    assert!(matches!(outcome, RegisterOutcome::Registered { server_id, .. } if server_id == id));
+    id
+}
+
+fn report(seq: Option<u64>, at: i64, rx: u64, services: Value) -> Report {
+    let timestamp = serverpulse_proto::time::format_timestamp(at);
+    let mut doc = json!({"timestamp": timestamp,
+        "metrics": {"cpu_usage": 10.0, "memory_usage": 20.0, "disk_usage": 30.0, "uptime": 100_000, "network_rx": rx},
+        "services": services});
+    if let Some(seq) = seq {
+        doc["seq"] = json!(seq);
+    }
+    decode_report(&doc, "", at).expect("valid report")
+}
+
+pub async fn servers_round_trip_and_removal_is_logged(store: &dyn Store) {
+    let id = server(store, "web", "2001:db8::7").await;
+    let fetched = store.get_server(id).await.expect("get");
+    assert_eq!(fetched.name, "web");
+    assert_eq!(fetched.ip.to_string(), "2001:db8::7");
+    assert_eq!(fetched.agent_status, AgentStatus::Inactive);
+    assert!(fetched.agent_enabled);
+    let patched = store
+        .update_server(
+            id,
+            ServerPatch { name: Some("web-1".into()), agent_enabled: Some(false), ..ServerPatch::default() },
+            T0 + 1,
+        )
+        .await
+        .expect("update");
+    assert_eq!((patched.name.as_str(), patched.agent_enabled), ("web-1", false));
+    assert_eq!(patched.ip, fetched.ip, "unpatched fields stay");
+    assert_eq!(store.list_servers().await.expect("list").len(), 1);
+    store.delete_server(id, T0 + 2).await.expect("delete");
+    assert!(matches!(store.get_server(id).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.delete_server(id, T0 + 3).await, Err(StoreError::NotFound)));
+    let events = store.events(EventQuery { limit: 10, ..EventQuery::default() }).await.expect("events");
+    assert_eq!(events[0].kind, EventKind::ServerRemoved);
+    assert_eq!(events[0].server_id, None, "the log outlives the server");
+    assert_eq!(events.last().map(|e| e.kind), Some(EventKind::ServerAdded));
+}
+
+pub async fn enrollment_tokens_are_single_use_and_expire(store: &dyn Store) {
+    let id = server(store, "a", "10.0.0.1").await;
+    let (secret, grant) = enrollment_grant(T0 + 1_000);
+    store.add_enrollment(id, grant, T0).await.expect("add enrollment");
+    let enrol = |at| {
+        let (_, fresh) = credentials(&format!("agent-{at}"));
+        store.register_agent(RegistrationWay::Enrollment { token: secret.digest(), fresh }, profile("a"), at)
+    };
+    assert!(matches!(enrol(T0 + 10).await.expect("enrol"), RegisterOutcome::Registered { .. }));
+    assert_eq!(enrol(T0 + 20).await.expect("reuse"), RegisterOutcome::EnrollmentRefused);
+
+    let (late, grant) = enrollment_grant(T0 + 1_000);
+    store.add_enrollment(id, grant, T0).await.expect("add enrollment");
+    let (_, fresh) = credentials("late");
+    let outcome = store
+        .register_agent(RegistrationWay::Enrollment { token: late.digest(), fresh }, profile("a"), T0 + 1_000)
+        .await
+        .expect("expired");
+    assert_eq!(outcome, RegisterOutcome::EnrollmentRefused);
+    assert!(matches!(store.add_enrollment(9_999, grant_only(), T0).await, Err(StoreError::NotFound)));
+}
+
+fn grant_only() -> EnrollmentGrant {
+    enrollment_grant(T0).1
+}
+
+pub async fn existing_credentials_register_without_a_new_token(store: &dyn Store) {
+    let id = server(store, "b", "10.0.0.2").await;
+    let (secret, creds) = credentials("pre-1");
+    store.set_agent_credentials(id, creds, T0).await.expect("credentials");
+    let identity = store.agent_identity("pre-1").await.expect("identity").expect("exists");
+    assert_eq!(identity.server_id, id);
+    assert!(identity.token.matches(secret.expose()));
+    let outcome = store
+        .register_agent(RegistrationWay::ExistingAgent { token: secret.digest() }, profile("b-host"), T0 + 5)
+        .await
+        .expect("register");
+    assert_eq!(outcome, RegisterOutcome::Registered { server_id: id, agent_id: "pre-1".into(), issued_token: false });
+    let server = store.get_server(id).await.expect("get");
+    assert_eq!(server.hostname.as_deref(), Some("b-host"));
+    assert_eq!(server.agent_status, AgentStatus::Active);
+
+    let (stranger, _) = credentials("x");
+    let outcome = store
+        .register_agent(RegistrationWay::ExistingAgent { token: stranger.digest() }, profile("b"), T0)
+        .await
+        .expect("register");
+    assert_eq!(outcome, RegisterOutcome::NoMatch);
+    store
+        .update_server(id, ServerPatch { agent_enabled: Some(false), ..ServerPatch::default() }, T0)
+        .await
+        .expect("disable");
+    let outcome = store
+        .register_agent(RegistrationWay::ExistingAgent { token: secret.digest() }, profile("b"), T0)
+        .await
+        .expect("register");
+    assert_eq!(outcome, RegisterOutcome::NoMatch, "a disabled agent cannot re-register");
+    assert!(!store.agent_identity("pre-1").await.expect("identity").expect("exists").enabled);
+}
+
+pub async fn ip_registration_refuses_an_active_agent(store: &dyn Store) {
+    let id = agent(store, "c", "10.0.0.3").await;
+    let (_, fresh) = credentials("intruder");
+    let outcome = store
+        .register_agent(
+            RegistrationWay::ServerIp { ip: "10.0.0.3".parse().expect("ip"), fresh },
+            profile("evil"),
+            T0 + 1,
+        )
+        .await
+        .expect("register");
+    assert_eq!(outcome, RegisterOutcome::AgentActive);
+    assert_eq!(store.get_server(id).await.expect("get").agent_id.as_deref(), Some("c"));
+    assert!(store.agent_identity("intruder").await.expect("identity").is_none());
+    let (_, fresh) = credentials("nobody");
+    let outcome = store
+        .register_agent(RegistrationWay::ServerIp { ip: "10.9.9.9".parse().expect("ip"), fresh }, profile("x"), T0)
+        .await
+        .expect("register");
+    assert_eq!(outcome, RegisterOutcome::NoMatch);
+}
+
+pub async fn reports_with_a_known_seq_are_stored_once(store: &dyn Store) {
+    let id = agent(store, "d", "10.0.0.4").await;
+    let batch = [
+        report(Some(1), T0, 0, json!([])),
+        report(Some(2), T0 + 30_000, 0, json!([])),
+        report(Some(2), T0 + 30_000, 0, json!([])),
+        report(None, T0 + 60_000, 0, json!([])),
+    ];
+    let first = store.store_reports(id, &batch, T0 + 61_000).await.expect("store");
+    assert_eq!(first.stored, 3);
+    assert_eq!(first.stored_seqs, [1, 2]);
+    assert_eq!(first.duplicate_seqs, [2]);
+    let replay = store.store_reports(id, &batch, T0 + 62_000).await.expect("replay");
+    assert_eq!(replay.stored, 1, "only the report without seq is stored again");
+    assert_eq!(replay.duplicate_seqs, [1, 2, 2]);
+    let history = store.metrics_history(id, T0, T0 + 60_000, 100).await.expect("history");
+    assert_eq!(history.len(), 4);
+}
+
+pub async fn rates_follow_agent_time_not_arrival_order(store: &dyn Store) {
+    let id = agent(store, "e", "10.0.0.5").await;
+    store
+        .store_reports(id, &[report(Some(1), T0, 0, json!([])), report(Some(3), T0 + 60_000, 6_000, json!([]))], T0)
+        .await
+        .expect("store");
+    store.store_reports(id, &[report(Some(2), T0 + 30_000, 1_500, json!([]))], T0).await.expect("late report");
+    let rates: Vec<Option<f64>> = store
+        .metrics_history(id, T0, T0 + 60_000, 10)
+        .await
+        .expect("history")
+        .iter()
+        .map(|s| s.network_rx_rate)
+        .collect();
+    assert_eq!(rates, [None, Some(50.0), Some(150.0)]);
+    let server = store.get_server(id).await.expect("get");
+    assert_eq!(server.last_metrics_at, Some(T0 + 60_000), "a late report does not replace newer metrics");
+}
+
+pub async fn silent_agents_disconnect_and_come_back(store: &dyn Store) {
+    let id = agent(store, "f", "10.0.0.6").await;
+    let never = server(store, "never-registered", "10.0.0.66").await;
+    assert!(store.mark_silent_agents(T0 + 100, 100).await.expect("sweep").is_empty());
+    assert_eq!(store.mark_silent_agents(T0 + 101, 100).await.expect("sweep"), [id]);
+    assert!(store.mark_silent_agents(T0 + 500, 100).await.expect("sweep").is_empty());
+    assert_eq!(store.get_server(id).await.expect("get").agent_status, AgentStatus::Disconnected);
+    assert_eq!(store.get_server(never).await.expect("get").agent_status, AgentStatus::Inactive);
+    store
+        .record_heartbeat(id, AgentContact { status: Some("online".into()), config_version: Some(3) }, T0 + 600)
+        .await
+        .expect("heartbeat");
+    let back = store.get_server(id).await.expect("get");
+    assert_eq!(back.agent_status, AgentStatus::Active);
+    assert_eq!(back.agent_last_heartbeat, Some(T0 + 600));
+    assert_eq!(back.agent_config["heartbeat"]["config_version"], json!(3));
+    let transitions: Vec<String> = store
+        .events(EventQuery {
+            server_id: Some(id),
+            kind: Some(EventKind::AgentStatus),
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.details["to"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(transitions, ["active", "disconnected"], "newest first");
+}
+
+pub async fn commands_are_delivered_until_acknowledged_once(store: &dyn Store) {
+    let id = agent(store, "g", "10.0.0.7").await;
+    let enqueue = |cmd_id: &str, expires_at| {
+        store.enqueue_command(
+            id,
+            NewCommand {
+                id: cmd_id.to_owned(),
+                kind: CommandType::CollectNow,
+                args: json!({}),
+                expires_at,
+                issued_by: "tester".into(),
+            },
+            T0,
+        )
+    };
+    let queued = enqueue("c1", T0 + 10_000).await.expect("enqueue");
+    assert_eq!(queued.state, CommandState::Pending);
+    enqueue("c2", T0 + 100).await.expect("enqueue");
+    let pending = store.pending_commands(id, T0 + 200).await.expect("pending");
+    assert_eq!(pending.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c1"], "expired c2 is not handed out");
+    assert_eq!(pending[0].state, CommandState::Delivered);
+    assert_eq!(store.pending_commands(id, T0 + 300).await.expect("again").len(), 1, "redelivered until acked");
+    let ack = CommandAck {
+        status: AckStatus::Rejected,
+        output: Some("not allowed".into()),
+        exit_code: None,
+        host_time: None,
+    };
+    assert_eq!(store.ack_command(id, "c1", &ack, T0 + 400).await.expect("ack"), AckOutcome::Recorded);
+    assert_eq!(store.ack_command(id, "c1", &ack, T0 + 500).await.expect("ack"), AckOutcome::Duplicate);
+    assert_eq!(store.ack_command(id, "zz", &ack, T0 + 500).await.expect("ack"), AckOutcome::UnknownCommand);
+    assert!(store.pending_commands(id, T0 + 600).await.expect("pending").is_empty());
+    let listed = store.list_commands(id, 10).await.expect("list");
+    let c1 = listed.iter().find(|c| c.id == "c1").expect("c1");
+    assert_eq!((c1.state, c1.acked_at), (CommandState::Rejected, Some(T0 + 400)));
+    let other = agent(store, "h", "10.0.0.8").await;
+    assert_eq!(
+        store.ack_command(other, "c2", &ack, T0).await.expect("ack"),
+        AckOutcome::UnknownCommand,
+        "commands of another server are invisible"
+    );
+    assert!(matches!(enqueue_for(store, 9_999).await, Err(StoreError::NotFound)));
+}
+
+async fn enqueue_for(store: &dyn Store, server: ServerId) -> Result<crate::CommandRecord, StoreError> {
+    store
+        .enqueue_command(
+            server,
+            NewCommand {
+                id: "orphan".into(),
+                kind: CommandType::RunCheck,
+                args: json!({}),
+                expires_at: T0 + 1,
+                issued_by: "t".into(),
+            },
+            T0,
+        )
+        .await
+}
+
+pub async fn users_and_api_tokens(store: &dyn Store) {
+    let user = store
+        .create_user(
+            NewUser { email: "Ops@Example.test".into(), role: Role::Operator, password_hash: "$argon2id$stub".into() },
+            T0,
+        )
+        .await
+        .expect("user");
+    let duplicate = store
+        .create_user(NewUser { email: "ops@example.test".into(), role: Role::Admin, password_hash: "x".into() }, T0)
+        .await;
+    assert!(matches!(duplicate, Err(StoreError::Conflict(_))), "e-mail addresses are case-insensitive");
+    let found = store.user_by_email("OPS@example.test").await.expect("lookup").expect("found");
+    assert_eq!(found.user, user);
+    assert_eq!(found.password_hash, "$argon2id$stub");
+    let secret = Secret::generate().expect("randomness");
+    store
+        .create_api_token(
+            NewApiToken { id: "abcdef0123456789".into(), user_id: user.id, name: "ci".into(), secret: secret.digest() },
+            T0,
+        )
+        .await
+        .expect("token");
+    let (token, owner) = store.api_token("abcdef0123456789").await.expect("lookup").expect("found");
+    assert!(token.secret.matches(secret.expose()));
+    assert_eq!(owner.role, Role::Operator);
+    assert!(store.api_token("0000000000000000").await.expect("lookup").is_none());
+    let orphan = store
+        .create_api_token(
+            NewApiToken { id: "ffffffffffffffff".into(), user_id: 9_999, name: "x".into(), secret: secret.digest() },
+            T0,
+        )
+        .await;
+    assert!(orphan.is_err(), "a token needs a user");
+    assert_eq!(store.list_users().await.expect("users").len(), 1);
+}
+
+pub async fn service_changes_are_kept(store: &dyn Store) {
+    let id = agent(store, "i", "10.0.0.9").await;
+    let up = json!([{"name": "nginx", "status": "active"}]);
+    let down = json!([{"name": "nginx", "status": "failed", "sub_state": "failed"}]);
+    store.store_reports(id, &[report(None, T0, 0, up.clone())], T0).await.expect("store");
+    store.store_reports(id, &[report(None, T0 + 1_000, 0, up)], T0).await.expect("store");
+    store.store_reports(id, &[report(None, T0 + 2_000, 0, down)], T0).await.expect("store");
+    // An older report arriving late does not roll the state back.
+    let stale = json!([{"name": "nginx", "status": "active"}]);
+    store.store_reports(id, &[report(None, T0 + 1_500, 0, stale)], T0).await.expect("store");
+    let services = store.services(id).await.expect("services");
+    assert_eq!(services.len(), 1);
+    assert_eq!(services[0].status.as_str(), "failed");
+    assert_eq!(services[0].since, T0 + 2_000);
+    let history = store.service_history(id, 10).await.expect("history");
+    let steps: Vec<_> = history.iter().map(|c| (c.from.map(|s| s.as_str()), c.to.as_str())).collect();
+    assert_eq!(steps, [(Some("active"), "failed"), (None, "active")]);
+}
+
+pub async fn history_is_bounded_by_range_and_limit(store: &dyn Store) {
+    let id = agent(store, "j", "10.0.0.10").await;
+    let reports: Vec<Report> = (0..10).map(|i| report(Some(i), T0 + i as i64 * 1_000, 0, json!([]))).collect();
+    store.store_reports(id, &reports, T0 + 20_000).await.expect("store");
+    let window = store.metrics_history(id, T0 + 2_000, T0 + 5_000, 100).await.expect("history");
+    assert_eq!(window.iter().map(|s| s.seq).collect::<Vec<_>>(), [Some(2), Some(3), Some(4), Some(5)]);
+    let limited = store.metrics_history(id, T0, T0 + 10_000, 3).await.expect("history");
+    assert_eq!(limited.len(), 3);
+    assert_eq!(limited[0].at, T0, "oldest first");
+    assert_eq!(limited[0].cpu_usage, Some(10.0));
+    assert_eq!(limited[0].raw["seq"], json!(0));
+}
+
+pub async fn removing_a_server_removes_its_data_and_its_agent(store: &dyn Store) {
+    let id = agent(store, "k", "10.0.0.11").await;
+    store
+        .store_reports(id, &[report(Some(1), T0, 0, json!([{"name": "ssh", "status": "active"}]))], T0)
+        .await
+        .expect("store");
+    store.delete_server(id, T0 + 1).await.expect("delete");
+    assert!(store.agent_identity("k").await.expect("identity").is_none());
+    assert!(store.metrics_history(id, 0, i64::MAX, 10).await.expect("history").is_empty());
+    assert!(store.services(id).await.expect("services").is_empty());
+    assert!(matches!(
+        store.store_reports(id, &[report(Some(2), T0, 0, json!([]))], T0).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn alerts_are_kept_with_their_details(store: &dyn Store) {
+    let id = agent(store, "l", "10.0.0.12").await;
+    let alerts = [
+        AgentAlert {
+            kind: "oom_kill".into(),
+            severity: Severity::Critical,
+            message: "postgres killed".into(),
+            details: json!({"pid": 4242}),
+            host_time: Some(T0 - 5),
+        },
+        AgentAlert {
+            kind: "disk".into(),
+            severity: Severity::Warning,
+            message: "/ at 91%".into(),
+            details: Value::Null,
+            host_time: None,
+        },
+    ];
+    let ids = store.store_agent_alerts(id, &alerts, T0).await.expect("alerts");
+    assert_eq!(ids.len(), 2);
+    let stored = store.alerts(AlertQuery { server_id: Some(id), limit: 10 }).await.expect("alerts");
+    assert_eq!(stored[1].kind, "oom_kill");
+    assert_eq!(stored[1].details["pid"], json!(4242));
+    assert_eq!(stored[1].host_time, Some(T0 - 5));
+    assert_eq!(stored[0].severity, Severity::Warning);
+    assert_eq!(stored[0].status, "open");
+    let logged = store
+        .events(EventQuery { kind: Some(EventKind::AgentAlert), limit: 10, ..EventQuery::default() })
+        .await
+        .expect("events");
+    assert_eq!(logged.len(), 2);
+}
