@@ -78,43 +78,39 @@ pub fn parse_json(bytes: &[u8]) -> Result<Option<Value>, ApiError> {
     serde_json::from_str(text).map(Some).map_err(|e| ApiError::field("body", &format!("is not valid JSON: {e}")))
 }
 
-/// `Path` whose failures are JSON errors naming the parameter.
-#[derive(Debug)]
-pub struct ApiPath<T>(pub T);
+/// Wraps one of axum's parameter extractors so that its failures become JSON errors
+/// under the given field name instead of axum's plain-text rejections.
+macro_rules! json_rejecting {
+    ($(#[$doc:meta])* $name:ident wraps $inner:ident as $field:literal) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name<T>(pub T);
 
-impl<T, S> FromRequestParts<S> for ApiPath<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
+        impl<T, S> FromRequestParts<S> for $name<T>
+        where
+            T: DeserializeOwned + Send,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Path(value)| Self(value))
-            .map_err(|rejection| ApiError::field("path", &rejection.body_text()))
-    }
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+                $inner::<T>::from_request_parts(parts, state)
+                    .await
+                    .map(|$inner(value)| Self(value))
+                    .map_err(|rejection| ApiError::field($field, &rejection.body_text()))
+            }
+        }
+    };
 }
 
-/// `Query` whose failures are JSON errors naming the parameter.
-#[derive(Debug)]
-pub struct ApiQuery<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for ApiQuery<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(value)| Self(value))
-            .map_err(|rejection| ApiError::field("query", &rejection.body_text()))
-    }
-}
+json_rejecting!(
+    /// `Path` whose failures are JSON errors under `path`.
+    ApiPath wraps Path as "path"
+);
+json_rejecting!(
+    /// `Query` whose failures are JSON errors under `query`.
+    ApiQuery wraps Query as "query"
+);
 
 #[cfg(test)]
 mod tests {

@@ -162,16 +162,15 @@ pub fn decode_ack(body: &Value, path_command_id: &str) -> Result<CommandAck, Val
 /// Dialect B's `result` is whatever its handler returned: a string, or an object with
 /// `success`/`status`/`output`.
 fn status_from_result(result: &Value, exit_code: Option<i64>) -> (AckStatus, String) {
-    let explicit =
-        match result {
-            Value::Object(map) => map.get("status").and_then(Value::as_str).and_then(AckStatus::parse).or_else(|| {
-                map.get("success")
-                    .and_then(Value::as_bool)
-                    .map(|ok| if ok { AckStatus::Succeeded } else { AckStatus::Failed })
-            }),
-            Value::Bool(false) => Some(AckStatus::Failed),
-            _ => None,
-        };
+    let explicit = match result {
+        Value::Object(map) => map.get("status").and_then(Value::as_str).and_then(AckStatus::parse).or_else(|| {
+            map.get("success")
+                .and_then(Value::as_bool)
+                .map(|ok| if ok { AckStatus::Succeeded } else { AckStatus::Failed })
+        }),
+        Value::Bool(false) => Some(AckStatus::Failed),
+        _ => None,
+    };
     let status = explicit.unwrap_or(match exit_code {
         Some(code) if code != 0 => AckStatus::Failed,
         _ => AckStatus::Succeeded,
