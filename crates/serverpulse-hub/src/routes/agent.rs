@@ -41,9 +41,12 @@ fn agent_gone(error: StoreError) -> ApiError {
     }
 }
 
-fn profile_of(request: &RegisterRequest) -> AgentProfile {
+/// What the server row's `agent_config` keeps: the system the agent runs on, and the
+/// configuration it was handed.
+fn profile_of(request: &RegisterRequest, config: &AgentConfig) -> AgentProfile {
     let mut info = Map::new();
     info.insert("system_info".to_owned(), Value::Object(request.system_info.clone()));
+    info.insert("config".to_owned(), serde_json::to_value(config).unwrap_or(Value::Null));
     if let Some(claimed) = &request.claimed_agent_id {
         info.insert("agent_reported_id".to_owned(), Value::String(claimed.clone()));
     }
@@ -82,7 +85,7 @@ pub async fn register(
     let document = body.required()?;
     let header_token = headers.get("x-enrollment-token").and_then(|v| v.to_str().ok());
     let request = decode_register(&document, header_token)?;
-    let profile = profile_of(&request);
+    let profile = profile_of(&request, &agent_config(&state));
     let now = state.now();
 
     if let Some(token) = &request.enrollment_token {

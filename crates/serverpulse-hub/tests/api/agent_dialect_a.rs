@@ -148,6 +148,7 @@ async fn documented_agent_round_trip_is_stored_as_sent() {
     assert_eq!(detail["server"]["agent_version"], "1.0.0");
     assert_eq!(detail["server"]["last_metrics"]["cpu_usage"], json!(45.2));
     assert_eq!(detail["server"]["agent_config"]["system_info"]["kernel"], "5.4.0-74-generic");
+    assert_eq!(detail["server"]["agent_config"]["config"]["collection_interval"], json!(30));
     assert_eq!(detail["services"].as_array().unwrap().len(), 2);
 }
 
