@@ -130,11 +130,8 @@ async fn mark_contact(conn: &mut SqliteConnection, server: ServerId, now: i64) -
     .await
     .map_err(db)?;
     if previous != AgentStatus::Active.as_str() {
-        let message = if previous == AgentStatus::Disconnected.as_str() {
-            "agent is active again"
-        } else {
-            "agent is active"
-        };
+        let message =
+            if previous == AgentStatus::Disconnected.as_str() { "agent is active again" } else { "agent is active" };
         record_event(
             conn,
             Some(server),

@@ -23,7 +23,7 @@ pub struct Memory {
 
 pub fn parse_meminfo(text: &str) -> Result<Memory, CollectError> {
     const PATH: &str = "proc/meminfo";
-    let mut get = |key: &str| -> Option<u64> {
+    let get = |key: &str| -> Option<u64> {
         text.lines().find_map(|line| {
             let (name, rest) = line.split_once(':')?;
             if name != key {

@@ -71,5 +71,8 @@ pub fn read(root: &Root, relative: &str) -> Result<String, CollectError> {
 
 /// Parses whitespace-separated unsigned integers, failing on the first that is not one.
 pub fn numbers(fields: &[&str], path: &str) -> Result<Vec<u64>, CollectError> {
-    fields.iter().map(|f| f.parse::<u64>().map_err(|_| CollectError::parse(path, format!("{f:?} is not a number")))).collect()
+    fields
+        .iter()
+        .map(|f| f.parse::<u64>().map_err(|_| CollectError::parse(path, format!("{f:?} is not a number"))))
+        .collect()
 }

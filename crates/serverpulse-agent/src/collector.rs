@@ -1,0 +1,265 @@
+//! One collection of everything the agent reports, from two consecutive readings.
+//!
+//! CPU percentages, per-process CPU and byte rates only exist between two readings, so
+//! the [`Collector`] keeps the previous one. [`Collector::prime`] takes the first;
+//! every [`Collector::collect_once`] after it yields a full [`Collection`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::collect::cpu::{self, CpuSplit, CpuStat};
+use crate::collect::disk::{self, DiskIo, Filesystem, SpaceSource};
+use crate::collect::hwmon::{self, Temperature};
+use crate::collect::memory::{self, Memory};
+use crate::collect::net::{self, Interface};
+use crate::collect::pressure::{self, Pressure};
+use crate::collect::processes::{self, ProcessSample};
+use crate::collect::system::{self, Load};
+use crate::collect::{CollectError, Root, mounts};
+
+/// How many processes each "top" list holds.
+pub const TOP_PROCESSES: usize = 5;
+
+/// The counters kept from one reading to the next.
+#[derive(Debug, Clone)]
+struct Reading {
+    at_ms: i64,
+    cpu: CpuStat,
+    interfaces: BTreeMap<String, Interface>,
+    disks: BTreeMap<String, DiskIo>,
+    process_ticks: HashMap<u32, u64>,
+}
+
+/// Collects from a root (the host, or a fixture tree).
+pub struct Collector {
+    root: Root,
+    space: Box<dyn SpaceSource + Send>,
+    clock_ticks: u64,
+    page_size: u64,
+    previous: Option<Reading>,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+/// The flat figures of the documented report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flat {
+    pub cpu_usage: f64,
+    pub memory_usage: f64,
+    /// The root filesystem; absent only if `/` could not be measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_usage: Option<f64>,
+    pub uptime: u64,
+    pub load_average: f64,
+    pub network_rx: u64,
+    pub network_tx: u64,
+    pub disk_io_read: u64,
+    pub disk_io_write: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpuDetail {
+    pub cores: usize,
+    pub per_core: Vec<f64>,
+    pub split: CpuSplit,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rated<T> {
+    #[serde(flatten)]
+    pub counters: T,
+    /// Bytes per second since the previous collection.
+    pub rx_or_read_rate: f64,
+    pub tx_or_write_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopProcess {
+    pub pid: u32,
+    pub name: String,
+    /// Percent of one core since the previous collection.
+    pub cpu: f64,
+    /// Resident bytes.
+    pub memory: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Processes {
+    pub total: usize,
+    pub running: usize,
+    pub top_cpu: Vec<TopProcess>,
+    pub top_memory: Vec<TopProcess>,
+}
+
+/// Everything beyond the flat figures (`metrics.detail` in the report).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Detail {
+    pub cpu: CpuDetail,
+    pub memory: Memory,
+    pub load: Load,
+    pub boot_time: Option<u64>,
+    pub filesystems: Vec<Filesystem>,
+    pub interfaces: BTreeMap<String, Rated<Interface>>,
+    pub disks: BTreeMap<String, Rated<DiskIo>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub pressure: BTreeMap<&'static str, Pressure>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub temperatures: Vec<Temperature>,
+    pub processes: Processes,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Collection {
+    /// When it was taken (Unix ms).
+    #[serde(skip)]
+    pub at_ms: i64,
+    pub flat: Flat,
+    pub detail: Detail,
+}
+
+impl Collector {
+    pub fn new(root: Root, space: Box<dyn SpaceSource + Send>) -> Self {
+        Self {
+            root,
+            space,
+            clock_ticks: rustix::param::clock_ticks_per_second(),
+            page_size: rustix::param::page_size() as u64,
+            previous: None,
+        }
+    }
+
+    /// The real host, measured with `statvfs`.
+    pub fn host() -> Self {
+        Self::new(Root::host(), Box::new(disk::Statvfs))
+    }
+
+    pub fn is_primed(&self) -> bool {
+        self.previous.is_some()
+    }
+
+    /// Takes the first reading; needed before the first [`collect_once`](Self::collect_once).
+    pub fn prime(&mut self, now_ms: i64) -> Result<(), CollectError> {
+        self.previous = Some(self.read(now_ms)?);
+        Ok(())
+    }
+
+    fn read(&self, now_ms: i64) -> Result<Reading, CollectError> {
+        Ok(Reading {
+            at_ms: now_ms,
+            cpu: cpu::read_stat(&self.root)?,
+            interfaces: net::read_interfaces(&self.root)?,
+            disks: disk::read_disks(&self.root).unwrap_or_default(),
+            process_ticks: HashMap::new(),
+        })
+    }
+
+    /// Everything since the previous reading. Primes first if it was never primed (CPU
+    /// figures then cover no time and read as zero).
+    pub fn collect_once(&mut self, now_ms: i64) -> Result<Collection, CollectError> {
+        if self.previous.is_none() {
+            self.prime(now_ms)?;
+        }
+        let mut current = self.read(now_ms)?;
+        let processes = processes::read_processes(&self.root);
+        current.process_ticks = processes.iter().map(|p| (p.pid, p.cpu_ticks)).collect();
+        let previous = self.previous.replace(current.clone()).unwrap_or_else(|| current.clone());
+        let seconds = (now_ms - previous.at_ms).max(0) as f64 / 1000.0;
+
+        let split = cpu::split(&previous.cpu.total, &current.cpu.total).unwrap_or_default();
+        let per_core = current
+            .cpu
+            .per_core
+            .iter()
+            .enumerate()
+            .map(|(i, now)| {
+                previous.cpu.per_core.get(i).and_then(|before| cpu::split(before, now)).map_or(0.0, |s| s.usage)
+            })
+            .collect::<Vec<_>>();
+        let memory = memory::read_memory(&self.root)?;
+        let load = system::read_load(&self.root)?;
+        let uptime = system::read_uptime(&self.root)?;
+        let filesystems = disk::filesystems(&mounts::read_mounts(&self.root)?, self.space.as_ref());
+        let disk_usage = filesystems.iter().find(|fs| fs.mount == "/").map(|fs| fs.percent);
+        let (network_rx, network_tx) = net::totals(&current.interfaces);
+        let io = disk::total_io(&current.disks);
+        let rate = |now: u64, before: Option<u64>| match before {
+            Some(b) if seconds > 0.0 && now >= b => (now - b) as f64 / seconds,
+            _ => 0.0,
+        };
+        let interfaces = current
+            .interfaces
+            .iter()
+            .map(|(name, i)| {
+                let before = previous.interfaces.get(name);
+                let rated = Rated {
+                    counters: *i,
+                    rx_or_read_rate: rate(i.rx_bytes, before.map(|b| b.rx_bytes)),
+                    tx_or_write_rate: rate(i.tx_bytes, before.map(|b| b.tx_bytes)),
+                };
+                (name.clone(), rated)
+            })
+            .collect();
+        let disks = current
+            .disks
+            .iter()
+            .map(|(name, d)| {
+                let before = previous.disks.get(name);
+                let rated = Rated {
+                    counters: *d,
+                    rx_or_read_rate: rate(d.read_bytes, before.map(|b| b.read_bytes)),
+                    tx_or_write_rate: rate(d.write_bytes, before.map(|b| b.write_bytes)),
+                };
+                (name.clone(), rated)
+            })
+            .collect();
+
+        Ok(Collection {
+            at_ms: now_ms,
+            flat: Flat {
+                cpu_usage: split.usage,
+                memory_usage: memory.percent,
+                disk_usage,
+                uptime,
+                load_average: load.one,
+                network_rx,
+                network_tx,
+                disk_io_read: io.read_bytes,
+                disk_io_write: io.write_bytes,
+            },
+            detail: Detail {
+                cpu: CpuDetail { cores: current.cpu.per_core.len(), per_core, split },
+                memory,
+                load,
+                boot_time: current.cpu.boot_time,
+                filesystems,
+                interfaces,
+                disks,
+                pressure: pressure::read_pressure(&self.root),
+                temperatures: hwmon::read_temperatures(&self.root),
+                processes: self.top_processes(&processes, &previous.process_ticks, seconds),
+            },
+        })
+    }
+
+    fn top_processes(&self, now: &[ProcessSample], before: &HashMap<u32, u64>, seconds: f64) -> Processes {
+        let ticks_per_second = self.clock_ticks.max(1) as f64;
+        let mut rows: Vec<TopProcess> = now
+            .iter()
+            .map(|p| {
+                let used = before.get(&p.pid).map_or(0, |b| p.cpu_ticks.saturating_sub(*b));
+                let cpu = if seconds > 0.0 { used as f64 / ticks_per_second / seconds * 100.0 } else { 0.0 };
+                TopProcess { pid: p.pid, name: p.name.clone(), cpu, memory: p.rss_pages * self.page_size }
+            })
+            .collect();
+        rows.sort_by(|a, b| b.cpu.total_cmp(&a.cpu).then(a.pid.cmp(&b.pid)));
+        let top_cpu = rows.iter().take(TOP_PROCESSES).cloned().collect();
+        rows.sort_by(|a, b| b.memory.cmp(&a.memory).then(a.pid.cmp(&b.pid)));
+        let top_memory = rows.iter().take(TOP_PROCESSES).cloned().collect();
+        Processes { total: now.len(), running: now.iter().filter(|p| p.state == 'R').count(), top_cpu, top_memory }
+    }
+}

@@ -1,0 +1,501 @@
+//! The agent's life: register, then collect → spool → send, heartbeat and poll for
+//! commands, each on its own schedule, without ever losing a report.
+//!
+//! [`Agent::tick`] does whatever is due at `now` and says when to wake next; the `run`
+//! command only sleeps in between. Every report is appended to the spool before it is
+//! sent and removed only once the hub acknowledged it (stored or already stored), so a
+//! hub outage, a crash or a restart loses nothing the spool's cap can hold.
+
+use std::net::{IpAddr, UdpSocket};
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+use serverpulse_proto::command::{CommandType, WireCommand, signing_payload};
+use serverpulse_proto::time::format_timestamp;
+
+use crate::backoff::Backoff;
+use crate::collector::Collector;
+use crate::config::Config;
+use crate::report::{self, ServiceState};
+use crate::services::{self, ServiceSource};
+use crate::spool::Spool;
+use crate::state::{AgentState, StateFile};
+use crate::transport::{Credentials, Hub, TransportError};
+
+/// Reports per replay batch.
+pub const BATCH: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Collect(#[from] crate::collect::CollectError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// When each activity is next due (Unix ms).
+#[derive(Debug, Clone, Copy, Default)]
+struct Schedule {
+    register: i64,
+    collect: i64,
+    send: i64,
+    heartbeat: i64,
+    commands: i64,
+}
+
+pub struct Agent {
+    config: Config,
+    config_path: Option<PathBuf>,
+    state_file: StateFile,
+    state: AgentState,
+    hub: Hub,
+    collector: Collector,
+    spool: Spool,
+    service_source: Box<dyn ServiceSource>,
+    units: Vec<String>,
+    last_services: Vec<ServiceState>,
+    pending_alerts: Vec<Value>,
+    collection_ms: i64,
+    heartbeat_ms: i64,
+    schedule: Schedule,
+    backoff: Backoff,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").field("hub", &self.hub.base()).field("state", &self.state).finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    pub fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        collector: Collector,
+        mut service_source: Box<dyn ServiceSource>,
+    ) -> Result<Self, AgentError> {
+        let state_file = StateFile::in_dir(&config.storage.state_dir);
+        let state = state_file.load()?;
+        let spool = Spool::open(&config.storage.state_dir.join("spool"), config.storage.spool_max_bytes)?;
+        let hub = Hub::from_config(&config)?;
+        let units = services::watched_units(&config.monitoring.services, service_source.as_mut());
+        let collection_ms = i64::from(config.collection.interval.0) * 1000;
+        Ok(Self {
+            config,
+            config_path,
+            state_file,
+            state,
+            hub,
+            collector,
+            spool,
+            service_source,
+            units,
+            last_services: Vec::new(),
+            pending_alerts: Vec::new(),
+            collection_ms,
+            heartbeat_ms: 60_000,
+            schedule: Schedule::default(),
+            backoff: Backoff::new(1_000, 300_000),
+        })
+    }
+
+    pub fn state(&self) -> &AgentState {
+        &self.state
+    }
+
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    fn credentials(&self) -> Option<Credentials> {
+        self.state
+            .credentials_for(self.hub.base())
+            .map(|(agent_id, token)| Credentials { agent_id: agent_id.to_owned(), token: token.to_owned() })
+    }
+
+    /// Does what is due at `now`; returns when to call again.
+    pub fn tick(&mut self, now: i64) -> Result<i64, AgentError> {
+        if !self.collector.is_primed() {
+            self.collector.prime(now)?;
+            self.schedule.collect = now + self.collection_ms;
+        }
+        if now >= self.schedule.collect {
+            self.collect_into_spool(now)?;
+            self.schedule.collect = now + self.collection_ms;
+        }
+        if self.credentials().is_none() && now >= self.schedule.register {
+            self.try_register(now)?;
+        }
+        if let Some(credentials) = self.credentials() {
+            if now >= self.schedule.send && !self.spool.is_empty() {
+                self.flush(&credentials, now)?;
+            }
+            self.send_alerts(&credentials, now);
+            if now >= self.schedule.heartbeat {
+                self.heartbeat(&credentials, now);
+            }
+            if now >= self.schedule.commands {
+                self.poll_commands(&credentials, now)?;
+            }
+        }
+        let mut next = self.schedule.collect;
+        if self.credentials().is_none() {
+            next = next.min(self.schedule.register);
+        } else {
+            if !self.spool.is_empty() {
+                next = next.min(self.schedule.send);
+            }
+            next = next.min(self.schedule.heartbeat).min(self.schedule.commands);
+        }
+        Ok(next.max(now + 10))
+    }
+
+    /// Collects once and appends the report to the spool (durably).
+    pub fn collect_into_spool(&mut self, now: i64) -> Result<(), AgentError> {
+        let collection = self.collector.collect_once(now)?;
+        let services = services::check(&self.units, self.service_source.as_mut());
+        self.note_service_changes(&services, now);
+        let seq = self.state.next_seq;
+        self.state.next_seq += 1;
+        // The seq is spent before the report exists anywhere, so it is never reused.
+        self.state_file.save(&self.state)?;
+        let mut document = report::build(seq, &collection, &services);
+        if self.spool.dropped() > 0 {
+            document["spool_dropped"] = json!(self.spool.dropped());
+        }
+        self.spool.push(document.to_string().as_bytes())?;
+        Ok(())
+    }
+
+    /// A unit that turned `failed` raises a `service_failure` alert at once, with the
+    /// unit's last journal lines when the journal is readable.
+    fn note_service_changes(&mut self, now_states: &[ServiceState], now: i64) {
+        for state in now_states {
+            let before = self.last_services.iter().find(|s| s.name == state.name).map(|s| s.status.clone());
+            if state.status == "failed" && before.as_deref() != Some("failed") {
+                log::warn!("service {} failed (was {})", state.name, before.as_deref().unwrap_or("not yet seen"));
+                self.pending_alerts.push(json!({
+                    "type": "service_failure",
+                    "severity": "critical",
+                    "message": format!("service {} failed", state.name),
+                    "details": {"unit": state.name, "previous": before, "sub_state": state.sub_state,
+                                "journal": journal_tail(&state.name)},
+                    "timestamp": format_timestamp(now),
+                }));
+            }
+        }
+        self.last_services = now_states.to_vec();
+    }
+
+    /// Sends alerts raised on this host; keeps them for the next try if the hub is away.
+    fn send_alerts(&mut self, credentials: &Credentials, now: i64) {
+        if self.pending_alerts.is_empty() {
+            return;
+        }
+        let body = json!({ "alerts": self.pending_alerts });
+        match self.hub.alerts(credentials, &body) {
+            Ok(_) => self.pending_alerts.clear(),
+            Err(TransportError::Refused { status, message }) => {
+                log::error!("hub refused {} alert(s) ({status}: {message}); dropping them", self.pending_alerts.len());
+                self.pending_alerts.clear();
+            }
+            Err(error) => self.handle_failure(&error, now),
+        }
+    }
+
+    /// Queues an alert for the hub (e.g. `send-test-alert`).
+    pub fn raise_alert(&mut self, alert: Value) {
+        self.pending_alerts.push(alert);
+    }
+
+    /// Sends spooled reports in batches until the spool is empty or the hub fails.
+    pub fn flush(&mut self, credentials: &Credentials, now: i64) -> Result<(), AgentError> {
+        while !self.spool.is_empty() {
+            let records = self.spool.peek(BATCH)?;
+            let reports: Vec<Value> = records.iter().filter_map(|r| serde_json::from_slice(r).ok()).collect();
+            if reports.len() != records.len() {
+                // Unparseable records cannot have come from this agent; drop the batch's bad ones.
+                log::error!("dropping {} unreadable spooled record(s)", records.len() - reports.len());
+            }
+            match self.hub.send_reports(credentials, &reports) {
+                Ok(accepted) => {
+                    log::debug!(
+                        "hub stored {} report(s), {} already stored",
+                        accepted.stored,
+                        accepted.duplicate_seqs.len()
+                    );
+                    self.spool.consume(records.len())?;
+                    self.backoff.reset();
+                }
+                Err(TransportError::Refused { status, message }) if records.len() > 1 => {
+                    log::warn!("hub refused a batch ({status}: {message}); sending one by one");
+                    self.send_singly(credentials, records.len())?;
+                }
+                Err(TransportError::Refused { status, message }) => {
+                    log::error!("hub refused a report for good ({status}: {message}); dropping it");
+                    self.spool.consume(1)?;
+                }
+                Err(error) => {
+                    self.handle_failure(&error, now);
+                    self.schedule.send = now + self.backoff.next_delay_ms();
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_singly(&mut self, credentials: &Credentials, count: usize) -> Result<(), AgentError> {
+        for _ in 0..count {
+            let Some(record) = self.spool.peek(1)?.pop() else { break };
+            let report: Value = serde_json::from_slice(&record).unwrap_or(Value::Null);
+            match self.hub.send_reports(credentials, &[report]) {
+                Ok(_) => self.spool.consume(1)?,
+                Err(TransportError::Refused { status, message }) => {
+                    log::error!("hub refused a report for good ({status}: {message}); dropping it");
+                    self.spool.consume(1)?;
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_failure(&mut self, error: &TransportError, now: i64) {
+        match error {
+            TransportError::Unauthorized => {
+                log::error!(
+                    "the hub at {} no longer accepts this agent's credentials (401): the server may have been \
+                     removed or its agent disabled; registering again",
+                    self.hub.base()
+                );
+                self.state.agent_id = None;
+                self.state.auth_token = None;
+                if let Err(e) = self.state_file.save(&self.state) {
+                    log::error!("cannot save agent state: {e}");
+                }
+                self.schedule.register = now + self.backoff.next_delay_ms();
+            }
+            other => log::warn!("{other}; reports stay in the spool ({} waiting)", self.spool.len()),
+        }
+    }
+
+    /// The address the hub most likely knows this server by: the configured override, or
+    /// the local address of a route towards the hub (no packet is sent).
+    pub fn source_ip(&self) -> Option<IpAddr> {
+        if let Some(ip) = self.config.server.server_ip {
+            return Some(ip);
+        }
+        let authority = self.hub.base().split("://").nth(1)?.split('/').next()?;
+        let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            authority.to_owned()
+        } else if self.hub.base().starts_with("https") {
+            format!("{authority}:443")
+        } else {
+            format!("{authority}:80")
+        };
+        let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+        socket.connect(with_port.trim_start_matches('[').replace("]:", ":")).ok()?;
+        socket.local_addr().ok().map(|a| a.ip())
+    }
+
+    fn registration_body(&self) -> Value {
+        let uname = rustix::system::uname();
+        let text = |s: &std::ffi::CStr| s.to_string_lossy().into_owned();
+        let os = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|t| {
+                t.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_owned()))
+            })
+            .unwrap_or_else(|| text(uname.sysname()));
+        let mut body = json!({
+            "hostname": text(uname.nodename()),
+            "agent_version": env!("CARGO_PKG_VERSION"),
+            "system_info": {"os": os, "kernel": text(uname.release()), "arch": text(uname.machine())},
+        });
+        if let Some(ip) = self.source_ip() {
+            body["server_ip"] = json!(ip.to_string());
+        }
+        body
+    }
+
+    /// Registers by the first way the configuration allows; saves the credentials.
+    pub fn try_register(&mut self, now: i64) -> Result<(), AgentError> {
+        let body = self.registration_body();
+        let provisioned = match (&self.config.server.agent_id, &self.config.server.auth_token) {
+            (Some(id), Some(token)) => id.value().zip(token.value()).map(|(i, t)| (i.to_owned(), t.to_owned())),
+            _ => None,
+        };
+        let enrollment = self.config.server.enrollment_token.as_ref().and_then(|t| t.value()).map(str::to_owned);
+        let result = self.hub.register(&body, provisioned.as_ref().map(|(_, t)| t.as_str()), enrollment.as_deref());
+        match result {
+            Ok(answer) => {
+                let token = answer.auth_token.or_else(|| provisioned.map(|(_, t)| t));
+                let Some(token) = token else {
+                    log::error!("the hub registered this agent without giving it a token; will retry");
+                    self.schedule.register = now + self.backoff.next_delay_ms();
+                    return Ok(());
+                };
+                self.state.hub = Some(self.hub.base().to_owned());
+                self.state.agent_id = Some(answer.agent_id.clone());
+                self.state.auth_token = Some(token);
+                self.state.server_id = Some(answer.server_id);
+                self.state_file.save(&self.state)?;
+                self.collection_ms = i64::from(answer.config.collection_interval.max(1)) * 1000;
+                self.heartbeat_ms = i64::from(answer.config.heartbeat_interval.max(1)) * 1000;
+                self.backoff.reset();
+                self.schedule.send = now;
+                self.schedule.heartbeat = now;
+                self.schedule.commands = now;
+                log::info!(
+                    "registered with {} as agent {} (server {})",
+                    self.hub.base(),
+                    answer.agent_id,
+                    answer.server_id
+                );
+            }
+            Err(error) => {
+                let hint = match &error {
+                    TransportError::Refused { status: 404, .. } => {
+                        " — add this server in the hub first (serverpulse server add), or set server.server_ip"
+                    }
+                    TransportError::Refused { status: 409, .. } => {
+                        " — this server already has an active agent; use an enrollment token"
+                    }
+                    TransportError::Unauthorized => " — the enrollment token is invalid, used or expired",
+                    _ => "",
+                };
+                log::error!("registration with {} failed: {error}{hint}", self.hub.base());
+                self.schedule.register = now + self.backoff.next_delay_ms();
+            }
+        }
+        Ok(())
+    }
+
+    fn heartbeat(&mut self, credentials: &Credentials, now: i64) {
+        let body = json!({"agent_id": credentials.agent_id, "timestamp": format_timestamp(now), "status": "online"});
+        match self.hub.heartbeat(credentials, &body) {
+            Ok(answer) => {
+                self.collection_ms = i64::from(answer.config.collection_interval.max(1)) * 1000;
+                self.heartbeat_ms = i64::from(answer.config.heartbeat_interval.max(1)) * 1000;
+                self.schedule.heartbeat = now + self.heartbeat_ms;
+            }
+            Err(error) => {
+                self.handle_failure(&error, now);
+                self.schedule.heartbeat = now + self.heartbeat_ms.min(self.backoff.next_delay_ms());
+            }
+        }
+    }
+
+    fn poll_commands(&mut self, credentials: &Credentials, now: i64) -> Result<(), AgentError> {
+        self.schedule.commands = now + self.collection_ms;
+        let pending = match self.hub.commands(credentials) {
+            Ok(pending) => pending.commands,
+            Err(error) => {
+                self.handle_failure(&error, now);
+                return Ok(());
+            }
+        };
+        for command in pending {
+            let (status, output, exit_code) = self.execute(credentials, &command, now)?;
+            let ack = json!({"command_id": command.id, "status": status, "output": output,
+                             "exit_code": exit_code, "timestamp": format_timestamp(now)});
+            if let Err(error) = self.hub.ack(credentials, &command.id, &ack) {
+                log::warn!("cannot acknowledge command {}: {error}", command.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one command if it is authentic and allowed here.
+    fn execute(
+        &mut self,
+        credentials: &Credentials,
+        command: &WireCommand,
+        now: i64,
+    ) -> Result<(&'static str, String, Option<i32>), AgentError> {
+        let digest = serverpulse_domain::TokenDigest::of(&credentials.token);
+        let payload =
+            signing_payload(&command.id, command.kind, &command.args, &command.issued_at, &command.expires_at);
+        if digest.sign(&payload) != command.signature {
+            log::error!("command {} has a bad signature; refusing it", command.id);
+            return Ok(("rejected", "bad signature".to_owned(), None));
+        }
+        let allowed = self.config.commands.allowed.iter().any(|c| c.as_str() == command.kind.as_str());
+        if !allowed {
+            log::warn!(
+                "command {} ({}) is not allowed by this host's configuration",
+                command.id,
+                command.kind.as_str()
+            );
+            return Ok(("rejected", format!("{} is not allowed on this host", command.kind.as_str()), None));
+        }
+        log::info!("running command {} ({})", command.id, command.kind.as_str());
+        Ok(match command.kind {
+            CommandType::CollectNow => {
+                self.collect_into_spool(now)?;
+                self.flush(credentials, now)?;
+                ("succeeded", "collected and sent".to_owned(), Some(0))
+            }
+            CommandType::ReloadConfig => match self.reload() {
+                Ok(()) => ("succeeded", "configuration reloaded".to_owned(), Some(0)),
+                Err(e) => ("failed", e.to_string(), None),
+            },
+            CommandType::RestartService => {
+                let unit = command.args.get("service").and_then(Value::as_str).unwrap_or_default();
+                if !self.units.iter().any(|u| u == unit) {
+                    ("rejected", format!("{unit:?} is not a watched service"), None)
+                } else {
+                    restart_unit(unit)
+                }
+            }
+            CommandType::RunCheck => {
+                let states = services::check(&self.units, self.service_source.as_mut());
+                ("succeeded", serde_json::to_string(&states).unwrap_or_default(), Some(0))
+            }
+        })
+    }
+
+    /// Re-reads the configuration file (SIGHUP, `reload_config`).
+    pub fn reload(&mut self) -> Result<(), AgentError> {
+        let Some(path) = &self.config_path else { return Ok(()) };
+        let config = crate::config::load(path)?;
+        self.hub = Hub::from_config(&config)?;
+        self.units = services::watched_units(&config.monitoring.services, self.service_source.as_mut());
+        self.collection_ms = i64::from(config.collection.interval.0) * 1000;
+        self.config = config;
+        log::info!("configuration reloaded from {}", path.display());
+        Ok(())
+    }
+}
+
+/// The last lines the journal holds for `unit`, if `journalctl` can read them.
+fn journal_tail(unit: &str) -> Vec<String> {
+    std::process::Command::new("journalctl")
+        .args(["--unit", unit, "--lines", "20", "--no-pager", "--output", "cat"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn restart_unit(unit: &str) -> (&'static str, String, Option<i32>) {
+    match std::process::Command::new("systemctl").args(["restart", "--", unit]).output() {
+        Ok(out) => {
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            (if out.status.success() { "succeeded" } else { "failed" }, text, out.status.code())
+        }
+        Err(e) => ("failed", format!("cannot run systemctl: {e}"), None),
+    }
+}
