@@ -337,9 +337,15 @@ pub enum ConfigError {
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     serde_saphyr::from_str::<Config>(text).map_err(|e| {
         let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-        let message = e.to_string().lines().next().unwrap_or("invalid configuration").to_owned();
-        ConfigError::Invalid { file: file.to_owned(), line, column, message }
+        ConfigError::Invalid { file: file.to_owned(), line, column, message: without_location(&e.to_string()) }
     })
+}
+
+/// The parser's first line, without the `error: line L column C:` it repeats.
+fn without_location(text: &str) -> String {
+    let first = text.lines().next().unwrap_or("invalid configuration");
+    let rest = first.strip_prefix("error: line ").and_then(|r| r.split_once(": ")).map_or(first, |(_, m)| m);
+    rest.to_owned()
 }
 
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -110,8 +110,11 @@ pub fn parse_file(name: &str, text: &str) -> Result<ConfigValues, ConfigError> {
     }
     serde_saphyr::from_str::<ConfigValues>(text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        let message = e.to_string();
-        let message = message.lines().next().unwrap_or("invalid configuration").to_owned();
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("invalid configuration");
+        // The parser repeats the position as "error: line L column C: …"; it is in the prefix already.
+        let message =
+            first.strip_prefix("error: line ").and_then(|r| r.split_once(": ")).map_or(first, |(_, m)| m).to_owned();
         ConfigError::Syntax { file: name.to_owned(), line, column, message }
     })
 }

@@ -1,0 +1,250 @@
+//! The agent against the real hub (in-process, on 127.0.0.1): it registers with an
+//! enrollment token, reports, keeps reports in its spool while the hub is down and
+//! delivers each exactly once afterwards, raises a service alert, runs an allowed command
+//! and rejects a disallowed one.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use serverpulse_agent::collect::Root;
+use serverpulse_agent::collector::Collector;
+use serverpulse_agent::report::ServiceState;
+use serverpulse_agent::runtime::Agent;
+use serverpulse_agent::services::ServiceSource;
+use serverpulse_domain::Role;
+use serverpulse_hub::app::AppState;
+use serverpulse_hub::auth::Admin;
+use serverpulse_hub::clock::SystemClock;
+use serverpulse_hub::config::Settings;
+use serverpulse_store_sqlite::SqliteStore;
+
+use crate::fixture::{self, Counters, FixedSpace};
+
+/// A hub running on a tokio runtime of its own, stoppable and restartable on one port.
+struct TestHub {
+    runtime: tokio::runtime::Runtime,
+    db: std::path::PathBuf,
+    address: SocketAddr,
+    state: Option<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestHub {
+    fn start(db: &Path) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = probe.local_addr().unwrap();
+        drop(probe);
+        let mut hub = Self { runtime, db: db.to_owned(), address, state: None, stop: None, task: None };
+        hub.resume();
+        hub
+    }
+
+    fn resume(&mut self) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (db, address) = (self.db.clone(), self.address);
+        let state = self.runtime.block_on(async move {
+            let store = SqliteStore::open(&db, 0).await.unwrap();
+            let mut settings = Settings::defaults();
+            settings.public_url = format!("http://{address}");
+            AppState::new(Arc::new(store), Arc::new(SystemClock), settings)
+        });
+        let listener = self.runtime.block_on(tokio::net::TcpListener::bind(address)).unwrap();
+        let serving = state.clone();
+        self.task = Some(self.runtime.spawn(async move {
+            serverpulse_hub::app::serve(listener, serving, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        }));
+        self.state = Some(state);
+        self.stop = Some(stop);
+    }
+
+    fn pause(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.runtime.block_on(self.task.take().unwrap()).unwrap();
+    }
+
+    fn state(&self) -> &AppState {
+        self.state.as_ref().unwrap()
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    fn api(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let url = format!("{}{path}", self.url());
+        let mut response = match body {
+            Some(body) => agent
+                .post(&url)
+                .header("Authorization", format!("Bearer {token}"))
+                .content_type("application/json")
+                .send(body.to_string())
+                .unwrap(),
+            None => {
+                assert_eq!(method, "GET");
+                agent.get(&url).header("Authorization", format!("Bearer {token}")).call().unwrap()
+            }
+        };
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap();
+        assert!((200..300).contains(&status), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// Unit states the test sets by hand.
+#[derive(Clone, Default)]
+struct ScriptedUnits(Arc<Mutex<Vec<(String, String)>>>);
+
+impl ScriptedUnits {
+    fn set(&self, unit: &str, status: &str) {
+        let mut units = self.0.lock().unwrap();
+        units.retain(|(u, _)| u != unit);
+        units.push((unit.to_owned(), status.to_owned()));
+    }
+}
+
+impl ServiceSource for ScriptedUnits {
+    fn state(&mut self, unit: &str) -> ServiceState {
+        let units = self.0.lock().unwrap();
+        let status = units.iter().find(|(u, _)| u == unit).map_or("not_found", |(_, s)| s.as_str());
+        ServiceState { name: unit.to_owned(), status: status.to_owned(), sub_state: None }
+    }
+}
+
+fn counters(step: u64) -> Counters {
+    Counters {
+        cpu: (1_000 + 300 * step, 500 + 100 * step, 8_000 + 600 * step),
+        eth0: (10_000 + 30_000 * step, 2_000 + 3_000 * step),
+        sda_sectors: (100 + 60 * step, 200 + 30 * step),
+        uptime: 3_600 + 30 * step,
+    }
+}
+
+fn start_agent(config_path: &Path, proc_root: &Path, units: &ScriptedUnits) -> Agent {
+    let config = serverpulse_agent::config::load(config_path).unwrap();
+    let collector = Collector::new(Root::new(proc_root), Box::new(FixedSpace));
+    Agent::new(config, Some(config_path.to_owned()), collector, Box::new(units.clone())).unwrap()
+}
+
+fn stored_seqs(hub: &TestHub, token: &str, server: i64) -> Vec<u64> {
+    let history =
+        hub.api("GET", &format!("/api/v1/servers/{server}/metrics?from=0&to=9999999999999&limit=1000"), token, None);
+    history["samples"].as_array().unwrap().iter().map(|s| s["seq"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn registers_reports_survives_an_outage_and_obeys_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = TestHub::start(&dir.path().join("hub.db"));
+    let admin = Admin::console();
+    let (server_id, enrollment, token) = hub.runtime.block_on(async {
+        let state = hub.state();
+        let added =
+            serverpulse_hub::admin::add_server(state, &admin, "e2e", "127.0.0.1".parse().unwrap()).await.unwrap();
+        serverpulse_hub::admin::add_user(state, &admin, "ops@example.test", Role::Admin, None).await.unwrap();
+        let (_, token) = serverpulse_hub::admin::create_token(state, &admin, "ops@example.test", "e2e").await.unwrap();
+        (added.server.id, added.enrollment.enrollment_token, token)
+    });
+
+    let proc_root = dir.path().join("host");
+    fixture::write(&proc_root, counters(0));
+    let state_dir = dir.path().join("state");
+    let config_path = dir.path().join("config.yml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "server:\n  endpoint: {}\n  enrollment_token: {enrollment}\n  auth_token: GENERATED_AFTER_REGISTRATION\n\
+             monitoring:\n  services: [nginx]\nstorage:\n  state_dir: {}\ncommands:\n  allowed: [collect_now]\n",
+            hub.url(),
+            state_dir.display()
+        ),
+    )
+    .unwrap();
+    let units = ScriptedUnits::default();
+    units.set("nginx", "active");
+    let mut agent = start_agent(&config_path, &proc_root, &units);
+
+    // Registration with the enrollment token, at the first tick.
+    let t0 = chrono::Utc::now().timestamp_millis();
+    agent.tick(t0).unwrap();
+    assert_eq!(agent.state().server_id, Some(server_id));
+    let saved = std::fs::read_to_string(state_dir.join("state.json")).unwrap();
+    assert!(saved.contains("auth_token"), "credentials go to the state file");
+    assert!(!std::fs::read_to_string(&config_path).unwrap().contains(agent.state().auth_token.as_deref().unwrap()));
+
+    // First report.
+    fixture::write(&proc_root, counters(1));
+    agent.tick(t0 + 30_000).unwrap();
+    assert_eq!(stored_seqs(&hub, &token, server_id), [0]);
+    assert!(agent.spool().is_empty());
+
+    // The hub goes away; reports pile up in the spool; nginx fails meanwhile.
+    hub.pause();
+    units.set("nginx", "failed");
+    for step in 2..=3 {
+        fixture::write(&proc_root, counters(step));
+        agent.tick(t0 + 30_000 * step as i64).unwrap();
+    }
+    assert_eq!(agent.spool().len(), 2);
+
+    // The agent restarts during the outage: seq and spool survive it.
+    drop(agent);
+    let mut agent = start_agent(&config_path, &proc_root, &units);
+    units.set("nginx", "failed");
+
+    // The hub returns: the restarted agent primes its collector and replays the spool,
+    // then reports again with the next seq. Every report arrives once.
+    hub.resume();
+    fixture::write(&proc_root, counters(4));
+    agent.tick(t0 + 120_000).unwrap();
+    assert!(agent.spool().is_empty(), "{} left in the spool", agent.spool().len());
+    assert_eq!(stored_seqs(&hub, &token, server_id), [0, 1, 2]);
+    fixture::write(&proc_root, counters(5));
+    agent.tick(t0 + 150_000).unwrap();
+    assert_eq!(stored_seqs(&hub, &token, server_id), [0, 1, 2, 3]);
+
+    let server = hub.api("GET", &format!("/api/v1/servers/{server_id}"), &token, None);
+    assert_eq!(server["server"]["agent_status"], "active");
+    assert_eq!(server["server"]["last_metrics"]["network_rx"], json!(10_000 + 30_000 * 5));
+    let history = hub.api("GET", &format!("/api/v1/servers/{server_id}/metrics?from=0&to=9999999999999"), &token, None);
+    let rates: Vec<Value> =
+        history["samples"].as_array().unwrap().iter().map(|s| s["network_rx_rate"].clone()).collect();
+    assert_eq!(rates[1], json!(1000.0), "the hub derives 30,000 B / 30 s from the agent's counters");
+
+    let alerts = hub.api("GET", &format!("/api/v1/alerts?server_id={server_id}"), &token, None);
+    let failures: Vec<&Value> =
+        alerts["alerts"].as_array().unwrap().iter().filter(|a| a["type"] == "service_failure").collect();
+    assert_eq!(failures.len(), 1, "one alert for one failure: {alerts}");
+    assert_eq!(failures[0]["details"]["unit"], "nginx");
+    assert_eq!(failures[0]["severity"], "critical");
+
+    // Commands: an allowed one runs, a disallowed one is rejected.
+    let allowed =
+        hub.api("POST", &format!("/api/v1/servers/{server_id}/commands"), &token, Some(json!({"type": "collect_now"})));
+    let refused = hub.api(
+        "POST",
+        &format!("/api/v1/servers/{server_id}/commands"),
+        &token,
+        Some(json!({"type": "restart_service", "args": {"service": "nginx"}})),
+    );
+    fixture::write(&proc_root, counters(6));
+    agent.tick(t0 + 180_000).unwrap();
+    let commands = hub.api("GET", &format!("/api/v1/servers/{server_id}/commands"), &token, None);
+    let state_of = |id: &Value| {
+        commands["commands"].as_array().unwrap().iter().find(|c| &c["id"] == id).map(|c| c["state"].clone()).unwrap()
+    };
+    assert_eq!(state_of(&allowed["id"]), "succeeded");
+    assert_eq!(state_of(&refused["id"]), "rejected");
+    let seqs = stored_seqs(&hub, &token, server_id);
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "collect_now added reports, no gaps or repeats");
+    assert_eq!(seqs.len(), 6, "the scheduled report and the one collect_now asked for");
+}
