@@ -102,6 +102,13 @@ pub struct AlertsSection {
     pub disk_threshold: Threshold,
     #[serde(default = "load_default")]
     pub load_threshold: f64,
+    /// How long a figure must stay above its threshold before an alert is raised.
+    #[serde(default = "hold_default")]
+    pub hold_seconds: u32,
+    /// Percentage points below the threshold a figure must fall to end an episode
+    /// (load recovers below 90 % of its threshold).
+    #[serde(default = "hysteresis_default")]
+    pub hysteresis: f64,
 }
 
 fn cpu_default() -> Threshold {
@@ -116,6 +123,12 @@ fn disk_default() -> Threshold {
 fn load_default() -> f64 {
     5.0
 }
+fn hold_default() -> u32 {
+    60
+}
+fn hysteresis_default() -> f64 {
+    5.0
+}
 
 impl Default for AlertsSection {
     fn default() -> Self {
@@ -124,6 +137,8 @@ impl Default for AlertsSection {
             memory_threshold: memory_default(),
             disk_threshold: disk_default(),
             load_threshold: load_default(),
+            hold_seconds: hold_default(),
+            hysteresis: hysteresis_default(),
         }
     }
 }

@@ -18,4 +18,5 @@ pub mod sd_notify;
 pub mod services;
 pub mod spool;
 pub mod state;
+pub mod thresholds;
 pub mod transport;

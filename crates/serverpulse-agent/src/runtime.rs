@@ -20,6 +20,7 @@ use crate::report::{self, ServiceState};
 use crate::services::{self, ServiceSource};
 use crate::spool::Spool;
 use crate::state::{AgentState, StateFile};
+use crate::thresholds::Thresholds;
 use crate::transport::{Credentials, Hub, TransportError};
 
 /// Reports per replay batch.
@@ -61,6 +62,7 @@ pub struct Agent {
     units: Vec<String>,
     last_services: Vec<ServiceState>,
     pending_alerts: Vec<Value>,
+    thresholds: Thresholds,
     collection_ms: i64,
     heartbeat_ms: i64,
     schedule: Schedule,
@@ -86,6 +88,7 @@ impl Agent {
         let hub = Hub::from_config(&config)?;
         let units = services::watched_units(&config.monitoring.services, service_source.as_mut());
         let collection_ms = i64::from(config.collection.interval.0) * 1000;
+        let thresholds = Thresholds::from_config(&config.alerts);
         Ok(Self {
             config,
             config_path,
@@ -98,6 +101,7 @@ impl Agent {
             units,
             last_services: Vec::new(),
             pending_alerts: Vec::new(),
+            thresholds,
             collection_ms,
             heartbeat_ms: 60_000,
             schedule: Schedule::default(),
@@ -165,6 +169,8 @@ impl Agent {
         let collection = self.collector.collect_once(now)?;
         let services = services::check(&self.units, self.service_source.as_mut());
         self.note_service_changes(&services, now);
+        let crossed = self.thresholds.observe(&collection.flat, now);
+        self.pending_alerts.extend(crossed);
         let seq = self.state.next_seq;
         self.state.next_seq += 1;
         // The seq is spent before the report exists anywhere, so it is never reused.
@@ -473,6 +479,7 @@ impl Agent {
         self.hub = Hub::from_config(&config)?;
         self.units = services::watched_units(&config.monitoring.services, self.service_source.as_mut());
         self.collection_ms = i64::from(config.collection.interval.0) * 1000;
+        self.thresholds = Thresholds::from_config(&config.alerts);
         self.config = config;
         log::info!("configuration reloaded from {}", path.display());
         Ok(())
