@@ -87,8 +87,9 @@ pub struct MonitoringSection {
 #[serde(deny_unknown_fields)]
 pub struct CustomLog {
     pub path: PathBuf,
+    /// Regular expressions; a line matching any of them raises an alert.
     #[serde(default)]
-    pub patterns: Vec<String>,
+    pub patterns: Vec<Pattern>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -319,6 +320,20 @@ checked!(LogLevel(String), |level| {
 impl LogLevel {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A regular expression from the configuration, compiled (and so checked) when read.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+checked!(Pattern(String), |text| regex::Regex::new(&text).map(Pattern).map_err(|e| format!(
+    "pattern {text:?} is not a valid regular expression: {}",
+    e.to_string().lines().last().unwrap_or("")
+)));
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
     }
 }
 

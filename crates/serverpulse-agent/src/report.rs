@@ -14,6 +14,32 @@ pub struct ServiceState {
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub_state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub main_pid: Option<u32>,
+    /// Automatic restarts systemd made (`NRestarts`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u32>,
+    /// When the unit entered its current state, as systemd prints it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+}
+
+impl ServiceState {
+    /// A unit whose state could not be read.
+    pub fn unknown(unit: &str) -> Self {
+        Self::with_status(unit, "unknown")
+    }
+
+    pub fn with_status(unit: &str, status: &str) -> Self {
+        Self {
+            name: unit.to_owned(),
+            status: status.to_owned(),
+            sub_state: None,
+            main_pid: None,
+            restarts: None,
+            since: None,
+        }
+    }
 }
 
 /// The report document for one collection.

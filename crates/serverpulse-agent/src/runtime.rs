@@ -16,6 +16,7 @@ use serverpulse_proto::time::format_timestamp;
 use crate::backoff::Backoff;
 use crate::collector::Collector;
 use crate::config::Config;
+use crate::logwatch::LogWatch;
 use crate::report::{self, ServiceState};
 use crate::services::{self, ServiceSource};
 use crate::spool::Spool;
@@ -25,6 +26,10 @@ use crate::transport::{Credentials, Hub, TransportError};
 
 /// Reports per replay batch.
 pub const BATCH: usize = 50;
+/// Alerts per request.
+pub const ALERT_BATCH: usize = 100;
+/// Cap of the alert spool (alerts are small; a flood is summarised before it gets here).
+pub const ALERT_SPOOL_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -60,9 +65,10 @@ pub struct Agent {
     spool: Spool,
     service_source: Box<dyn ServiceSource>,
     units: Vec<String>,
-    last_services: Vec<ServiceState>,
-    pending_alerts: Vec<Value>,
+    /// Alerts raised here and not yet accepted by the hub (durable, like reports).
+    alerts: Spool,
     thresholds: Thresholds,
+    logs: LogWatch,
     collection_ms: i64,
     heartbeat_ms: i64,
     schedule: Schedule,
@@ -85,10 +91,12 @@ impl Agent {
         let state_file = StateFile::in_dir(&config.storage.state_dir);
         let state = state_file.load()?;
         let spool = Spool::open(&config.storage.state_dir.join("spool"), config.storage.spool_max_bytes)?;
+        let alerts = Spool::open(&config.storage.state_dir.join("alerts"), ALERT_SPOOL_BYTES)?;
         let hub = Hub::from_config(&config)?;
         let units = services::watched_units(&config.monitoring.services, service_source.as_mut());
         let collection_ms = i64::from(config.collection.interval.0) * 1000;
         let thresholds = Thresholds::from_config(&config.alerts);
+        let logs = LogWatch::new(&config.monitoring, &config.storage.state_dir);
         Ok(Self {
             config,
             config_path,
@@ -99,9 +107,9 @@ impl Agent {
             spool,
             service_source,
             units,
-            last_services: Vec::new(),
-            pending_alerts: Vec::new(),
+            alerts,
             thresholds,
+            logs,
             collection_ms,
             heartbeat_ms: 60_000,
             schedule: Schedule::default(),
@@ -144,7 +152,9 @@ impl Agent {
             if now >= self.schedule.send && !self.spool.is_empty() {
                 self.flush(&credentials, now)?;
             }
-            self.send_alerts(&credentials, now);
+            if now >= self.schedule.send {
+                self.send_alerts(&credentials, now)?;
+            }
             if now >= self.schedule.heartbeat {
                 self.heartbeat(&credentials, now);
             }
@@ -168,11 +178,17 @@ impl Agent {
     pub fn collect_into_spool(&mut self, now: i64) -> Result<(), AgentError> {
         let collection = self.collector.collect_once(now)?;
         let services = services::check(&self.units, self.service_source.as_mut());
-        self.note_service_changes(&services, now);
-        let crossed = self.thresholds.observe(&collection.flat, now);
-        self.pending_alerts.extend(crossed);
+        let mut raised = self.service_changes(&services, now);
+        raised.extend(self.thresholds.observe(&collection.flat, now));
+        raised.extend(self.logs.poll(now));
+        for alert in &raised {
+            self.alerts.push(alert.to_string().as_bytes())?;
+        }
+        // Lines that raised alerts are only marked read once the alerts are on disk.
+        self.logs.commit();
         let seq = self.state.next_seq;
         self.state.next_seq += 1;
+        self.state.services = services.iter().map(|s| (s.name.clone(), s.status.clone())).collect();
         // The seq is spent before the report exists anywhere, so it is never reused.
         self.state_file.save(&self.state)?;
         let mut document = report::build(seq, &collection, &services);
@@ -185,43 +201,48 @@ impl Agent {
 
     /// A unit that turned `failed` raises a `service_failure` alert at once, with the
     /// unit's last journal lines when the journal is readable.
-    fn note_service_changes(&mut self, now_states: &[ServiceState], now: i64) {
+    fn service_changes(&self, now_states: &[ServiceState], now: i64) -> Vec<Value> {
+        let mut raised = Vec::new();
         for state in now_states {
-            let before = self.last_services.iter().find(|s| s.name == state.name).map(|s| s.status.clone());
+            let before = self.state.services.get(&state.name).cloned();
             if state.status == "failed" && before.as_deref() != Some("failed") {
                 log::warn!("service {} failed (was {})", state.name, before.as_deref().unwrap_or("not yet seen"));
-                self.pending_alerts.push(json!({
+                raised.push(json!({
                     "type": "service_failure",
                     "severity": "critical",
                     "message": format!("service {} failed", state.name),
                     "details": {"unit": state.name, "previous": before, "sub_state": state.sub_state,
-                                "journal": journal_tail(&state.name)},
+                                "restarts": state.restarts, "journal": journal_tail(&state.name)},
                     "timestamp": format_timestamp(now),
                 }));
             }
         }
-        self.last_services = now_states.to_vec();
+        raised
     }
 
-    /// Sends alerts raised on this host; keeps them for the next try if the hub is away.
-    fn send_alerts(&mut self, credentials: &Credentials, now: i64) {
-        if self.pending_alerts.is_empty() {
-            return;
-        }
-        let body = json!({ "alerts": self.pending_alerts });
-        match self.hub.alerts(credentials, &body) {
-            Ok(_) => self.pending_alerts.clear(),
-            Err(TransportError::Refused { status, message }) => {
-                log::error!("hub refused {} alert(s) ({status}: {message}); dropping them", self.pending_alerts.len());
-                self.pending_alerts.clear();
+    /// Sends spooled alerts; they stay spooled while the hub is away.
+    fn send_alerts(&mut self, credentials: &Credentials, now: i64) -> Result<(), AgentError> {
+        while !self.alerts.is_empty() {
+            let records = self.alerts.peek(ALERT_BATCH)?;
+            let alerts: Vec<Value> = records.iter().filter_map(|r| serde_json::from_slice(r).ok()).collect();
+            match self.hub.alerts(credentials, &json!({ "alerts": alerts })) {
+                Ok(_) => self.alerts.consume(records.len())?,
+                Err(TransportError::Refused { status, message }) => {
+                    log::error!("hub refused {} alert(s) ({status}: {message}); dropping them", records.len());
+                    self.alerts.consume(records.len())?;
+                }
+                Err(error) => {
+                    self.handle_failure(&error, now);
+                    return Ok(());
+                }
             }
-            Err(error) => self.handle_failure(&error, now),
         }
+        Ok(())
     }
 
-    /// Queues an alert for the hub (e.g. `send-test-alert`).
-    pub fn raise_alert(&mut self, alert: Value) {
-        self.pending_alerts.push(alert);
+    /// Alerts waiting for the hub.
+    pub fn pending_alerts(&self) -> usize {
+        self.alerts.len()
     }
 
     /// Sends spooled reports in batches until the spool is empty or the hub fails.
@@ -480,6 +501,7 @@ impl Agent {
         self.units = services::watched_units(&config.monitoring.services, self.service_source.as_mut());
         self.collection_ms = i64::from(config.collection.interval.0) * 1000;
         self.thresholds = Thresholds::from_config(&config.alerts);
+        self.logs = LogWatch::new(&config.monitoring, &config.storage.state_dir);
         self.config = config;
         log::info!("configuration reloaded from {}", path.display());
         Ok(())

@@ -24,6 +24,9 @@ pub struct AgentState {
     /// The `seq` the next report gets.
     #[serde(default)]
     pub next_seq: u64,
+    /// Last seen status of each watched unit, so a restart does not re-announce a failure.
+    #[serde(default)]
+    pub services: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -34,6 +37,7 @@ impl std::fmt::Debug for AgentState {
             .field("auth_token", &self.auth_token.as_ref().map(|_| "…"))
             .field("server_id", &self.server_id)
             .field("next_seq", &self.next_seq)
+            .field("services", &self.services)
             .finish()
     }
 }
@@ -121,6 +125,7 @@ mod tests {
             auth_token: Some("secret".into()),
             server_id: Some(3),
             next_seq: 42,
+            services: [("nginx".to_owned(), "failed".to_owned())].into(),
         };
         file.save(&state).unwrap();
         assert_eq!(file.load().unwrap(), state);

@@ -113,10 +113,15 @@ impl ScriptedUnits {
 }
 
 impl ServiceSource for ScriptedUnits {
-    fn state(&mut self, unit: &str) -> ServiceState {
-        let units = self.0.lock().unwrap();
-        let status = units.iter().find(|(u, _)| u == unit).map_or("not_found", |(_, s)| s.as_str());
-        ServiceState { name: unit.to_owned(), status: status.to_owned(), sub_state: None }
+    fn states(&mut self, units: &[String]) -> Vec<ServiceState> {
+        let known = self.0.lock().unwrap();
+        units
+            .iter()
+            .map(|unit| {
+                let status = known.iter().find(|(u, _)| u == unit).map_or("not_found", |(_, s)| s.as_str());
+                ServiceState::with_status(unit, status)
+            })
+            .collect()
     }
 }
 
@@ -158,13 +163,16 @@ fn registers_reports_survives_an_outage_and_obeys_commands() {
     let proc_root = dir.path().join("host");
     fixture::write(&proc_root, counters(0));
     let state_dir = dir.path().join("state");
+    let kern_log = dir.path().join("kern.log");
+    std::fs::write(&kern_log, "old: Kernel panic - long ago, not news\n").unwrap();
     let config_path = dir.path().join("config.yml");
     std::fs::write(
         &config_path,
         format!(
             "server:\n  endpoint: {}\n  enrollment_token: {enrollment}\n  auth_token: GENERATED_AFTER_REGISTRATION\n\
-             monitoring:\n  services: [nginx]\nstorage:\n  state_dir: {}\ncommands:\n  allowed: [collect_now]\n",
+             monitoring:\n  services: [nginx]\n  log_paths: [{}]\nstorage:\n  state_dir: {}\ncommands:\n  allowed: [collect_now]\n",
             hub.url(),
+            kern_log.display(),
             state_dir.display()
         ),
     )
@@ -190,6 +198,8 @@ fn registers_reports_survives_an_outage_and_obeys_commands() {
     // The hub goes away; reports pile up in the spool; nginx fails meanwhile.
     hub.pause();
     units.set("nginx", "failed");
+    let mut kern = std::fs::OpenOptions::new().append(true).open(&kern_log).unwrap();
+    std::io::Write::write_all(&mut kern, b"kernel: Out of memory: Killed process 4242 (postgres)\n").unwrap();
     for step in 2..=3 {
         fixture::write(&proc_root, counters(step));
         agent.tick(t0 + 30_000 * step as i64).unwrap();
@@ -226,6 +236,10 @@ fn registers_reports_survives_an_outage_and_obeys_commands() {
     assert_eq!(failures.len(), 1, "one alert for one failure: {alerts}");
     assert_eq!(failures[0]["details"]["unit"], "nginx");
     assert_eq!(failures[0]["severity"], "critical");
+    let oom: Vec<&Value> = alerts["alerts"].as_array().unwrap().iter().filter(|a| a["type"] == "oom_kill").collect();
+    assert_eq!(oom.len(), 1, "the OOM kill logged during the outage arrives once: {alerts}");
+    assert!(oom[0]["message"].as_str().unwrap().contains("postgres"));
+    assert!(!alerts.to_string().contains("long ago"), "history before the agent started is not news");
 
     // Commands: an allowed one runs, a disallowed one is rejected.
     let allowed =
