@@ -174,6 +174,7 @@ impl Cli {
             body_limit: serve.body_limit,
             enrollment_ttl: None,
             command_ttl: None,
+            agent_binary: None,
             log: serve.log,
         };
         let origin = match &self.config {

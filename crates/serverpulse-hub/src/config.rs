@@ -44,6 +44,8 @@ pub struct Settings {
     pub public_url: String,
     pub enrollment_ttl_ms: i64,
     pub command_ttl_ms: i64,
+    /// The agent executable served at `/download/serverpulse-agent`.
+    pub agent_binary: PathBuf,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -70,6 +72,7 @@ pub struct ConfigValues {
     pub body_limit: Option<usize>,
     pub enrollment_ttl: Option<u32>,
     pub command_ttl: Option<u32>,
+    pub agent_binary: Option<PathBuf>,
     pub log: Option<String>,
 }
 
@@ -88,6 +91,7 @@ impl ConfigValues {
             body_limit: self.body_limit.or(fallback.body_limit),
             enrollment_ttl: self.enrollment_ttl.or(fallback.enrollment_ttl),
             command_ttl: self.command_ttl.or(fallback.command_ttl),
+            agent_binary: self.agent_binary.or(fallback.agent_binary),
             log: self.log.or(fallback.log),
         }
     }
@@ -179,6 +183,11 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
     if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
         return Err(bad("public_url", format!("{public_url:?} must start with http:// or https://")));
     }
+    // It is pasted into the install script between single quotes.
+    if public_url.contains(|c: char| c == '\'' || c == '"' || c == '\\' || c.is_whitespace() || c.is_control()) {
+        return Err(bad("public_url", format!("{public_url:?} must not contain quotes, backslashes or spaces")));
+    }
+    let agent_binary = values.agent_binary.unwrap_or_else(default_agent_binary);
     Ok(HubConfig {
         listen,
         database,
@@ -191,9 +200,19 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
             public_url,
             enrollment_ttl_ms: i64::from(enrollment_ttl) * 1000,
             command_ttl_ms: i64::from(command_ttl) * 1000,
+            agent_binary,
         },
         log: values.log.unwrap_or_else(|| "info".to_owned()),
     })
+}
+
+/// `serverpulse-agent` beside the running `serverpulse` (as `cargo build` and the
+/// release archive lay them out).
+fn default_agent_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("serverpulse-agent")))
+        .unwrap_or_else(|| PathBuf::from("serverpulse-agent"))
 }
 
 impl Settings {

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{agent, log, meta, servers};
+use crate::routes::{agent, install, log, meta, servers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,6 +15,7 @@ use crate::routes::{agent, log, meta, servers};
         servers::enrollment, servers::credentials, servers::metrics, servers::services,
         servers::list_commands, servers::enqueue_command,
         log::events, log::alerts,
+        install::script, install::agent_binary,
     ),
     modifiers(&BearerSchemes),
     tags(
@@ -22,6 +23,7 @@ use crate::routes::{agent, log, meta, servers};
         (name = "servers", description = "The inventory (bearer: API token; viewer reads, operator acts, admin manages)"),
         (name = "log", description = "Events and alerts"),
         (name = "meta", description = "About the hub"),
+        (name = "install", description = "Installing the agent on a server"),
     )
 )]
 struct ApiDoc;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use serverpulse_domain::AgentStatus;
 use serverpulse_domain::rate::{CounterReading, counter_rate};
+use serverpulse_domain::{AgentStatus, TokenDigest};
 use serverpulse_proto::alert::{AgentAlert, Severity};
 use serverpulse_proto::command::CommandAck;
 use serverpulse_proto::report::Report;
@@ -521,6 +521,22 @@ impl Store for SqliteStore {
         Self::server_in(&mut tx, id).await?;
         insert_enrollment(&mut tx, id, &enrollment, now).await?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn enrollment_server(&self, token: &TokenDigest, now: i64) -> StoreResult<Option<Server>> {
+        let mut conn = self.reader.acquire().await.map_err(db)?;
+        let found = sqlx::query(
+            "SELECT server_id FROM enrollment_tokens WHERE token = ? AND used_at IS NULL AND expires_at > ?",
+        )
+        .bind(token.to_hex())
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+        match found {
+            Some(row) => Ok(Some(Self::server_in(&mut conn, row.try_get("server_id").map_err(db)?).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn set_agent_credentials(&self, id: ServerId, credentials: AgentCredentials, now: i64) -> StoreResult<()> {

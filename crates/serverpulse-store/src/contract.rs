@@ -138,12 +138,16 @@ pub async fn enrollment_tokens_are_single_use_and_expire(store: &dyn Store) {
     let id = server(store, "a", "10.0.0.1").await;
     let (secret, grant) = enrollment_grant(T0 + 1_000);
     store.add_enrollment(id, grant, T0).await.expect("add enrollment");
+    let looked_up = store.enrollment_server(&secret.digest(), T0 + 5).await.expect("lookup");
+    assert_eq!(looked_up.map(|s| s.id), Some(id), "looking a token up does not use it");
+    assert!(store.enrollment_server(&secret.digest(), T0 + 1_000).await.expect("lookup").is_none(), "expired");
     let enrol = |at| {
         let (_, fresh) = credentials(&format!("agent-{at}"));
         store.register_agent(RegistrationWay::Enrollment { token: secret.digest(), fresh }, profile("a"), at)
     };
     assert!(matches!(enrol(T0 + 10).await.expect("enrol"), RegisterOutcome::Registered { .. }));
     assert_eq!(enrol(T0 + 20).await.expect("reuse"), RegisterOutcome::EnrollmentRefused);
+    assert!(store.enrollment_server(&secret.digest(), T0 + 30).await.expect("lookup").is_none(), "used");
 
     let (late, grant) = enrollment_grant(T0 + 1_000);
     store.add_enrollment(id, grant, T0).await.expect("add enrollment");

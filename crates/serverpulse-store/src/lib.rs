@@ -52,6 +52,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_server(&self, id: ServerId, now: i64) -> StoreResult<()>;
     /// Mints another enrollment token for an existing server.
     async fn add_enrollment(&self, id: ServerId, enrollment: EnrollmentGrant, now: i64) -> StoreResult<()>;
+    /// The server an unused, unexpired enrollment token belongs to (without using it up).
+    async fn enrollment_server(&self, token: &TokenDigest, now: i64) -> StoreResult<Option<Server>>;
     /// Sets (or rotates) a server's agent credentials by hand, for pre-provisioned agents.
     async fn set_agent_credentials(&self, id: ServerId, credentials: AgentCredentials, now: i64) -> StoreResult<()>;
 

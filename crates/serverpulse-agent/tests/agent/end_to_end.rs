@@ -3,7 +3,6 @@
 //! delivers each exactly once afterwards, raises a service alert, runs an allowed command
 //! and rejects a disallowed one.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -14,91 +13,10 @@ use serverpulse_agent::report::ServiceState;
 use serverpulse_agent::runtime::Agent;
 use serverpulse_agent::services::ServiceSource;
 use serverpulse_domain::Role;
-use serverpulse_hub::app::AppState;
 use serverpulse_hub::auth::Admin;
-use serverpulse_hub::clock::SystemClock;
-use serverpulse_hub::config::Settings;
-use serverpulse_store_sqlite::SqliteStore;
 
 use crate::fixture::{self, Counters, FixedSpace};
-
-/// A hub running on a tokio runtime of its own, stoppable and restartable on one port.
-struct TestHub {
-    runtime: tokio::runtime::Runtime,
-    db: std::path::PathBuf,
-    address: SocketAddr,
-    state: Option<AppState>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl TestHub {
-    fn start(db: &Path) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = probe.local_addr().unwrap();
-        drop(probe);
-        let mut hub = Self { runtime, db: db.to_owned(), address, state: None, stop: None, task: None };
-        hub.resume();
-        hub
-    }
-
-    fn resume(&mut self) {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (db, address) = (self.db.clone(), self.address);
-        let state = self.runtime.block_on(async move {
-            let store = SqliteStore::open(&db, 0).await.unwrap();
-            let mut settings = Settings::defaults();
-            settings.public_url = format!("http://{address}");
-            AppState::new(Arc::new(store), Arc::new(SystemClock), settings)
-        });
-        let listener = self.runtime.block_on(tokio::net::TcpListener::bind(address)).unwrap();
-        let serving = state.clone();
-        self.task = Some(self.runtime.spawn(async move {
-            serverpulse_hub::app::serve(listener, serving, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        }));
-        self.state = Some(state);
-        self.stop = Some(stop);
-    }
-
-    fn pause(&mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.runtime.block_on(self.task.take().unwrap()).unwrap();
-    }
-
-    fn state(&self) -> &AppState {
-        self.state.as_ref().unwrap()
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    fn api(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let url = format!("{}{path}", self.url());
-        let mut response = match body {
-            Some(body) => agent
-                .post(&url)
-                .header("Authorization", format!("Bearer {token}"))
-                .content_type("application/json")
-                .send(body.to_string())
-                .unwrap(),
-            None => {
-                assert_eq!(method, "GET");
-                agent.get(&url).header("Authorization", format!("Bearer {token}")).call().unwrap()
-            }
-        };
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap();
-        assert!((200..300).contains(&status), "{method} {path}: {status} {text}");
-        serde_json::from_str(&text).unwrap()
-    }
-}
+use crate::hub::TestHub;
 
 /// Unit states the test sets by hand.
 #[derive(Clone, Default)]
@@ -149,7 +67,7 @@ fn stored_seqs(hub: &TestHub, token: &str, server: i64) -> Vec<u64> {
 #[test]
 fn registers_reports_survives_an_outage_and_obeys_commands() {
     let dir = tempfile::tempdir().unwrap();
-    let mut hub = TestHub::start(&dir.path().join("hub.db"));
+    let mut hub = TestHub::start(&dir.path().join("hub.db"), |_| {});
     let admin = Admin::console();
     let (server_id, enrollment, token) = hub.runtime.block_on(async {
         let state = hub.state();

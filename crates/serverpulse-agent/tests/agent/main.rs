@@ -7,4 +7,6 @@
 mod configs;
 mod end_to_end;
 mod fixture;
+mod hub;
+mod install;
 mod two_snapshots;

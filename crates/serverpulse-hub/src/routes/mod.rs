@@ -2,6 +2,7 @@
 //! managing the fleet ([`servers`], [`log`]), and anyone ([`meta`]).
 
 pub mod agent;
+pub mod install;
 pub mod log;
 pub mod meta;
 pub mod servers;
@@ -14,6 +15,8 @@ use crate::app::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/health", get(meta::health))
+        .route("/install.sh", get(install::script))
+        .route("/download/serverpulse-agent", get(install::agent_binary))
         .route("/api/openapi.json", get(meta::openapi_document))
         .route("/api/v1/agents/register", post(agent::register))
         .route("/api/v1/agents/{agent_id}/metrics", post(agent::metrics))
