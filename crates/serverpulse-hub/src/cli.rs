@@ -282,7 +282,7 @@ async fn serve(config: &HubConfig, state: AppState) -> anyhow::Result<()> {
 }
 
 async fn quickstart(config: &HubConfig, state: AppState, admin: &Admin) -> anyhow::Result<()> {
-    let base = &state.settings.public_url;
+    let base = state.settings.public_url.clone();
     if state.store.list_users().await?.is_empty() {
         let email = "admin@localhost";
         let (_, password) = admin::add_user(&state, admin, email, Role::Admin, None).await.map_err(api)?;
@@ -294,15 +294,66 @@ async fn quickstart(config: &HubConfig, state: AppState, admin: &Admin) -> anyho
     } else {
         println!("Users exist already; add more with `serverpulse user add`.");
     }
+    let agent_dir = quickstart_agent_dir(config);
+    let agent_config = agent_dir.join("config.yml");
     if state.store.list_servers().await?.is_empty() {
         let name = local_hostname();
         let added = admin::add_server(&state, admin, &name, "127.0.0.1".parse()?).await.map_err(api)?;
         println!("Added this machine as server {} ({name}, 127.0.0.1).", added.server.id);
-        println!("  enrollment token: {}", added.enrollment.enrollment_token);
-        println!("  expires:          {}", format_timestamp(added.enrollment.expires_at));
+        create_private_dir(&agent_dir)?;
+        std::fs::write(&agent_config, local_agent_config(&base, &added.enrollment.enrollment_token, &agent_dir))
+            .with_context(|| format!("writing {}", agent_config.display()))?;
     }
     println!("ServerPulse hub at {base}  (API {base}/api/v1, OpenAPI {base}/api/openapi.json)");
-    serve(config, state).await
+    let agent = start_local_agent(&state.settings.agent_binary, &agent_config);
+    let served = serve(config, state).await;
+    if let Some(mut child) = agent {
+        // SIGTERM lets the agent finish its current step; its spool keeps the rest.
+        let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = child.wait();
+    }
+    served
+}
+
+/// Where quickstart keeps the local agent's configuration and state.
+fn quickstart_agent_dir(config: &HubConfig) -> PathBuf {
+    match &config.database {
+        DatabaseLocation::SqliteFile(path) => path.parent().unwrap_or(std::path::Path::new(".")).join("agent"),
+        DatabaseLocation::SqliteUrl(_) => PathBuf::from(config::DEFAULT_DATA_DIR).join("agent"),
+    }
+}
+
+fn local_agent_config(hub: &str, enrollment_token: &str, state_dir: &std::path::Path) -> String {
+    format!(
+        "# The agent quickstart runs for this machine.\nserver:\n  endpoint: {}\n  enrollment_token: {}\nstorage:\n  state_dir: {}\n",
+        json!(hub),
+        json!(enrollment_token),
+        json!(state_dir.display().to_string())
+    )
+}
+
+/// Runs `serverpulse-agent` for this machine, if it was built beside the hub.
+fn start_local_agent(binary: &std::path::Path, config: &std::path::Path) -> Option<std::process::Child> {
+    if !config.exists() {
+        return None;
+    }
+    if !binary.exists() {
+        println!(
+            "No agent binary at {}; build it (cargo build --release) to see this machine's metrics.",
+            binary.display()
+        );
+        return None;
+    }
+    match std::process::Command::new(binary).arg("--config").arg(config).arg("run").spawn() {
+        Ok(child) => {
+            println!("Started the agent for this machine; its first report arrives within a minute.");
+            Some(child)
+        }
+        Err(e) => {
+            println!("Could not start the agent {}: {e}", binary.display());
+            None
+        }
+    }
 }
 
 fn local_hostname() -> String {
