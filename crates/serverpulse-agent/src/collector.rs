@@ -69,13 +69,27 @@ pub struct CpuDetail {
     pub split: CpuSplit,
 }
 
+/// One interface: counters since boot, and bytes per second since the previous collection.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Rated<T> {
+pub struct InterfaceDetail {
     #[serde(flatten)]
-    pub counters: T,
-    /// Bytes per second since the previous collection.
-    pub rx_or_read_rate: f64,
-    pub tx_or_write_rate: f64,
+    pub counters: Interface,
+    pub rx_rate: f64,
+    pub tx_rate: f64,
+}
+
+/// One block device: counters since boot, and bytes per second since the previous collection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiskDetail {
+    #[serde(flatten)]
+    pub counters: DiskIo,
+    pub read_rate: f64,
+    pub write_rate: f64,
+}
+
+/// Two decimals are all a percentage or a rate needs; the rest is noise on the wire.
+pub fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -104,8 +118,10 @@ pub struct Detail {
     pub load: Load,
     pub boot_time: Option<u64>,
     pub filesystems: Vec<Filesystem>,
-    pub interfaces: BTreeMap<String, Rated<Interface>>,
-    pub disks: BTreeMap<String, Rated<DiskIo>>,
+    /// Interfaces that ever moved a byte.
+    pub interfaces: BTreeMap<String, InterfaceDetail>,
+    /// Block devices that ever did I/O.
+    pub disks: BTreeMap<String, DiskDetail>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub pressure: BTreeMap<&'static str, Pressure>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -177,7 +193,7 @@ impl Collector {
             .iter()
             .enumerate()
             .map(|(i, now)| {
-                previous.cpu.per_core.get(i).and_then(|before| cpu::split(before, now)).map_or(0.0, |s| s.usage)
+                previous.cpu.per_core.get(i).and_then(|before| cpu::split(before, now)).map_or(0.0, |s| round2(s.usage))
             })
             .collect::<Vec<_>>();
         let memory = memory::read_memory(&self.root)?;
@@ -188,42 +204,44 @@ impl Collector {
         let (network_rx, network_tx) = net::totals(&current.interfaces);
         let io = disk::total_io(&current.disks);
         let rate = |now: u64, before: Option<u64>| match before {
-            Some(b) if seconds > 0.0 && now >= b => (now - b) as f64 / seconds,
+            Some(b) if seconds > 0.0 && now >= b => round2((now - b) as f64 / seconds),
             _ => 0.0,
         };
         let interfaces = current
             .interfaces
             .iter()
+            .filter(|(_, i)| i.rx_bytes > 0 || i.tx_bytes > 0)
             .map(|(name, i)| {
                 let before = previous.interfaces.get(name);
-                let rated = Rated {
+                let detail = InterfaceDetail {
                     counters: *i,
-                    rx_or_read_rate: rate(i.rx_bytes, before.map(|b| b.rx_bytes)),
-                    tx_or_write_rate: rate(i.tx_bytes, before.map(|b| b.tx_bytes)),
+                    rx_rate: rate(i.rx_bytes, before.map(|b| b.rx_bytes)),
+                    tx_rate: rate(i.tx_bytes, before.map(|b| b.tx_bytes)),
                 };
-                (name.clone(), rated)
+                (name.clone(), detail)
             })
             .collect();
         let disks = current
             .disks
             .iter()
+            .filter(|(_, d)| d.reads > 0 || d.writes > 0)
             .map(|(name, d)| {
                 let before = previous.disks.get(name);
-                let rated = Rated {
+                let detail = DiskDetail {
                     counters: *d,
-                    rx_or_read_rate: rate(d.read_bytes, before.map(|b| b.read_bytes)),
-                    tx_or_write_rate: rate(d.write_bytes, before.map(|b| b.write_bytes)),
+                    read_rate: rate(d.read_bytes, before.map(|b| b.read_bytes)),
+                    write_rate: rate(d.write_bytes, before.map(|b| b.write_bytes)),
                 };
-                (name.clone(), rated)
+                (name.clone(), detail)
             })
             .collect();
 
         Ok(Collection {
             at_ms: now_ms,
             flat: Flat {
-                cpu_usage: split.usage,
-                memory_usage: memory.percent,
-                disk_usage,
+                cpu_usage: round2(split.usage),
+                memory_usage: round2(memory.percent),
+                disk_usage: disk_usage.map(round2),
                 uptime,
                 load_average: load.one,
                 network_rx,
@@ -232,7 +250,7 @@ impl Collector {
                 disk_io_write: io.write_bytes,
             },
             detail: Detail {
-                cpu: CpuDetail { cores: current.cpu.per_core.len(), per_core, split },
+                cpu: CpuDetail { cores: current.cpu.per_core.len(), per_core, split: split.rounded() },
                 memory,
                 load,
                 boot_time: current.cpu.boot_time,
@@ -252,7 +270,7 @@ impl Collector {
             .iter()
             .map(|p| {
                 let used = before.get(&p.pid).map_or(0, |b| p.cpu_ticks.saturating_sub(*b));
-                let cpu = if seconds > 0.0 { used as f64 / ticks_per_second / seconds * 100.0 } else { 0.0 };
+                let cpu = if seconds > 0.0 { round2(used as f64 / ticks_per_second / seconds * 100.0) } else { 0.0 };
                 TopProcess { pid: p.pid, name: p.name.clone(), cpu, memory: p.rss_pages * self.page_size }
             })
             .collect();

@@ -77,36 +77,124 @@ struct Burst {
     severity: &'static str,
 }
 
-/// Where lines come from when no log file exists: `journalctl` after a saved cursor.
+/// Where lines come from when no log file exists: one long-running
+/// `journalctl --follow --output=json` whose output is read without blocking, resumed
+/// from the saved cursor after a restart. (One process for the agent's life, rather
+/// than one per collection.)
 #[derive(Debug, Default)]
 struct Journal {
+    child: Option<std::process::Child>,
+    buffer: Vec<u8>,
     cursor: Option<String>,
+    /// Not before this time (ms) if journalctl exited (no journal, no permission).
+    retry_at: i64,
 }
 
+/// How long to wait before starting journalctl again after it exited.
+const JOURNAL_RETRY_MS: i64 = 5 * 60 * 1000;
+
 impl Journal {
-    fn poll(&mut self) -> Vec<String> {
+    fn resuming(cursor: Option<String>) -> Self {
+        Self { child: None, buffer: Vec::new(), cursor, retry_at: 0 }
+    }
+
+    fn start(&mut self) -> std::io::Result<()> {
         let mut command = Command::new("journalctl");
-        command.args(["--no-pager", "--show-cursor", "--output", "short-iso", "--priority", "warning"]);
+        command.args(["--follow", "--no-pager", "--output=json", "--priority=warning"]);
         match &self.cursor {
             Some(cursor) => command.arg(format!("--after-cursor={cursor}")),
-            // First look: only learn where the journal ends.
-            None => command.args(["--lines", "0"]),
+            None => command.arg("--lines=0"),
         };
-        let Ok(out) = command.output() else { return Vec::new() };
-        if !out.status.success() {
-            return Vec::new();
+        let child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        if let Some(out) = child.stdout.as_ref() {
+            rustix::fs::fcntl_setfl(out, rustix::fs::OFlags::NONBLOCK).map_err(std::io::Error::from)?;
         }
-        let text = String::from_utf8_lossy(&out.stdout);
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn poll(&mut self, now: i64) -> Vec<String> {
+        if self.child.is_none() && now >= self.retry_at {
+            if let Err(e) = self.start() {
+                log::warn!("cannot follow the journal: {e}");
+            }
+            self.retry_at = now + JOURNAL_RETRY_MS;
+        }
+        let Some(child) = self.child.as_mut() else { return Vec::new() };
+        let mut chunk = [0u8; 64 * 1024];
+        let mut ended = false;
+        if let Some(out) = child.stdout.as_mut() {
+            loop {
+                match std::io::Read::read(out, &mut chunk) {
+                    Ok(0) => {
+                        ended = true;
+                        break;
+                    }
+                    Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if ended {
+            let _ = child.kill();
+            let _ = child.wait();
+            self.child = None;
+        }
         let mut lines = Vec::new();
-        for line in text.lines() {
-            if let Some(cursor) = line.strip_prefix("-- cursor: ") {
-                self.cursor = Some(cursor.trim().to_owned());
-            } else if !line.starts_with("-- ") {
-                lines.push(line.to_owned());
+        while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+            let record: Vec<u8> = self.buffer.drain(..=end).collect();
+            if let Some(line) = self.entry(&record) {
+                lines.push(line);
             }
         }
         lines
     }
+
+    /// `IDENTIFIER: MESSAGE` from one JSON journal entry; remembers its cursor.
+    fn entry(&mut self, record: &[u8]) -> Option<String> {
+        let entry: Value = serde_json::from_slice(record).ok()?;
+        if let Some(cursor) = entry.get("__CURSOR").and_then(Value::as_str) {
+            self.cursor = Some(cursor.to_owned());
+        }
+        let message = match entry.get("MESSAGE")? {
+            Value::String(text) => text.clone(),
+            // Non-UTF-8 messages arrive as byte arrays.
+            Value::Array(bytes) => {
+                String::from_utf8_lossy(&bytes.iter().filter_map(|b| b.as_u64().map(|b| b as u8)).collect::<Vec<_>>())
+                    .into_owned()
+            }
+            _ => return None,
+        };
+        let ident = entry.get("SYSLOG_IDENTIFIER").and_then(Value::as_str).unwrap_or("journal");
+        Some(format!("{ident}: {message}"))
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What `logs.json` keeps.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    #[serde(default)]
+    files: BTreeMap<PathBuf, Position>,
+    #[serde(default)]
+    journal_cursor: Option<String>,
 }
 
 #[derive(Debug)]
@@ -121,17 +209,21 @@ impl LogWatch {
     /// Watches what `monitoring` names; positions persist in `state_dir/logs.json`.
     pub fn new(monitoring: &MonitoringSection, state_dir: &Path) -> Self {
         let positions_path = state_dir.join("logs.json");
-        let saved: BTreeMap<PathBuf, Position> =
+        let saved: Saved =
             std::fs::read(&positions_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         let crash_logs: Vec<PathBuf> = if monitoring.log_paths.is_empty() {
             DEFAULT_LOGS.iter().map(PathBuf::from).filter(|p| p.exists()).collect()
         } else {
             monitoring.log_paths.clone()
         };
-        let journal = (crash_logs.is_empty() && which("journalctl")).then(Journal::default);
+        let journal =
+            (crash_logs.is_empty() && which("journalctl")).then(|| Journal::resuming(saved.journal_cursor.clone()));
         let mut files: Vec<Watched> = crash_logs
             .into_iter()
-            .map(|path| Watched { tailer: Tailer::new(&path, saved.get(&path).copied()), detectors: crash_detectors() })
+            .map(|path| Watched {
+                tailer: Tailer::new(&path, saved.files.get(&path).copied()),
+                detectors: crash_detectors(),
+            })
             .collect();
         for custom in &monitoring.custom_logs {
             let detectors = custom
@@ -139,7 +231,8 @@ impl LogWatch {
                 .iter()
                 .map(|p| Detector { kind: "log_pattern".to_owned(), severity: "warning", pattern: p.0.clone() })
                 .collect();
-            files.push(Watched { tailer: Tailer::new(&custom.path, saved.get(&custom.path).copied()), detectors });
+            files
+                .push(Watched { tailer: Tailer::new(&custom.path, saved.files.get(&custom.path).copied()), detectors });
         }
         Self { files, journal, bursts: BTreeMap::new(), positions_path }
     }
@@ -167,7 +260,7 @@ impl LogWatch {
         }
         if let Some(journal) = &mut self.journal {
             let detectors = crash_detectors();
-            for line in journal.poll() {
+            for line in journal.poll(now) {
                 if let Some(d) = detectors.iter().find(|d| d.matches(&line)) {
                     found.push((d.kind.clone(), d.severity, "journal".to_owned(), line));
                 }
@@ -270,6 +363,19 @@ mod tests {
             Some("filesystem_error")
         );
         assert_eq!(kind("sshd[1]: Accepted publickey for root"), None);
+    }
+
+    #[test]
+    fn journal_entries_become_lines_and_move_the_cursor() {
+        let mut journal = Journal::default();
+        let line = journal.entry(
+            br#"{"__CURSOR":"s=abc;i=1","SYSLOG_IDENTIFIER":"kernel","MESSAGE":"Out of memory: Killed process 7 (x)"}"#,
+        );
+        assert_eq!(line.as_deref(), Some("kernel: Out of memory: Killed process 7 (x)"));
+        assert_eq!(journal.cursor.as_deref(), Some("s=abc;i=1"));
+        let bytes = journal.entry(br#"{"__CURSOR":"s=abc;i=2","MESSAGE":[104,105]}"#);
+        assert_eq!(bytes.as_deref(), Some("journal: hi"));
+        assert!(journal.entry(b"not json").is_none());
     }
 
     #[test]

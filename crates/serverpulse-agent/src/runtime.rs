@@ -378,8 +378,7 @@ impl Agent {
                 self.state.auth_token = Some(token);
                 self.state.server_id = Some(answer.server_id);
                 self.state_file.save(&self.state)?;
-                self.collection_ms = i64::from(answer.config.collection_interval.max(1)) * 1000;
-                self.heartbeat_ms = i64::from(answer.config.heartbeat_interval.max(1)) * 1000;
+                self.apply_hub_config(&answer.config, now);
                 self.backoff.reset();
                 self.schedule.send = now;
                 self.schedule.heartbeat = now;
@@ -409,12 +408,20 @@ impl Agent {
         Ok(())
     }
 
+    /// Intervals the hub asks for take effect at once (a shorter interval is not
+    /// postponed until the longer one it replaces has run out).
+    fn apply_hub_config(&mut self, config: &serverpulse_proto::responses::AgentConfig, now: i64) {
+        self.collection_ms = i64::from(config.collection_interval.max(1)) * 1000;
+        self.heartbeat_ms = i64::from(config.heartbeat_interval.max(1)) * 1000;
+        self.schedule.collect = self.schedule.collect.min(now + self.collection_ms);
+        self.schedule.heartbeat = self.schedule.heartbeat.min(now + self.heartbeat_ms);
+    }
+
     fn heartbeat(&mut self, credentials: &Credentials, now: i64) {
         let body = json!({"agent_id": credentials.agent_id, "timestamp": format_timestamp(now), "status": "online"});
         match self.hub.heartbeat(credentials, &body) {
             Ok(answer) => {
-                self.collection_ms = i64::from(answer.config.collection_interval.max(1)) * 1000;
-                self.heartbeat_ms = i64::from(answer.config.heartbeat_interval.max(1)) * 1000;
+                self.apply_hub_config(&answer.config, now);
                 self.schedule.heartbeat = now + self.heartbeat_ms;
             }
             Err(error) => {

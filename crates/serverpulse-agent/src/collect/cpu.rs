@@ -106,6 +106,24 @@ pub struct CpuSplit {
     pub steal: f64,
 }
 
+impl CpuSplit {
+    /// Every share to two decimals (what a report carries).
+    pub fn rounded(self) -> Self {
+        let r = |v: f64| (v * 100.0).round() / 100.0;
+        Self {
+            usage: r(self.usage),
+            user: r(self.user),
+            nice: r(self.nice),
+            system: r(self.system),
+            idle: r(self.idle),
+            iowait: r(self.iowait),
+            irq: r(self.irq),
+            softirq: r(self.softirq),
+            steal: r(self.steal),
+        }
+    }
+}
+
 /// Usage between `before` and `after`; `None` when no time passed (or the counters went
 /// backwards, as after a CPU went offline and came back).
 pub fn split(before: &CpuTimes, after: &CpuTimes) -> Option<CpuSplit> {

@@ -60,7 +60,7 @@ pub fn filesystem(mount: &Mount, space: FsSpace) -> Filesystem {
         total: space.total,
         used,
         available: space.available,
-        percent: if usable == 0 { 0.0 } else { used as f64 * 100.0 / usable as f64 },
+        percent: if usable == 0 { 0.0 } else { (used as f64 * 10_000.0 / usable as f64).round() / 100.0 },
     }
 }
 
@@ -152,7 +152,7 @@ mod tests {
         // 100 GB disk, 40 GB free of which 35 GB usable by users (5 % reserved for root).
         let fs = filesystem(&mount, FsSpace { total: 100, free: 40, available: 35 });
         assert_eq!(fs.used, 60);
-        assert!((fs.percent - 60.0 / 95.0 * 100.0).abs() < 1e-9);
+        assert_eq!(fs.percent, 63.16);
     }
 
     #[test]

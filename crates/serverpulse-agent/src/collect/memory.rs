@@ -50,10 +50,10 @@ pub fn parse_meminfo(text: &str) -> Result<Memory, CollectError> {
         buffers,
         cached,
         shared: get("Shmem").unwrap_or(0),
-        percent: percent(total - available, total),
+        percent: (percent(total - available, total) * 100.0).round() / 100.0,
         swap_total,
         swap_used,
-        swap_percent: percent(swap_used, swap_total),
+        swap_percent: (percent(swap_used, swap_total) * 100.0).round() / 100.0,
     })
 }
 

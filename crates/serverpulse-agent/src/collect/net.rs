@@ -14,10 +14,19 @@ pub struct Interface {
     pub tx_bytes: u64,
     pub rx_packets: u64,
     pub tx_packets: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub rx_errors: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub tx_errors: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub rx_dropped: u64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub tx_dropped: u64,
+}
+
+/// Error and drop counters are almost always zero; reports leave them out then.
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 pub fn parse_net_dev(text: &str) -> BTreeMap<String, Interface> {
