@@ -24,7 +24,15 @@ AGENT=target/agent/serverpulse-agent
 sync   # freshly written binaries have dirty page-cache pages that would count as private
 TICKS=$(getconf CLK_TCK)
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU of a process and of the children it runs (reaped ones included): what it costs the host.
+cpu_ticks() {
+  local total kid
+  total=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat")
+  for kid in $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$kid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
 pss_kib() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -189,7 +189,7 @@ impl Drop for Journal {
 }
 
 /// What `logs.json` keeps.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Saved {
     #[serde(default)]
     files: BTreeMap<PathBuf, Position>,
@@ -201,6 +201,9 @@ struct Saved {
 pub struct LogWatch {
     files: Vec<Watched>,
     journal: Option<Journal>,
+    journal_detectors: Vec<Detector>,
+    /// What `logs.json` holds now, to write it only when something moved.
+    last_saved: Option<Saved>,
     bursts: BTreeMap<(String, String), Burst>,
     positions_path: PathBuf,
 }
@@ -234,7 +237,14 @@ impl LogWatch {
             files
                 .push(Watched { tailer: Tailer::new(&custom.path, saved.files.get(&custom.path).copied()), detectors });
         }
-        Self { files, journal, bursts: BTreeMap::new(), positions_path }
+        Self {
+            files,
+            journal,
+            journal_detectors: crash_detectors(),
+            last_saved: Some(saved),
+            bursts: BTreeMap::new(),
+            positions_path,
+        }
     }
 
     /// Reads what was appended and returns the alerts to send (wire format A). Call
@@ -259,9 +269,8 @@ impl LogWatch {
             }
         }
         if let Some(journal) = &mut self.journal {
-            let detectors = crash_detectors();
             for line in journal.poll(now) {
-                if let Some(d) = detectors.iter().find(|d| d.matches(&line)) {
+                if let Some(d) = self.journal_detectors.iter().find(|d| d.matches(&line)) {
                     found.push((d.kind.clone(), d.severity, "journal".to_owned(), line));
                 }
             }
@@ -321,14 +330,23 @@ impl LogWatch {
         alerts
     }
 
-    /// Saves how far every file was read.
-    pub fn commit(&self) {
-        let positions: BTreeMap<PathBuf, Position> =
-            self.files.iter().filter_map(|w| w.tailer.position().map(|p| (w.tailer.path().to_owned(), p))).collect();
-        if let Ok(bytes) = serde_json::to_vec(&positions)
-            && let Err(e) = write_atomically(&self.positions_path, &bytes)
-        {
-            log::warn!("cannot save log positions: {e}");
+    /// Saves how far every file was read (if that changed).
+    pub fn commit(&mut self) {
+        let saved = Saved {
+            files: self
+                .files
+                .iter()
+                .filter_map(|w| w.tailer.position().map(|p| (w.tailer.path().to_owned(), p)))
+                .collect(),
+            journal_cursor: self.journal.as_ref().and_then(|j| j.cursor.clone()),
+        };
+        if self.last_saved.as_ref() == Some(&saved) {
+            return;
+        }
+        match serde_json::to_vec(&saved).map(|bytes| write_atomically(&self.positions_path, &bytes)) {
+            Ok(Ok(())) => self.last_saved = Some(saved),
+            Ok(Err(e)) => log::warn!("cannot save log positions: {e}"),
+            Err(e) => log::warn!("cannot save log positions: {e}"),
         }
     }
 }
@@ -400,8 +418,13 @@ mod tests {
         watch.commit();
         assert_eq!(summary.len(), 1);
         assert_eq!(summary[0]["details"]["count"], json!(500));
-        // Positions survive a restart: nothing is reported twice.
+        // Positions survive a restart: nothing is reported twice, nothing written while
+        // the agent was down is missed.
+        drop(watch);
+        writeln!(file, "kernel: EXT4-fs error (device sda1): while the agent was down").unwrap();
         let mut again = LogWatch::new(&monitoring, dir.path());
-        assert!(again.poll(2 * WINDOW_MS).is_empty());
+        let after_restart = again.poll(2 * WINDOW_MS);
+        assert_eq!(after_restart.len(), 1, "{after_restart:?}");
+        assert_eq!(after_restart[0]["type"], "filesystem_error");
     }
 }

@@ -26,6 +26,8 @@ use crate::transport::{Credentials, Hub, TransportError};
 
 /// Reports per replay batch.
 pub const BATCH: usize = 50;
+/// Seqs reserved per state-file write.
+pub const SEQ_BLOCK: u64 = 1_000;
 /// Alerts per request.
 pub const ALERT_BATCH: usize = 100;
 /// Cap of the alert spool (alerts are small; a flood is summarised before it gets here).
@@ -60,6 +62,8 @@ pub struct Agent {
     config_path: Option<PathBuf>,
     state_file: StateFile,
     state: AgentState,
+    /// The seq the next report gets; `state.next_seq` is the end of the reserved block.
+    next_seq: u64,
     hub: Hub,
     collector: Collector,
     spool: Spool,
@@ -101,6 +105,7 @@ impl Agent {
             config,
             config_path,
             state_file,
+            next_seq: state.next_seq,
             state,
             hub,
             collector,
@@ -186,17 +191,32 @@ impl Agent {
         }
         // Lines that raised alerts are only marked read once the alerts are on disk.
         self.logs.commit();
-        let seq = self.state.next_seq;
-        self.state.next_seq += 1;
-        self.state.services = services.iter().map(|s| (s.name.clone(), s.status.clone())).collect();
-        // The seq is spent before the report exists anywhere, so it is never reused.
-        self.state_file.save(&self.state)?;
+        let seq = self.take_seq()?;
+        let unit_states: std::collections::BTreeMap<String, String> =
+            services.iter().map(|s| (s.name.clone(), s.status.clone())).collect();
+        if unit_states != self.state.services {
+            self.state.services = unit_states;
+            self.state_file.save(&self.state)?;
+        }
         let mut document = report::build(seq, &collection, &services);
         if self.spool.dropped() > 0 {
             document["spool_dropped"] = json!(self.spool.dropped());
         }
         self.spool.push(document.to_string().as_bytes())?;
         Ok(())
+    }
+
+    /// The next report `seq`. Seqs are reserved on disk a block at a time, before any
+    /// of them is used, so a restart continues above everything possibly sent (leaving a
+    /// gap, which the hub does not mind) without a disk write per report.
+    fn take_seq(&mut self) -> Result<u64, AgentError> {
+        if self.next_seq >= self.state.next_seq {
+            self.state.next_seq = self.next_seq + SEQ_BLOCK;
+            self.state_file.save(&self.state)?;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Ok(seq)
     }
 
     /// A unit that turned `failed` raises a `service_failure` alert at once, with the

@@ -173,6 +173,10 @@ impl Spool {
     }
 
     /// Marks the oldest `count` records as sent.
+    ///
+    /// Not synced to disk on purpose: if a crash loses this step, the records are sent
+    /// again and the hub, which knows their `seq`, stores them once. Only appends must
+    /// be durable.
     pub fn consume(&mut self, count: usize) -> Result<(), SpoolError> {
         let count = count.min(self.index.len());
         if count == 0 {
@@ -183,12 +187,13 @@ impl Spool {
             // Everything was delivered: start the file afresh.
             let file = OpenOptions::new().write(true).open(&self.data_path).map_err(|e| self.io(e))?;
             file.set_len(0).map_err(|e| self.io(e))?;
-            file.sync_all().map_err(|e| self.io(e))?;
             self.head.offset = 0;
         } else {
             self.head.offset = self.index[0].0;
         }
-        self.save_head()
+        let bytes = serde_json::to_vec(&self.head).map_err(|e| self.io(std::io::Error::other(e)))?;
+        let tmp = self.head_path.with_extension("tmp");
+        fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, &self.head_path)).map_err(|e| self.io(e))
     }
 
     /// Rewrites the file without its consumed prefix once that prefix is large.

@@ -21,7 +21,7 @@ pub struct AgentState {
     pub auth_token: Option<String>,
     #[serde(default)]
     pub server_id: Option<i64>,
-    /// The `seq` the next report gets.
+    /// Every `seq` below this may have been used; a restarted agent starts here.
     #[serde(default)]
     pub next_seq: u64,
     /// Last seen status of each watched unit, so a restart does not re-announce a failure.

@@ -76,8 +76,13 @@ impl Hub {
         }
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // Per-phase limits, none on name resolution: a resolve timeout makes ureq run
+            // every lookup (even of an IP literal) on a thread of its own, per request.
             .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_send_request(Some(Duration::from_secs(10)))
+            .timeout_send_body(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(30)))
+            .timeout_recv_body(Some(Duration::from_secs(30)))
             .tls_config(tls.build())
             .proxy(ureq::Proxy::try_from_env())
             .user_agent(concat!("serverpulse-agent/", env!("CARGO_PKG_VERSION")))
