@@ -63,9 +63,10 @@ PIDS+=($NE_PID)
 sleep 3
 curl -fsS "http://127.0.0.1:$NE_PORT/metrics" -o "$WORK/scrape.txt"   # warm-up scrape
 
-seq_now() { python3 - "$WORK/agent/state.json" <<'PY'
-import json, sys
-print(json.load(open(sys.argv[1])).get("next_seq", 0))
+# Reports the hub has stored so far.
+seq_now() { python3 - "$WORK/hub/serverpulse.db" <<'PY'
+import sqlite3, sys
+print(sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True).execute("SELECT COUNT(*) FROM performance_logs").fetchone()[0])
 PY
 }
 

@@ -20,6 +20,10 @@ use crate::collect::{CollectError, Root, mounts};
 
 /// How many processes each "top" list holds.
 pub const TOP_PROCESSES: usize = 5;
+/// The process table is scanned on every this-many collections (two minutes at the
+/// default 30 s): scanning costs more than everything else in a collection together,
+/// and per-process CPU is more telling over minutes than over seconds.
+pub const PROCESS_SCAN_EVERY: u64 = 4;
 
 /// The counters kept from one reading to the next.
 #[derive(Debug, Clone)]
@@ -28,7 +32,14 @@ struct Reading {
     cpu: CpuStat,
     interfaces: BTreeMap<String, Interface>,
     disks: BTreeMap<String, DiskIo>,
-    process_ticks: HashMap<u32, u64>,
+}
+
+/// The last process-table scan: CPU ticks per pid, and the lists made from it.
+#[derive(Debug, Clone)]
+struct ProcessScan {
+    at_ms: i64,
+    ticks: HashMap<u32, u64>,
+    lists: Processes,
 }
 
 /// Collects from a root (the host, or a fixture tree).
@@ -38,6 +49,8 @@ pub struct Collector {
     clock_ticks: u64,
     page_size: u64,
     previous: Option<Reading>,
+    last_scan: Option<ProcessScan>,
+    collections: u64,
 }
 
 impl std::fmt::Debug for Collector {
@@ -146,6 +159,8 @@ impl Collector {
             clock_ticks: rustix::param::clock_ticks_per_second(),
             page_size: rustix::param::page_size() as u64,
             previous: None,
+            last_scan: None,
+            collections: 0,
         }
     }
 
@@ -170,7 +185,6 @@ impl Collector {
             cpu: cpu::read_stat(&self.root)?,
             interfaces: net::read_interfaces(&self.root)?,
             disks: disk::read_disks(&self.root).unwrap_or_default(),
-            process_ticks: HashMap::new(),
         })
     }
 
@@ -180,9 +194,8 @@ impl Collector {
         if self.previous.is_none() {
             self.prime(now_ms)?;
         }
-        let mut current = self.read(now_ms)?;
-        let processes = processes::read_processes(&self.root);
-        current.process_ticks = processes.iter().map(|p| (p.pid, p.cpu_ticks)).collect();
+        let current = self.read(now_ms)?;
+        let processes = self.processes(now_ms);
         let previous = self.previous.replace(current.clone()).unwrap_or_else(|| current.clone());
         let seconds = (now_ms - previous.at_ms).max(0) as f64 / 1000.0;
 
@@ -259,9 +272,31 @@ impl Collector {
                 disks,
                 pressure: pressure::read_pressure(&self.root),
                 temperatures: hwmon::read_temperatures(&self.root),
-                processes: self.top_processes(&processes, &previous.process_ticks, seconds),
+                processes,
             },
         })
+    }
+
+    /// The top lists: from a fresh scan every [`PROCESS_SCAN_EVERY`] collections, else
+    /// those of the last scan. CPU shares cover the time since the scan before.
+    fn processes(&mut self, now_ms: i64) -> Processes {
+        let due = self.collections % PROCESS_SCAN_EVERY == 0 || self.last_scan.is_none();
+        self.collections += 1;
+        if !due && let Some(scan) = &self.last_scan {
+            return scan.lists.clone();
+        }
+        let sample = processes::read_processes(&self.root);
+        let (before, seconds) = match &self.last_scan {
+            Some(scan) => (&scan.ticks, (now_ms - scan.at_ms).max(0) as f64 / 1000.0),
+            None => (&HashMap::new(), 0.0),
+        };
+        let lists = self.top_processes(&sample, before, seconds);
+        self.last_scan = Some(ProcessScan {
+            at_ms: now_ms,
+            ticks: sample.iter().map(|p| (p.pid, p.cpu_ticks)).collect(),
+            lists: lists.clone(),
+        });
+        lists
     }
 
     fn top_processes(&self, now: &[ProcessSample], before: &HashMap<u32, u64>, seconds: f64) -> Processes {

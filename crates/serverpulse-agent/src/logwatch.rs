@@ -125,7 +125,7 @@ impl Journal {
             self.retry_at = now + JOURNAL_RETRY_MS;
         }
         let Some(child) = self.child.as_mut() else { return Vec::new() };
-        let mut chunk = [0u8; 64 * 1024];
+        let mut chunk = [0u8; 8 * 1024];
         let mut ended = false;
         if let Some(out) = child.stdout.as_mut() {
             loop {

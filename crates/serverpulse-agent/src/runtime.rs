@@ -26,6 +26,8 @@ use crate::transport::{Credentials, Hub, TransportError};
 
 /// Reports per replay batch.
 pub const BATCH: usize = 50;
+/// Commands are fetched when the hub signals them, and at least this often.
+pub const COMMAND_POLL_MS: i64 = 5 * 60 * 1000;
 /// Seqs reserved per state-file write.
 pub const SEQ_BLOCK: u64 = 1_000;
 /// Alerts per request.
@@ -276,6 +278,9 @@ impl Agent {
             }
             match self.hub.send_reports(credentials, &reports) {
                 Ok(accepted) => {
+                    if accepted.commands_pending > 0 {
+                        self.schedule.commands = now;
+                    }
                     log::debug!(
                         "hub stored {} report(s), {} already stored",
                         accepted.stored,
@@ -443,6 +448,9 @@ impl Agent {
             Ok(answer) => {
                 self.apply_hub_config(&answer.config, now);
                 self.schedule.heartbeat = now + self.heartbeat_ms;
+                if answer.commands_pending > 0 {
+                    self.schedule.commands = now;
+                }
             }
             Err(error) => {
                 self.handle_failure(&error, now);
@@ -452,7 +460,9 @@ impl Agent {
     }
 
     fn poll_commands(&mut self, credentials: &Credentials, now: i64) -> Result<(), AgentError> {
-        self.schedule.commands = now + self.collection_ms;
+        // The hub says when commands wait (in answers to reports and heartbeats); this
+        // slow poll only covers hubs that do not.
+        self.schedule.commands = now + COMMAND_POLL_MS;
         let pending = match self.hub.commands(credentials) {
             Ok(pending) => pending.commands,
             Err(error) => {

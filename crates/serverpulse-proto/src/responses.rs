@@ -46,6 +46,9 @@ pub struct MetricsAccepted {
     pub stored_seqs: Vec<u64>,
     /// `seq`s that were already stored before (replays); nothing was written for them.
     pub duplicate_seqs: Vec<u64>,
+    /// Commands waiting for this agent: fetch them now (agents that poll anyway ignore this).
+    #[serde(default)]
+    pub commands_pending: u32,
 }
 
 /// `POST /agents/{id}/heartbeat`, 200.
@@ -54,6 +57,9 @@ pub struct MetricsAccepted {
 pub struct HeartbeatAccepted {
     pub success: bool,
     pub config: AgentConfig,
+    /// Commands waiting for this agent.
+    #[serde(default)]
+    pub commands_pending: u32,
 }
 
 /// `POST /agents/{id}/alerts`, 200.

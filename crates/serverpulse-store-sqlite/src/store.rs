@@ -856,6 +856,20 @@ impl Store for SqliteStore {
         Ok(record)
     }
 
+    async fn pending_command_count(&self, server: ServerId, now: i64) -> StoreResult<u32> {
+        let count: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM commands WHERE server_id = ? AND state = 'pending' AND expires_at > ?",
+        )
+        .bind(server)
+        .bind(now)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db)?
+        .try_get("n")
+        .map_err(db)?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
     async fn pending_commands(&self, server: ServerId, now: i64) -> StoreResult<Vec<CommandRecord>> {
         let mut tx = self.begin().await?;
         sqlx::query(

@@ -307,7 +307,10 @@ pub async fn commands_are_delivered_until_acknowledged_once(store: &dyn Store) {
     let queued = enqueue("c1", T0 + 10_000).await.expect("enqueue");
     assert_eq!(queued.state, CommandState::Pending);
     enqueue("c2", T0 + 100).await.expect("enqueue");
+    assert_eq!(store.pending_command_count(id, T0 + 50).await.expect("count"), 2);
+    assert_eq!(store.pending_command_count(id, T0 + 200).await.expect("count"), 1, "c2 expired");
     let pending = store.pending_commands(id, T0 + 200).await.expect("pending");
+    assert_eq!(store.pending_command_count(id, T0 + 200).await.expect("count"), 0, "delivered now");
     assert_eq!(pending.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c1"], "expired c2 is not handed out");
     assert_eq!(pending[0].state, CommandState::Delivered);
     assert_eq!(store.pending_commands(id, T0 + 300).await.expect("again").len(), 1, "redelivered until acked");

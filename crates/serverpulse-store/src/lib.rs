@@ -80,6 +80,8 @@ pub trait Store: Send + Sync + 'static {
     // --- commands ------------------------------------------------------------
 
     async fn enqueue_command(&self, server: ServerId, command: NewCommand, now: i64) -> StoreResult<CommandRecord>;
+    /// How many unexpired commands wait for the server's agent (not yet delivered).
+    async fn pending_command_count(&self, server: ServerId, now: i64) -> StoreResult<u32>;
     /// Unexpired commands not yet acknowledged; marks them delivered.
     async fn pending_commands(&self, server: ServerId, now: i64) -> StoreResult<Vec<CommandRecord>>;
     async fn ack_command(

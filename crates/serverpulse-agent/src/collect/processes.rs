@@ -34,18 +34,30 @@ pub fn parse_pid_stat(text: &str) -> Option<ProcessSample> {
     })
 }
 
-/// Every process readable right now. Processes that exit mid-scan are skipped.
+/// Every process readable right now. Processes that exit mid-scan are skipped. One
+/// buffer serves every file (no size probe, no allocation per process).
 pub fn read_processes(root: &Root) -> Vec<ProcessSample> {
-    let Ok(entries) = std::fs::read_dir(root.path("proc")) else {
+    use std::io::Read;
+    let proc_dir = root.path("proc");
+    let Ok(entries) = std::fs::read_dir(&proc_dir) else {
         return Vec::new();
     };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
-        .filter_map(|pid| root.read(&format!("proc/{pid}/stat")).ok())
-        .filter_map(|text| parse_pid_stat(&text))
-        .collect()
+    let mut buffer = Vec::with_capacity(1024);
+    let mut found = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        buffer.clear();
+        let read = std::fs::File::open(proc_dir.join(&name).join("stat")).and_then(|mut f| f.read_to_end(&mut buffer));
+        if read.is_ok()
+            && let Some(sample) = std::str::from_utf8(&buffer).ok().and_then(parse_pid_stat)
+        {
+            found.push(sample);
+        }
+    }
+    found
 }
 
 #[cfg(test)]

@@ -153,11 +153,13 @@ pub async fn metrics(
     let now = state.now();
     let reports = decode_metrics_body(&document, now)?.into_reports();
     let outcome = state.store.store_reports(agent.server_id, &reports, now).await.map_err(agent_gone)?;
+    let commands_pending = state.store.pending_command_count(agent.server_id, now).await?;
     Ok(Json(MetricsAccepted {
         success: true,
         stored: outcome.stored,
         stored_seqs: outcome.stored_seqs,
         duplicate_seqs: outcome.duplicate_seqs,
+        commands_pending,
     }))
 }
 
@@ -181,7 +183,8 @@ pub async fn heartbeat(
         )
         .await
         .map_err(agent_gone)?;
-    Ok(Json(HeartbeatAccepted { success: true, config: agent_config(&state) }))
+    let commands_pending = state.store.pending_command_count(agent.server_id, state.now()).await?;
+    Ok(Json(HeartbeatAccepted { success: true, config: agent_config(&state), commands_pending }))
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{agent_id}/alerts", tag = "agents",
