@@ -280,7 +280,7 @@ impl Collector {
     /// The top lists: from a fresh scan every [`PROCESS_SCAN_EVERY`] collections, else
     /// those of the last scan. CPU shares cover the time since the scan before.
     fn processes(&mut self, now_ms: i64) -> Processes {
-        let due = self.collections % PROCESS_SCAN_EVERY == 0 || self.last_scan.is_none();
+        let due = self.collections.is_multiple_of(PROCESS_SCAN_EVERY) || self.last_scan.is_none();
         self.collections += 1;
         if !due && let Some(scan) = &self.last_scan {
             return scan.lists.clone();
