@@ -20,10 +20,11 @@ use crate::collect::{CollectError, Root, mounts};
 
 /// How many processes each "top" list holds.
 pub const TOP_PROCESSES: usize = 5;
-/// The process table is scanned on every this-many collections (two minutes at the
-/// default 30 s): scanning costs more than everything else in a collection together,
-/// and per-process CPU is more telling over minutes than over seconds.
-pub const PROCESS_SCAN_EVERY: u64 = 4;
+/// The process table and the mount table are read on every this-many collections (two
+/// minutes at the default 30 s): scanning processes costs more than everything else in
+/// a collection together, per-process CPU is more telling over minutes than over
+/// seconds, and filesystems are rarely mounted. (Their usage is measured every time.)
+pub const SLOW_SCAN_EVERY: u64 = 4;
 
 /// The counters kept from one reading to the next.
 #[derive(Debug, Clone)]
@@ -50,6 +51,7 @@ pub struct Collector {
     page_size: u64,
     previous: Option<Reading>,
     last_scan: Option<ProcessScan>,
+    mounts: Option<Vec<mounts::Mount>>,
     collections: u64,
 }
 
@@ -160,6 +162,7 @@ impl Collector {
             page_size: rustix::param::page_size() as u64,
             previous: None,
             last_scan: None,
+            mounts: None,
             collections: 0,
         }
     }
@@ -194,8 +197,13 @@ impl Collector {
         if self.previous.is_none() {
             self.prime(now_ms)?;
         }
+        let slow_due = self.collections.is_multiple_of(SLOW_SCAN_EVERY);
+        self.collections += 1;
         let current = self.read(now_ms)?;
-        let processes = self.processes(now_ms);
+        let processes = self.processes(now_ms, slow_due);
+        if slow_due || self.mounts.is_none() {
+            self.mounts = Some(mounts::read_mounts(&self.root)?);
+        }
         let previous = self.previous.replace(current.clone()).unwrap_or_else(|| current.clone());
         let seconds = (now_ms - previous.at_ms).max(0) as f64 / 1000.0;
 
@@ -212,7 +220,7 @@ impl Collector {
         let memory = memory::read_memory(&self.root)?;
         let load = system::read_load(&self.root)?;
         let uptime = system::read_uptime(&self.root)?;
-        let filesystems = disk::filesystems(&mounts::read_mounts(&self.root)?, self.space.as_ref());
+        let filesystems = disk::filesystems(self.mounts.as_deref().unwrap_or_default(), self.space.as_ref());
         let disk_usage = filesystems.iter().find(|fs| fs.mount == "/").map(|fs| fs.percent);
         let (network_rx, network_tx) = net::totals(&current.interfaces);
         let io = disk::total_io(&current.disks);
@@ -277,11 +285,9 @@ impl Collector {
         })
     }
 
-    /// The top lists: from a fresh scan every [`PROCESS_SCAN_EVERY`] collections, else
-    /// those of the last scan. CPU shares cover the time since the scan before.
-    fn processes(&mut self, now_ms: i64) -> Processes {
-        let due = self.collections.is_multiple_of(PROCESS_SCAN_EVERY) || self.last_scan.is_none();
-        self.collections += 1;
+    /// The top lists: from a fresh scan when `due`, else those of the last scan. CPU
+    /// shares cover the time since the scan before.
+    fn processes(&mut self, now_ms: i64, due: bool) -> Processes {
         if !due && let Some(scan) = &self.last_scan {
             return scan.lists.clone();
         }

@@ -1,10 +1,12 @@
-//! The agent's life: register, then collect → spool → send, heartbeat and poll for
-//! commands, each on its own schedule, without ever losing a report.
+//! The agent's life: register, then collect → send (or spool), heartbeat and fetch
+//! commands, each on its own schedule, without losing a report to a hub outage.
 //!
 //! [`Agent::tick`] does whatever is due at `now` and says when to wake next; the `run`
-//! command only sleeps in between. Every report is appended to the spool before it is
-//! sent and removed only once the hub acknowledged it (stored or already stored), so a
-//! hub outage, a crash or a restart loses nothing the spool's cap can hold.
+//! command only sleeps in between. A report goes straight to the hub while the hub
+//! answers and the spool is empty; otherwise it is appended (fsynced) to the spool and
+//! removed only once the hub acknowledged it (stored or already stored), so an outage, a
+//! restart or a crash while spooling loses nothing the spool's cap can hold. The one
+//! window left is the report being sent at the instant the agent process dies.
 
 use std::net::{IpAddr, UdpSocket};
 use std::path::PathBuf;
@@ -149,7 +151,7 @@ impl Agent {
             self.schedule.collect = now + self.collection_ms;
         }
         if now >= self.schedule.collect {
-            self.collect_into_spool(now)?;
+            self.collect_and_deliver(now)?;
             self.schedule.collect = now + self.collection_ms;
         }
         if self.credentials().is_none() && now >= self.schedule.register {
@@ -182,7 +184,37 @@ impl Agent {
     }
 
     /// Collects once and appends the report to the spool (durably).
-    pub fn collect_into_spool(&mut self, now: i64) -> Result<(), AgentError> {
+    /// Collects once and delivers the report: straight to the hub when nothing is
+    /// waiting in the spool and the hub is answering, else (or if that send fails) into
+    /// the spool, durably, behind the reports already there.
+    pub fn collect_and_deliver(&mut self, now: i64) -> Result<(), AgentError> {
+        let document = self.collect_report(now)?;
+        let direct = self.credentials().filter(|_| self.spool.is_empty() && now >= self.schedule.send);
+        if let Some(credentials) = direct {
+            match self.hub.send_reports(&credentials, std::slice::from_ref(&document)) {
+                Ok(accepted) => {
+                    if accepted.commands_pending > 0 {
+                        self.schedule.commands = now;
+                    }
+                    self.backoff.reset();
+                    return Ok(());
+                }
+                Err(TransportError::Refused { status, message }) => {
+                    log::error!("hub refused a report for good ({status}: {message}); dropping it");
+                    return Ok(());
+                }
+                Err(error) => {
+                    self.handle_failure(&error, now);
+                    self.schedule.send = now + self.backoff.next_delay_ms();
+                }
+            }
+        }
+        self.spool.push(document.to_string().as_bytes())?;
+        Ok(())
+    }
+
+    /// Collects once: the report document, with alerts it raised stored durably first.
+    fn collect_report(&mut self, now: i64) -> Result<Value, AgentError> {
         let collection = self.collector.collect_once(now)?;
         let services = services::check(&self.units, self.service_source.as_mut());
         let mut raised = self.service_changes(&services, now);
@@ -204,8 +236,7 @@ impl Agent {
         if self.spool.dropped() > 0 {
             document["spool_dropped"] = json!(self.spool.dropped());
         }
-        self.spool.push(document.to_string().as_bytes())?;
-        Ok(())
+        Ok(document)
     }
 
     /// The next report `seq`. Seqs are reserved on disk a block at a time, before any
@@ -507,7 +538,7 @@ impl Agent {
         log::info!("running command {} ({})", command.id, command.kind.as_str());
         Ok(match command.kind {
             CommandType::CollectNow => {
-                self.collect_into_spool(now)?;
+                self.collect_and_deliver(now)?;
                 self.flush(credentials, now)?;
                 ("succeeded", "collected and sent".to_owned(), Some(0))
             }
