@@ -66,7 +66,19 @@ impl CollectError {
 
 /// Reads `relative` under `root`, mapping failures to [`CollectError`].
 pub fn read(root: &Root, relative: &str) -> Result<String, CollectError> {
-    root.read(relative).map_err(|e| CollectError::read(relative, e))
+    let mut text = String::with_capacity(4096);
+    read_into(&root.path(relative), &mut text).map_err(|e| CollectError::read(relative, e))?;
+    Ok(text)
+}
+
+/// Appends a file's content to `buffer`. `/proc` files report a size of zero, so the
+/// size probe `std::fs::read*` makes first is a wasted system call here; reading
+/// through `Take` skips it.
+pub fn read_into(path: &Path, buffer: &mut String) -> std::io::Result<()> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    file.take(u64::MAX).read_to_string(buffer)?;
+    Ok(())
 }
 
 /// Parses whitespace-separated unsigned integers, failing on the first that is not one.

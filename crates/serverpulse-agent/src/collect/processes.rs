@@ -37,12 +37,11 @@ pub fn parse_pid_stat(text: &str) -> Option<ProcessSample> {
 /// Every process readable right now. Processes that exit mid-scan are skipped. One
 /// buffer serves every file (no size probe, no allocation per process).
 pub fn read_processes(root: &Root) -> Vec<ProcessSample> {
-    use std::io::Read;
     let proc_dir = root.path("proc");
     let Ok(entries) = std::fs::read_dir(&proc_dir) else {
         return Vec::new();
     };
-    let mut buffer = Vec::with_capacity(1024);
+    let mut buffer = String::with_capacity(1024);
     let mut found = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name();
@@ -50,9 +49,8 @@ pub fn read_processes(root: &Root) -> Vec<ProcessSample> {
             continue;
         }
         buffer.clear();
-        let read = std::fs::File::open(proc_dir.join(&name).join("stat")).and_then(|mut f| f.read_to_end(&mut buffer));
-        if read.is_ok()
-            && let Some(sample) = std::str::from_utf8(&buffer).ok().and_then(parse_pid_stat)
+        if super::read_into(&proc_dir.join(&name).join("stat"), &mut buffer).is_ok()
+            && let Some(sample) = parse_pid_stat(&buffer)
         {
             found.push(sample);
         }
