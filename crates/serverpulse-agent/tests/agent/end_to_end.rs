@@ -143,6 +143,7 @@ fn registers_reports_survives_an_outage_and_obeys_commands() {
 
     let server = hub.api("GET", &format!("/api/v1/servers/{server_id}"), &token, None);
     assert_eq!(server["server"]["agent_status"], "active");
+    assert!(server["server"]["agent_last_heartbeat"].is_i64(), "heartbeats arrive: {server}");
     assert_eq!(server["server"]["last_metrics"]["network_rx"], json!(10_000 + 30_000 * 5));
     let history = hub.api("GET", &format!("/api/v1/servers/{server_id}/metrics?from=0&to=9999999999999"), &token, None);
     let rates: Vec<Value> =

@@ -15,6 +15,18 @@ fn get(url: &str) -> (u16, Vec<u8>) {
     (response.status().as_u16(), response.body_mut().with_config().limit(256 << 20).read_to_vec().unwrap())
 }
 
+/// Runs the script into `root`, with the freshly built agent instead of a download.
+fn run_installer(script: &str, root: &Path) {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .env("SERVERPULSE_INSTALL_ROOT", root)
+        .env("SERVERPULSE_AGENT_BINARY", env!("CARGO_BIN_EXE_serverpulse-agent"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -45,14 +57,7 @@ fn the_install_script_lays_down_what_it_promises() {
 
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .env("SERVERPULSE_INSTALL_ROOT", &root)
-        .env("SERVERPULSE_AGENT_BINARY", env!("CARGO_BIN_EXE_serverpulse-agent"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    run_installer(&script, &root);
 
     let binary = root.join("usr/local/bin/serverpulse-agent");
     assert_eq!(mode(&binary), 0o755);
@@ -84,14 +89,7 @@ fn the_install_script_lays_down_what_it_promises() {
 
     // Running it again keeps the operator's configuration.
     std::fs::write(&config_path, "server:\n  endpoint: https://edited.example\n").unwrap();
-    let again = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .env("SERVERPULSE_INSTALL_ROOT", &root)
-        .env("SERVERPULSE_AGENT_BINARY", env!("CARGO_BIN_EXE_serverpulse-agent"))
-        .output()
-        .unwrap();
-    assert!(again.status.success());
+    run_installer(&script, &root);
     assert!(std::fs::read_to_string(&config_path).unwrap().contains("edited.example"));
 
     // The hub also serves the binary the script downloads by default.
