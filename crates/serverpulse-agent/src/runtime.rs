@@ -420,7 +420,16 @@ impl Agent {
             _ => None,
         };
         let enrollment = self.config.server.enrollment_token.as_ref().and_then(|t| t.value()).map(str::to_owned);
-        let result = self.hub.register(&body, provisioned.as_ref().map(|(_, t)| t.as_str()), enrollment.as_deref());
+        let bearer = provisioned.as_ref().map(|(_, t)| t.as_str());
+        let result = match self.hub.register(&body, bearer, enrollment.as_deref()) {
+            // A spent enrollment token (the agent re-registering after its server was
+            // removed and added again, say): the server's address may still match.
+            Err(TransportError::Unauthorized) if enrollment.is_some() => {
+                log::warn!("the hub refused the enrollment token (used or expired); trying the server address");
+                self.hub.register(&body, bearer, None)
+            }
+            other => other,
+        };
         match result {
             Ok(answer) => {
                 let token = answer.auth_token.or_else(|| provisioned.map(|(_, t)| t));

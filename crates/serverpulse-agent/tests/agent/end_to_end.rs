@@ -181,3 +181,54 @@ fn registers_reports_survives_an_outage_and_obeys_commands() {
     let seqs = stored_seqs(&hub, &token, server_id);
     assert_eq!(seqs, [0, 1, 2, restarted, restarted + 1, restarted + 2], "the scheduled report and collect_now's");
 }
+
+#[test]
+fn a_removed_server_makes_the_agent_register_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start(&dir.path().join("hub.db"), |_| {});
+    let admin = Admin::console();
+    let (first_id, enrollment, token) = hub.runtime.block_on(async {
+        let state = hub.state();
+        let added =
+            serverpulse_hub::admin::add_server(state, &admin, "old", "127.0.0.1".parse().unwrap()).await.unwrap();
+        serverpulse_hub::admin::add_user(state, &admin, "ops@example.test", Role::Admin, None).await.unwrap();
+        let (_, token) = serverpulse_hub::admin::create_token(state, &admin, "ops@example.test", "e2e").await.unwrap();
+        (added.server.id, added.enrollment.enrollment_token, token)
+    });
+    let proc_root = dir.path().join("host");
+    fixture::write(&proc_root, counters(0));
+    let config_path = dir.path().join("config.yml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "server:\n  endpoint: {}\n  enrollment_token: {enrollment}\n  server_ip: 127.0.0.1\n\
+             storage:\n  state_dir: {}\nmonitoring:\n  log_paths: [{}]\n",
+            hub.url(),
+            dir.path().join("state").display(),
+            dir.path().join("none.log").display()
+        ),
+    )
+    .unwrap();
+    let units = ScriptedUnits::default();
+    let mut agent = start_agent(&config_path, &proc_root, &units);
+    let t0 = chrono::Utc::now().timestamp_millis();
+    agent.tick(t0).unwrap();
+    assert_eq!(agent.state().server_id, Some(first_id));
+
+    // The operator removes the server and adds it again: the old credentials are dead.
+    hub.api("DELETE", &format!("/api/v1/servers/{first_id}"), &token, None);
+    let again = hub.api("POST", "/api/v1/servers", &token, Some(json!({"name": "new", "ip": "127.0.0.1"})));
+    let second_id = again["server"]["id"].as_i64().unwrap();
+
+    // The next report is refused (401): the agent forgets its credentials, keeps the
+    // report, and registers again — the spent token is refused, the address matches.
+    fixture::write(&proc_root, counters(1));
+    agent.tick(t0 + 30_000).unwrap();
+    assert_eq!(agent.state().agent_id, None, "credentials refused are forgotten");
+    assert_eq!(agent.spool().len(), 1, "the refused report is kept");
+    let retry = agent.tick(t0 + 150_000).unwrap();
+    assert!(retry > t0 + 30_000);
+    assert_eq!(agent.state().server_id, Some(second_id));
+    assert!(agent.spool().is_empty(), "the kept report went to the new server");
+    assert_eq!(stored_seqs(&hub, &token, second_id), [0, 1], "the kept report and the next");
+}

@@ -74,17 +74,17 @@ impl TestHub {
     pub fn api(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let url = format!("{}{path}", self.url());
-        let mut response = match body {
-            Some(body) => agent
+        let bearer = format!("Bearer {token}");
+        let mut response = match (method, body) {
+            ("POST", Some(body)) => agent
                 .post(&url)
-                .header("Authorization", format!("Bearer {token}"))
+                .header("Authorization", &bearer)
                 .content_type("application/json")
                 .send(body.to_string())
                 .unwrap(),
-            None => {
-                assert_eq!(method, "GET");
-                agent.get(&url).header("Authorization", format!("Bearer {token}")).call().unwrap()
-            }
+            ("GET", None) => agent.get(&url).header("Authorization", &bearer).call().unwrap(),
+            ("DELETE", None) => agent.delete(&url).header("Authorization", &bearer).call().unwrap(),
+            (method, body) => panic!("unsupported call {method} with body {body:?}"),
         };
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string().unwrap();
