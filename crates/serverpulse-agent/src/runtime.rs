@@ -379,16 +379,10 @@ impl Agent {
         if let Some(ip) = self.config.server.server_ip {
             return Some(ip);
         }
-        let authority = self.hub.base().split("://").nth(1)?.split('/').next()?;
-        let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-            authority.to_owned()
-        } else if self.hub.base().starts_with("https") {
-            format!("{authority}:443")
-        } else {
-            format!("{authority}:80")
-        };
-        let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
-        socket.connect(with_port.trim_start_matches('[').replace("]:", ":")).ok()?;
+        let target = route_target(self.hub.base())?;
+        let socket =
+            if target.starts_with('[') { UdpSocket::bind("[::]:0") } else { UdpSocket::bind("0.0.0.0:0") }.ok()?;
+        socket.connect(target).ok()?;
         socket.local_addr().ok().map(|a| a.ip())
     }
 
@@ -585,6 +579,18 @@ impl Agent {
     }
 }
 
+/// `host:port` of a hub URL, with the scheme's default port (`[v6]:port` for IPv6).
+fn route_target(base: &str) -> Option<String> {
+    let (scheme, rest) = base.split_once("://")?;
+    let authority = rest.split('/').next().filter(|a| !a.is_empty())?;
+    let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+    Some(match (has_port, scheme) {
+        (true, _) => authority.to_owned(),
+        (false, "https") => format!("{authority}:443"),
+        (false, _) => format!("{authority}:80"),
+    })
+}
+
 /// The last lines the journal holds for `unit`, if `journalctl` can read them.
 fn journal_tail(unit: &str) -> Vec<String> {
     std::process::Command::new("journalctl")
@@ -603,5 +609,19 @@ fn restart_unit(unit: &str) -> (&'static str, String, Option<i32>) {
             (if out.status.success() { "succeeded" } else { "failed" }, text, out.status.code())
         }
         Err(e) => ("failed", format!("cannot run systemctl: {e}"), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_target;
+
+    #[test]
+    fn route_targets_of_hub_urls() {
+        assert_eq!(route_target("https://hub.example").as_deref(), Some("hub.example:443"));
+        assert_eq!(route_target("http://10.0.0.1:8000").as_deref(), Some("10.0.0.1:8000"));
+        assert_eq!(route_target("http://[::1]").as_deref(), Some("[::1]:80"));
+        assert_eq!(route_target("https://[2001:db8::5]:8443/hub").as_deref(), Some("[2001:db8::5]:8443"));
+        assert_eq!(route_target("nonsense"), None);
     }
 }
