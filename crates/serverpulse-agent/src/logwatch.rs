@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use regex::Regex;
 use serde_json::{Value, json};
@@ -99,7 +98,7 @@ impl Journal {
     }
 
     fn start(&mut self) -> std::io::Result<()> {
-        let mut command = Command::new("journalctl");
+        let mut command = crate::sd_notify::command("journalctl");
         command.args(["--follow", "--no-pager", "--output=json", "--priority=warning"]);
         match &self.cursor {
             Some(cursor) => command.arg(format!("--after-cursor={cursor}")),

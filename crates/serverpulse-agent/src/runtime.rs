@@ -593,7 +593,7 @@ fn route_target(base: &str) -> Option<String> {
 
 /// The last lines the journal holds for `unit`, if `journalctl` can read them.
 fn journal_tail(unit: &str) -> Vec<String> {
-    std::process::Command::new("journalctl")
+    crate::sd_notify::command("journalctl")
         .args(["--unit", unit, "--lines", "20", "--no-pager", "--output", "cat"])
         .output()
         .ok()
@@ -603,7 +603,7 @@ fn journal_tail(unit: &str) -> Vec<String> {
 }
 
 fn restart_unit(unit: &str) -> (&'static str, String, Option<i32>) {
-    match std::process::Command::new("systemctl").args(["restart", "--", unit]).output() {
+    match crate::sd_notify::command("systemctl").args(["restart", "--", unit]).output() {
         Ok(out) => {
             let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             (if out.status.success() { "succeeded" } else { "failed" }, text, out.status.code())

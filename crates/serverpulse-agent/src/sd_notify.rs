@@ -2,6 +2,16 @@
 //! watchdog). Without the variable (not under systemd) nothing happens.
 
 use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+
+/// A command that does not inherit `$NOTIFY_SOCKET`: programs the agent runs
+/// (`systemctl`, `journalctl`) would otherwise report their own state to systemd as if
+/// they were the agent.
+pub fn command(program: &str) -> Command {
+    let mut command = Command::new(program);
+    command.env_remove("NOTIFY_SOCKET");
+    command
+}
 
 pub fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };

@@ -2,8 +2,6 @@
 //! stable, documented `Key=Value` lines) behind a [`ServiceSource`] trait so tests and
 //! hosts without systemd can supply their own.
 
-use std::process::Command;
-
 use crate::report::ServiceState;
 
 /// Units watched when the configuration names none: common services, reported only if installed.
@@ -28,7 +26,7 @@ impl ServiceSource for Systemctl {
         if units.is_empty() {
             return Vec::new();
         }
-        let output = Command::new("systemctl").args(["show", PROPERTIES, "--"]).args(units).output();
+        let output = crate::sd_notify::command("systemctl").args(["show", PROPERTIES, "--"]).args(units).output();
         let text = match output {
             Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
             _ => String::new(),

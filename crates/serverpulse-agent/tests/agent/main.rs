@@ -9,4 +9,5 @@ mod end_to_end;
 mod fixture;
 mod hub;
 mod install;
+mod process;
 mod two_snapshots;
