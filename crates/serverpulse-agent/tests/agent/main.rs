@@ -9,5 +9,6 @@ mod end_to_end;
 mod fixture;
 mod hub;
 mod install;
+mod network;
 mod process;
 mod two_snapshots;
