@@ -183,34 +183,28 @@ fn rates(previous: Option<&Neighbour>, current: &Neighbour) -> [Option<f64>; 4] 
     out
 }
 
-async fn neighbour_before(conn: &mut SqliteConnection, server: ServerId, at: i64) -> StoreResult<Option<Neighbour>> {
-    sqlx::query(
-        "SELECT id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
-         FROM performance_logs WHERE server_id = ? AND agent_time < ? ORDER BY agent_time DESC, id DESC LIMIT 1",
-    )
-    .bind(server)
-    .bind(at)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?
-    .as_ref()
-    .map(neighbour)
-    .transpose()
-}
+/// The sample nearest before `at` in agent time.
+const NEIGHBOUR_BEFORE: &str = "SELECT id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
+     FROM performance_logs WHERE server_id = ? AND agent_time < ? ORDER BY agent_time DESC, id DESC LIMIT 1";
+/// The sample nearest after `at` in agent time.
+const NEIGHBOUR_AFTER: &str = "SELECT id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
+     FROM performance_logs WHERE server_id = ? AND agent_time > ? ORDER BY agent_time ASC, id ASC LIMIT 1";
 
-async fn neighbour_after(conn: &mut SqliteConnection, server: ServerId, at: i64) -> StoreResult<Option<Neighbour>> {
-    sqlx::query(
-        "SELECT id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
-         FROM performance_logs WHERE server_id = ? AND agent_time > ? ORDER BY agent_time ASC, id ASC LIMIT 1",
-    )
-    .bind(server)
-    .bind(at)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?
-    .as_ref()
-    .map(neighbour)
-    .transpose()
+async fn neighbour_at(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    server: ServerId,
+    at: i64,
+) -> StoreResult<Option<Neighbour>> {
+    sqlx::query(sql)
+        .bind(server)
+        .bind(at)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(neighbour)
+        .transpose()
 }
 
 /// The flat figures of a report as JSON, for `servers.last_metrics`.
@@ -249,7 +243,7 @@ async fn insert_report(
         uptime: m.uptime,
         counters: [m.network_rx, m.network_tx, m.disk_io_read, m.disk_io_write],
     };
-    let before = neighbour_before(conn, server, report.timestamp).await?;
+    let before = neighbour_at(conn, NEIGHBOUR_BEFORE, server, report.timestamp).await?;
     let own_rates = rates(before.as_ref(), &current);
     sqlx::query(
         "INSERT INTO performance_logs (server_id, seq, agent_time, received_at, cpu_usage, ram_usage, disk_usage, \
@@ -282,7 +276,7 @@ async fn insert_report(
 
     // A replayed report can land between two stored ones: the later one's rates were
     // computed across the gap and are now measured against this report instead.
-    if let Some(after) = neighbour_after(conn, server, report.timestamp).await? {
+    if let Some(after) = neighbour_at(conn, NEIGHBOUR_AFTER, server, report.timestamp).await? {
         let fixed = rates(Some(&current), &after);
         sqlx::query(
             "UPDATE performance_logs SET network_rx_rate = ?, network_tx_rate = ?, \
