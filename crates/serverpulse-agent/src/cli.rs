@@ -14,7 +14,7 @@ use crate::collector::Collector;
 use crate::config::{self, Config};
 use crate::report;
 use crate::runtime::Agent;
-use crate::services::{self, Systemctl};
+use crate::services::{self, Systemd};
 use crate::transport::Credentials;
 
 #[derive(Debug, Parser)]
@@ -67,7 +67,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 }
 
 fn agent(config: Config, path: Option<PathBuf>) -> anyhow::Result<Agent> {
-    Ok(Agent::new(config, path, Collector::host(), Box::new(Systemctl))?)
+    Ok(Agent::new(config, path, Collector::host(), Box::new(Systemd::default()))?)
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -83,9 +83,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(config) => config.monitoring.services,
                 Err(_) => Vec::new(),
             };
-            let mut source = Systemctl;
+            let mut source = Systemd::default();
             let units = services::watched_units(&configured, &mut source);
             let states = services::check(&units, &mut source);
+            let via = if source.on_bus() { "systemd D-Bus API" } else { "systemctl" };
+            eprintln!("unit states read with {via}");
             if json {
                 println!("{}", serde_json::to_string(&states)?);
             } else {
@@ -175,7 +177,7 @@ fn collect(json: bool) -> anyhow::Result<()> {
     collector.prime(now_ms())?;
     std::thread::sleep(Duration::from_secs(1));
     let collection = collector.collect_once(now_ms())?;
-    let mut source = Systemctl;
+    let mut source = Systemd::default();
     let units = services::watched_units(&[], &mut source);
     let states = services::check(&units, &mut source);
     let document = report::build(0, &collection, &states);

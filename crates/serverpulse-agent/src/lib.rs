@@ -11,6 +11,7 @@ pub mod cli;
 pub mod collect;
 pub mod collector;
 pub mod config;
+pub mod dbus;
 pub mod logging;
 pub mod logwatch;
 pub mod report;

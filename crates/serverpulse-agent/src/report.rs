@@ -19,9 +19,9 @@ pub struct ServiceState {
     /// Automatic restarts systemd made (`NRestarts`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restarts: Option<u32>,
-    /// When the unit entered its current state, as systemd prints it.
+    /// When the unit entered its current state (Unix milliseconds).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub since: Option<String>,
+    pub since: Option<i64>,
 }
 
 impl ServiceState {

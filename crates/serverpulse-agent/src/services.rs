@@ -1,7 +1,13 @@
-//! The state of watched systemd units, read with `systemctl show` (whose output is
-//! stable, documented `Key=Value` lines) behind a [`ServiceSource`] trait so tests and
-//! hosts without systemd can supply their own.
+//! The state of watched systemd units. Read over systemd's D-Bus API ([`Systemd`]), with
+//! `systemctl show` as the fallback when the system bus is unreachable, behind a
+//! [`ServiceSource`] trait so tests and hosts without systemd can supply their own.
+//!
+//! The bus is the default because `systemctl` is a process per collection: on a host
+//! with systemd that costs more CPU than everything else the agent collects.
 
+use std::time::{Duration, Instant};
+
+use crate::dbus::{self, Call, Connection, DbusError, Value};
 use crate::report::ServiceState;
 
 /// Units watched when the configuration names none: common services, reported only if installed.
@@ -14,23 +20,172 @@ pub trait ServiceSource: Send {
     fn states(&mut self, units: &[String]) -> Vec<ServiceState>;
 }
 
+/// How long a bus that failed is left alone before the next attempt.
+const BUS_RETRY: Duration = Duration::from_secs(300);
+/// Longest wait for one reply from the bus.
+const BUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// systemd over D-Bus, falling back to [`Systemctl`] while the bus cannot be used.
+#[derive(Debug, Default)]
+pub struct Systemd {
+    bus: Option<Connection>,
+    retry_at: Option<Instant>,
+    fallback: Systemctl,
+}
+
+impl Systemd {
+    /// Whether the last reading came over the bus (for `check-services`).
+    pub fn on_bus(&self) -> bool {
+        self.bus.is_some()
+    }
+
+    fn connected(&mut self) -> Option<&mut Connection> {
+        if self.bus.is_none() && self.retry_at.is_none_or(|at| Instant::now() >= at) {
+            match Connection::system(BUS_TIMEOUT) {
+                Ok(bus) => self.bus = Some(bus),
+                Err(e) => self.give_up_bus(&e),
+            }
+        }
+        self.bus.as_mut()
+    }
+
+    fn give_up_bus(&mut self, error: &DbusError) {
+        if self.retry_at.is_none() {
+            log::info!("systemd D-Bus API unavailable ({error}); reading units with systemctl");
+        }
+        self.bus = None;
+        self.retry_at = Some(Instant::now() + BUS_RETRY);
+    }
+}
+
+impl ServiceSource for Systemd {
+    fn states(&mut self, units: &[String]) -> Vec<ServiceState> {
+        if units.is_empty() {
+            return Vec::new();
+        }
+        if let Some(bus) = self.connected() {
+            match units.iter().map(|unit| bus_state(bus, unit)).collect::<Result<Vec<_>, _>>() {
+                Ok(states) => {
+                    self.retry_at = None;
+                    return states;
+                }
+                Err(e) => self.give_up_bus(&e),
+            }
+        }
+        self.fallback.states(units)
+    }
+}
+
+/// Unit types systemd knows; a name without one of these suffixes means `<name>.service`.
+const UNIT_TYPES: &[&str] =
+    &["service", "socket", "target", "device", "mount", "automount", "swap", "timer", "path", "slice", "scope"];
+
+/// The full unit name systemd would use for `unit` (`nginx` → `nginx.service`).
+pub fn unit_name(unit: &str) -> String {
+    match unit.rsplit_once('.') {
+        Some((_, suffix)) if UNIT_TYPES.contains(&suffix) => unit.to_owned(),
+        _ => format!("{unit}.service"),
+    }
+}
+
+const SYSTEMD: &str = "org.freedesktop.systemd1";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+
+/// One unit's state over the bus. An error here means the bus itself failed; a unit the
+/// bus cannot describe is `unknown`.
+fn bus_state(bus: &mut Connection, unit: &str) -> Result<ServiceState, DbusError> {
+    let path = dbus::unit_path(&unit_name(unit));
+    let get_all = Call {
+        destination: SYSTEMD,
+        path: &path,
+        interface: PROPERTIES,
+        member: "GetAll",
+        args: &["org.freedesktop.systemd1.Unit"],
+    };
+    let reply = match bus.call(get_all) {
+        Ok(reply) => reply,
+        Err(DbusError::Remote { name, message }) if !name.contains("ServiceUnknown") => {
+            log::debug!("unit {unit}: {name}: {message}");
+            return Ok(ServiceState::unknown(unit));
+        }
+        Err(e) => return Err(e),
+    };
+    let properties = reply.first().map(Value::properties).unwrap_or_default();
+    let text = |key: &str| properties.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.as_str());
+    let number = |key: &str| properties.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.as_u64());
+    let mut state = from_properties(unit, text("LoadState"), text("ActiveState"));
+    state.sub_state = text("SubState").filter(|s| !s.is_empty()).map(str::to_owned);
+    state.since = number("StateChangeTimestamp").filter(|us| *us > 0).and_then(|us| i64::try_from(us / 1000).ok());
+    if state.status != "not_found" && unit_name(unit).ends_with(".service") {
+        let read = |bus: &mut Connection, property: &str| {
+            let call = Call {
+                destination: SYSTEMD,
+                path: &path,
+                interface: PROPERTIES,
+                member: "Get",
+                args: &["org.freedesktop.systemd1.Service", property],
+            };
+            match bus.call(call) {
+                Ok(reply) => Ok(reply.first().and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok())),
+                Err(DbusError::Remote { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        state.main_pid = read(bus, "MainPID")?.filter(|pid| *pid != 0);
+        state.restarts = read(bus, "NRestarts")?;
+    }
+    Ok(state)
+}
+
+/// The reported status from systemd's `LoadState` and `ActiveState`.
+fn from_properties(unit: &str, load: Option<&str>, active: Option<&str>) -> ServiceState {
+    let status = match (load, active) {
+        (Some("not-found"), _) => "not_found",
+        (_, Some(state)) if !state.is_empty() => state,
+        _ => "unknown",
+    };
+    ServiceState::with_status(unit, status)
+}
+
 /// `systemctl show` for all watched units in one call (one process per collection,
 /// whatever the number of units).
-#[derive(Debug, Default)]
-pub struct Systemctl;
+#[derive(Debug)]
+pub struct Systemctl {
+    /// `--timestamp=unix` (systemd ≥ 247); dropped after an older systemctl refuses it.
+    unix_timestamps: bool,
+}
 
-const PROPERTIES: &str = "--property=LoadState,ActiveState,SubState,MainPID,NRestarts,StateChangeTimestamp";
+impl Default for Systemctl {
+    fn default() -> Self {
+        Self { unix_timestamps: true }
+    }
+}
+
+const SHOW_PROPERTIES: &str = "--property=LoadState,ActiveState,SubState,MainPID,NRestarts,StateChangeTimestamp";
+
+impl Systemctl {
+    fn show(&self, units: &[String]) -> Option<String> {
+        let mut command = crate::sd_notify::command("systemctl");
+        command.args(["show", SHOW_PROPERTIES]);
+        if self.unix_timestamps {
+            command.arg("--timestamp=unix");
+        }
+        let out = command.arg("--").args(units).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
 
 impl ServiceSource for Systemctl {
     fn states(&mut self, units: &[String]) -> Vec<ServiceState> {
         if units.is_empty() {
             return Vec::new();
         }
-        let output = crate::sd_notify::command("systemctl").args(["show", PROPERTIES, "--"]).args(units).output();
-        let text = match output {
-            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
-            _ => String::new(),
-        };
+        let mut text = self.show(units);
+        if text.is_none() && self.unix_timestamps {
+            self.unix_timestamps = false;
+            text = self.show(units);
+        }
+        let text = text.unwrap_or_default();
         let blocks: Vec<&str> = text.split("\n\n").filter(|b| !b.trim().is_empty()).collect();
         units
             .iter()
@@ -51,18 +206,16 @@ pub fn parse_show(unit: &str, text: &str) -> ServiceState {
             .map(str::trim)
             .filter(|v| !v.is_empty())
     };
-    let status = match (get("LoadState"), get("ActiveState")) {
-        (Some("not-found"), _) => "not_found",
-        (_, Some(state)) => state,
-        _ => "unknown",
-    };
     ServiceState {
-        name: unit.to_owned(),
-        status: status.to_owned(),
         sub_state: get("SubState").map(str::to_owned),
         main_pid: get("MainPID").and_then(|p| p.parse().ok()).filter(|p| *p != 0),
         restarts: get("NRestarts").and_then(|n| n.parse().ok()),
-        since: get("StateChangeTimestamp").map(str::to_owned),
+        // `@<seconds>` with --timestamp=unix; an older systemctl's local-time text is not kept.
+        since: get("StateChangeTimestamp")
+            .and_then(|t| t.strip_prefix('@'))
+            .and_then(|secs| secs.parse::<i64>().ok())
+            .map(|secs| secs * 1000),
+        ..from_properties(unit, get("LoadState"), get("ActiveState"))
     }
 }
 
@@ -94,11 +247,16 @@ mod tests {
     fn parses_systemctl_show() {
         let full = parse_show(
             "nginx",
-            "LoadState=loaded\nActiveState=active\nSubState=running\nMainPID=812\nNRestarts=2\nStateChangeTimestamp=Sat 2025-06-21 20:30:00 UTC\n",
+            "LoadState=loaded\nActiveState=active\nSubState=running\nMainPID=812\nNRestarts=2\nStateChangeTimestamp=@1750537800\n",
         );
         assert_eq!(full.main_pid, Some(812));
         assert_eq!(full.restarts, Some(2));
-        assert_eq!(full.since.as_deref(), Some("Sat 2025-06-21 20:30:00 UTC"));
+        assert_eq!(full.since, Some(1_750_537_800_000));
+        let old = parse_show(
+            "nginx",
+            "LoadState=loaded\nActiveState=active\nStateChangeTimestamp=Sat 2025-06-21 20:30:00 UTC\n",
+        );
+        assert_eq!(old.since, None);
         let running =
             parse_show("nginx", "LoadState=loaded\nActiveState=active\nSubState=running\nMainPID=812\nNRestarts=0\n");
         assert_eq!((running.status.as_str(), running.sub_state.as_deref()), ("active", Some("running")));
@@ -106,5 +264,12 @@ mod tests {
         assert_eq!(failed.status, "failed");
         let missing = parse_show("nope", "LoadState=not-found\nActiveState=inactive\nSubState=dead\n");
         assert_eq!(missing.status, "not_found");
+    }
+
+    #[test]
+    fn bare_names_are_services() {
+        assert_eq!(unit_name("nginx"), "nginx.service");
+        assert_eq!(unit_name("docker.socket"), "docker.socket");
+        assert_eq!(unit_name("php8.2-fpm"), "php8.2-fpm.service");
     }
 }

@@ -83,6 +83,7 @@ fn the_install_script_lays_down_what_it_promises() {
         "ReadWritePaths=/var/lib/serverpulse-agent",
         "Restart=on-failure",
         "CapabilityBoundingSet=",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
     ] {
         assert!(unit.lines().any(|l| l == line), "the unit lacks {line:?}");
     }

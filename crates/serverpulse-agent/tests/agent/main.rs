@@ -11,4 +11,5 @@ mod hub;
 mod install;
 mod network;
 mod process;
+mod systemd_bus;
 mod two_snapshots;
