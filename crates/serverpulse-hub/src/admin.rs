@@ -9,9 +9,10 @@ use serde_json::Value;
 use serverpulse_domain::secret::RandomnessUnavailable;
 use serverpulse_domain::{Role, Secret};
 use serverpulse_proto::command::CommandType;
+use serverpulse_proto::settings::AgentSettings;
 use serverpulse_store::{
     AgentCredentials, ApiToken, CommandRecord, EnrollmentGrant, NewApiToken, NewCommand, NewServer, NewUser, Server,
-    ServerId, ServerPatch, StoreError, User,
+    ServerId, ServerPatch, StoreError, User, Versioned,
 };
 
 use crate::app::AppState;
@@ -126,6 +127,17 @@ pub async fn update_server(
     patch: ServerPatch,
 ) -> Result<Server, ApiError> {
     state.store.update_server(server, patch, state.now()).await.map_err(|e| not_found_as(e, "server"))
+}
+
+/// Replaces a server's agent settings (validated by the caller); agents pick them up at
+/// their next heartbeat.
+pub async fn set_agent_settings(
+    state: &AppState,
+    _: &Admin,
+    server: ServerId,
+    settings: AgentSettings,
+) -> Result<Versioned<AgentSettings>, ApiError> {
+    state.store.set_agent_settings(server, settings, state.now()).await.map_err(|e| not_found_as(e, "server"))
 }
 
 pub async fn remove_server(state: &AppState, _: &Admin, server: ServerId) -> Result<(), ApiError> {

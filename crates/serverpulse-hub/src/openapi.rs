@@ -12,7 +12,7 @@ use crate::routes::{agent, install, log, meta, servers};
         meta::health,
         agent::register, agent::metrics, agent::heartbeat, agent::alerts, agent::commands, agent::ack,
         servers::list, servers::create, servers::show, servers::update, servers::remove,
-        servers::enrollment, servers::credentials, servers::metrics, servers::services,
+        servers::agent_settings, servers::set_agent_settings, servers::enrollment, servers::credentials, servers::metrics, servers::services,
         servers::list_commands, servers::enqueue_command,
         log::events, log::alerts,
         install::script, install::agent_binary,

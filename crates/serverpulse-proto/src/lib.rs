@@ -14,6 +14,7 @@ pub mod register;
 pub mod report;
 pub mod responses;
 pub mod service;
+pub mod settings;
 pub mod time;
 
 pub use fields::ValidationError;

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::command::WireCommand;
+use crate::settings::{AgentSettings, LogRule, ThresholdSettings};
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -12,7 +13,9 @@ pub struct Health {
     pub version: String,
 }
 
-/// Intervals and switches the hub hands an agent at registration and on every heartbeat.
+/// What the hub hands an agent at registration and on every heartbeat: intervals (always),
+/// and the server's agent settings where an administrator set them. Agents of protocol v1
+/// read the first three members and ignore the rest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentConfig {
@@ -21,6 +24,37 @@ pub struct AgentConfig {
     /// Seconds between heartbeats.
     pub heartbeat_interval: u32,
     pub metrics_enabled: bool,
+    /// Revision of the server's agent settings (0: never set). Agents report the revision
+    /// they run as `config_version` in heartbeats. Left out while 0, so a hub without
+    /// settings answers exactly the documented v1 shape.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub config_version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<ThresholdSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_logs: Option<Vec<LogRule>>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl AgentConfig {
+    /// The configuration for an agent: the hub's default intervals, overridden by the
+    /// server's settings at revision `version`.
+    pub fn effective(collection_interval: u32, heartbeat_interval: u32, settings: AgentSettings, version: u64) -> Self {
+        Self {
+            collection_interval: settings.collection_interval.unwrap_or(collection_interval),
+            heartbeat_interval: settings.heartbeat_interval.unwrap_or(heartbeat_interval),
+            metrics_enabled: true,
+            config_version: version,
+            thresholds: settings.thresholds,
+            services: settings.services,
+            custom_logs: settings.custom_logs,
+        }
+    }
 }
 
 /// `POST /api/v1/agents/register`, 200.

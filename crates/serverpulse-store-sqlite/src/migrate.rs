@@ -6,7 +6,10 @@
 use sqlx::{Row, SqlitePool};
 
 /// (version, name, SQL). Append only: a shipped migration never changes.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (2, "agent settings", include_str!("../migrations/0002_agent_settings.sql")),
+];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.
 pub async fn run(pool: &SqlitePool, now: i64) -> Result<(), sqlx::Error> {

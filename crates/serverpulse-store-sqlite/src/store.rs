@@ -11,11 +11,13 @@ use serverpulse_domain::{AgentStatus, TokenDigest};
 use serverpulse_proto::alert::{AgentAlert, Severity};
 use serverpulse_proto::command::CommandAck;
 use serverpulse_proto::report::Report;
+use serverpulse_proto::settings::AgentSettings;
 use serverpulse_store::{
     AckOutcome, AgentContact, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord,
     ApiToken, ApiTokenSecret, CommandRecord, CommandState, EnrollmentGrant, EventKind, EventQuery, EventRecord,
     IngestOutcome, NewApiToken, NewCommand, NewServer, NewUser, RegisterOutcome, RegistrationWay, Sample, Server,
     ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError, StoreResult, User, UserWithPassword,
+    Versioned,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
@@ -742,6 +744,54 @@ impl Store for SqliteStore {
             .map_err(db)?;
         }
         tx.commit().await.map_err(db)
+    }
+
+    async fn agent_settings(&self, server: ServerId) -> StoreResult<Versioned<AgentSettings>> {
+        let row = sqlx::query("SELECT agent_settings, agent_settings_version FROM servers WHERE id = ?")
+            .bind(server)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?
+            .ok_or(StoreError::NotFound)?;
+        let text: String = row.try_get("agent_settings").map_err(db)?;
+        let version: i64 = row.try_get("agent_settings_version").map_err(db)?;
+        let value = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("agent settings of server {server}: {e}")))?;
+        Ok(Versioned { version: u64::try_from(version).unwrap_or(0), value })
+    }
+
+    async fn set_agent_settings(
+        &self,
+        server: ServerId,
+        settings: AgentSettings,
+        now: i64,
+    ) -> StoreResult<Versioned<AgentSettings>> {
+        let mut tx = self.begin().await?;
+        let text = serde_json::to_string(&settings).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let version: i64 = sqlx::query(
+            "UPDATE servers SET agent_settings = ?, agent_settings_version = agent_settings_version + 1 \
+             WHERE id = ? RETURNING agent_settings_version",
+        )
+        .bind(&text)
+        .bind(server)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound)?
+        .try_get(0)
+        .map_err(db)?;
+        record_event(
+            &mut tx,
+            Some(server),
+            EventKind::ServerUpdated,
+            Severity::Info,
+            &format!("agent settings changed (revision {version})"),
+            json!({"agent_settings": settings, "version": version}),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Versioned { version: u64::try_from(version).unwrap_or(0), value: settings })
     }
 
     async fn store_agent_alerts(&self, server: ServerId, alerts: &[AgentAlert], now: i64) -> StoreResult<Vec<AlertId>> {

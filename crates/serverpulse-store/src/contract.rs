@@ -14,6 +14,7 @@ use serverpulse_domain::{AgentStatus, Role, Secret};
 use serverpulse_proto::alert::{AgentAlert, Severity};
 use serverpulse_proto::command::{AckStatus, CommandAck, CommandType};
 use serverpulse_proto::report::{Report, decode_report};
+use serverpulse_proto::settings::{AgentSettings, ThresholdSettings};
 
 use crate::{
     AckOutcome, AgentContact, AgentCredentials, AgentProfile, AlertQuery, CommandState, EnrollmentGrant, EventKind,
@@ -42,6 +43,7 @@ macro_rules! contract_suite {
             history_is_bounded_by_range_and_limit,
             removing_a_server_removes_its_data_and_its_agent,
             alerts_are_kept_with_their_details,
+            agent_settings_are_versioned,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -132,6 +134,28 @@ pub async fn servers_round_trip_and_removal_is_logged(store: &dyn Store) {
     assert_eq!(events[0].kind, EventKind::ServerRemoved);
     assert_eq!(events[0].server_id, None, "the log outlives the server");
     assert_eq!(events.last().map(|e| e.kind), Some(EventKind::ServerAdded));
+}
+
+pub async fn agent_settings_are_versioned(store: &dyn Store) {
+    let id = server(store, "web", "10.0.0.9").await;
+    let initial = store.agent_settings(id).await.expect("settings");
+    assert_eq!((initial.version, initial.value), (0, AgentSettings::default()));
+    let first = AgentSettings { collection_interval: Some(15), ..AgentSettings::default() };
+    let second = AgentSettings {
+        services: Some(vec!["nginx".into()]),
+        thresholds: Some(ThresholdSettings { cpu: Some(72.5), ..ThresholdSettings::default() }),
+        ..AgentSettings::default()
+    };
+    assert_eq!(store.set_agent_settings(id, first, T0).await.expect("set").version, 1);
+    assert_eq!(store.set_agent_settings(id, second.clone(), T0 + 1).await.expect("set").version, 2);
+    let back = store.agent_settings(id).await.expect("settings");
+    assert_eq!((back.version, back.value), (2, second), "the newest settings replace the older ones whole");
+    let events =
+        store.events(EventQuery { server_id: Some(id), limit: 10, ..EventQuery::default() }).await.expect("events");
+    assert_eq!(events.iter().filter(|e| e.message.contains("agent settings changed")).count(), 2);
+    let unknown = store.set_agent_settings(id + 1000, AgentSettings::default(), T0).await;
+    assert!(matches!(unknown, Err(StoreError::NotFound)));
+    assert!(matches!(store.agent_settings(id + 1000).await, Err(StoreError::NotFound)));
 }
 
 pub async fn enrollment_tokens_are_single_use_and_expire(store: &dyn Store) {

@@ -15,6 +15,7 @@ use serverpulse_domain::TokenDigest;
 use serverpulse_proto::alert::AgentAlert;
 use serverpulse_proto::command::CommandAck;
 use serverpulse_proto::report::Report;
+use serverpulse_proto::settings::AgentSettings;
 
 pub use model::*;
 
@@ -73,6 +74,15 @@ pub trait Store: Send + Sync + 'static {
     async fn store_reports(&self, server: ServerId, reports: &[Report], received_at: i64)
     -> StoreResult<IngestOutcome>;
     async fn record_heartbeat(&self, server: ServerId, contact: AgentContact, now: i64) -> StoreResult<()>;
+    /// The server's agent settings and their revision (0 and empty settings until first set).
+    async fn agent_settings(&self, server: ServerId) -> StoreResult<Versioned<AgentSettings>>;
+    /// Replaces the server's agent settings; returns them with the new revision (previous + 1).
+    async fn set_agent_settings(
+        &self,
+        server: ServerId,
+        settings: AgentSettings,
+        now: i64,
+    ) -> StoreResult<Versioned<AgentSettings>>;
     async fn store_agent_alerts(&self, server: ServerId, alerts: &[AgentAlert], now: i64) -> StoreResult<Vec<AlertId>>;
     /// Marks every active agent silent for longer than `offline_after_ms` as disconnected.
     async fn mark_silent_agents(&self, now: i64, offline_after_ms: i64) -> StoreResult<Vec<ServerId>>;

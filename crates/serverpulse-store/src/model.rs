@@ -115,6 +115,13 @@ pub struct IngestOutcome {
     pub stored: usize,
 }
 
+/// A value with the revision it was stored under.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Versioned<T> {
+    pub version: u64,
+    pub value: T,
+}
+
 /// A heartbeat's content.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AgentContact {

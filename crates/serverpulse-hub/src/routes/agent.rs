@@ -15,9 +15,10 @@ use serverpulse_proto::report::decode_metrics_body;
 use serverpulse_proto::responses::{
     AckAccepted, AgentConfig, AlertsAccepted, HeartbeatAccepted, MetricsAccepted, PendingCommands, RegisterResponse,
 };
+use serverpulse_proto::settings::AgentSettings;
 use serverpulse_proto::time::format_timestamp;
 use serverpulse_store::{
-    AckOutcome, AgentContact, AgentCredentials, AgentProfile, RegisterOutcome, RegistrationWay, StoreError,
+    AckOutcome, AgentContact, AgentCredentials, AgentProfile, RegisterOutcome, RegistrationWay, ServerId, StoreError,
 };
 
 use crate::app::AppState;
@@ -25,12 +26,25 @@ use crate::auth::{AuthenticatedAgent, bearer_token_from_headers};
 use crate::body::{ApiPath, JsonBody};
 use crate::error::{ApiError, ApiResult, SERVER_NOT_FOUND};
 
-fn agent_config(state: &AppState) -> AgentConfig {
-    AgentConfig {
-        collection_interval: state.settings.collection_interval_secs,
-        heartbeat_interval: state.settings.heartbeat_interval_secs,
-        metrics_enabled: true,
-    }
+/// The hub's default intervals, before any per-server settings.
+fn default_config(state: &AppState) -> AgentConfig {
+    AgentConfig::effective(
+        state.settings.collection_interval_secs,
+        state.settings.heartbeat_interval_secs,
+        AgentSettings::default(),
+        0,
+    )
+}
+
+/// What one server's agent is told to run: the defaults with the server's settings over them.
+pub async fn agent_config(state: &AppState, server: ServerId) -> Result<AgentConfig, StoreError> {
+    let settings = state.store.agent_settings(server).await?;
+    Ok(AgentConfig::effective(
+        state.settings.collection_interval_secs,
+        state.settings.heartbeat_interval_secs,
+        settings.value,
+        settings.version,
+    ))
 }
 
 /// The server behind an authenticated agent vanished mid-request: same answer as a bad token.
@@ -85,7 +99,7 @@ pub async fn register(
     let document = body.required()?;
     let header_token = headers.get("x-enrollment-token").and_then(|v| v.to_str().ok());
     let request = decode_register(&document, header_token)?;
-    let profile = profile_of(&request, &agent_config(&state));
+    let profile = profile_of(&request, &default_config(&state));
     let now = state.now();
 
     if let Some(token) = &request.enrollment_token {
@@ -93,7 +107,7 @@ pub async fn register(
         let way = RegistrationWay::Enrollment { token: TokenDigest::of(token), fresh };
         return match state.store.register_agent(way, profile, now).await? {
             RegisterOutcome::Registered { server_id, agent_id, .. } => {
-                Ok(registered(&state, server_id, agent_id, Some(secret)))
+                registered(&state, server_id, agent_id, Some(secret)).await
             }
             _ => Err(ApiError::EnrollmentRefused),
         };
@@ -104,7 +118,7 @@ pub async fn register(
         if let RegisterOutcome::Registered { server_id, agent_id, .. } =
             state.store.register_agent(way, profile.clone(), now).await?
         {
-            return Ok(registered(&state, server_id, agent_id, None));
+            return registered(&state, server_id, agent_id, None).await;
         }
     }
 
@@ -113,7 +127,7 @@ pub async fn register(
         let way = RegistrationWay::ServerIp { ip, fresh };
         return match state.store.register_agent(way, profile, now).await? {
             RegisterOutcome::Registered { server_id, agent_id, .. } => {
-                Ok(registered(&state, server_id, agent_id, Some(secret)))
+                registered(&state, server_id, agent_id, Some(secret)).await
             }
             RegisterOutcome::AgentActive => Err(ApiError::Conflict(
                 "This server already has an active agent; re-register with an enrollment token".to_owned(),
@@ -126,15 +140,20 @@ pub async fn register(
     Err(ApiError::NotFound(SERVER_NOT_FOUND.to_owned()))
 }
 
-fn registered(state: &AppState, server_id: i64, agent_id: String, secret: Option<Secret>) -> Json<RegisterResponse> {
+async fn registered(
+    state: &AppState,
+    server_id: i64,
+    agent_id: String,
+    secret: Option<Secret>,
+) -> ApiResult<Json<RegisterResponse>> {
     tracing::info!(server_id, agent_id, new_token = secret.is_some(), "agent registered");
-    Json(RegisterResponse {
+    Ok(Json(RegisterResponse {
         success: true,
         agent_id,
         auth_token: secret.map(|s| s.expose().to_owned()),
         server_id,
-        config: agent_config(state),
-    })
+        config: agent_config(state, server_id).await?,
+    }))
 }
 
 /// One report, or `{"reports":[…]}`; stored before the answer. Reports whose `seq` is
@@ -184,7 +203,8 @@ pub async fn heartbeat(
         .await
         .map_err(agent_gone)?;
     let commands_pending = state.store.pending_command_count(agent.server_id, state.now()).await?;
-    Ok(Json(HeartbeatAccepted { success: true, config: agent_config(&state), commands_pending }))
+    let config = agent_config(&state, agent.server_id).await.map_err(agent_gone)?;
+    Ok(Json(HeartbeatAccepted { success: true, config, commands_pending }))
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{agent_id}/alerts", tag = "agents",

@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/agents/{agent_id}/commands/{command_id}/ack", post(agent::ack))
         .route("/api/v1/servers", get(servers::list).post(servers::create))
         .route("/api/v1/servers/{id}", get(servers::show).patch(servers::update).delete(servers::remove))
+        .route("/api/v1/servers/{id}/agent-settings", get(servers::agent_settings).put(servers::set_agent_settings))
         .route("/api/v1/servers/{id}/enrollment", post(servers::enrollment))
         .route("/api/v1/servers/{id}/credentials", post(servers::credentials))
         .route("/api/v1/servers/{id}/metrics", get(servers::metrics))

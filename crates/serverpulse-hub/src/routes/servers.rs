@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serverpulse_proto::command::CommandType;
+use serverpulse_proto::responses::AgentConfig;
+use serverpulse_proto::settings::{AgentSettings, decode_agent_settings};
 use serverpulse_proto::time::parse_timestamp;
 use serverpulse_store::{CommandRecord, Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord};
 
@@ -118,6 +120,60 @@ pub async fn remove(
 ) -> ApiResult<Json<Done>> {
     admin::remove_server(&state, &admin, id).await?;
     Ok(Json(Done { success: true }))
+}
+
+/// One server's agent settings, what its agent is told, and what it says it runs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentSettingsView {
+    pub server_id: ServerId,
+    /// Revision of `settings` (0: never set); each change adds one.
+    pub version: u64,
+    pub settings: AgentSettings,
+    /// What the agent receives at its next heartbeat: the hub's defaults with `settings` over them.
+    pub effective: AgentConfig,
+    /// The revision the agent reported in its last heartbeat (`null` until it reports one).
+    pub applied_version: Option<u64>,
+}
+
+async fn settings_view(state: &AppState, id: ServerId) -> ApiResult<AgentSettingsView> {
+    let server = state.store.get_server(id).await.map_err(|e| not_found_as(e, "server"))?;
+    let stored = state.store.agent_settings(id).await.map_err(|e| not_found_as(e, "server"))?;
+    let effective = crate::routes::agent::agent_config(state, id).await.map_err(|e| not_found_as(e, "server"))?;
+    Ok(AgentSettingsView {
+        server_id: id,
+        version: stored.version,
+        settings: stored.value,
+        effective,
+        applied_version: server.agent_config["heartbeat"]["config_version"].as_u64(),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/servers/{id}/agent-settings", tag = "servers", params(("id" = i64, Path)),
+    responses((status = 200, body = AgentSettingsView), (status = 401), (status = 404)),
+    security(("api_token" = [])))]
+pub async fn agent_settings(
+    State(state): State<AppState>,
+    _: Viewer,
+    ApiPath(id): ApiPath<ServerId>,
+) -> ApiResult<Json<AgentSettingsView>> {
+    Ok(Json(settings_view(&state, id).await?))
+}
+
+/// Replaces the server's agent settings as a whole (members left out fall back to the
+/// agent's own file and the hub's default intervals). Unknown members are refused.
+#[utoipa::path(put, path = "/api/v1/servers/{id}/agent-settings", tag = "servers", params(("id" = i64, Path)),
+    request_body = AgentSettings,
+    responses((status = 200, body = AgentSettingsView), (status = 400), (status = 401), (status = 403), (status = 404)),
+    security(("api_token" = [])))]
+pub async fn set_agent_settings(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiPath(id): ApiPath<ServerId>,
+    body: JsonBody,
+) -> ApiResult<Json<AgentSettingsView>> {
+    let settings = decode_agent_settings(&body.required()?)?;
+    admin::set_agent_settings(&state, &admin, id, settings).await?;
+    Ok(Json(settings_view(&state, id).await?))
 }
 
 /// Mints another one-time enrollment token (e.g. to reinstall the agent).

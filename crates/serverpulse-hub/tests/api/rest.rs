@@ -56,6 +56,60 @@ async fn server_lifecycle_over_rest() {
     assert_eq!(paged["events"][0]["id"], events["events"][1]["id"]);
 }
 
+/// Settings set on the hub reach the agent in the heartbeat answer; the agent's reported
+/// revision comes back as `applied_version`; a bad document names its field and changes nothing.
+#[tokio::test]
+async fn agent_settings_reach_the_agent_and_its_answer_comes_back() {
+    let hub = spawn_app().await;
+    let admin = hub.token_for(Role::Admin).await;
+    let (server_id, agent, token) = hub.registered_agent(&admin, "10.60.0.7").await;
+    let path = format!("/api/v1/servers/{server_id}/agent-settings");
+    let heartbeat = format!("/api/v1/agents/{agent}/heartbeat");
+
+    let initial = hub.get(&path, Some(&admin)).await.expect(200);
+    assert_eq!((initial["version"].clone(), initial["settings"].clone()), (json!(0), json!({})));
+    let defaults = hub.post(&heartbeat, Some(&token), json!({})).await.expect(200);
+    assert_eq!(
+        defaults["config"],
+        json!({"collection_interval": hub.state.settings.collection_interval_secs,
+               "heartbeat_interval": hub.state.settings.heartbeat_interval_secs, "metrics_enabled": true}),
+        "nothing set: exactly the documented shape"
+    );
+
+    let settings = json!({"collection_interval": 15, "thresholds": {"cpu": 70.0, "hold_seconds": 30},
+                          "services": ["nginx", "postgresql"],
+                          "custom_logs": [{"path": "/var/log/app.log", "patterns": ["FATAL"]}]});
+    let set = hub.send(Method::PUT, &path, Some(&admin), Some(settings.clone())).await.expect(200);
+    assert_eq!(set["version"], 1);
+    assert_eq!(set["settings"], settings);
+    assert_eq!(set["effective"]["heartbeat_interval"], hub.state.settings.heartbeat_interval_secs);
+    assert_eq!(set["applied_version"], json!(null));
+
+    let told = hub.post(&heartbeat, Some(&token), json!({})).await.expect(200);
+    assert_eq!(told["config"]["config_version"], 1);
+    assert_eq!(told["config"]["collection_interval"], 15);
+    assert_eq!(told["config"]["services"], json!(["nginx", "postgresql"]));
+    assert_eq!(told["config"]["thresholds"]["cpu"], 70.0);
+    assert_eq!(told["config"]["custom_logs"][0]["patterns"], json!(["FATAL"]));
+    hub.post(&heartbeat, Some(&token), json!({"status": "online", "config_version": 1})).await.expect(200);
+    assert_eq!(hub.get(&path, Some(&admin)).await.expect(200)["applied_version"], 1);
+
+    let before = hub.snapshot().await;
+    let bad = hub
+        .send(
+            Method::PUT,
+            &path,
+            Some(&admin),
+            Some(json!({"thresholds": {"cpu": 170}, "custom_logs": [{"path": "/x", "patterns": ["("]}]})),
+        )
+        .await
+        .expect(400);
+    assert!(bad["details"]["thresholds.cpu"].is_array(), "{bad}");
+    assert!(bad["details"]["custom_logs[0].patterns[0]"][0].as_str().unwrap().contains("regex"), "{bad}");
+    hub.send(Method::PUT, "/api/v1/servers/9999/agent-settings", Some(&admin), Some(json!({}))).await.expect(404);
+    assert_eq!(hub.snapshot().await, before, "refused settings wrote nothing");
+}
+
 #[tokio::test]
 async fn health_and_openapi_document() {
     let hub = spawn_app().await;
