@@ -9,6 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
+use serverpulse_proto::responses::AgentConfig;
+use serverpulse_proto::settings::LogRule;
 
 pub const DEFAULT_PATH: &str = "/etc/serverpulse-agent/config.yml";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/serverpulse-agent";
@@ -31,6 +33,45 @@ pub struct Config {
     pub storage: StorageSection,
     #[serde(default)]
     pub commands: CommandsSection,
+}
+
+impl Config {
+    /// This configuration with the hub's per-server settings laid over it: what the hub
+    /// sets wins, what it leaves out stays as the file says. The hub checked the patterns
+    /// with the same regex engine; one that still does not compile is skipped, logged.
+    pub fn with_hub_settings(&self, hub: &AgentConfig) -> Config {
+        let mut config = self.clone();
+        config.collection.interval = Seconds(hub.collection_interval.clamp(1, 86_400));
+        if let Some(t) = &hub.thresholds {
+            let alerts = &mut config.alerts;
+            let percent = |value: Option<f64>, current: Threshold| value.map_or(current, Threshold);
+            alerts.cpu_threshold = percent(t.cpu, alerts.cpu_threshold);
+            alerts.memory_threshold = percent(t.memory, alerts.memory_threshold);
+            alerts.disk_threshold = percent(t.disk, alerts.disk_threshold);
+            alerts.load_threshold = t.load.unwrap_or(alerts.load_threshold);
+            alerts.hold_seconds = t.hold_seconds.unwrap_or(alerts.hold_seconds);
+            alerts.hysteresis = t.hysteresis.unwrap_or(alerts.hysteresis);
+        }
+        if let Some(services) = &hub.services {
+            config.monitoring.services = services.clone();
+        }
+        if let Some(rules) = &hub.custom_logs {
+            config.monitoring.custom_logs = rules.iter().filter_map(custom_log).collect();
+        }
+        config
+    }
+}
+
+fn custom_log(rule: &LogRule) -> Option<CustomLog> {
+    let patterns: Result<Vec<Pattern>, regex::Error> =
+        rule.patterns.iter().map(|p| regex::Regex::new(p).map(Pattern)).collect();
+    match patterns {
+        Ok(patterns) => Some(CustomLog { path: PathBuf::from(&rule.path), patterns }),
+        Err(e) => {
+            log::warn!("hub log rule for {} skipped: {e}", rule.path);
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use serverpulse_proto::command::{CommandType, WireCommand, signing_payload};
+use serverpulse_proto::responses::AgentConfig;
 use serverpulse_proto::time::format_timestamp;
 
 use crate::backoff::Backoff;
@@ -62,7 +63,10 @@ struct Schedule {
 }
 
 pub struct Agent {
+    /// What runs: the file's configuration with the hub's per-server settings over it.
     config: Config,
+    /// The configuration file as read (the base the hub's settings are laid over).
+    file_config: Config,
     config_path: Option<PathBuf>,
     state_file: StateFile,
     state: AgentState,
@@ -101,12 +105,19 @@ impl Agent {
         let spool = Spool::open(&config.storage.state_dir.join("spool"), config.storage.spool_max_bytes)?;
         let alerts = Spool::open(&config.storage.state_dir.join("alerts"), ALERT_SPOOL_BYTES)?;
         let hub = Hub::from_config(&config)?;
+        let file_config = config;
+        // Settings the hub sent before a restart apply at once, without waiting for it.
+        let config = match (&state.hub_settings, &state.hub) {
+            (Some(settings), Some(base)) if base == hub.base() => file_config.with_hub_settings(settings),
+            _ => file_config.clone(),
+        };
         let units = services::watched_units(&config.monitoring.services, service_source.as_mut());
         let collection_ms = i64::from(config.collection.interval.0) * 1000;
         let thresholds = Thresholds::from_config(&config.alerts);
         let logs = LogWatch::new(&config.monitoring, &config.storage.state_dir);
         Ok(Self {
             config,
+            file_config,
             config_path,
             state_file,
             next_seq: state.next_seq,
@@ -437,7 +448,7 @@ impl Agent {
                 self.state.auth_token = Some(token);
                 self.state.server_id = Some(answer.server_id);
                 self.state_file.save(&self.state)?;
-                self.apply_hub_config(&answer.config, now);
+                self.apply_hub_config(&answer.config, now)?;
                 self.backoff.reset();
                 self.schedule.send = now;
                 self.schedule.heartbeat = now;
@@ -467,20 +478,53 @@ impl Agent {
         Ok(())
     }
 
-    /// Intervals the hub asks for take effect at once (a shorter interval is not
-    /// postponed until the longer one it replaces has run out).
-    fn apply_hub_config(&mut self, config: &serverpulse_proto::responses::AgentConfig, now: i64) {
+    /// The revision of the hub's per-server settings this agent runs (0: none).
+    pub fn config_version(&self) -> u64 {
+        self.state.hub_settings.as_ref().map_or(0, |s| s.config_version)
+    }
+
+    /// The configuration in force (file + hub settings).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Applies what the hub sent. Intervals take effect at once (a shorter interval is
+    /// not postponed until the longer one it replaces has run out); a new settings
+    /// revision is laid over the file, remembered in the state file, and reported back.
+    fn apply_hub_config(&mut self, config: &AgentConfig, now: i64) -> Result<(), AgentError> {
         self.collection_ms = i64::from(config.collection_interval.max(1)) * 1000;
         self.heartbeat_ms = i64::from(config.heartbeat_interval.max(1)) * 1000;
         self.schedule.collect = self.schedule.collect.min(now + self.collection_ms);
         self.schedule.heartbeat = self.schedule.heartbeat.min(now + self.heartbeat_ms);
+        if config.config_version != self.config_version() {
+            self.state.hub_settings = (config.config_version > 0).then(|| config.clone());
+            self.state_file.save(&self.state)?;
+            self.run_config(self.file_config.with_hub_settings(config));
+            log::info!("applied the hub's settings for this server (revision {})", config.config_version);
+        }
+        Ok(())
+    }
+
+    /// Switches to `config`: watched units, thresholds (keeping ongoing episodes) and
+    /// log watching follow it. Log positions were saved after the last poll, so the new
+    /// watcher resumes where the old one stopped.
+    fn run_config(&mut self, config: Config) {
+        self.units = services::watched_units(&config.monitoring.services, self.service_source.as_mut());
+        self.thresholds = self.thresholds.reconfigured(&config.alerts);
+        if config.monitoring != self.config.monitoring {
+            self.logs = LogWatch::new(&config.monitoring, &config.storage.state_dir);
+        }
+        self.config = config;
     }
 
     fn heartbeat(&mut self, credentials: &Credentials, now: i64) {
-        let body = json!({"agent_id": credentials.agent_id, "timestamp": format_timestamp(now), "status": "online"});
+        let body = json!({"agent_id": credentials.agent_id, "timestamp": format_timestamp(now), "status": "online",
+                          "config_version": self.config_version()});
         match self.hub.heartbeat(credentials, &body) {
             Ok(answer) => {
-                self.apply_hub_config(&answer.config, now);
+                if let Err(e) = self.apply_hub_config(&answer.config, now) {
+                    log::error!("cannot apply the hub's settings: {e}");
+                }
                 self.schedule.heartbeat = now + self.heartbeat_ms;
                 if answer.commands_pending > 0 {
                     self.schedule.commands = now;
@@ -551,8 +595,8 @@ impl Agent {
             },
             CommandType::RestartService => {
                 let unit = command.args.get("service").and_then(Value::as_str).unwrap_or_default();
-                if !self.units.iter().any(|u| u == unit) {
-                    ("rejected", format!("{unit:?} is not a watched service"), None)
+                if !self.may_restart(unit) {
+                    ("rejected", format!("{unit:?} is not a service this host's configuration watches"), None)
                 } else {
                     restart_unit(unit)
                 }
@@ -564,16 +608,31 @@ impl Agent {
         })
     }
 
-    /// Re-reads the configuration file (SIGHUP, `reload_config`).
+    /// Units a `restart_service` command may name: those of the local file (or the
+    /// default list) only — settings from the hub widen what is watched, never what the
+    /// hub may restart.
+    fn may_restart(&self, unit: &str) -> bool {
+        let local = &self.file_config.monitoring.services;
+        if local.is_empty() {
+            services::DEFAULT_UNITS.contains(&unit) && self.units.iter().any(|u| u == unit)
+        } else {
+            local.iter().any(|u| u == unit)
+        }
+    }
+
+    /// Re-reads the configuration file (SIGHUP, `reload_config`); the hub's settings stay
+    /// laid over it.
     pub fn reload(&mut self) -> Result<(), AgentError> {
-        let Some(path) = &self.config_path else { return Ok(()) };
-        let config = crate::config::load(path)?;
-        self.hub = Hub::from_config(&config)?;
-        self.units = services::watched_units(&config.monitoring.services, self.service_source.as_mut());
+        let Some(path) = self.config_path.clone() else { return Ok(()) };
+        let file_config = crate::config::load(&path)?;
+        self.hub = Hub::from_config(&file_config)?;
+        let config = match &self.state.hub_settings {
+            Some(settings) => file_config.with_hub_settings(settings),
+            None => file_config.clone(),
+        };
         self.collection_ms = i64::from(config.collection.interval.0) * 1000;
-        self.thresholds = Thresholds::from_config(&config.alerts);
-        self.logs = LogWatch::new(&config.monitoring, &config.storage.state_dir);
-        self.config = config;
+        self.file_config = file_config;
+        self.run_config(config);
         log::info!("configuration reloaded from {}", path.display());
         Ok(())
     }

@@ -9,8 +9,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serverpulse_proto::responses::AgentConfig;
 
-#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct AgentState {
     /// The hub these credentials belong to.
     #[serde(default)]
@@ -27,6 +28,10 @@ pub struct AgentState {
     /// Last seen status of each watched unit, so a restart does not re-announce a failure.
     #[serde(default)]
     pub services: std::collections::BTreeMap<String, String>,
+    /// The newest per-server settings the hub sent (`config_version` > 0), so a restart
+    /// while the hub is away still runs them.
+    #[serde(default)]
+    pub hub_settings: Option<AgentConfig>,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -38,6 +43,7 @@ impl std::fmt::Debug for AgentState {
             .field("server_id", &self.server_id)
             .field("next_seq", &self.next_seq)
             .field("services", &self.services)
+            .field("hub_settings", &self.hub_settings)
             .finish()
     }
 }
@@ -126,6 +132,11 @@ mod tests {
             server_id: Some(3),
             next_seq: 42,
             services: [("nginx".to_owned(), "failed".to_owned())].into(),
+            hub_settings: Some(AgentConfig {
+                services: Some(vec!["mysql".into()]),
+                config_version: 4,
+                ..AgentConfig::effective(30, 60, Default::default(), 0)
+            }),
         };
         file.save(&state).unwrap();
         assert_eq!(file.load().unwrap(), state);

@@ -35,9 +35,11 @@ pub struct Tailer {
 
 impl Tailer {
     /// Follows `path`, resuming at `saved` if given; a file never seen before is followed
-    /// from its end (its history is not news).
+    /// from its end as it is now (its history is not news; what is written from now on is).
     pub fn new(path: impl Into<PathBuf>, saved: Option<Position>) -> Self {
-        Self { path: path.into(), file: None, inode: 0, offset: 0, partial: Vec::new(), saved }
+        let path = path.into();
+        let saved = saved.or_else(|| fs::metadata(&path).ok().map(|m| Position { inode: m.ino(), offset: m.len() }));
+        Self { path, file: None, inode: 0, offset: 0, partial: Vec::new(), saved }
     }
 
     pub fn path(&self) -> &Path {

@@ -118,6 +118,18 @@ impl Thresholds {
         }
     }
 
+    /// New thresholds that keep each figure's ongoing episode (a change of threshold
+    /// neither re-announces an alert already raised nor loses its recovery message).
+    pub fn reconfigured(&self, alerts: &AlertsSection) -> Self {
+        let mut next = Self::from_config(alerts);
+        for ((rule, phase), (old_rule, old_phase)) in next.rules.iter_mut().zip(&self.rules) {
+            if rule.figure == old_rule.figure {
+                *phase = *old_phase;
+            }
+        }
+        next
+    }
+
     /// Feeds one collection; returns the alert documents to send (wire format A).
     pub fn observe(&mut self, flat: &Flat, now: i64) -> Vec<Value> {
         let mut alerts = Vec::new();
@@ -155,6 +167,7 @@ impl Thresholds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Threshold;
 
     const RULE: Rule = Rule { figure: Figure::Cpu, threshold: 80.0, recover_below: 75.0, hold_ms: 60_000 };
 
@@ -196,7 +209,7 @@ mod tests {
     }
 
     #[test]
-    fn observe_speaks_the_alert_protocol() {
+    fn observe_speaks_the_alert_protocol_and_survives_reconfiguration() {
         let section = AlertsSection { hold_seconds: 0, ..AlertsSection::default() };
         let mut thresholds = Thresholds::from_config(&section);
         let flat = |cpu: f64| Flat {
@@ -215,6 +228,11 @@ mod tests {
         assert_eq!(fired[0]["type"], "cpu_threshold");
         assert_eq!(fired[0]["severity"], "warning");
         assert!(thresholds.observe(&flat(96.0), 2_000).is_empty());
+        // A new threshold (from the hub) keeps the episode: no second alert, and the
+        // recovery still comes.
+        let mut thresholds =
+            thresholds.reconfigured(&AlertsSection { cpu_threshold: Threshold(90.0), ..section.clone() });
+        assert!(thresholds.observe(&flat(96.0), 2_500).is_empty());
         let recovered = thresholds.observe(&flat(10.0), 3_000);
         assert_eq!(recovered[0]["details"]["state"], "resolved");
         let decoded = serverpulse_proto::alert::decode_alerts(&json!({"alerts": recovered})).unwrap();

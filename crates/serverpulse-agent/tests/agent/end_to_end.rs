@@ -58,6 +58,22 @@ fn start_agent(config_path: &Path, proc_root: &Path, units: &ScriptedUnits) -> A
     Agent::new(config, Some(config_path.to_owned()), collector, Box::new(units.clone())).unwrap()
 }
 
+/// A hub on 127.0.0.1 with one server (127.0.0.1) and an admin API token: the hub, the
+/// server's id, its enrollment token and the API token.
+fn hub_with_server(dir: &Path, name: &str) -> (TestHub, i64, String, String) {
+    let hub = TestHub::start(&dir.join("hub.db"), |_| {});
+    let admin = Admin::console();
+    let (server_id, enrollment, token) = hub.runtime.block_on(async {
+        let state = hub.state();
+        let added =
+            serverpulse_hub::admin::add_server(state, &admin, name, "127.0.0.1".parse().unwrap()).await.unwrap();
+        serverpulse_hub::admin::add_user(state, &admin, "ops@example.test", Role::Admin, None).await.unwrap();
+        let (_, token) = serverpulse_hub::admin::create_token(state, &admin, "ops@example.test", "e2e").await.unwrap();
+        (added.server.id, added.enrollment.enrollment_token, token)
+    });
+    (hub, server_id, enrollment, token)
+}
+
 fn stored_seqs(hub: &TestHub, token: &str, server: i64) -> Vec<u64> {
     let history =
         hub.api("GET", &format!("/api/v1/servers/{server}/metrics?from=0&to=9999999999999&limit=1000"), token, None);
@@ -67,16 +83,7 @@ fn stored_seqs(hub: &TestHub, token: &str, server: i64) -> Vec<u64> {
 #[test]
 fn registers_reports_survives_an_outage_and_obeys_commands() {
     let dir = tempfile::tempdir().unwrap();
-    let mut hub = TestHub::start(&dir.path().join("hub.db"), |_| {});
-    let admin = Admin::console();
-    let (server_id, enrollment, token) = hub.runtime.block_on(async {
-        let state = hub.state();
-        let added =
-            serverpulse_hub::admin::add_server(state, &admin, "e2e", "127.0.0.1".parse().unwrap()).await.unwrap();
-        serverpulse_hub::admin::add_user(state, &admin, "ops@example.test", Role::Admin, None).await.unwrap();
-        let (_, token) = serverpulse_hub::admin::create_token(state, &admin, "ops@example.test", "e2e").await.unwrap();
-        (added.server.id, added.enrollment.enrollment_token, token)
-    });
+    let (mut hub, server_id, enrollment, token) = hub_with_server(dir.path(), "e2e");
 
     let proc_root = dir.path().join("host");
     fixture::write(&proc_root, counters(0));
@@ -185,16 +192,7 @@ fn registers_reports_survives_an_outage_and_obeys_commands() {
 #[test]
 fn a_removed_server_makes_the_agent_register_again() {
     let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(&dir.path().join("hub.db"), |_| {});
-    let admin = Admin::console();
-    let (first_id, enrollment, token) = hub.runtime.block_on(async {
-        let state = hub.state();
-        let added =
-            serverpulse_hub::admin::add_server(state, &admin, "old", "127.0.0.1".parse().unwrap()).await.unwrap();
-        serverpulse_hub::admin::add_user(state, &admin, "ops@example.test", Role::Admin, None).await.unwrap();
-        let (_, token) = serverpulse_hub::admin::create_token(state, &admin, "ops@example.test", "e2e").await.unwrap();
-        (added.server.id, added.enrollment.enrollment_token, token)
-    });
+    let (hub, first_id, enrollment, token) = hub_with_server(dir.path(), "old");
     let proc_root = dir.path().join("host");
     fixture::write(&proc_root, counters(0));
     let config_path = dir.path().join("config.yml");
@@ -231,4 +229,95 @@ fn a_removed_server_makes_the_agent_register_again() {
     assert_eq!(agent.state().server_id, Some(second_id));
     assert!(agent.spool().is_empty(), "the kept report went to the new server");
     assert_eq!(stored_seqs(&hub, &token, second_id), [0, 1], "the kept report and the next");
+}
+
+/// Settings an administrator sets on the hub reach the running agent at its next
+/// heartbeat and take effect without a restart: another watched unit, a log rule, a CPU
+/// threshold. The agent reports the revision it runs, keeps it across a restart while
+/// the hub is away, and still refuses to restart a unit only the hub added.
+#[test]
+fn hub_settings_apply_without_restart_and_survive_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut hub, server_id, enrollment, token) = hub_with_server(dir.path(), "cfg");
+    let proc_root = dir.path().join("host");
+    fixture::write(&proc_root, counters(0));
+    let app_log = dir.path().join("app.log");
+    std::fs::write(&app_log, "FATAL: before the rule existed\n").unwrap();
+    let config_path = dir.path().join("config.yml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "server:\n  endpoint: {}\n  enrollment_token: {enrollment}\nstorage:\n  state_dir: {}\n\
+             monitoring:\n  services: [nginx]\n  log_paths: [{}]\ncommands:\n  allowed: [restart_service]\n",
+            hub.url(),
+            dir.path().join("state").display(),
+            dir.path().join("none.log").display()
+        ),
+    )
+    .unwrap();
+    let units = ScriptedUnits::default();
+    units.set("nginx", "active");
+    units.set("mysql", "active");
+    let mut agent = start_agent(&config_path, &proc_root, &units);
+    let t0 = chrono::Utc::now().timestamp_millis();
+    agent.tick(t0).unwrap();
+    assert_eq!(agent.config_version(), 0);
+
+    let settings_path = format!("/api/v1/servers/{server_id}/agent-settings");
+    let settings = json!({"services": ["nginx", "mysql"], "thresholds": {"cpu": 1.0, "hold_seconds": 0},
+                          "custom_logs": [{"path": app_log.display().to_string(), "patterns": ["^FATAL"]}]});
+    assert_eq!(hub.api("PUT", &settings_path, &token, Some(settings))["version"], 1);
+
+    // The next heartbeat carries revision 1; the agent switches to it in place.
+    let heartbeat_ms = i64::from(hub.state().settings.heartbeat_interval_secs) * 1000;
+    fixture::write(&proc_root, counters(1));
+    agent.tick(t0 + heartbeat_ms).unwrap();
+    assert_eq!(agent.config_version(), 1);
+    assert_eq!(agent.config().monitoring.services, ["nginx", "mysql"]);
+
+    // Now mysql fails, the rule's pattern appears, and CPU is above the new 1 %.
+    units.set("mysql", "failed");
+    let mut log = std::fs::OpenOptions::new().append(true).open(&app_log).unwrap();
+    std::io::Write::write_all(&mut log, b"FATAL: database connection lost\nINFO: fine\n").unwrap();
+    fixture::write(&proc_root, counters(2));
+    agent.tick(t0 + heartbeat_ms + 30_000).unwrap();
+    fixture::write(&proc_root, counters(3));
+    agent.tick(t0 + 2 * heartbeat_ms + 30_000).unwrap();
+
+    let alerts = hub.api("GET", &format!("/api/v1/alerts?server_id={server_id}"), &token, None);
+    let of_type = |kind: &str| -> Vec<Value> {
+        alerts["alerts"].as_array().unwrap().iter().filter(|a| a["type"] == kind).cloned().collect()
+    };
+    let failures = of_type("service_failure");
+    assert_eq!(failures.len(), 1, "{alerts}");
+    assert_eq!(failures[0]["details"]["unit"], "mysql");
+    let matched = of_type("log_pattern");
+    assert_eq!(matched.len(), 1, "only the line written after the rule arrived: {alerts}");
+    assert!(matched[0]["message"].as_str().unwrap().contains("database connection lost"));
+    assert_eq!(of_type("cpu_threshold").len(), 1, "{alerts}");
+
+    // The agent said which revision it runs.
+    let view = hub.api("GET", &settings_path, &token, None);
+    assert_eq!(view["applied_version"], 1, "{view}");
+
+    // A unit the hub added is watched, not restartable from the hub.
+    let refused = hub.api(
+        "POST",
+        &format!("/api/v1/servers/{server_id}/commands"),
+        &token,
+        Some(json!({"type": "restart_service", "args": {"service": "mysql"}})),
+    );
+    fixture::write(&proc_root, counters(4));
+    agent.tick(t0 + 3 * heartbeat_ms).unwrap();
+    let commands = hub.api("GET", &format!("/api/v1/servers/{server_id}/commands"), &token, None);
+    let command = commands["commands"].as_array().unwrap().iter().find(|c| c["id"] == refused["id"]).unwrap().clone();
+    assert_eq!(command["state"], "rejected", "{command}");
+
+    // Restarted while the hub is away: the settings are still in force.
+    hub.pause();
+    drop(agent);
+    let agent = start_agent(&config_path, &proc_root, &units);
+    assert_eq!(agent.config_version(), 1);
+    assert_eq!(agent.config().monitoring.services, ["nginx", "mysql"]);
+    assert_eq!(agent.config().alerts.cpu_threshold.0, 1.0);
 }

@@ -76,12 +76,14 @@ impl TestHub {
         let url = format!("{}{path}", self.url());
         let bearer = format!("Bearer {token}");
         let mut response = match (method, body) {
-            ("POST", Some(body)) => agent
-                .post(&url)
-                .header("Authorization", &bearer)
-                .content_type("application/json")
-                .send(body.to_string())
-                .unwrap(),
+            (method @ ("POST" | "PUT"), Some(body)) => {
+                let request = if method == "PUT" { agent.put(&url) } else { agent.post(&url) };
+                request
+                    .header("Authorization", &bearer)
+                    .content_type("application/json")
+                    .send(body.to_string())
+                    .unwrap()
+            }
             ("GET", None) => agent.get(&url).header("Authorization", &bearer).call().unwrap(),
             ("DELETE", None) => agent.delete(&url).header("Authorization", &bearer).call().unwrap(),
             (method, body) => panic!("unsupported call {method} with body {body:?}"),
