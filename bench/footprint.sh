@@ -5,7 +5,8 @@
 #
 #   bench/footprint.sh [COLLECTIONS]     (default 60; one collection/scrape per second)
 #
-# Everything talks to 127.0.0.1 only. Installs prometheus-node-exporter with apt if absent.
+# Everything talks to 127.0.0.1 only. Installs prometheus-node-exporter with apt if absent;
+# needs dbus-daemon and python3-dbus/python3-gi (as the tests do).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-60}"
@@ -42,6 +43,15 @@ $HUB --data-dir "$WORK/hub" server add --name bench --ip 127.0.0.1 --json > "$WO
 TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["enrollment_token"])' "$WORK/server.json")
 SERVERPULSE_LOG=warn $HUB --data-dir "$WORK/hub" serve --listen "127.0.0.1:$HUB_PORT" --collection-interval 1 2>"$WORK/hub.log" &
 PIDS+=($!)
+# As on a systemd host, the agent watches five units over D-Bus every collection. This
+# machine runs no systemd: the bus is a private dbus-daemon with the test suite's
+# stand-in systemd on it (their CPU is not the agent's and is not counted).
+dbus-daemon --session --nofork --print-address --address="unix:path=$WORK/bus" >"$WORK/bus.addr" 2>/dev/null &
+PIDS+=($!)
+for _ in $(seq 50); do [ -s "$WORK/bus.addr" ] && break; sleep 0.1; done
+/usr/bin/python3 crates/serverpulse-agent/tests/helpers/fake_systemd.py "unix:path=$WORK/bus" >"$WORK/systemd.out" &
+PIDS+=($!)
+for _ in $(seq 50); do grep -q ready "$WORK/systemd.out" 2>/dev/null && break; sleep 0.1; done
 cat > "$WORK/agent.yml" <<YAML
 server:
   endpoint: http://127.0.0.1:$HUB_PORT
@@ -50,9 +60,11 @@ storage:
   state_dir: $WORK/agent
 logging:
   level: WARN
+monitoring:
+  services: [nginx, mysql, backup.timer, ssh, cron]
 YAML
 sleep 1
-$AGENT --config "$WORK/agent.yml" run 2>"$WORK/agent.log" &
+DBUS_SYSTEM_BUS_ADDRESS="unix:path=$WORK/bus" $AGENT --config "$WORK/agent.yml" run 2>"$WORK/agent.log" &
 AGENT_PID=$!
 PIDS+=($AGENT_PID)
 

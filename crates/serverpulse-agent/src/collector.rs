@@ -199,11 +199,16 @@ impl Collector {
         }
         let slow_due = self.collections.is_multiple_of(SLOW_SCAN_EVERY);
         self.collections += 1;
+        if slow_due {
+            // Block devices and sensors are looked for afresh at the slow cadence, like mounts.
+            self.root.forget_listings();
+        }
         let current = self.read(now_ms)?;
         let processes = self.processes(now_ms, slow_due);
         if slow_due || self.mounts.is_none() {
             self.mounts = Some(mounts::read_mounts(&self.root)?);
         }
+
         let previous = self.previous.replace(current.clone()).unwrap_or_else(|| current.clone());
         let seconds = (now_ms - previous.at_ms).max(0) as f64 / 1000.0;
 

@@ -163,23 +163,46 @@ impl Connection {
     /// Sends a method call and waits for its reply, skipping signals and anything else
     /// that arrives meanwhile. Returns the reply's body values.
     pub fn call(&mut self, call: Call<'_>) -> Result<Vec<Value>, DbusError> {
-        self.serial = self.serial.wrapping_add(1).max(1);
-        let serial = self.serial;
-        self.reader.get_mut().write_all(&encode_call(serial, &call))?;
-        loop {
+        self.call_all(&[call])?.pop().unwrap_or(Err(DbusError::Malformed("no reply")))
+    }
+
+    /// Sends several calls in one write and collects their replies, in the order of
+    /// `calls`. One round trip instead of one per call: on a host where waking up costs
+    /// more than the work, that is most of the cost. The outer error is the connection
+    /// failing; the inner ones are error replies.
+    #[allow(clippy::type_complexity)]
+    pub fn call_all(&mut self, calls: &[Call<'_>]) -> Result<Vec<Result<Vec<Value>, DbusError>>, DbusError> {
+        // Serials are nonzero and consecutive within a batch.
+        let count = u32::try_from(calls.len()).map_err(|_| DbusError::Malformed("too many calls"))?;
+        if self.serial > u32::MAX - count {
+            self.serial = 0;
+        }
+        let first = self.serial + 1;
+        let mut bytes = Vec::new();
+        for call in calls {
+            self.serial += 1;
+            bytes.extend_from_slice(&encode_call(self.serial, call));
+        }
+        self.reader.get_mut().write_all(&bytes)?;
+        let mut replies: Vec<Option<Result<Vec<Value>, DbusError>>> = calls.iter().map(|_| None).collect();
+        let mut missing = calls.len();
+        while missing > 0 {
             let message = self.read_message()?;
-            if message.reply_serial != Some(serial) {
+            let Some(index) = message.reply_serial.and_then(|s| usize::try_from(s.wrapping_sub(first)).ok()) else {
                 continue;
-            }
-            return match message.kind {
+            };
+            let Some(slot) = replies.get_mut(index).filter(|slot| slot.is_none()) else { continue };
+            *slot = Some(match message.kind {
                 METHOD_RETURN => Ok(message.body),
                 ERROR => Err(DbusError::Remote {
                     name: message.error_name.unwrap_or_default(),
                     message: message.body.first().and_then(Value::as_str).unwrap_or_default().to_owned(),
                 }),
                 _ => Err(DbusError::Malformed("reply of an unexpected type")),
-            };
+            });
+            missing -= 1;
         }
+        Ok(replies.into_iter().map(|r| r.unwrap_or(Err(DbusError::Malformed("no reply")))).collect())
     }
 
     fn read_message(&mut self) -> Result<Message, DbusError> {

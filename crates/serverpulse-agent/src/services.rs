@@ -64,7 +64,7 @@ impl ServiceSource for Systemd {
             return Vec::new();
         }
         if let Some(bus) = self.connected() {
-            match units.iter().map(|unit| bus_state(bus, unit)).collect::<Result<Vec<_>, _>>() {
+            match bus_states(bus, units) {
                 Ok(states) => {
                     self.retry_at = None;
                     return states;
@@ -90,51 +90,66 @@ pub fn unit_name(unit: &str) -> String {
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+const UNIT: &str = "org.freedesktop.systemd1.Unit";
+const SERVICE: &str = "org.freedesktop.systemd1.Service";
 
-/// One unit's state over the bus. An error here means the bus itself failed; a unit the
-/// bus cannot describe is `unknown`.
-fn bus_state(bus: &mut Connection, unit: &str) -> Result<ServiceState, DbusError> {
-    let path = dbus::unit_path(&unit_name(unit));
-    let get_all = Call {
-        destination: SYSTEMD,
-        path: &path,
-        interface: PROPERTIES,
-        member: "GetAll",
-        args: &["org.freedesktop.systemd1.Unit"],
-    };
-    let reply = match bus.call(get_all) {
-        Ok(reply) => reply,
-        Err(DbusError::Remote { name, message }) if !name.contains("ServiceUnknown") => {
-            log::debug!("unit {unit}: {name}: {message}");
-            return Ok(ServiceState::unknown(unit));
+/// Every unit's state in one round trip: per unit, `GetAll` of the Unit interface, and
+/// for services `MainPID` and `NRestarts`, all written at once. An error here means the
+/// bus itself failed (or systemd is not on it); a unit the bus cannot describe is `unknown`.
+fn bus_states(bus: &mut Connection, units: &[String]) -> Result<Vec<ServiceState>, DbusError> {
+    let names: Vec<String> = units.iter().map(|u| unit_name(u)).collect();
+    let paths: Vec<String> = names.iter().map(|n| dbus::unit_path(n)).collect();
+    let call = |path, member, args| Call { destination: SYSTEMD, path, interface: PROPERTIES, member, args };
+    let mut calls = Vec::with_capacity(units.len() * 3);
+    for (name, path) in names.iter().zip(&paths) {
+        calls.push(call(path, "GetAll", &[UNIT][..]));
+        if name.ends_with(".service") {
+            calls.push(call(path, "Get", &[SERVICE, "MainPID"][..]));
+            calls.push(call(path, "Get", &[SERVICE, "NRestarts"][..]));
         }
-        Err(e) => return Err(e),
-    };
-    let properties = reply.first().map(Value::properties).unwrap_or_default();
-    let text = |key: &str| properties.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.as_str());
-    let number = |key: &str| properties.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.as_u64());
-    let mut state = from_properties(unit, text("LoadState"), text("ActiveState"));
-    state.sub_state = text("SubState").filter(|s| !s.is_empty()).map(str::to_owned);
-    state.since = number("StateChangeTimestamp").filter(|us| *us > 0).and_then(|us| i64::try_from(us / 1000).ok());
-    if state.status != "not_found" && unit_name(unit).ends_with(".service") {
-        let read = |bus: &mut Connection, property: &str| {
-            let call = Call {
-                destination: SYSTEMD,
-                path: &path,
-                interface: PROPERTIES,
-                member: "Get",
-                args: &["org.freedesktop.systemd1.Service", property],
-            };
-            match bus.call(call) {
-                Ok(reply) => Ok(reply.first().and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok())),
-                Err(DbusError::Remote { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        };
-        state.main_pid = read(bus, "MainPID")?.filter(|pid| *pid != 0);
-        state.restarts = read(bus, "NRestarts")?;
     }
-    Ok(state)
+    let mut replies = bus.call_all(&calls)?.into_iter();
+    let mut states = Vec::with_capacity(units.len());
+    for (unit, name) in units.iter().zip(&names) {
+        let unit_reply = replies.next().unwrap_or(Err(DbusError::Malformed("no reply")));
+        let (pid, restarts) = if name.ends_with(".service") {
+            let number = |reply: Option<Result<Vec<Value>, DbusError>>| {
+                reply?.ok()?.first().and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok())
+            };
+            (number(replies.next()), number(replies.next()))
+        } else {
+            (None, None)
+        };
+        let properties = match unit_reply {
+            Ok(reply) => reply,
+            Err(DbusError::Remote { name, .. })
+                if name.contains("ServiceUnknown") || name.contains("NameHasNoOwner") =>
+            {
+                return Err(DbusError::Remote { name, message: "systemd is not on the bus".to_owned() });
+            }
+            Err(DbusError::Remote { name, message }) => {
+                log::debug!("unit {unit}: {name}: {message}");
+                states.push(ServiceState::unknown(unit));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let properties = properties.first().map(Value::properties).unwrap_or_default();
+        let find = |key: &str| properties.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+        let text = |key: &str| find(key).and_then(Value::as_str);
+        let mut state = from_properties(unit, text("LoadState"), text("ActiveState"));
+        state.sub_state = text("SubState").filter(|s| !s.is_empty()).map(str::to_owned);
+        state.since = find("StateChangeTimestamp")
+            .and_then(Value::as_u64)
+            .filter(|us| *us > 0)
+            .and_then(|us| i64::try_from(us / 1000).ok());
+        if state.status != "not_found" {
+            state.main_pid = pid.filter(|pid| *pid != 0);
+            state.restarts = restarts;
+        }
+        states.push(state);
+    }
+    Ok(states)
 }
 
 /// The reported status from systemd's `LoadState` and `ActiveState`.

@@ -135,10 +135,7 @@ pub fn total_io(disks: &BTreeMap<String, DiskIo>) -> DiskIo {
 
 pub fn read_disks(root: &Root) -> Result<BTreeMap<String, DiskIo>, CollectError> {
     let text = read(root, "proc/diskstats")?;
-    let whole: Vec<String> = std::fs::read_dir(root.path("sys/block"))
-        .map_err(|e| CollectError::read("sys/block", e))?
-        .filter_map(|entry| entry.ok().and_then(|e| e.file_name().into_string().ok()))
-        .collect();
+    let whole = root.list("sys/block").map_err(|e| CollectError::read("sys/block", e))?;
     Ok(parse_diskstats(&text, &whole))
 }
 

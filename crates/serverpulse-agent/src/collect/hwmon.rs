@@ -13,31 +13,25 @@ pub struct Temperature {
 }
 
 pub fn read_temperatures(root: &Root) -> Vec<Temperature> {
-    let Ok(chips) = std::fs::read_dir(root.path("sys/class/hwmon")) else {
+    let Ok(chips) = root.list("sys/class/hwmon") else {
         return Vec::new();
     };
-    let mut chips: Vec<_> = chips.filter_map(Result::ok).map(|e| e.path()).collect();
-    chips.sort();
+    let text = |path: &str| root.read(path).map(|s| s.trim().to_owned());
     let mut found = Vec::new();
     for chip in chips {
-        let name = std::fs::read_to_string(chip.join("name")).map(|s| s.trim().to_owned()).unwrap_or_default();
-        let Ok(entries) = std::fs::read_dir(&chip) else { continue };
-        let mut inputs: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|f| f.starts_with("temp") && f.ends_with("_input"))
-            .collect();
-        inputs.sort();
-        for input in inputs {
-            let Some(milli) =
-                std::fs::read_to_string(chip.join(&input)).ok().and_then(|s| s.trim().parse::<i64>().ok())
-            else {
+        let dir = format!("sys/class/hwmon/{chip}");
+        let name = text(&format!("{dir}/name")).unwrap_or_default();
+        let Ok(entries) = root.list(&dir) else { continue };
+        for input in entries.iter().filter(|f| f.starts_with("temp") && f.ends_with("_input")) {
+            let Some(milli) = text(&format!("{dir}/{input}")).ok().and_then(|s| s.parse::<i64>().ok()) else {
                 continue;
             };
             let stem = input.trim_end_matches("_input");
-            let label = std::fs::read_to_string(chip.join(format!("{stem}_label")))
-                .map(|s| s.trim().to_owned())
-                .unwrap_or_else(|_| stem.to_owned());
+            let label = if entries.iter().any(|e| e == &format!("{stem}_label")) {
+                text(&format!("{dir}/{stem}_label")).unwrap_or_else(|_| stem.to_owned())
+            } else {
+                stem.to_owned()
+            };
             found.push(Temperature { sensor: format!("{name}/{label}"), celsius: milli as f64 / 1000.0 });
         }
     }

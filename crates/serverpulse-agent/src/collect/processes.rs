@@ -41,16 +41,15 @@ pub fn read_processes(root: &Root) -> Vec<ProcessSample> {
     let Ok(entries) = std::fs::read_dir(&proc_dir) else {
         return Vec::new();
     };
-    let mut buffer = String::with_capacity(1024);
+    let mut buffer = Vec::new();
     let mut found = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name();
         if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
             continue;
         }
-        buffer.clear();
-        if super::read_into(&proc_dir.join(&name).join("stat"), &mut buffer).is_ok()
-            && let Some(sample) = parse_pid_stat(&buffer)
+        if let Ok(text) = super::read_line_file(&proc_dir.join(&name).join("stat"), &mut buffer)
+            && let Some(sample) = parse_pid_stat(text)
         {
             found.push(sample);
         }
