@@ -113,6 +113,8 @@ pub struct Call<'a> {
 pub struct Connection {
     reader: BufReader<UnixStream>,
     serial: u32,
+    /// Signals that arrived while waiting for replies, or found by `take_signals`.
+    signals: Signals,
 }
 
 impl std::fmt::Debug for Connection {
@@ -134,7 +136,7 @@ impl Connection {
         let stream = connect(address)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        let mut connection = Connection { reader: BufReader::new(stream), serial: 0 };
+        let mut connection = Connection { reader: BufReader::new(stream), serial: 0, signals: Signals::default() };
         connection.authenticate()?;
         connection.call(Call {
             destination: "org.freedesktop.DBus",
@@ -188,6 +190,10 @@ impl Connection {
         let mut missing = calls.len();
         while missing > 0 {
             let message = self.read_message()?;
+            if message.kind == SIGNAL {
+                self.keep_signal(message);
+                continue;
+            }
             let Some(index) = message.reply_serial.and_then(|s| usize::try_from(s.wrapping_sub(first)).ok()) else {
                 continue;
             };
@@ -203,6 +209,57 @@ impl Connection {
             missing -= 1;
         }
         Ok(replies.into_iter().map(|r| r.unwrap_or(Err(DbusError::Malformed("no reply")))).collect())
+    }
+
+    /// Asks the bus to route matching signals here (`type='signal',…` match rule).
+    pub fn add_match(&mut self, rule: &str) -> Result<(), DbusError> {
+        self.call(Call {
+            destination: "org.freedesktop.DBus",
+            path: "/org/freedesktop/DBus",
+            interface: "org.freedesktop.DBus",
+            member: "AddMatch",
+            args: &[rule],
+        })
+        .map(drop)
+    }
+
+    /// Every signal received so far, without waiting: reads whatever messages are
+    /// already on the socket (a message seen to begin is read to its end, which the
+    /// timeout bounds).
+    pub fn take_signals(&mut self) -> Result<Signals, DbusError> {
+        while self.message_waiting()? {
+            let message = self.read_message()?;
+            if message.kind == SIGNAL {
+                self.keep_signal(message);
+            }
+        }
+        Ok(std::mem::take(&mut self.signals))
+    }
+
+    fn message_waiting(&mut self) -> Result<bool, DbusError> {
+        if !self.reader.buffer().is_empty() {
+            return Ok(true);
+        }
+        let mut byte = [0u8; 1];
+        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+        match rustix::net::recv(self.reader.get_ref(), &mut byte, flags) {
+            Ok((0, _)) => Err(DbusError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(_) => Ok(true),
+            Err(rustix::io::Errno::AGAIN) => Ok(false),
+            Err(e) => Err(DbusError::Io(e.into())),
+        }
+    }
+
+    fn keep_signal(&mut self, message: Message) {
+        if self.signals.signals.len() >= MAX_KEPT_SIGNALS {
+            self.signals.overflowed = true;
+            return;
+        }
+        self.signals.signals.push(Signal {
+            path: message.path.unwrap_or_default(),
+            interface: message.interface.unwrap_or_default(),
+            member: message.member.unwrap_or_default(),
+        });
     }
 
     fn read_message(&mut self) -> Result<Message, DbusError> {
@@ -276,6 +333,27 @@ fn unescape(value: &str) -> String {
 const METHOD_CALL: u8 = 1;
 const METHOD_RETURN: u8 = 2;
 const ERROR: u8 = 3;
+const SIGNAL: u8 = 4;
+
+/// Signals kept between [`Connection::take_signals`] calls; past this they are dropped
+/// and [`Signals::overflowed`] says so (the caller then re-reads everything).
+const MAX_KEPT_SIGNALS: usize = 1024;
+
+/// A signal received on the connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    pub path: String,
+    pub interface: String,
+    pub member: String,
+}
+
+/// The signals that arrived since the last look.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Signals {
+    pub signals: Vec<Signal>,
+    /// Some were dropped: assume anything may have changed.
+    pub overflowed: bool,
+}
 
 const FIELD_PATH: u8 = 1;
 const FIELD_INTERFACE: u8 = 2;
@@ -290,6 +368,9 @@ struct Message {
     kind: u8,
     reply_serial: Option<u32>,
     error_name: Option<String>,
+    path: Option<String>,
+    interface: Option<String>,
+    member: Option<String>,
     body: Vec<Value>,
 }
 
@@ -362,7 +443,15 @@ fn encode_call(serial: u32, call: &Call<'_>) -> Vec<u8> {
 fn decode_message(bytes: &[u8], little: bool) -> Result<Message, DbusError> {
     let mut decoder = Decoder { buf: bytes, pos: 12, little, depth: 0 };
     let fields = decoder.value("a(yv)")?;
-    let mut message = Message { kind: bytes[1], reply_serial: None, error_name: None, body: Vec::new() };
+    let mut message = Message {
+        kind: bytes[1],
+        reply_serial: None,
+        error_name: None,
+        path: None,
+        interface: None,
+        member: None,
+        body: Vec::new(),
+    };
     let mut signature = String::new();
     if let Value::Array(fields) = fields {
         for field in fields {
@@ -371,6 +460,9 @@ fn decode_message(bytes: &[u8], little: bool) -> Result<Message, DbusError> {
             match *code {
                 FIELD_REPLY_SERIAL => message.reply_serial = value.as_u64().and_then(|v| u32::try_from(v).ok()),
                 FIELD_ERROR_NAME => message.error_name = value.as_str().map(str::to_owned),
+                FIELD_PATH => message.path = value.as_str().map(str::to_owned),
+                FIELD_INTERFACE => message.interface = value.as_str().map(str::to_owned),
+                FIELD_MEMBER => message.member = value.as_str().map(str::to_owned),
                 FIELD_SIGNATURE => signature = value.as_str().unwrap_or_default().to_owned(),
                 _ => {}
             }

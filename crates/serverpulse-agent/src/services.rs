@@ -5,6 +5,7 @@
 //! The bus is the default because `systemctl` is a process per collection: on a host
 //! with systemd that costs more CPU than everything else the agent collects.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::dbus::{self, Call, Connection, DbusError, Value};
@@ -25,28 +26,69 @@ const BUS_RETRY: Duration = Duration::from_secs(300);
 /// Longest wait for one reply from the bus.
 const BUS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Every this many readings all units are read again even without a change signal
+/// (a safety net for a signal lost, e.g. to a dropped connection).
+const FULL_READ_EVERY: u32 = 20;
+
+/// The match rule for systemd's property-change signals of units.
+const UNIT_CHANGES: &str = "type='signal',sender='org.freedesktop.systemd1',\
+    interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',\
+    path_namespace='/org/freedesktop/systemd1/unit'";
+
 /// systemd over D-Bus, falling back to [`Systemctl`] while the bus cannot be used.
+///
+/// Event-driven where systemd allows it: after `Subscribe` and a match rule for unit
+/// property changes, a unit is read again only when a signal says it changed (and all
+/// of them every [`FULL_READ_EVERY`] readings); in between, a reading costs one
+/// non-blocking look at the socket. Without the subscription every reading asks.
 #[derive(Debug, Default)]
 pub struct Systemd {
+    address: Option<String>,
     bus: Option<Connection>,
+    subscribed: bool,
     retry_at: Option<Instant>,
+    /// Last known state per unit name as configured.
+    known: HashMap<String, ServiceState>,
+    readings: u32,
     fallback: Systemctl,
 }
 
 impl Systemd {
+    /// systemd on the bus at `address` instead of the system bus (tests).
+    pub fn at(address: &str) -> Self {
+        Self { address: Some(address.to_owned()), ..Self::default() }
+    }
+
     /// Whether the last reading came over the bus (for `check-services`).
     pub fn on_bus(&self) -> bool {
         self.bus.is_some()
     }
 
-    fn connected(&mut self) -> Option<&mut Connection> {
-        if self.bus.is_none() && self.retry_at.is_none_or(|at| Instant::now() >= at) {
-            match Connection::system(BUS_TIMEOUT) {
-                Ok(bus) => self.bus = Some(bus),
-                Err(e) => self.give_up_bus(&e),
-            }
+    fn connect(&mut self) {
+        if self.bus.is_some() || self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
         }
-        self.bus.as_mut()
+        let opened = match &self.address {
+            Some(address) => Connection::open(address, BUS_TIMEOUT),
+            None => Connection::system(BUS_TIMEOUT),
+        };
+        let mut bus = match opened {
+            Ok(bus) => bus,
+            Err(e) => return self.give_up_bus(&e),
+        };
+        let subscribe = Call {
+            destination: SYSTEMD,
+            path: "/org/freedesktop/systemd1",
+            interface: "org.freedesktop.systemd1.Manager",
+            member: "Subscribe",
+            args: &[],
+        };
+        self.subscribed = bus.add_match(UNIT_CHANGES).and_then(|()| bus.call(subscribe)).is_ok();
+        if !self.subscribed {
+            log::info!("no systemd change signals; watched units are read at every collection");
+        }
+        self.known.clear();
+        self.bus = Some(bus);
     }
 
     fn give_up_bus(&mut self, error: &DbusError) {
@@ -56,6 +98,33 @@ impl Systemd {
         self.bus = None;
         self.retry_at = Some(Instant::now() + BUS_RETRY);
     }
+
+    /// Units to read now: those never read, those a signal named, or all of them.
+    fn stale(&mut self, units: &[String]) -> Result<Vec<String>, DbusError> {
+        self.readings = self.readings.wrapping_add(1);
+        let Some(bus) = self.bus.as_mut() else { return Ok(units.to_vec()) };
+        let signals = bus.take_signals()?;
+        if !self.subscribed || signals.overflowed || self.readings.is_multiple_of(FULL_READ_EVERY) {
+            return Ok(units.to_vec());
+        }
+        let changed: Vec<&str> = signals.signals.iter().map(|s| s.path.as_str()).collect();
+        Ok(units
+            .iter()
+            .filter(|u| !self.known.contains_key(*u) || changed.contains(&dbus::unit_path(&unit_name(u)).as_str()))
+            .cloned()
+            .collect())
+    }
+
+    fn read_over_bus(&mut self, units: &[String]) -> Result<Vec<ServiceState>, DbusError> {
+        let stale = self.stale(units)?;
+        if !stale.is_empty() {
+            let Some(bus) = self.bus.as_mut() else { return Err(DbusError::Malformed("not connected")) };
+            for state in bus_states(bus, &stale)? {
+                self.known.insert(state.name.clone(), state);
+            }
+        }
+        Ok(units.iter().map(|u| self.known.get(u).cloned().unwrap_or_else(|| ServiceState::unknown(u))).collect())
+    }
 }
 
 impl ServiceSource for Systemd {
@@ -63,8 +132,9 @@ impl ServiceSource for Systemd {
         if units.is_empty() {
             return Vec::new();
         }
-        if let Some(bus) = self.connected() {
-            match bus_states(bus, units) {
+        self.connect();
+        if self.bus.is_some() {
+            match self.read_over_bus(units) {
                 Ok(states) => {
                     self.retry_at = None;
                     return states;

@@ -202,3 +202,39 @@ fn without_a_bus_units_come_from_systemctl_even_an_old_one() {
         ])
     );
 }
+
+/// With systemd's change signals, a unit is read again only when it changed: steady
+/// collections cost no call at all, and a failure is seen at the next one.
+#[test]
+fn units_are_read_again_only_when_systemd_says_they_changed() {
+    use serverpulse_agent::services::{ServiceSource, Systemd};
+    let bus = bus();
+    let mut control = Connection::open(&bus.address, Duration::from_secs(5)).unwrap();
+    let mut call = |member: &'static str, args: &[&str]| {
+        let reply = control
+            .call(Call {
+                destination: "org.freedesktop.systemd1",
+                path: "/org/freedesktop/systemd1",
+                interface: "test.FakeSystemd",
+                member,
+                args,
+            })
+            .unwrap();
+        reply.first().and_then(Value::as_u64)
+    };
+    let units = vec!["nginx".to_owned(), "mysql".to_owned()];
+    let mut systemd = Systemd::at(&bus.address);
+    let statuses =
+        |systemd: &mut Systemd| systemd.states(&units).into_iter().map(|s| s.status).collect::<Vec<String>>();
+
+    assert_eq!(statuses(&mut systemd), ["active", "failed"]);
+    let after_first = call("GetAllCalls", &[]).unwrap();
+    for _ in 0..5 {
+        assert_eq!(statuses(&mut systemd), ["active", "failed"]);
+    }
+    assert_eq!(call("GetAllCalls", &[]).unwrap(), after_first, "nothing changed, nothing asked");
+
+    call("SetUnitState", &["nginx.service", "failed", "failed"]);
+    assert_eq!(statuses(&mut systemd), ["failed", "failed"], "the change is seen at the next reading");
+    assert_eq!(call("GetAllCalls", &[]).unwrap(), after_first + 1, "only the unit that changed was read");
+}

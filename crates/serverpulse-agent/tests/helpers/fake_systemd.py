@@ -3,8 +3,11 @@
 
 Owns org.freedesktop.systemd1 and answers org.freedesktop.DBus.Properties for objects
 under /org/freedesktop/systemd1/unit/<escaped name>, with the property types systemd
-uses (and a few more, so the agent's decoder meets every D-Bus type). Written with
-python3-dbus, an implementation independent of the agent's own wire code.
+uses (and a few more, so the agent's decoder meets every D-Bus type); the manager object
+takes Subscribe. Written with python3-dbus, an implementation independent of the agent's
+own wire code. For tests, interface test.FakeSystemd on the manager object changes a
+unit's state (emitting PropertiesChanged, as systemd does for subscribers) and counts the
+GetAll calls served.
 
 Usage: fake_systemd.py BUS_ADDRESS   (prints "ready" once the name is owned)
 """
@@ -25,6 +28,8 @@ UNITS = {
 # A unit whose properties the caller may not read: systemd answers with an error.
 DENIED = "secret.service"
 PREFIX = "/org/freedesktop/systemd1/unit"
+MANAGER = "/org/freedesktop/systemd1"
+SERVED = {"GetAll": 0}
 
 
 def unescape(label):
@@ -72,6 +77,7 @@ class Units(dbus.service.FallbackObject):
 
     @dbus.service.method("org.freedesktop.DBus.Properties", in_signature="s", out_signature="a{sv}", rel_path_keyword="rel")
     def GetAll(self, interface, rel):
+        SERVED["GetAll"] += 1
         name = self._unit(rel)
         if interface == "org.freedesktop.systemd1.Unit":
             return unit_properties(name)
@@ -90,11 +96,43 @@ class Units(dbus.service.FallbackObject):
         raise dbus.exceptions.DBusException("no such property", name="org.freedesktop.DBus.Error.UnknownProperty")
 
 
+    @dbus.service.signal("org.freedesktop.DBus.Properties", signature="sa{sv}as", rel_path_keyword="rel_path")
+    def PropertiesChanged(self, interface, changed, invalidated, rel_path=None):
+        pass
+
+
+def escape(name):
+    return "".join(c if c.isalnum() and not (i == 0 and c.isdigit()) else "_%02x" % ord(c) for i, c in enumerate(name))
+
+
+class Manager(dbus.service.Object):
+    def __init__(self, bus, units):
+        super().__init__(bus, MANAGER)
+        self.units = units
+
+    @dbus.service.method("org.freedesktop.systemd1.Manager", in_signature="", out_signature="")
+    def Subscribe(self):
+        pass
+
+    @dbus.service.method("test.FakeSystemd", in_signature="sss", out_signature="")
+    def SetUnitState(self, name, active, sub):
+        load, _, _, since, pid, restarts = UNITS.get(name, ("loaded", "", "", 0, 0, 0))
+        UNITS[name] = (load, active, sub, since + 1, pid, restarts)
+        changed = dbus.Dictionary({"ActiveState": dbus.String(active), "SubState": dbus.String(sub)}, signature="sv")
+        self.units.PropertiesChanged("org.freedesktop.systemd1.Unit", changed, dbus.Array([], signature="s"),
+                                     rel_path="/" + escape(name))
+
+    @dbus.service.method("test.FakeSystemd", in_signature="", out_signature="u")
+    def GetAllCalls(self):
+        return dbus.UInt32(SERVED["GetAll"])
+
+
 def main():
     dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
     bus = dbus.bus.BusConnection(sys.argv[1])
     name = dbus.service.BusName("org.freedesktop.systemd1", bus)
-    Units(bus, PREFIX)
+    units = Units(bus, PREFIX)
+    Manager(bus, units)
     print("ready", flush=True)
     GLib.MainLoop().run()
     del name
