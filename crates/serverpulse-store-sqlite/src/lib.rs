@@ -5,6 +5,7 @@
 //! anyway; queueing in the pool avoids `SQLITE_BUSY` lock upgrades), reads through a
 //! small pool of their own that WAL lets run beside the writer.
 
+mod alerting;
 mod migrate;
 mod rows;
 mod store;

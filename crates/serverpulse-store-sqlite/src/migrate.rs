@@ -9,6 +9,7 @@ use sqlx::{Row, SqlitePool};
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (2, "agent settings", include_str!("../migrations/0002_agent_settings.sql")),
+    (3, "alerting", include_str!("../migrations/0003_alerting.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.

@@ -6,8 +6,8 @@ use serverpulse_proto::alert::Severity;
 use serverpulse_proto::command::CommandType;
 use serverpulse_proto::service::ServiceStatus;
 use serverpulse_store::{
-    AlertRecord, ApiToken, CommandRecord, CommandState, EventKind, EventRecord, Sample, Server, ServiceChange,
-    ServiceRecord, StoreError, User,
+    AlertRecord, AlertStatus, ApiToken, CommandRecord, CommandState, EventKind, EventRecord, Sample, Server,
+    ServiceChange, ServiceRecord, StoreError, StoredRule, User,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -62,6 +62,10 @@ pub(crate) fn server(row: &SqliteRow) -> Result<Server, StoreError> {
         agent_config: json(&config)?,
         last_metrics: last_metrics.as_deref().map(json).transpose()?,
         last_metrics_at: row.try_get("last_metrics_at").map_err(db)?,
+        tags: {
+            let tags: String = row.try_get("tags").map_err(db)?;
+            serde_json::from_str(&tags).map_err(|_| corrupt("server tags", &tags))?
+        },
     })
 }
 
@@ -126,7 +130,33 @@ pub(crate) fn alert(row: &SqliteRow) -> Result<AlertRecord, StoreError> {
         details: json(&details)?,
         host_time: row.try_get("host_time").map_err(db)?,
         created_at: row.try_get("created_at").map_err(db)?,
-        status: row.try_get("status").map_err(db)?,
+        status: {
+            let word: String = row.try_get("status").map_err(db)?;
+            AlertStatus::parse(&word).ok_or_else(|| corrupt("alert status", &word))?
+        },
+        rule_id: row.try_get("rule_id").map_err(db)?,
+        subject: row.try_get("subject").map_err(db)?,
+        value: row.try_get("value").map_err(db)?,
+        threshold: row.try_get("threshold").map_err(db)?,
+        started_at: row.try_get::<Option<i64>, _>("started_at").map_err(db)?.unwrap_or_default(),
+        updated_at: row.try_get::<Option<i64>, _>("updated_at").map_err(db)?.unwrap_or_default(),
+        occurrences: row.try_get("occurrences").map_err(db)?,
+        acknowledged_at: row.try_get("acknowledged_at").map_err(db)?,
+        acknowledged_by: row.try_get("acknowledged_by").map_err(db)?,
+        ack_comment: row.try_get("ack_comment").map_err(db)?,
+        resolved_at: row.try_get("resolved_at").map_err(db)?,
+        resolved_by: row.try_get("resolved_by").map_err(db)?,
+    })
+}
+
+pub(crate) fn rule(row: &SqliteRow) -> Result<StoredRule, StoreError> {
+    let definition: String = row.try_get("definition").map_err(db)?;
+    Ok(StoredRule {
+        id: row.try_get("id").map_err(db)?,
+        rule: serde_json::from_str(&definition).map_err(|e| StoreError::Corrupt(format!("rule definition: {e}")))?,
+        builtin: row.try_get::<i64, _>("builtin").map_err(db)? != 0,
+        created_at: row.try_get("created_at").map_err(db)?,
+        updated_at: row.try_get("updated_at").map_err(db)?,
     })
 }
 

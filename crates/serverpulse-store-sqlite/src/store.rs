@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
+use serverpulse_alerting::Rule;
 use serverpulse_domain::rate::{CounterReading, counter_rate};
 use serverpulse_domain::{AgentStatus, TokenDigest};
 use serverpulse_proto::alert::{AgentAlert, Severity};
@@ -14,21 +15,25 @@ use serverpulse_proto::report::Report;
 use serverpulse_proto::settings::AgentSettings;
 use serverpulse_store::{
     AckOutcome, AgentContact, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord,
-    ApiToken, ApiTokenSecret, CommandRecord, CommandState, EnrollmentGrant, EventKind, EventQuery, EventRecord,
-    IngestOutcome, NewApiToken, NewCommand, NewServer, NewUser, RegisterOutcome, RegistrationWay, Sample, Server,
-    ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError, StoreResult, User, UserWithPassword,
-    Versioned,
+    AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, CommandRecord, CommandState, EnrollmentGrant, EventKind,
+    EventQuery, EventRecord, IngestOutcome, NewApiToken, NewCommand, NewServer, NewUser, RegisterOutcome,
+    RegistrationWay, RuleState, Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError,
+    StoreResult, StoredRule, User, UserWithPassword, Versioned,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::rows::{self, db};
 
+/// Agent alerts of one type on one server arriving within this long of the previous one
+/// join its episode instead of opening another.
+const AGENT_ALERT_WINDOW_MS: i64 = 10 * 60 * 1000;
+
 /// The SQLite store. Cheap to clone (two pool handles).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
 }
 
 impl SqliteStore {
@@ -64,7 +69,7 @@ impl SqliteStore {
         self.writer.close().await;
     }
 
-    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+    pub(crate) async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         self.writer.begin().await.map_err(db)
     }
 
@@ -78,7 +83,7 @@ impl SqliteStore {
 
 fn server_select_by_id() -> &'static str {
     "SELECT id, name, ip, created_at, hostname, agent_enabled, agent_id, agent_status, \
-     agent_version, agent_last_heartbeat, agent_last_contact, agent_config, last_metrics, last_metrics_at \
+     agent_version, agent_last_heartbeat, agent_last_contact, agent_config, last_metrics, last_metrics_at, tags \
      FROM servers WHERE id = ?"
 }
 
@@ -87,7 +92,7 @@ fn to_i64(value: Option<u64>) -> Option<i64> {
 }
 
 /// Appends one entry to the unified event log.
-async fn record_event(
+pub(crate) async fn record_event(
     conn: &mut SqliteConnection,
     server: Option<ServerId>,
     kind: EventKind,
@@ -451,7 +456,7 @@ impl Store for SqliteStore {
 
     async fn list_servers(&self) -> StoreResult<Vec<Server>> {
         let sql = "SELECT id, name, ip, created_at, hostname, agent_enabled, agent_id, agent_status, \
-             agent_version, agent_last_heartbeat, agent_last_contact, agent_config, last_metrics, last_metrics_at \
+             agent_version, agent_last_heartbeat, agent_last_contact, agent_config, last_metrics, last_metrics_at, tags \
              FROM servers ORDER BY id";
         let found = sqlx::query(sql).fetch_all(&self.reader).await.map_err(db)?;
         found.iter().map(rows::server).collect()
@@ -467,11 +472,12 @@ impl Store for SqliteStore {
         let before = Self::server_in(&mut tx, id).await?;
         sqlx::query(
             "UPDATE servers SET name = COALESCE(?, name), ip = COALESCE(?, ip), \
-             agent_enabled = COALESCE(?, agent_enabled) WHERE id = ?",
+             agent_enabled = COALESCE(?, agent_enabled), tags = COALESCE(?, tags) WHERE id = ?",
         )
         .bind(&patch.name)
         .bind(patch.ip.map(|ip| ip.to_canonical().to_string()))
         .bind(patch.agent_enabled)
+        .bind(patch.tags.as_ref().map(|t| json!(t).to_string()))
         .bind(id)
         .execute(&mut *tx)
         .await
@@ -487,6 +493,7 @@ impl Store for SqliteStore {
                 "name": [before.name, after.name],
                 "ip": [before.ip.to_string(), after.ip.to_string()],
                 "agent_enabled": [before.agent_enabled, after.agent_enabled],
+                "tags": [before.tags, after.tags],
             }),
             now,
         )
@@ -798,22 +805,63 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         let mut ids = Vec::with_capacity(alerts.len());
         for alert in alerts {
-            let id: i64 = sqlx::query(
-                "INSERT INTO alerts (server_id, source, type, severity, message, details, host_time, created_at) \
-                 VALUES (?, 'agent', ?, ?, ?, ?, ?, ?) RETURNING id",
+            // The episode this alert belongs to: an open agent alert of the same type
+            // seen within the window (a repeat), or none (a new episode).
+            let open: Option<AlertRecord> = sqlx::query(
+                "SELECT * FROM alerts WHERE server_id = ? AND source = 'agent' AND type = ? \
+                 AND status != 'resolved' AND updated_at >= ? ORDER BY id DESC LIMIT 1",
             )
             .bind(server)
             .bind(&alert.kind)
-            .bind(alert.severity.as_str())
-            .bind(&alert.message)
-            .bind(alert.details.to_string())
-            .bind(alert.host_time)
-            .bind(now)
-            .fetch_one(&mut *tx)
+            .bind(now - AGENT_ALERT_WINDOW_MS)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db)?
-            .try_get("id")
-            .map_err(db)?;
+            .map(|row| rows::alert(&row))
+            .transpose()?;
+            let recovered = alert.details.get("state").and_then(Value::as_str) == Some("resolved");
+            let id = match (open, recovered) {
+                (Some(open), true) => {
+                    crate::alerting::close_alert(&mut tx, &open, "agent", now).await?;
+                    open.id
+                }
+                (Some(open), false) => {
+                    sqlx::query(
+                        "UPDATE alerts SET occurrences = occurrences + 1, updated_at = ?, message = ?, details = ?, \
+                         severity = ?, host_time = ? WHERE id = ?",
+                    )
+                    .bind(now)
+                    .bind(&alert.message)
+                    .bind(alert.details.to_string())
+                    .bind(open.severity.max(alert.severity).as_str())
+                    .bind(alert.host_time)
+                    .bind(open.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    open.id
+                }
+                (None, _) => sqlx::query(
+                    "INSERT INTO alerts (server_id, source, type, severity, message, details, host_time, created_at, \
+                     status, started_at, updated_at) VALUES (?, 'agent', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(server)
+                .bind(&alert.kind)
+                .bind(alert.severity.as_str())
+                .bind(&alert.message)
+                .bind(alert.details.to_string())
+                .bind(alert.host_time)
+                .bind(now)
+                // A recovery notice with nothing open is kept in the history, already resolved.
+                .bind(if recovered { "resolved" } else { "firing" })
+                .bind(alert.host_time.unwrap_or(now))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?
+                .try_get("id")
+                .map_err(db)?,
+            };
             record_event(
                 &mut tx,
                 Some(server),
@@ -1041,14 +1089,66 @@ impl Store for SqliteStore {
     }
 
     async fn alerts(&self, query: AlertQuery) -> StoreResult<Vec<AlertRecord>> {
-        let found = sqlx::query("SELECT * FROM alerts WHERE (? IS NULL OR server_id = ?) ORDER BY id DESC LIMIT ?")
-            .bind(query.server_id)
-            .bind(query.server_id)
-            .bind(i64::from(query.limit))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db)?;
+        let found = sqlx::query(
+            "SELECT * FROM alerts WHERE (? IS NULL OR server_id = ?) AND (? IS NULL OR status = ?) \
+             AND (? IS NULL OR severity = ?) ORDER BY id DESC LIMIT ?",
+        )
+        .bind(query.server_id)
+        .bind(query.server_id)
+        .bind(query.status.map(AlertStatus::as_str))
+        .bind(query.status.map(AlertStatus::as_str))
+        .bind(query.severity.map(Severity::as_str))
+        .bind(query.severity.map(Severity::as_str))
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
         found.iter().map(rows::alert).collect()
+    }
+
+    async fn alert(&self, id: AlertId) -> StoreResult<AlertRecord> {
+        self.alert_by_id(id).await
+    }
+
+    async fn acknowledge_alert(&self, id: AlertId, by: &str, comment: &str, now: i64) -> StoreResult<AlertRecord> {
+        self.acknowledge(id, by, comment, now).await
+    }
+
+    async fn resolve_alert(&self, id: AlertId, by: &str, now: i64) -> StoreResult<AlertRecord> {
+        self.resolve_by_hand(id, by, now).await
+    }
+
+    async fn list_rules(&self) -> StoreResult<Vec<StoredRule>> {
+        self.rules().await
+    }
+
+    async fn get_rule(&self, id: i64) -> StoreResult<StoredRule> {
+        self.rule(id).await
+    }
+
+    async fn create_rule(&self, rule: Rule, now: i64) -> StoreResult<StoredRule> {
+        self.insert_rule(rule, now).await
+    }
+
+    async fn update_rule(&self, id: i64, rule: Rule, now: i64) -> StoreResult<StoredRule> {
+        self.replace_rule(id, rule, now).await
+    }
+
+    async fn delete_rule(&self, id: i64, now: i64) -> StoreResult<()> {
+        self.remove_rule(id, now).await
+    }
+
+    async fn rule_states(&self, server: ServerId) -> StoreResult<Vec<RuleState>> {
+        self.states_of(server).await
+    }
+
+    async fn apply_alerting(
+        &self,
+        server: ServerId,
+        changes: Vec<AlertingChange>,
+        now: i64,
+    ) -> StoreResult<Vec<AlertId>> {
+        self.apply(server, changes, now).await
     }
 
     async fn events(&self, query: EventQuery) -> StoreResult<Vec<EventRecord>> {

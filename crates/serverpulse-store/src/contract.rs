@@ -16,10 +16,13 @@ use serverpulse_proto::command::{AckStatus, CommandAck, CommandType};
 use serverpulse_proto::report::{Report, decode_report};
 use serverpulse_proto::settings::{AgentSettings, ThresholdSettings};
 
+use serverpulse_alerting::rule::Level;
+use serverpulse_alerting::{EpisodeState, Phase, Rule, decode_rule};
+
 use crate::{
-    AckOutcome, AgentContact, AgentCredentials, AgentProfile, AlertQuery, CommandState, EnrollmentGrant, EventKind,
-    EventQuery, NewApiToken, NewCommand, NewServer, NewUser, RegisterOutcome, RegistrationWay, ServerId, ServerPatch,
-    Store, StoreError,
+    AckOutcome, AgentContact, AgentCredentials, AgentProfile, AlertAction, AlertQuery, AlertStatus, AlertingChange,
+    CommandState, EnrollmentGrant, EventKind, EventQuery, NewApiToken, NewCommand, NewServer, NewUser, RegisterOutcome,
+    RegistrationWay, ServerId, ServerPatch, Store, StoreError,
 };
 
 /// 2025-06-21T20:30:00Z.
@@ -44,6 +47,8 @@ macro_rules! contract_suite {
             removing_a_server_removes_its_data_and_its_agent,
             alerts_are_kept_with_their_details,
             agent_settings_are_versioned,
+            rules_are_kept_and_names_are_unique,
+            alert_episodes_open_escalate_acknowledge_and_resolve,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -481,15 +486,120 @@ pub async fn alerts_are_kept_with_their_details(store: &dyn Store) {
     ];
     let ids = store.store_agent_alerts(id, &alerts, T0).await.expect("alerts");
     assert_eq!(ids.len(), 2);
-    let stored = store.alerts(AlertQuery { server_id: Some(id), limit: 10 }).await.expect("alerts");
+    let stored =
+        store.alerts(AlertQuery { server_id: Some(id), limit: 10, ..AlertQuery::default() }).await.expect("alerts");
     assert_eq!(stored[1].kind, "oom_kill");
     assert_eq!(stored[1].details["pid"], json!(4242));
     assert_eq!(stored[1].host_time, Some(T0 - 5));
     assert_eq!(stored[0].severity, Severity::Warning);
-    assert_eq!(stored[0].status, "open");
+    assert_eq!(stored[0].status, AlertStatus::Firing);
     let logged = store
         .events(EventQuery { kind: Some(EventKind::AgentAlert), limit: 10, ..EventQuery::default() })
         .await
         .expect("events");
     assert_eq!(logged.len(), 2);
+
+    // The same type again within the window joins the episode; the agent's recovery ends it.
+    let again = [AgentAlert { severity: Severity::Critical, message: "/ at 96%".into(), ..alerts[1].clone() }];
+    assert_eq!(store.store_agent_alerts(id, &again, T0 + 60_000).await.expect("again"), [ids[1]]);
+    let joined = store.alert(ids[1]).await.expect("alert");
+    assert_eq!((joined.occurrences, joined.severity, joined.message.as_str()), (2, Severity::Critical, "/ at 96%"));
+    let recovered =
+        [AgentAlert { details: json!({"state": "resolved"}), severity: Severity::Info, ..alerts[1].clone() }];
+    store.store_agent_alerts(id, &recovered, T0 + 120_000).await.expect("recovered");
+    let closed = store.alert(ids[1]).await.expect("alert");
+    assert_eq!((closed.status, closed.resolved_by.as_deref()), (AlertStatus::Resolved, Some("agent")));
+    // After the episode, the same type is a new episode.
+    let fresh = store.store_agent_alerts(id, &alerts[1..], T0 + 180_000).await.expect("fresh");
+    assert_ne!(fresh, [ids[1]]);
+    let open =
+        AlertQuery { server_id: Some(id), status: Some(AlertStatus::Firing), limit: 10, ..AlertQuery::default() };
+    assert_eq!(store.alerts(open).await.expect("open").len(), 2, "oom_kill and the new disk episode");
+}
+
+pub async fn rules_are_kept_and_names_are_unique(store: &dyn Store) {
+    let defaults = store.list_rules().await.expect("rules");
+    assert!(defaults.iter().any(|r| r.builtin && r.rule.name == "CPU"), "the defaults ship");
+    let rule = decode_rule(&json!({"name": "web disk", "metric": "disk:/var", "op": ">", "warning": 80,
+                                   "scope": {"tags": ["web"]}}))
+    .expect("rule");
+    let created = store.create_rule(rule.clone(), T0).await.expect("create");
+    assert!(!created.builtin);
+    assert_eq!(store.get_rule(created.id).await.expect("get").rule, rule);
+    assert!(matches!(store.create_rule(rule.clone(), T0).await, Err(StoreError::Conflict(_))));
+    let changed = Rule { warning: Some(85.0), ..rule };
+    assert_eq!(store.update_rule(created.id, changed.clone(), T0 + 1).await.expect("update").rule, changed);
+    store.delete_rule(created.id, T0 + 2).await.expect("delete");
+    assert!(matches!(store.get_rule(created.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.update_rule(created.id, changed, T0 + 3).await, Err(StoreError::NotFound)));
+}
+
+pub async fn alert_episodes_open_escalate_acknowledge_and_resolve(store: &dyn Store) {
+    let id = server(store, "ep", "10.0.0.40").await;
+    let rule = store.list_rules().await.expect("rules").into_iter().find(|r| r.rule.name == "CPU").expect("CPU");
+    let firing = |level| EpisodeState {
+        phase: Phase::Firing { since: T0, level, recovered_since: None },
+        value: Some(90.0),
+        updated_at: T0,
+    };
+    let open = AlertingChange {
+        rule_id: rule.id,
+        subject: String::new(),
+        state: firing(Level::Warning),
+        action: Some(AlertAction::Open {
+            kind: "cpu".into(),
+            severity: Severity::Warning,
+            message: "cpu at 90 %".into(),
+            value: 90.0,
+            threshold: Some(80.0),
+            since: T0 - 300_000,
+            details: json!({}),
+        }),
+    };
+    let touched = store.apply_alerting(id, vec![open], T0).await.expect("open");
+    let alert = store.alert(touched[0]).await.expect("alert");
+    assert_eq!((alert.status, alert.source.as_str(), alert.started_at), (AlertStatus::Firing, "rule", T0 - 300_000));
+    let states = store.rule_states(id).await.expect("states");
+    assert_eq!((states[0].alert_id, states[0].state), (Some(alert.id), firing(Level::Warning)));
+
+    let escalate = AlertingChange {
+        rule_id: rule.id,
+        subject: String::new(),
+        state: firing(Level::Critical),
+        action: Some(AlertAction::Escalate {
+            severity: Severity::Critical,
+            message: "cpu at 97 %".into(),
+            value: 97.0,
+            threshold: Some(95.0),
+        }),
+    };
+    store.apply_alerting(id, vec![escalate], T0 + 1).await.expect("escalate");
+    let acked = store.acknowledge_alert(alert.id, "ops@example.test", "looking", T0 + 2).await.expect("ack");
+    assert_eq!(acked.severity, Severity::Critical, "the same episode, escalated");
+    assert_eq!((acked.status, acked.ack_comment.as_deref()), (AlertStatus::Acknowledged, Some("looking")));
+
+    let resolve = AlertingChange {
+        rule_id: rule.id,
+        subject: String::new(),
+        state: EpisodeState { updated_at: T0 + 3, ..EpisodeState::default() },
+        action: Some(AlertAction::Resolve { message: "cpu back to 40 %".into(), value: 40.0 }),
+    };
+    store.apply_alerting(id, vec![resolve], T0 + 3).await.expect("resolve");
+    let resolved = store.alert(alert.id).await.expect("alert");
+    assert_eq!((resolved.status, resolved.resolved_by.as_deref()), (AlertStatus::Resolved, Some("recovery")));
+    assert_eq!(store.rule_states(id).await.expect("states")[0].alert_id, None);
+    assert!(matches!(store.acknowledge_alert(alert.id, "x", "", T0 + 4).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.resolve_alert(alert.id, "x", T0 + 4).await, Err(StoreError::Conflict(_))));
+    let kinds: Vec<EventKind> = store
+        .events(EventQuery { server_id: Some(id), limit: 20, ..EventQuery::default() })
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    for kind in
+        [EventKind::AlertFired, EventKind::AlertEscalated, EventKind::AlertAcknowledged, EventKind::AlertResolved]
+    {
+        assert!(kinds.contains(&kind), "{kind:?} in {kinds:?}");
+    }
 }

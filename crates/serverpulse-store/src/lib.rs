@@ -11,6 +11,7 @@ pub mod contract;
 pub mod model;
 
 use async_trait::async_trait;
+use serverpulse_alerting::Rule;
 use serverpulse_domain::TokenDigest;
 use serverpulse_proto::alert::AgentAlert;
 use serverpulse_proto::command::CommandAck;
@@ -110,6 +111,32 @@ pub trait Store: Send + Sync + 'static {
     async fn services(&self, server: ServerId) -> StoreResult<Vec<ServiceRecord>>;
     async fn service_history(&self, server: ServerId, limit: u32) -> StoreResult<Vec<ServiceChange>>;
     async fn alerts(&self, query: AlertQuery) -> StoreResult<Vec<AlertRecord>>;
+    async fn alert(&self, id: AlertId) -> StoreResult<AlertRecord>;
+    /// Marks an open alert acknowledged (by whom, with a comment). Acknowledging a
+    /// resolved alert is a conflict.
+    async fn acknowledge_alert(&self, id: AlertId, by: &str, comment: &str, now: i64) -> StoreResult<AlertRecord>;
+    /// Resolves an open alert by hand; a rule's episode ends with it (if the condition
+    /// still holds, a new episode begins).
+    async fn resolve_alert(&self, id: AlertId, by: &str, now: i64) -> StoreResult<AlertRecord>;
+
+    // --- alert rules ---------------------------------------------------------
+    async fn list_rules(&self) -> StoreResult<Vec<StoredRule>>;
+    async fn get_rule(&self, id: i64) -> StoreResult<StoredRule>;
+    /// A rule with the same name already existing is a conflict.
+    async fn create_rule(&self, rule: Rule, now: i64) -> StoreResult<StoredRule>;
+    async fn update_rule(&self, id: i64, rule: Rule, now: i64) -> StoreResult<StoredRule>;
+    /// Removes the rule and its episode states; its alerts stay in the history.
+    async fn delete_rule(&self, id: i64, now: i64) -> StoreResult<()>;
+    /// Every episode state of `server`.
+    async fn rule_states(&self, server: ServerId) -> StoreResult<Vec<RuleState>>;
+    /// Writes what an evaluation decided, in one transaction: states, alerts opened,
+    /// escalated or resolved, and their events. Returns the alerts touched.
+    async fn apply_alerting(
+        &self,
+        server: ServerId,
+        changes: Vec<AlertingChange>,
+        now: i64,
+    ) -> StoreResult<Vec<AlertId>>;
     /// Newest first.
     async fn events(&self, query: EventQuery) -> StoreResult<Vec<EventRecord>>;
 

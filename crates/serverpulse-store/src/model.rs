@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 use serde_json::Value;
+use serverpulse_alerting::{EpisodeState, Rule};
 use serverpulse_domain::{AgentStatus, Role, TokenDigest};
 use serverpulse_proto::alert::Severity;
 use serverpulse_proto::command::{AckStatus, CommandType};
@@ -40,6 +41,8 @@ pub struct Server {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub last_metrics: Option<Value>,
     pub last_metrics_at: Option<i64>,
+    /// Labels for grouping: rules, silences and routes can name a tag.
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +56,7 @@ pub struct ServerPatch {
     pub name: Option<String>,
     pub ip: Option<IpAddr>,
     pub agent_enabled: Option<bool>,
+    pub tags: Option<Vec<String>>,
 }
 
 /// A one-time enrollment token (its digest) and when it stops working.
@@ -179,11 +183,13 @@ pub struct ServiceChange {
     pub at: i64,
 }
 
+/// One alert episode: raised by a rule on the hub (`source: "rule"`) or by an agent.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertRecord {
     pub id: AlertId,
     pub server_id: ServerId,
+    /// `rule` or `agent`.
     pub source: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -193,13 +199,108 @@ pub struct AlertRecord {
     pub details: Value,
     pub host_time: Option<i64>,
     pub created_at: i64,
-    pub status: String,
+    pub status: AlertStatus,
+    pub rule_id: Option<i64>,
+    /// What the rule watched on the server: `""` (the host), a mount point, a unit.
+    pub subject: String,
+    /// The value that fired or escalated the alert, and the threshold it crossed.
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    /// When the episode began (for rules: when the condition started to hold).
+    pub started_at: i64,
+    pub updated_at: i64,
+    /// Agent alerts of the same type within the de-duplication window join one episode.
+    pub occurrences: i64,
+    pub acknowledged_at: Option<i64>,
+    pub acknowledged_by: Option<String>,
+    pub ack_comment: Option<String>,
+    pub resolved_at: Option<i64>,
+    /// `recovery`, `agent`, or who resolved it by hand.
+    pub resolved_by: Option<String>,
+}
+
+/// Where an alert is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    Firing,
+    Acknowledged,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub const ALL: [Self; 3] = [Self::Firing, Self::Acknowledged, Self::Resolved];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Firing => "firing",
+            Self::Acknowledged => "acknowledged",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == word)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AlertQuery {
     pub server_id: Option<ServerId>,
+    pub status: Option<AlertStatus>,
+    pub severity: Option<Severity>,
     pub limit: u32,
+}
+
+/// A rule as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StoredRule {
+    pub id: i64,
+    #[serde(flatten)]
+    pub rule: Rule,
+    /// One of the defaults the hub ships with.
+    pub builtin: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The episode state of one (rule, server, subject), and the alert it has open.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleState {
+    pub rule_id: i64,
+    pub subject: String,
+    pub state: EpisodeState,
+    pub alert_id: Option<AlertId>,
+}
+
+/// What one evaluation decided for one (rule, subject) of a server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertingChange {
+    pub rule_id: i64,
+    pub subject: String,
+    pub state: EpisodeState,
+    pub action: Option<AlertAction>,
+}
+
+/// What happens to the alert of an episode.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertAction {
+    /// A new episode fires: a new alert.
+    Open {
+        kind: String,
+        severity: Severity,
+        message: String,
+        value: f64,
+        threshold: Option<f64>,
+        since: i64,
+        details: Value,
+    },
+    /// The open alert gets worse.
+    Escalate { severity: Severity, message: String, value: f64, threshold: Option<f64> },
+    /// The open alert's episode is over.
+    Resolve { message: String, value: f64 },
 }
 
 /// Kinds of entries in the unified event log.
@@ -217,10 +318,15 @@ pub enum EventKind {
     ServiceStatus,
     CommandEnqueued,
     CommandAcked,
+    AlertFired,
+    AlertEscalated,
+    AlertAcknowledged,
+    AlertResolved,
+    RuleChanged,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 15] = [
         Self::ServerAdded,
         Self::ServerUpdated,
         Self::ServerRemoved,
@@ -231,6 +337,11 @@ impl EventKind {
         Self::ServiceStatus,
         Self::CommandEnqueued,
         Self::CommandAcked,
+        Self::AlertFired,
+        Self::AlertEscalated,
+        Self::AlertAcknowledged,
+        Self::AlertResolved,
+        Self::RuleChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -245,6 +356,11 @@ impl EventKind {
             Self::ServiceStatus => "service_status",
             Self::CommandEnqueued => "command_enqueued",
             Self::CommandAcked => "command_acked",
+            Self::AlertFired => "alert_fired",
+            Self::AlertEscalated => "alert_escalated",
+            Self::AlertAcknowledged => "alert_acknowledged",
+            Self::AlertResolved => "alert_resolved",
+            Self::RuleChanged => "rule_changed",
         }
     }
 
