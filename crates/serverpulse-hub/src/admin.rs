@@ -62,6 +62,24 @@ pub fn check_name(field: &str, name: &str) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
+/// Tags as given, trimmed and without repeats; at most 20 of 1 to 64 characters.
+pub fn check_tags(tags: &[String]) -> Result<Vec<String>, ApiError> {
+    if tags.len() > 20 {
+        return Err(ApiError::field("tags", "at most 20 tags"));
+    }
+    let mut checked: Vec<String> = Vec::with_capacity(tags.len());
+    for (i, tag) in tags.iter().enumerate() {
+        let tag = tag.trim();
+        if tag.is_empty() || tag.chars().count() > 64 || tag.chars().any(char::is_control) {
+            return Err(ApiError::field(&format!("tags[{i}]"), "must be 1 to 64 printable characters"));
+        }
+        if !checked.iter().any(|t| t == tag) {
+            checked.push(tag.to_owned());
+        }
+    }
+    Ok(checked)
+}
+
 pub fn parse_ip(field: &str, text: &str) -> Result<IpAddr, ApiError> {
     text.trim()
         .parse::<IpAddr>()

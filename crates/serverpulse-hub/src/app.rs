@@ -23,6 +23,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
+    /// Serialises alert evaluations (see [`crate::alerting`]).
+    pub alerting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -33,7 +35,7 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) -> Self {
-        Self { store, clock, settings: Arc::new(settings) }
+        Self { store, clock, settings: Arc::new(settings), alerting: Arc::default() }
     }
 
     pub fn now(&self) -> i64 {

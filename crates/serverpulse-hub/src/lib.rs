@@ -6,6 +6,7 @@
 //! work ([`sweeper`]) runs as single-step functions driven by a [`clock::Clock`].
 
 pub mod admin;
+pub mod alerting;
 pub mod app;
 pub mod auth;
 pub mod body;

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{agent, install, log, meta, servers};
+use crate::routes::{agent, alerts, install, log, meta, servers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,14 +14,17 @@ use crate::routes::{agent, install, log, meta, servers};
         servers::list, servers::create, servers::show, servers::update, servers::remove,
         servers::agent_settings, servers::set_agent_settings, servers::enrollment, servers::credentials, servers::metrics, servers::services,
         servers::list_commands, servers::enqueue_command,
-        log::events, log::alerts,
+        log::events,
+        alerts::list, alerts::show, alerts::acknowledge, alerts::resolve,
+        alerts::list_rules, alerts::show_rule, alerts::create_rule, alerts::update_rule, alerts::delete_rule,
         install::script, install::agent_binary,
     ),
     modifiers(&BearerSchemes),
     tags(
         (name = "agents", description = "Called by serverpulse-agent and compatible agents (bearer: agent token)"),
         (name = "servers", description = "The inventory (bearer: API token; viewer reads, operator acts, admin manages)"),
-        (name = "log", description = "Events and alerts"),
+        (name = "log", description = "The unified event log"),
+        (name = "alerts", description = "Alerts (viewer reads, operator acknowledges and resolves) and rules (admin changes)"),
         (name = "meta", description = "About the hub"),
         (name = "install", description = "Installing the agent on a server"),
     )

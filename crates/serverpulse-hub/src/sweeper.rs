@@ -1,4 +1,5 @@
-//! Marks agents that fell silent as `disconnected`.
+//! Marks agents that fell silent as `disconnected`, then evaluates the absence rules
+//! (agent offline, no data) that only time can trigger.
 //!
 //! [`sweep_once`] is the whole rule for one instant, so tests call it with an injected
 //! clock; [`run`] only repeats it. An agent comes back to `active` by itself on its next
@@ -14,6 +15,7 @@ pub async fn sweep_once(state: &AppState, now: i64) -> Result<Vec<i64>, serverpu
     for server_id in &silent {
         tracing::warn!(server_id, "agent disconnected: no contact within offline_after");
     }
+    crate::alerting::sweep(state, now).await?;
     Ok(silent)
 }
 

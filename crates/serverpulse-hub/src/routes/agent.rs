@@ -11,7 +11,7 @@ use serverpulse_proto::alert::decode_alerts;
 use serverpulse_proto::command::{WireCommand, decode_ack, signing_payload};
 use serverpulse_proto::heartbeat::decode_heartbeat;
 use serverpulse_proto::register::{RegisterRequest, decode_register};
-use serverpulse_proto::report::decode_metrics_body;
+use serverpulse_proto::report::{Report, decode_metrics_body};
 use serverpulse_proto::responses::{
     AckAccepted, AgentConfig, AlertsAccepted, HeartbeatAccepted, MetricsAccepted, PendingCommands, RegisterResponse,
 };
@@ -21,6 +21,7 @@ use serverpulse_store::{
     AckOutcome, AgentContact, AgentCredentials, AgentProfile, RegisterOutcome, RegistrationWay, ServerId, StoreError,
 };
 
+use crate::alerting;
 use crate::app::AppState;
 use crate::auth::{AuthenticatedAgent, bearer_token_from_headers};
 use crate::body::{ApiPath, JsonBody};
@@ -171,7 +172,23 @@ pub async fn metrics(
     let document = body.required()?;
     let now = state.now();
     let reports = decode_metrics_body(&document, now)?.into_reports();
+    let previous_uptime = state
+        .store
+        .get_server(agent.server_id)
+        .await
+        .map_err(agent_gone)?
+        .last_metrics
+        .and_then(|m| m["uptime"].as_u64());
     let outcome = state.store.store_reports(agent.server_id, &reports, now).await.map_err(agent_gone)?;
+    if outcome.stored > 0 {
+        // The reports are stored whatever the rules make of them: a failed evaluation is
+        // logged, never turned into a refusal of data already kept.
+        let stored: Vec<Report> =
+            reports.into_iter().filter(|r| r.seq.is_none_or(|seq| outcome.stored_seqs.contains(&seq))).collect();
+        if let Err(e) = alerting::on_reports(&state, agent.server_id, &stored, previous_uptime).await {
+            tracing::error!(server_id = agent.server_id, error = %e, "alert evaluation failed");
+        }
+    }
     let commands_pending = state.store.pending_command_count(agent.server_id, now).await?;
     Ok(Json(MetricsAccepted {
         success: true,

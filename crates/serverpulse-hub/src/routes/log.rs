@@ -1,10 +1,10 @@
-//! The unified log: events (registrations, status changes, alerts, commands) and the
-//! alerts agents raised, newest first.
+//! The unified log: events (registrations, status changes, alerts, commands, rule
+//! changes), newest first.
 
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use serverpulse_store::{AlertQuery, AlertRecord, EventKind, EventQuery, EventRecord, ServerId};
+use serverpulse_store::{EventKind, EventQuery, EventRecord, ServerId};
 
 use crate::app::AppState;
 use crate::auth::Viewer;
@@ -28,7 +28,7 @@ pub struct Events {
     pub events: Vec<EventRecord>,
 }
 
-fn limit(value: Option<u32>) -> ApiResult<u32> {
+pub fn limit(value: Option<u32>) -> ApiResult<u32> {
     let limit = value.unwrap_or(100);
     if (1..=1_000).contains(&limit) { Ok(limit) } else { Err(ApiError::field("limit", "must be between 1 and 1000")) }
 }
@@ -51,29 +51,4 @@ pub async fn events(
         .events(EventQuery { server_id: query.server_id, kind, before_id: query.before, limit: limit(query.limit)? })
         .await?;
     Ok(Json(Events { events }))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct AlertsQuery {
-    pub server_id: Option<ServerId>,
-    /// Default 100, at most 1000.
-    pub limit: Option<u32>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Alerts {
-    pub alerts: Vec<AlertRecord>,
-}
-
-#[utoipa::path(get, path = "/api/v1/alerts", tag = "log", params(AlertsQuery),
-    responses((status = 200, body = Alerts), (status = 400), (status = 401)),
-    security(("api_token" = [])))]
-pub async fn alerts(
-    State(state): State<AppState>,
-    _: Viewer,
-    ApiQuery(query): ApiQuery<AlertsQuery>,
-) -> ApiResult<Json<Alerts>> {
-    let alerts = state.store.alerts(AlertQuery { server_id: query.server_id, limit: limit(query.limit)? }).await?;
-    Ok(Json(Alerts { alerts }))
 }

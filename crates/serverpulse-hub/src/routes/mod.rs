@@ -2,6 +2,7 @@
 //! managing the fleet ([`servers`], [`log`]), and anyone ([`meta`]).
 
 pub mod agent;
+pub mod alerts;
 pub mod install;
 pub mod log;
 pub mod meta;
@@ -33,5 +34,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/servers/{id}/services", get(servers::services))
         .route("/api/v1/servers/{id}/commands", get(servers::list_commands).post(servers::enqueue_command))
         .route("/api/v1/events", get(log::events))
-        .route("/api/v1/alerts", get(log::alerts))
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/{id}", get(alerts::show))
+        .route("/api/v1/alerts/{id}/ack", post(alerts::acknowledge))
+        .route("/api/v1/alerts/{id}/resolve", post(alerts::resolve))
+        .route("/api/v1/rules", get(alerts::list_rules).post(alerts::create_rule))
+        .route("/api/v1/rules/{id}", get(alerts::show_rule).put(alerts::update_rule).delete(alerts::delete_rule))
 }

@@ -84,6 +84,8 @@ pub struct UpdateServer {
     pub ip: Option<String>,
     /// `false` makes the agent's token stop working until re-enabled.
     pub agent_enabled: Option<bool>,
+    /// Replaces the server's tags (rules and silences can name a tag).
+    pub tags: Option<Vec<String>>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/servers/{id}", tag = "servers", params(("id" = i64, Path)),
@@ -101,6 +103,7 @@ pub async fn update(
         name: request.name.as_deref().map(|n| admin::check_name("name", n)).transpose()?,
         ip: request.ip.as_deref().map(|ip| admin::parse_ip("ip", ip)).transpose()?,
         agent_enabled: request.agent_enabled,
+        tags: request.tags.as_deref().map(admin::check_tags).transpose()?,
     };
     Ok(Json(admin::update_server(&state, &admin, id, patch).await?))
 }

@@ -83,7 +83,10 @@ async fn documented_agent_round_trip_is_stored_as_sent() {
     .await
     .ok();
     let alerts = hub
-        .rows("SELECT type, severity, message, host_time FROM alerts WHERE server_id = ? ORDER BY id", server_id)
+        .rows(
+            "SELECT type, severity, message, host_time FROM alerts WHERE server_id = ? AND source = 'agent' ORDER BY id",
+            server_id,
+        )
         .await;
     assert_eq!(alerts.len(), 2);
     assert_eq!(alerts[0].get::<String, _>("severity"), "warning");
@@ -164,7 +167,9 @@ async fn heartbeat_without_body_and_several_alert_severities() {
         hub.post(
             &format!("/api/v1/agents/{agent}/alerts"),
             Some(&token),
-            json!({"alerts":[{"type":"t","message":"m","severity":severity,"timestamp":"2025-06-21T20:30:00Z"}]}),
+            // Distinct types: alerts of one type within minutes join one episode.
+            json!({"alerts":[{"type":format!("t_{severity}"),"message":"m","severity":severity,
+                              "timestamp":"2025-06-21T20:30:00Z"}]}),
         )
         .await
         .ok();

@@ -6,6 +6,7 @@
 
 mod agent_dialect_a;
 mod agent_dialect_b;
+mod alerting;
 mod bad_input;
 mod cli;
 mod ingest;

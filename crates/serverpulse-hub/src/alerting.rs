@@ -1,0 +1,211 @@
+//! The hub side of alerting: what a server's newest report (or its silence) means for
+//! every rule that applies to it. Builds a [`Snapshot`], runs each (rule, subject)
+//! episode one step with `serverpulse-alerting`, and hands the outcome to the store in
+//! one transaction. Runs after every stored report and, for absence rules (agent
+//! offline, no data), on the sweeper's timer.
+//!
+//! Evaluations are serialised by one lock: an episode's state is read, stepped and
+//! written back without another evaluation of the same server in between.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Value, json};
+use serverpulse_alerting::rule::Level;
+use serverpulse_alerting::{EpisodeState, Metric, Snapshot, Transition, evaluate};
+use serverpulse_domain::AgentStatus;
+use serverpulse_proto::alert::Severity;
+use serverpulse_proto::report::Report;
+use serverpulse_store::{AlertAction, AlertId, AlertingChange, Server, ServerId, StoreError, StoredRule};
+
+use crate::app::AppState;
+
+/// Evaluates every applicable rule against the newest of `reports` (already stored).
+/// `previous_uptime` is the uptime of the report before them, for reboot detection.
+pub async fn on_reports(
+    state: &AppState,
+    server_id: ServerId,
+    reports: &[Report],
+    previous_uptime: Option<u64>,
+) -> Result<Vec<AlertId>, StoreError> {
+    let Some(newest) = reports.iter().max_by_key(|r| r.timestamp) else { return Ok(Vec::new()) };
+    let _serial = state.alerting.lock().await;
+    let server = state.store.get_server(server_id).await?;
+    let now = state.now();
+    let mut snapshot = snapshot_of(newest, now);
+    snapshot.rebooted = match (previous_uptime, newest.metrics.uptime) {
+        (Some(before), Some(after)) => after < before,
+        _ => false,
+    };
+    snapshot.agent_offline = server.agent_status == AgentStatus::Disconnected;
+    snapshot.last_report_at = Some(newest.timestamp);
+    evaluate_server(state, &server, &snapshot, false, now).await
+}
+
+/// Evaluates the absence rules (agent offline, no data) of every server at `now`.
+pub async fn sweep(state: &AppState, now: i64) -> Result<Vec<AlertId>, StoreError> {
+    let _serial = state.alerting.lock().await;
+    let mut touched = Vec::new();
+    for server in state.store.list_servers().await? {
+        let snapshot = Snapshot {
+            at: now,
+            agent_offline: server.agent_status == AgentStatus::Disconnected,
+            last_report_at: server.last_metrics_at,
+            ..Snapshot::default()
+        };
+        touched.extend(evaluate_server(state, &server, &snapshot, true, now).await?);
+    }
+    Ok(touched)
+}
+
+/// The rules that apply to `server`: for each metric, the enabled rule whose scope
+/// names it most specifically.
+pub fn applicable<'r>(rules: &'r [StoredRule], server: &Server) -> Vec<&'r StoredRule> {
+    let mut best: HashMap<&Metric, (u8, &StoredRule)> = HashMap::new();
+    for stored in rules.iter().filter(|r| r.rule.enabled) {
+        let Some(rank) = stored.rule.scope.specificity(server.id, &server.tags) else { continue };
+        match best.get(&stored.rule.metric) {
+            Some((current, _)) if *current >= rank => {}
+            _ => {
+                best.insert(&stored.rule.metric, (rank, stored));
+            }
+        }
+    }
+    let mut chosen: Vec<&StoredRule> = best.into_values().map(|(_, r)| r).collect();
+    chosen.sort_by_key(|r| r.id);
+    chosen
+}
+
+async fn evaluate_server(
+    state: &AppState,
+    server: &Server,
+    snapshot: &Snapshot,
+    absence_only: bool,
+    now: i64,
+) -> Result<Vec<AlertId>, StoreError> {
+    let rules = state.store.list_rules().await?;
+    let states: HashMap<(i64, String), EpisodeState> =
+        state.store.rule_states(server.id).await?.into_iter().map(|s| ((s.rule_id, s.subject), s.state)).collect();
+    let mut changes = Vec::new();
+    for stored in applicable(&rules, server) {
+        let rule = &stored.rule;
+        if absence_only && !rule.metric.is_absence() {
+            continue;
+        }
+        for (subject, value) in rule.metric.values(snapshot) {
+            let before = states.get(&(stored.id, subject.clone())).copied().unwrap_or_default();
+            let (after, transition) = evaluate(rule, before, value, now);
+            // Quiet episodes that stay quiet are not rewritten on every report.
+            let quiet = matches!(after.phase, serverpulse_alerting::Phase::Ok);
+            if quiet && transition.is_none() && before.phase == after.phase && before.value.is_some() {
+                continue;
+            }
+            let action = transition.and_then(|t| action_for(stored, server, &subject, value, t));
+            changes.push(AlertingChange { rule_id: stored.id, subject, state: after, action });
+        }
+    }
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    state.store.apply_alerting(server.id, changes, now).await
+}
+
+fn severity(level: Level) -> Severity {
+    match level {
+        Level::Warning => Severity::Warning,
+        Level::Critical => Severity::Critical,
+    }
+}
+
+/// What a rule's episode looks like to a person: what, where, how bad, the value
+/// against the threshold.
+fn describe(stored: &StoredRule, server: &Server, subject: &str, value: f64, level: Option<Level>) -> String {
+    let rule = &stored.rule;
+    let what = if subject.is_empty() { rule.metric.name() } else { format!("{} {subject}", rule.metric.name()) };
+    let unit = rule.metric.unit();
+    match (rule.metric.is_state(), level.and_then(|l| rule.threshold(l))) {
+        (true, _) => format!("{}: {what} on {}", rule.name, server.name),
+        (false, Some(threshold)) => format!(
+            "{}: {what} on {} at {}{unit} ({:?} {}{unit})",
+            rule.name,
+            server.name,
+            round(value),
+            rule.op,
+            round(threshold)
+        ),
+        (false, None) => format!("{}: {what} on {} at {}{unit}", rule.name, server.name, round(value)),
+    }
+}
+
+fn round(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+fn action_for(
+    stored: &StoredRule,
+    server: &Server,
+    subject: &str,
+    value: f64,
+    transition: Transition,
+) -> Option<AlertAction> {
+    let rule = &stored.rule;
+    match transition {
+        Transition::Pending { .. } => None,
+        Transition::Fired { level, since } => Some(AlertAction::Open {
+            kind: rule.metric.name(),
+            severity: severity(level),
+            message: describe(stored, server, subject, value, Some(level)),
+            value,
+            threshold: rule.threshold(level),
+            since,
+            details: json!({"rule": rule.name, "metric": rule.metric.name(), "level": level.as_str(),
+                            "op": rule.op, "for": rule.for_seconds}),
+        }),
+        Transition::Escalated { to, .. } => Some(AlertAction::Escalate {
+            severity: severity(to),
+            message: describe(stored, server, subject, value, Some(to)),
+            value,
+            threshold: rule.threshold(to),
+        }),
+        Transition::Resolved { .. } => Some(AlertAction::Resolve {
+            message: format!("{} (recovered at {})", describe(stored, server, subject, value, None), round(value)),
+            value,
+        }),
+    }
+}
+
+/// The figures of one report that rules can watch: the flat metrics, and from
+/// `metrics.detail` (serverpulse-agent) the mounts, swap, core count and custom metrics.
+pub fn snapshot_of(report: &Report, now: i64) -> Snapshot {
+    let metrics = &report.metrics;
+    let detail = &report.raw["metrics"]["detail"];
+    let number = |v: &Value| v.as_f64().filter(|n| n.is_finite());
+    let mounts = detail["filesystems"]
+        .as_array()
+        .map(|list| {
+            list.iter().filter_map(|fs| Some((fs["mount"].as_str()?.to_owned(), number(&fs["percent"])?))).collect()
+        })
+        .unwrap_or_default();
+    let mut custom = BTreeMap::new();
+    for source in [&report.raw["metrics"]["custom"], &detail["custom"]] {
+        if let Some(map) = source.as_object() {
+            custom.extend(map.iter().filter_map(|(k, v)| Some((k.clone(), number(v)?))));
+        }
+    }
+    Snapshot {
+        at: now,
+        cpu: metrics.cpu_usage.map(|p| p.get()),
+        memory: metrics.memory_usage.map(|p| p.get()),
+        swap: number(&detail["memory"]["swap_percent"]),
+        disk: metrics.disk_usage.map(|p| p.get()),
+        mounts,
+        load: metrics.load_average,
+        cores: detail["cpu"]["cores"].as_u64().and_then(|c| u32::try_from(c).ok()),
+        network_rx_rate: None,
+        network_tx_rate: None,
+        custom,
+        services: report.services.iter().map(|s| (s.name.clone(), s.status.as_str().to_owned())).collect(),
+        rebooted: false,
+        agent_offline: false,
+        last_report_at: Some(report.timestamp),
+    }
+}

@@ -1,0 +1,197 @@
+//! Alerts and the rules that raise them: list and inspect alerts (viewer), acknowledge
+//! and resolve them (operator), read rules (viewer) and change them (admin).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serverpulse_alerting::{Rule, decode_rule};
+use serverpulse_proto::alert::Severity;
+use serverpulse_store::{AlertId, AlertQuery, AlertRecord, AlertStatus, ServerId, StoreError, StoredRule};
+
+use crate::admin::not_found_as;
+use crate::app::AppState;
+use crate::auth::{Admin, Operator, Viewer};
+use crate::body::{ApiPath, ApiQuery, JsonBody};
+use crate::error::{ApiError, ApiResult};
+use crate::routes::log::limit;
+use crate::routes::servers::{Done, typed};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsQuery {
+    /// `firing`, `acknowledged` or `resolved`.
+    pub state: Option<String>,
+    /// `info`, `warning`, `error` or `critical`.
+    pub severity: Option<String>,
+    #[serde(alias = "server_id")]
+    pub server: Option<ServerId>,
+    /// Default 100, at most 1000.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Alerts {
+    pub alerts: Vec<AlertRecord>,
+}
+
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", params(AlertsQuery),
+    responses((status = 200, body = Alerts), (status = 400), (status = 401)),
+    security(("api_token" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    _: Viewer,
+    ApiQuery(query): ApiQuery<AlertsQuery>,
+) -> ApiResult<Json<Alerts>> {
+    let status = query
+        .state
+        .as_deref()
+        .map(|s| {
+            AlertStatus::parse(s).ok_or_else(|| ApiError::field("state", "must be firing, acknowledged or resolved"))
+        })
+        .transpose()?;
+    let severity = query
+        .severity
+        .as_deref()
+        .map(|s| {
+            Severity::from_wire(s)
+                .ok_or_else(|| ApiError::field("severity", "must be info, warning, error or critical"))
+        })
+        .transpose()?;
+    let query = AlertQuery { server_id: query.server, status, severity, limit: limit(query.limit)? };
+    Ok(Json(Alerts { alerts: state.store.alerts(query).await? }))
+}
+
+#[utoipa::path(get, path = "/api/v1/alerts/{id}", tag = "alerts", params(("id" = i64, Path)),
+    responses((status = 200, body = AlertRecord), (status = 401), (status = 404)),
+    security(("api_token" = [])))]
+pub async fn show(
+    State(state): State<AppState>,
+    _: Viewer,
+    ApiPath(id): ApiPath<AlertId>,
+) -> ApiResult<Json<AlertRecord>> {
+    Ok(Json(state.store.alert(id).await.map_err(|e| not_found_as(e, "alert"))?))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Acknowledge {
+    /// What is being done about it.
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// Acknowledges an open alert: someone is on it. The episode stays open until it resolves.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", params(("id" = i64, Path)),
+    request_body = Option<Acknowledge>,
+    responses((status = 200, body = AlertRecord), (status = 400), (status = 401), (status = 403), (status = 404),
+              (status = 409, description = "The alert is resolved")),
+    security(("api_token" = [])))]
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    operator: Operator,
+    ApiPath(id): ApiPath<AlertId>,
+    body: JsonBody,
+) -> ApiResult<Json<AlertRecord>> {
+    let request: Acknowledge = if body.0.is_some() { typed(body)? } else { Acknowledge::default() };
+    if request.comment.chars().count() > 2_000 {
+        return Err(ApiError::field("comment", "must be at most 2000 characters"));
+    }
+    let by = operator.caller().name().to_owned();
+    let alert = state.store.acknowledge_alert(id, &by, request.comment.trim(), state.now()).await;
+    Ok(Json(alert.map_err(|e| not_found_as(e, "alert"))?))
+}
+
+/// Resolves an open alert by hand. If a rule's condition still holds, its next
+/// evaluation opens a new episode.
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/resolve", tag = "alerts", params(("id" = i64, Path)),
+    responses((status = 200, body = AlertRecord), (status = 401), (status = 403), (status = 404),
+              (status = 409, description = "Already resolved")),
+    security(("api_token" = [])))]
+pub async fn resolve(
+    State(state): State<AppState>,
+    operator: Operator,
+    ApiPath(id): ApiPath<AlertId>,
+) -> ApiResult<Json<AlertRecord>> {
+    let by = operator.caller().name().to_owned();
+    Ok(Json(state.store.resolve_alert(id, &by, state.now()).await.map_err(|e| not_found_as(e, "alert"))?))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Rules {
+    pub rules: Vec<StoredRule>,
+}
+
+#[utoipa::path(get, path = "/api/v1/rules", tag = "alerts",
+    responses((status = 200, body = Rules), (status = 401)), security(("api_token" = [])))]
+pub async fn list_rules(State(state): State<AppState>, _: Viewer) -> ApiResult<Json<Rules>> {
+    Ok(Json(Rules { rules: state.store.list_rules().await? }))
+}
+
+#[utoipa::path(get, path = "/api/v1/rules/{id}", tag = "alerts", params(("id" = i64, Path)),
+    responses((status = 200, body = StoredRule), (status = 401), (status = 404)), security(("api_token" = [])))]
+pub async fn show_rule(
+    State(state): State<AppState>,
+    _: Viewer,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<StoredRule>> {
+    Ok(Json(state.store.get_rule(id).await.map_err(|e| not_found_as(e, "rule"))?))
+}
+
+/// A rule from a request body, with the servers it names known to exist.
+async fn checked_rule(state: &AppState, body: JsonBody) -> ApiResult<Rule> {
+    let rule = decode_rule(&body.required()?)?;
+    for (i, server) in rule.scope.servers.iter().enumerate() {
+        match state.store.get_server(*server).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => {
+                return Err(ApiError::field(&format!("scope.servers[{i}]"), "no server has this id"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(rule)
+}
+
+fn name_taken(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict(_) => ApiError::field("name", "another rule has this name"),
+        other => not_found_as(other, "rule"),
+    }
+}
+
+/// Adds a rule. A rule on a metric that a broader rule also watches overrides it for
+/// the servers it names (servers, then tags, then all).
+#[utoipa::path(post, path = "/api/v1/rules", tag = "alerts", request_body = Rule,
+    responses((status = 201, body = StoredRule), (status = 400), (status = 401), (status = 403)),
+    security(("api_token" = [])))]
+pub async fn create_rule(
+    State(state): State<AppState>,
+    _: Admin,
+    body: JsonBody,
+) -> ApiResult<(StatusCode, Json<StoredRule>)> {
+    let rule = checked_rule(&state, body).await?;
+    let stored = state.store.create_rule(rule, state.now()).await.map_err(name_taken)?;
+    Ok((StatusCode::CREATED, Json(stored)))
+}
+
+#[utoipa::path(put, path = "/api/v1/rules/{id}", tag = "alerts", params(("id" = i64, Path)), request_body = Rule,
+    responses((status = 200, body = StoredRule), (status = 400), (status = 401), (status = 403), (status = 404)),
+    security(("api_token" = [])))]
+pub async fn update_rule(
+    State(state): State<AppState>,
+    _: Admin,
+    ApiPath(id): ApiPath<i64>,
+    body: JsonBody,
+) -> ApiResult<Json<StoredRule>> {
+    let rule = checked_rule(&state, body).await?;
+    Ok(Json(state.store.update_rule(id, rule, state.now()).await.map_err(name_taken)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/rules/{id}", tag = "alerts", params(("id" = i64, Path)),
+    responses((status = 200, body = Done), (status = 401), (status = 403), (status = 404)),
+    security(("api_token" = [])))]
+pub async fn delete_rule(State(state): State<AppState>, _: Admin, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Done>> {
+    state.store.delete_rule(id, state.now()).await.map_err(|e| not_found_as(e, "rule"))?;
+    Ok(Json(Done { success: true }))
+}

@@ -1,0 +1,183 @@
+//! Alerts from rules on the real hub: reports pushed through the agent API with a
+//! manual clock; a rule's `for`, escalation, acknowledgement, hysteresis, recovery, a
+//! new episode after it; the offline rule from the sweeper; rules checked and scoped.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use serverpulse_domain::Role;
+
+use crate::support::{T0, TestHub, spawn_app};
+
+fn report(at_ms: i64, cpu: f64) -> Value {
+    let timestamp = chrono::DateTime::from_timestamp_millis(at_ms).unwrap().to_rfc3339();
+    json!({"timestamp": timestamp, "metrics": {"cpu_usage": cpu, "memory_usage": 20.0, "disk_usage": 30.0}})
+}
+
+async fn alerts(hub: &TestHub, token: &str, query: &str) -> Vec<Value> {
+    hub.get(&format!("/api/v1/alerts?{query}"), Some(token)).await.expect(200)["alerts"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_rule_episode_from_pending_to_resolved_and_a_new_one_after() {
+    let hub = spawn_app().await;
+    let admin = hub.token_for(Role::Admin).await;
+    let operator = hub.token_for(Role::Operator).await;
+    let viewer = hub.token_for(Role::Viewer).await;
+    let (server_id, agent, token) = hub.registered_agent(&admin, "10.70.0.1").await;
+    let metrics = format!("/api/v1/agents/{agent}/metrics");
+
+    // This server's own CPU rule overrides the default one (80/95 for 5 minutes).
+    let rule = hub
+        .post(
+            "/api/v1/rules",
+            Some(&admin),
+            json!({"name": "Hot CPU", "metric": "cpu", "op": ">", "warning": 80, "critical": 95, "for": 120,
+                   "recovery": 70, "scope": {"servers": [server_id]}}),
+        )
+        .await
+        .expect(201);
+    let rule_id = rule["id"].as_i64().unwrap();
+    let ours = format!("server={server_id}");
+
+    // Above the threshold, but not for 2 minutes yet: nothing fires.
+    for minute in 0..2 {
+        hub.clock.set(T0 + minute * 60_000);
+        hub.post(&metrics, Some(&token), report(hub.state.now(), 85.0)).await.ok();
+        assert!(alerts(&hub, &viewer, &ours).await.is_empty(), "minute {minute}");
+    }
+    // Held for 2 minutes: fires in the same request that carried the report.
+    hub.clock.set(T0 + 120_000);
+    hub.post(&metrics, Some(&token), report(hub.state.now(), 86.0)).await.ok();
+    let firing = alerts(&hub, &viewer, &format!("{ours}&state=firing")).await;
+    assert_eq!(firing.len(), 1);
+    let alert = &firing[0];
+    let id = alert["id"].as_i64().unwrap();
+    assert_eq!((alert["severity"].clone(), alert["rule_id"].clone()), (json!("warning"), json!(rule_id)));
+    assert_eq!(alert["started_at"], T0, "the episode began when the condition did");
+    assert_eq!((alert["value"].clone(), alert["threshold"].clone()), (json!(86.0), json!(80.0)));
+    assert!(alert["message"].as_str().unwrap().contains("86"), "{alert}");
+
+    // Worse: the same episode becomes critical.
+    hub.clock.advance(60_000);
+    hub.post(&metrics, Some(&token), report(hub.state.now(), 97.0)).await.ok();
+    let escalated = hub.get(&format!("/api/v1/alerts/{id}"), Some(&viewer)).await.expect(200);
+    assert_eq!(escalated["severity"], "critical");
+    assert_eq!(alerts(&hub, &viewer, &ours).await.len(), 1, "one alert per episode, never one per report");
+
+    // A viewer cannot acknowledge; an operator can, with a comment.
+    hub.post(&format!("/api/v1/alerts/{id}/ack"), Some(&viewer), json!({"comment": "x"})).await.expect(403);
+    let acked =
+        hub.post(&format!("/api/v1/alerts/{id}/ack"), Some(&operator), json!({"comment": "on it"})).await.expect(200);
+    assert_eq!((acked["status"].clone(), acked["ack_comment"].clone()), (json!("acknowledged"), json!("on it")));
+    assert!(acked["acknowledged_by"].as_str().unwrap().contains('@'));
+
+    // Between the recovery threshold and the threshold: still open (hysteresis).
+    hub.clock.advance(60_000);
+    hub.post(&metrics, Some(&token), report(hub.state.now(), 75.0)).await.ok();
+    assert_eq!(hub.get(&format!("/api/v1/alerts/{id}"), Some(&viewer)).await.expect(200)["status"], "acknowledged");
+    // Past the recovery threshold: resolved by recovery.
+    hub.clock.advance(60_000);
+    hub.post(&metrics, Some(&token), report(hub.state.now(), 60.0)).await.ok();
+    let resolved = hub.get(&format!("/api/v1/alerts/{id}"), Some(&viewer)).await.expect(200);
+    assert_eq!((resolved["status"].clone(), resolved["resolved_by"].clone()), (json!("resolved"), json!("recovery")));
+    hub.post(&format!("/api/v1/alerts/{id}/ack"), Some(&operator), json!({})).await.expect(409);
+
+    // Breaching again is a new episode, after its own `for`.
+    for _ in 0..3 {
+        hub.clock.advance(60_000);
+        hub.post(&metrics, Some(&token), report(hub.state.now(), 99.0)).await.ok();
+    }
+    let all = alerts(&hub, &viewer, &ours).await;
+    assert_eq!(all.len(), 2);
+    assert_ne!(all[0]["id"], json!(id));
+    assert_eq!(all[0]["severity"], "critical");
+    // Resolved by hand: the next report above the threshold begins another episode.
+    let by_hand = all[0]["id"].as_i64().unwrap();
+    hub.post(&format!("/api/v1/alerts/{by_hand}/resolve"), Some(&viewer), json!({})).await.expect(403);
+    let closed = hub.post(&format!("/api/v1/alerts/{by_hand}/resolve"), Some(&operator), json!({})).await.expect(200);
+    assert!(closed["resolved_by"].as_str().unwrap().contains('@'));
+
+    // Every transition is in the unified log.
+    let events = hub.get(&format!("/api/v1/events?server_id={server_id}"), Some(&viewer)).await.expect(200);
+    let kinds: Vec<&str> = events["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for kind in ["alert_fired", "alert_escalated", "alert_acknowledged", "alert_resolved"] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_offline_rule_fires_from_the_sweeper_and_resolves_on_contact() {
+    let hub = spawn_app().await;
+    let admin = hub.token_for(Role::Admin).await;
+    let (server_id, agent, token) = hub.registered_agent(&admin, "10.70.0.2").await;
+    let metrics = format!("/api/v1/agents/{agent}/metrics");
+    hub.post(&metrics, Some(&token), report(T0, 10.0)).await.ok();
+    hub.clock.advance(hub.state.settings.offline_after_ms + 1);
+    serverpulse_hub::sweeper::sweep_once(&hub.state, hub.state.now()).await.unwrap();
+    let offline = alerts(&hub, &admin, &format!("server={server_id}&state=firing")).await;
+    assert_eq!(offline.len(), 1, "{offline:?}");
+    assert_eq!(
+        (offline[0]["type"].clone(), offline[0]["severity"].clone()),
+        (json!("agent_offline"), json!("critical"))
+    );
+    // A second sweep changes nothing; the agent's next report ends the episode.
+    serverpulse_hub::sweeper::sweep_once(&hub.state, hub.state.now() + 1_000).await.unwrap();
+    assert_eq!(alerts(&hub, &admin, &format!("server={server_id}")).await.len(), 1);
+    hub.post(&metrics, Some(&token), report(hub.state.now(), 10.0)).await.ok();
+    assert_eq!(alerts(&hub, &admin, &format!("server={server_id}&state=resolved")).await.len(), 1);
+}
+
+#[tokio::test]
+async fn rules_are_checked_and_only_admins_change_them() {
+    let hub = spawn_app().await;
+    let admin = hub.token_for(Role::Admin).await;
+    let operator = hub.token_for(Role::Operator).await;
+    let defaults = hub.get("/api/v1/rules", Some(&operator)).await.expect(200);
+    let names: Vec<&str> = defaults["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["CPU", "Memory", "Disk", "Load per core", "Service failed", "Agent offline"]);
+
+    let before = hub.snapshot().await;
+    let good = json!({"name": "Swap", "metric": "swap", "op": ">", "warning": 50});
+    hub.post("/api/v1/rules", Some(&operator), good.clone()).await.expect(403);
+    let bad = hub
+        .post(
+            "/api/v1/rules",
+            Some(&admin),
+            json!({"name": "x", "metric": "cpu", "op": ">", "warning": 80,
+                                                     "for": "soon", "scope": {"servers": [999]}}),
+        )
+        .await
+        .expect(400);
+    assert!(bad["details"]["for"].is_array(), "{bad}");
+    let unknown_server = hub
+        .post(
+            "/api/v1/rules",
+            Some(&admin),
+            json!({"name": "x", "metric": "cpu", "op": ">", "warning": 80,
+                                                     "scope": {"servers": [999]}}),
+        )
+        .await
+        .expect(400);
+    assert!(unknown_server["details"]["scope.servers[0]"].is_array(), "{unknown_server}");
+    let taken =
+        hub.post("/api/v1/rules", Some(&admin), json!({"name": "CPU", "metric": "cpu", "op": ">", "warning": 1}));
+    assert!(taken.await.expect(400)["details"]["name"].is_array());
+    hub.get("/api/v1/alerts?state=burning", Some(&admin)).await.expect(400);
+    assert_eq!(hub.snapshot().await, before, "refused changes wrote nothing");
+
+    let created = hub.post("/api/v1/rules", Some(&admin), good).await.expect(201);
+    let path = format!("/api/v1/rules/{}", created["id"]);
+    let changed = hub
+        .send(
+            Method::PUT,
+            &path,
+            Some(&admin),
+            Some(json!({"name": "Swap", "metric": "swap", "op": ">", "warning": 60})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(changed["warning"], 60.0);
+    hub.send(Method::DELETE, &path, Some(&operator), None).await.expect(403);
+    hub.send(Method::DELETE, &path, Some(&admin), None).await.expect(200);
+    hub.get(&path, Some(&admin)).await.expect(404);
+}
