@@ -7,8 +7,10 @@
 //! - [`snapshot`]: what is known about one server at one instant, and the values a
 //!   metric takes from it (one per subject: a mount, a unit).
 //! - [`evaluate`]: one step of an episode's state machine.
+//! - [`notify`]: channels, their routes, and silences (maintenance windows).
 
 pub mod evaluate;
+pub mod notify;
 pub mod rule;
 pub mod snapshot;
 
