@@ -196,10 +196,10 @@ fn check_settings(settings: &Object<'_>, kind: ChannelKind, errors: &mut Errors)
             ("security", v) if !matches!(v.as_str(), Some("starttls" | "tls" | "none")) => {
                 errors.add(path, "must be starttls, tls or none")
             }
-            ("url" | "api_url", v) => {
-                if !v.as_str().is_some_and(|u| u.starts_with("https://") || u.starts_with("http://")) {
-                    errors.add(path, "must be an http:// or https:// URL");
-                }
+            ("url" | "api_url", v)
+                if !v.as_str().is_some_and(|u| u.starts_with("https://") || u.starts_with("http://")) =>
+            {
+                errors.add(path, "must be an http:// or https:// URL")
             }
             ("chat_id", v) if !(v.is_i64() || v.as_str().is_some_and(|s| !s.is_empty())) => {
                 errors.add(path, "must be a chat id (number or @channel)")
