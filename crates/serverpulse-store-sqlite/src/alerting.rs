@@ -10,6 +10,7 @@ use serverpulse_store::{
 };
 use sqlx::{Row, SqliteConnection};
 
+use crate::notifications::enqueue_in;
 use crate::rows::{self, db};
 use crate::store::{SqliteStore, record_event};
 
@@ -213,8 +214,8 @@ impl SqliteStore {
                 Some(AlertAction::Open { kind, severity, message, value, threshold, since, details }) => {
                     let id: AlertId = sqlx::query(
                         "INSERT INTO alerts (server_id, source, type, severity, message, details, created_at, status, \
-                         rule_id, subject, value, threshold, started_at, updated_at) \
-                         VALUES (?, 'rule', ?, ?, ?, ?, ?, 'firing', ?, ?, ?, ?, ?, ?) RETURNING id",
+                         rule_id, subject, value, threshold, started_at, updated_at, silenced) \
+                         VALUES (?, 'rule', ?, ?, ?, ?, ?, 'firing', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     )
                     .bind(server)
                     .bind(&kind)
@@ -228,6 +229,7 @@ impl SqliteStore {
                     .bind(threshold)
                     .bind(since)
                     .bind(now)
+                    .bind(change.silenced)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(db)?
@@ -243,6 +245,7 @@ impl SqliteStore {
                         now,
                     )
                     .await?;
+                    enqueue_in(&mut tx, Some(id), &change.notify, "firing", now).await?;
                     touched.push(id);
                     Some(id)
                 }
@@ -271,6 +274,7 @@ impl SqliteStore {
                             now,
                         )
                         .await?;
+                        enqueue_in(&mut tx, Some(id), &change.notify, "escalated", now).await?;
                         touched.push(id);
                     }
                     open
@@ -287,6 +291,7 @@ impl SqliteStore {
                                 .await
                                 .map_err(db)?;
                             close_alert(&mut tx, &AlertRecord { message, ..alert }, "recovery", now).await?;
+                            enqueue_in(&mut tx, Some(id), &change.notify, "resolved", now).await?;
                             touched.push(id);
                         }
                     }

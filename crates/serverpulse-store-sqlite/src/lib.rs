@@ -7,6 +7,7 @@
 
 mod alerting;
 mod migrate;
+mod notifications;
 mod rows;
 mod store;
 

@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (2, "agent settings", include_str!("../migrations/0002_agent_settings.sql")),
     (3, "alerting", include_str!("../migrations/0003_alerting.sql")),
+    (4, "notifications", include_str!("../migrations/0004_notifications.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.

@@ -146,6 +146,7 @@ pub(crate) fn alert(row: &SqliteRow) -> Result<AlertRecord, StoreError> {
         ack_comment: row.try_get("ack_comment").map_err(db)?,
         resolved_at: row.try_get("resolved_at").map_err(db)?,
         resolved_by: row.try_get("resolved_by").map_err(db)?,
+        silenced: row.try_get::<i64, _>("silenced").map_err(db)? != 0,
     })
 }
 

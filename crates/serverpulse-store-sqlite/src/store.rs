@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use serverpulse_alerting::Rule;
+use serverpulse_alerting::notify::{Channel, Silence};
 use serverpulse_domain::rate::{CounterReading, counter_rate};
 use serverpulse_domain::{AgentStatus, TokenDigest};
 use serverpulse_proto::alert::{AgentAlert, Severity};
@@ -15,10 +16,11 @@ use serverpulse_proto::report::Report;
 use serverpulse_proto::settings::AgentSettings;
 use serverpulse_store::{
     AckOutcome, AgentContact, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord,
-    AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, CommandRecord, CommandState, EnrollmentGrant, EventKind,
-    EventQuery, EventRecord, IngestOutcome, NewApiToken, NewCommand, NewServer, NewUser, RegisterOutcome,
-    RegistrationWay, RuleState, Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError,
-    StoreResult, StoredRule, User, UserWithPassword, Versioned,
+    AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, CommandRecord, CommandState, DeliveryOutcome,
+    DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, IngestOutcome, NewApiToken, NewCommand,
+    NewNotification, NewServer, NewUser, NotificationQuery, NotificationRecord, RegisterOutcome, RegistrationWay,
+    RuleState, Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError, StoreResult,
+    StoredChannel, StoredRule, StoredSilence, User, UserWithPassword, Versioned,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
@@ -801,10 +803,17 @@ impl Store for SqliteStore {
         Ok(Versioned { version: u64::try_from(version).unwrap_or(0), value: settings })
     }
 
-    async fn store_agent_alerts(&self, server: ServerId, alerts: &[AgentAlert], now: i64) -> StoreResult<Vec<AlertId>> {
+    async fn store_agent_alerts(
+        &self,
+        server: ServerId,
+        alerts: &[AgentAlert],
+        notify: &[Vec<i64>],
+        now: i64,
+    ) -> StoreResult<Vec<AlertId>> {
         let mut tx = self.begin().await?;
         let mut ids = Vec::with_capacity(alerts.len());
-        for alert in alerts {
+        for (index, alert) in alerts.iter().enumerate() {
+            let channels = notify.get(index).map(Vec::as_slice).unwrap_or_default();
             // The episode this alert belongs to: an open agent alert of the same type
             // seen within the window (a repeat), or none (a new episode).
             let open: Option<AlertRecord> = sqlx::query(
@@ -823,6 +832,7 @@ impl Store for SqliteStore {
             let id = match (open, recovered) {
                 (Some(open), true) => {
                     crate::alerting::close_alert(&mut tx, &open, "agent", now).await?;
+                    crate::notifications::enqueue_in(&mut tx, Some(open.id), channels, "resolved", now).await?;
                     open.id
                 }
                 (Some(open), false) => {
@@ -841,26 +851,34 @@ impl Store for SqliteStore {
                     .map_err(db)?;
                     open.id
                 }
-                (None, _) => sqlx::query(
-                    "INSERT INTO alerts (server_id, source, type, severity, message, details, host_time, created_at, \
-                     status, started_at, updated_at) VALUES (?, 'agent', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                )
-                .bind(server)
-                .bind(&alert.kind)
-                .bind(alert.severity.as_str())
-                .bind(&alert.message)
-                .bind(alert.details.to_string())
-                .bind(alert.host_time)
-                .bind(now)
-                // A recovery notice with nothing open is kept in the history, already resolved.
-                .bind(if recovered { "resolved" } else { "firing" })
-                .bind(alert.host_time.unwrap_or(now))
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?
-                .try_get("id")
-                .map_err(db)?,
+                (None, _) => {
+                    let id: AlertId = sqlx::query(
+                        "INSERT INTO alerts (server_id, source, type, severity, message, details, host_time, \
+                         created_at, status, started_at, updated_at, silenced) \
+                         VALUES (?, 'agent', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    )
+                    .bind(server)
+                    .bind(&alert.kind)
+                    .bind(alert.severity.as_str())
+                    .bind(&alert.message)
+                    .bind(alert.details.to_string())
+                    .bind(alert.host_time)
+                    .bind(now)
+                    // A recovery notice with nothing open is kept in the history, already resolved.
+                    .bind(if recovered { "resolved" } else { "firing" })
+                    .bind(alert.host_time.unwrap_or(now))
+                    .bind(now)
+                    .bind(false)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .try_get("id")
+                    .map_err(db)?;
+                    if !recovered {
+                        crate::notifications::enqueue_in(&mut tx, Some(id), channels, "firing", now).await?;
+                    }
+                    id
+                }
             };
             record_event(
                 &mut tx,
@@ -1104,6 +1122,58 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         found.iter().map(rows::alert).collect()
+    }
+
+    async fn list_channels(&self) -> StoreResult<Vec<StoredChannel>> {
+        self.channels().await
+    }
+
+    async fn get_channel(&self, id: i64) -> StoreResult<StoredChannel> {
+        self.channel(id).await
+    }
+
+    async fn create_channel(&self, channel: Channel, now: i64) -> StoreResult<StoredChannel> {
+        self.insert_channel(channel, now).await
+    }
+
+    async fn update_channel(&self, id: i64, channel: Channel, now: i64) -> StoreResult<StoredChannel> {
+        self.replace_channel(id, channel, now).await
+    }
+
+    async fn delete_channel(&self, id: i64, now: i64) -> StoreResult<()> {
+        self.remove_channel(id, now).await
+    }
+
+    async fn list_silences(&self, active_at: Option<i64>) -> StoreResult<Vec<StoredSilence>> {
+        self.silences(active_at).await
+    }
+
+    async fn create_silence(&self, silence: Silence, by: &str, now: i64) -> StoreResult<StoredSilence> {
+        self.insert_silence(silence, by, now).await
+    }
+
+    async fn delete_silence(&self, id: i64, now: i64) -> StoreResult<()> {
+        self.remove_silence(id, now).await
+    }
+
+    async fn enqueue_notifications(&self, notifications: Vec<NewNotification>, now: i64) -> StoreResult<Vec<i64>> {
+        self.enqueue(notifications, now).await
+    }
+
+    async fn due_notifications(&self, now: i64, limit: u32) -> StoreResult<Vec<DueNotification>> {
+        self.due(now, limit).await
+    }
+
+    async fn record_delivery(&self, id: i64, outcome: DeliveryOutcome, now: i64) -> StoreResult<()> {
+        self.record(id, outcome, now).await
+    }
+
+    async fn notifications(&self, query: NotificationQuery) -> StoreResult<Vec<NotificationRecord>> {
+        self.notification_log(query).await
+    }
+
+    async fn repeats_due(&self, now: i64) -> StoreResult<Vec<(AlertId, i64)>> {
+        self.repeats(now).await
     }
 
     async fn alert(&self, id: AlertId) -> StoreResult<AlertRecord> {

@@ -16,13 +16,14 @@ use serverpulse_proto::command::{AckStatus, CommandAck, CommandType};
 use serverpulse_proto::report::{Report, decode_report};
 use serverpulse_proto::settings::{AgentSettings, ThresholdSettings};
 
+use serverpulse_alerting::notify::{decode_channel, decode_silence};
 use serverpulse_alerting::rule::Level;
 use serverpulse_alerting::{EpisodeState, Phase, Rule, decode_rule};
 
 use crate::{
     AckOutcome, AgentContact, AgentCredentials, AgentProfile, AlertAction, AlertQuery, AlertStatus, AlertingChange,
-    CommandState, EnrollmentGrant, EventKind, EventQuery, NewApiToken, NewCommand, NewServer, NewUser, RegisterOutcome,
-    RegistrationWay, ServerId, ServerPatch, Store, StoreError,
+    CommandState, DeliveryOutcome, EnrollmentGrant, EventKind, EventQuery, NewApiToken, NewCommand, NewNotification,
+    NewServer, NewUser, NotificationQuery, RegisterOutcome, RegistrationWay, ServerId, ServerPatch, Store, StoreError,
 };
 
 /// 2025-06-21T20:30:00Z.
@@ -49,6 +50,8 @@ macro_rules! contract_suite {
             agent_settings_are_versioned,
             rules_are_kept_and_names_are_unique,
             alert_episodes_open_escalate_acknowledge_and_resolve,
+            notifications_are_queued_with_their_alert_retried_and_logged,
+            silences_are_kept_until_over,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -484,7 +487,7 @@ pub async fn alerts_are_kept_with_their_details(store: &dyn Store) {
             host_time: None,
         },
     ];
-    let ids = store.store_agent_alerts(id, &alerts, T0).await.expect("alerts");
+    let ids = store.store_agent_alerts(id, &alerts, &[], T0).await.expect("alerts");
     assert_eq!(ids.len(), 2);
     let stored =
         store.alerts(AlertQuery { server_id: Some(id), limit: 10, ..AlertQuery::default() }).await.expect("alerts");
@@ -501,16 +504,16 @@ pub async fn alerts_are_kept_with_their_details(store: &dyn Store) {
 
     // The same type again within the window joins the episode; the agent's recovery ends it.
     let again = [AgentAlert { severity: Severity::Critical, message: "/ at 96%".into(), ..alerts[1].clone() }];
-    assert_eq!(store.store_agent_alerts(id, &again, T0 + 60_000).await.expect("again"), [ids[1]]);
+    assert_eq!(store.store_agent_alerts(id, &again, &[], T0 + 60_000).await.expect("again"), [ids[1]]);
     let joined = store.alert(ids[1]).await.expect("alert");
     assert_eq!((joined.occurrences, joined.severity, joined.message.as_str()), (2, Severity::Critical, "/ at 96%"));
     let recovered =
         [AgentAlert { details: json!({"state": "resolved"}), severity: Severity::Info, ..alerts[1].clone() }];
-    store.store_agent_alerts(id, &recovered, T0 + 120_000).await.expect("recovered");
+    store.store_agent_alerts(id, &recovered, &[], T0 + 120_000).await.expect("recovered");
     let closed = store.alert(ids[1]).await.expect("alert");
     assert_eq!((closed.status, closed.resolved_by.as_deref()), (AlertStatus::Resolved, Some("agent")));
     // After the episode, the same type is a new episode.
-    let fresh = store.store_agent_alerts(id, &alerts[1..], T0 + 180_000).await.expect("fresh");
+    let fresh = store.store_agent_alerts(id, &alerts[1..], &[], T0 + 180_000).await.expect("fresh");
     assert_ne!(fresh, [ids[1]]);
     let open =
         AlertQuery { server_id: Some(id), status: Some(AlertStatus::Firing), limit: 10, ..AlertQuery::default() };
@@ -555,6 +558,8 @@ pub async fn alert_episodes_open_escalate_acknowledge_and_resolve(store: &dyn St
             since: T0 - 300_000,
             details: json!({}),
         }),
+        notify: vec![],
+        silenced: false,
     };
     let touched = store.apply_alerting(id, vec![open], T0).await.expect("open");
     let alert = store.alert(touched[0]).await.expect("alert");
@@ -572,6 +577,8 @@ pub async fn alert_episodes_open_escalate_acknowledge_and_resolve(store: &dyn St
             value: 97.0,
             threshold: Some(95.0),
         }),
+        notify: vec![],
+        silenced: false,
     };
     store.apply_alerting(id, vec![escalate], T0 + 1).await.expect("escalate");
     let acked = store.acknowledge_alert(alert.id, "ops@example.test", "looking", T0 + 2).await.expect("ack");
@@ -583,6 +590,8 @@ pub async fn alert_episodes_open_escalate_acknowledge_and_resolve(store: &dyn St
         subject: String::new(),
         state: EpisodeState { updated_at: T0 + 3, ..EpisodeState::default() },
         action: Some(AlertAction::Resolve { message: "cpu back to 40 %".into(), value: 40.0 }),
+        notify: vec![],
+        silenced: false,
     };
     store.apply_alerting(id, vec![resolve], T0 + 3).await.expect("resolve");
     let resolved = store.alert(alert.id).await.expect("alert");
@@ -602,4 +611,79 @@ pub async fn alert_episodes_open_escalate_acknowledge_and_resolve(store: &dyn St
     {
         assert!(kinds.contains(&kind), "{kind:?} in {kinds:?}");
     }
+}
+
+pub async fn notifications_are_queued_with_their_alert_retried_and_logged(store: &dyn Store) {
+    let id = server(store, "nt", "10.0.0.41").await;
+    let channel = decode_channel(&json!({"name": "hook", "kind": "webhook",
+                                         "settings": {"url": "http://127.0.0.1:9/x", "secret": "k"},
+                                         "repeat_every": 600}))
+    .expect("channel");
+    let stored = store.create_channel(channel.clone(), T0).await.expect("create");
+    assert_eq!(store.get_channel(stored.id).await.expect("get").channel, channel);
+    assert!(matches!(store.create_channel(channel, T0).await, Err(StoreError::Conflict(_))));
+    let rule = store.list_rules().await.expect("rules")[0].id;
+    let open = AlertingChange {
+        rule_id: rule,
+        subject: String::new(),
+        state: EpisodeState {
+            phase: Phase::Firing { since: T0, level: Level::Warning, recovered_since: None },
+            value: Some(90.0),
+            updated_at: T0,
+        },
+        action: Some(AlertAction::Open {
+            kind: "cpu".into(),
+            severity: Severity::Warning,
+            message: "cpu at 90 %".into(),
+            value: 90.0,
+            threshold: Some(80.0),
+            since: T0,
+            details: json!({}),
+        }),
+        notify: vec![stored.id],
+        silenced: false,
+    };
+    let alert = store.apply_alerting(id, vec![open], T0).await.expect("open")[0];
+    let due = store.due_notifications(T0, 10).await.expect("due");
+    assert_eq!(due.len(), 1, "queued with the alert, in its transaction");
+    assert_eq!((due[0].event.as_str(), due[0].alert.as_ref().map(|a| a.id)), ("firing", Some(alert)));
+    // A failure is retried later; the attempt is logged with its error.
+    let failure = DeliveryOutcome { error: Some("HTTP 500".into()), duration_ms: 12, retry_at: Some(T0 + 30_000) };
+    store.record_delivery(due[0].id, failure, T0 + 1).await.expect("record");
+    assert!(store.due_notifications(T0 + 29_000, 10).await.expect("due").is_empty(), "not before its retry time");
+    let again = store.due_notifications(T0 + 30_000, 10).await.expect("due");
+    assert_eq!(again[0].attempts, 1);
+    let success = DeliveryOutcome { error: None, duration_ms: 5, retry_at: None };
+    store.record_delivery(again[0].id, success, T0 + 30_001).await.expect("record");
+    let log = store
+        .notifications(NotificationQuery { alert_id: Some(alert), limit: 10, ..NotificationQuery::default() })
+        .await
+        .expect("log");
+    assert_eq!((log[0].status.as_str(), log[0].attempts), ("sent", 2));
+    assert_eq!(log[0].history.iter().map(|a| a.ok).collect::<Vec<_>>(), [false, true]);
+    assert_eq!(log[0].history[0].error.as_deref(), Some("HTTP 500"));
+    // Still firing after the channel's repeat interval: due for a reminder.
+    assert!(store.repeats_due(T0 + 599_000).await.expect("repeats").is_empty());
+    assert_eq!(store.repeats_due(T0 + 600_000).await.expect("repeats"), [(alert, stored.id)]);
+    store.acknowledge_alert(alert, "ops", "", T0 + 600_001).await.expect("ack");
+    assert!(store.repeats_due(T0 + 700_000).await.expect("repeats").is_empty(), "acknowledged: no reminders");
+    // Test sends have no alert.
+    let test = NewNotification { alert_id: None, channel_id: stored.id, event: "test".into() };
+    store.enqueue_notifications(vec![test], T0).await.expect("enqueue");
+    assert!(store.due_notifications(T0, 10).await.expect("due").iter().any(|d| d.event == "test" && d.alert.is_none()));
+    store.delete_channel(stored.id, T0).await.expect("delete");
+    assert!(store.due_notifications(T0 + 1_000_000, 10).await.expect("due").is_empty(), "its queue goes with it");
+}
+
+pub async fn silences_are_kept_until_over(store: &dyn Store) {
+    let once = decode_silence(&json!({"duration_minutes": 30, "comment": "upgrade"}), T0).expect("silence");
+    let weekly = decode_silence(&json!({"weekly": {"days": ["sun"], "start": "02:00", "duration_minutes": 60}}), T0)
+        .expect("weekly");
+    let first = store.create_silence(once, "ops@example.test", T0).await.expect("create");
+    store.create_silence(weekly, "ops@example.test", T0).await.expect("create");
+    assert_eq!(store.list_silences(Some(T0 + 60_000)).await.expect("list").len(), 2);
+    assert_eq!(store.list_silences(Some(T0 + 31 * 60_000)).await.expect("list").len(), 1, "the one-off is over");
+    assert_eq!(first.created_by, "ops@example.test");
+    store.delete_silence(first.id, T0).await.expect("delete");
+    assert!(matches!(store.delete_silence(first.id, T0).await, Err(StoreError::NotFound)));
 }

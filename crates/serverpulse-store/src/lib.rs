@@ -12,6 +12,7 @@ pub mod model;
 
 use async_trait::async_trait;
 use serverpulse_alerting::Rule;
+use serverpulse_alerting::notify::{Channel, Silence};
 use serverpulse_domain::TokenDigest;
 use serverpulse_proto::alert::AgentAlert;
 use serverpulse_proto::command::CommandAck;
@@ -84,7 +85,16 @@ pub trait Store: Send + Sync + 'static {
         settings: AgentSettings,
         now: i64,
     ) -> StoreResult<Versioned<AgentSettings>>;
-    async fn store_agent_alerts(&self, server: ServerId, alerts: &[AgentAlert], now: i64) -> StoreResult<Vec<AlertId>>;
+    /// Stores agent alerts; an alert of a type already open within minutes joins that
+    /// episode. `notify[i]` lists the channels to tell when alert `i` opens a new
+    /// episode or the agent's recovery notice resolves one (empty: nobody).
+    async fn store_agent_alerts(
+        &self,
+        server: ServerId,
+        alerts: &[AgentAlert],
+        notify: &[Vec<i64>],
+        now: i64,
+    ) -> StoreResult<Vec<AlertId>>;
     /// Marks every active agent silent for longer than `offline_after_ms` as disconnected.
     async fn mark_silent_agents(&self, now: i64, offline_after_ms: i64) -> StoreResult<Vec<ServerId>>;
 
@@ -118,6 +128,25 @@ pub trait Store: Send + Sync + 'static {
     /// Resolves an open alert by hand; a rule's episode ends with it (if the condition
     /// still holds, a new episode begins).
     async fn resolve_alert(&self, id: AlertId, by: &str, now: i64) -> StoreResult<AlertRecord>;
+
+    // --- notifications -------------------------------------------------------
+    async fn list_channels(&self) -> StoreResult<Vec<StoredChannel>>;
+    async fn get_channel(&self, id: i64) -> StoreResult<StoredChannel>;
+    async fn create_channel(&self, channel: Channel, now: i64) -> StoreResult<StoredChannel>;
+    async fn update_channel(&self, id: i64, channel: Channel, now: i64) -> StoreResult<StoredChannel>;
+    async fn delete_channel(&self, id: i64, now: i64) -> StoreResult<()>;
+    /// Silences, newest first; with `active_at`, only those not over by then.
+    async fn list_silences(&self, active_at: Option<i64>) -> StoreResult<Vec<StoredSilence>>;
+    async fn create_silence(&self, silence: Silence, by: &str, now: i64) -> StoreResult<StoredSilence>;
+    async fn delete_silence(&self, id: i64, now: i64) -> StoreResult<()>;
+    async fn enqueue_notifications(&self, notifications: Vec<NewNotification>, now: i64) -> StoreResult<Vec<i64>>;
+    /// Pending notifications whose next attempt is due at `now`, oldest first.
+    async fn due_notifications(&self, now: i64, limit: u32) -> StoreResult<Vec<DueNotification>>;
+    async fn record_delivery(&self, id: i64, outcome: DeliveryOutcome, now: i64) -> StoreResult<()>;
+    async fn notifications(&self, query: NotificationQuery) -> StoreResult<Vec<NotificationRecord>>;
+    /// (alert, channel) pairs whose alert still fires unacknowledged and whose last
+    /// notification on that channel is older than the channel's `repeat_every`.
+    async fn repeats_due(&self, now: i64) -> StoreResult<Vec<(AlertId, i64)>>;
 
     // --- alert rules ---------------------------------------------------------
     async fn list_rules(&self) -> StoreResult<Vec<StoredRule>>;

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 use serde_json::Value;
+use serverpulse_alerting::notify::{Channel, Silence};
 use serverpulse_alerting::{EpisodeState, Rule};
 use serverpulse_domain::{AgentStatus, Role, TokenDigest};
 use serverpulse_proto::alert::Severity;
@@ -217,6 +218,8 @@ pub struct AlertRecord {
     pub resolved_at: Option<i64>,
     /// `recovery`, `agent`, or who resolved it by hand.
     pub resolved_by: Option<String>,
+    /// A silence covered it: recorded, not notified.
+    pub silenced: bool,
 }
 
 /// Where an alert is in its lifecycle.
@@ -282,6 +285,93 @@ pub struct AlertingChange {
     pub subject: String,
     pub state: EpisodeState,
     pub action: Option<AlertAction>,
+    /// Channels to notify of the action (empty when silenced or routed nowhere).
+    pub notify: Vec<i64>,
+    /// A silence covered the action: the alert is recorded, nobody is told.
+    pub silenced: bool,
+}
+
+/// A channel as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredChannel {
+    pub id: i64,
+    pub channel: Channel,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A silence as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StoredSilence {
+    pub id: i64,
+    #[serde(flatten)]
+    pub silence: Silence,
+    pub created_by: String,
+    pub created_at: i64,
+}
+
+/// A notification to queue: about an alert (or a channel test) on one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotification {
+    pub alert_id: Option<AlertId>,
+    pub channel_id: i64,
+    /// `firing`, `escalated`, `resolved`, `repeat` or `test`.
+    pub event: String,
+}
+
+/// A notification due for a delivery attempt, with what it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueNotification {
+    pub id: i64,
+    pub event: String,
+    pub attempts: u32,
+    pub alert: Option<AlertRecord>,
+    pub channel: StoredChannel,
+}
+
+/// How one delivery attempt went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryOutcome {
+    pub error: Option<String>,
+    pub duration_ms: i64,
+    /// When to try again after a failure; `None`: give up (failed for good).
+    pub retry_at: Option<i64>,
+}
+
+/// A notification and its attempts, for the delivery log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationRecord {
+    pub id: i64,
+    pub alert_id: Option<AlertId>,
+    pub channel_id: i64,
+    pub event: String,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+    pub history: Vec<DeliveryAttempt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeliveryAttempt {
+    pub at: i64,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NotificationQuery {
+    pub alert_id: Option<AlertId>,
+    pub channel_id: Option<i64>,
+    pub status: Option<String>,
+    pub limit: u32,
 }
 
 /// What happens to the alert of an episode.
@@ -323,10 +413,12 @@ pub enum EventKind {
     AlertAcknowledged,
     AlertResolved,
     RuleChanged,
+    ChannelChanged,
+    SilenceChanged,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 17] = [
         Self::ServerAdded,
         Self::ServerUpdated,
         Self::ServerRemoved,
@@ -342,6 +434,8 @@ impl EventKind {
         Self::AlertAcknowledged,
         Self::AlertResolved,
         Self::RuleChanged,
+        Self::ChannelChanged,
+        Self::SilenceChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -361,6 +455,8 @@ impl EventKind {
             Self::AlertAcknowledged => "alert_acknowledged",
             Self::AlertResolved => "alert_resolved",
             Self::RuleChanged => "rule_changed",
+            Self::ChannelChanged => "channel_changed",
+            Self::SilenceChanged => "silence_changed",
         }
     }
 
