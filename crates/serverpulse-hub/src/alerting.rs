@@ -15,7 +15,9 @@ use serverpulse_alerting::{EpisodeState, Metric, Snapshot, Transition, evaluate}
 use serverpulse_domain::AgentStatus;
 use serverpulse_proto::alert::Severity;
 use serverpulse_proto::report::Report;
-use serverpulse_store::{AlertAction, AlertId, AlertingChange, Server, ServerId, StoreError, StoredRule};
+use serverpulse_store::{
+    AlertAction, AlertId, AlertingChange, Server, ServerId, StoreError, StoredChannel, StoredRule, StoredSilence,
+};
 
 use crate::app::AppState;
 
@@ -83,6 +85,7 @@ async fn evaluate_server(
     now: i64,
 ) -> Result<Vec<AlertId>, StoreError> {
     let rules = state.store.list_rules().await?;
+    let audience = Audience::load(state, now).await?;
     let states: HashMap<(i64, String), EpisodeState> =
         state.store.rule_states(server.id).await?.into_iter().map(|s| ((s.rule_id, s.subject), s.state)).collect();
     let mut changes = Vec::new();
@@ -100,13 +103,64 @@ async fn evaluate_server(
                 continue;
             }
             let action = transition.and_then(|t| action_for(stored, server, &subject, value, t));
-            changes.push(AlertingChange { rule_id: stored.id, subject, state: after, action });
+            let level = match (&action, before.phase) {
+                (Some(AlertAction::Open { severity, .. } | AlertAction::Escalate { severity, .. }), _) => *severity,
+                (_, serverpulse_alerting::Phase::Firing { level, .. }) => severity(level),
+                _ => Severity::Info,
+            };
+            let (notify, silenced) = match &action {
+                Some(_) => audience.recipients(level, server, Some(stored.id), now),
+                None => (Vec::new(), false),
+            };
+            changes.push(AlertingChange { rule_id: stored.id, subject, state: after, action, notify, silenced });
         }
     }
     if changes.is_empty() {
         return Ok(Vec::new());
     }
-    state.store.apply_alerting(server.id, changes, now).await
+    let notifies = changes.iter().any(|c| !c.notify.is_empty());
+    let touched = state.store.apply_alerting(server.id, changes, now).await?;
+    if notifies {
+        state.wake_notifier.notify_one();
+    }
+    Ok(touched)
+}
+
+/// Who is told about an alert: the enabled channels whose route takes it, unless an
+/// active silence covers it.
+pub struct Audience {
+    channels: Vec<StoredChannel>,
+    silences: Vec<StoredSilence>,
+}
+
+/// Counts only: channel settings hold secrets.
+impl std::fmt::Debug for Audience {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Audience")
+            .field("channels", &self.channels.len())
+            .field("silences", &self.silences.len())
+            .finish()
+    }
+}
+
+impl Audience {
+    pub async fn load(state: &AppState, now: i64) -> Result<Self, StoreError> {
+        Ok(Self { channels: state.store.list_channels().await?, silences: state.store.list_silences(Some(now)).await? })
+    }
+
+    /// (channels to notify, silenced) for an alert of `severity` on `server` from `rule`.
+    pub fn recipients(&self, severity: Severity, server: &Server, rule: Option<i64>, now: i64) -> (Vec<i64>, bool) {
+        if self.silences.iter().any(|s| s.silence.covers(now, server.id, &server.tags, rule)) {
+            return (Vec::new(), true);
+        }
+        let channels = self
+            .channels
+            .iter()
+            .filter(|c| c.channel.enabled && c.channel.route.matches(severity, server.id, &server.tags))
+            .map(|c| c.id)
+            .collect();
+        (channels, false)
+    }
 }
 
 fn severity(level: Level) -> Severity {

@@ -25,6 +25,10 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Serialises alert evaluations (see [`crate::alerting`]).
     pub alerting: Arc<tokio::sync::Mutex<()>>,
+    /// The client notifications go out with.
+    pub http: reqwest::Client,
+    /// Rung when notifications were queued, so they leave at once.
+    pub wake_notifier: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -35,7 +39,14 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) -> Self {
-        Self { store, clock, settings: Arc::new(settings), alerting: Arc::default() }
+        Self {
+            store,
+            clock,
+            settings: Arc::new(settings),
+            alerting: Arc::default(),
+            http: crate::notifier::http_client(),
+            wake_notifier: Arc::default(),
+        }
     }
 
     pub fn now(&self) -> i64 {
@@ -92,11 +103,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sweeper = tokio::spawn(crate::sweeper::run(state.clone(), stop_rx));
+    let sweeper = tokio::spawn(crate::sweeper::run(state.clone(), stop_rx.clone()));
+    let notifier = tokio::spawn(crate::notifier::run(state.clone(), stop_rx));
     let app = router(state);
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
+    let _ = notifier.await;
     result
 }
 

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{agent, alerts, install, log, meta, servers};
+use crate::routes::{agent, alerts, install, log, meta, notifications, servers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,9 @@ use crate::routes::{agent, alerts, install, log, meta, servers};
         log::events,
         alerts::list, alerts::show, alerts::acknowledge, alerts::resolve,
         alerts::list_rules, alerts::show_rule, alerts::create_rule, alerts::update_rule, alerts::delete_rule,
+        notifications::list_channels, notifications::create_channel, notifications::update_channel,
+        notifications::delete_channel, notifications::test_channel, notifications::list_silences,
+        notifications::create_silence, notifications::delete_silence, notifications::list_notifications,
         install::script, install::agent_binary,
     ),
     modifiers(&BearerSchemes),
@@ -25,6 +28,7 @@ use crate::routes::{agent, alerts, install, log, meta, servers};
         (name = "servers", description = "The inventory (bearer: API token; viewer reads, operator acts, admin manages)"),
         (name = "log", description = "The unified event log"),
         (name = "alerts", description = "Alerts (viewer reads, operator acknowledges and resolves) and rules (admin changes)"),
+        (name = "notifications", description = "Channels (admin), silences (operator sets) and the delivery log"),
         (name = "meta", description = "About the hub"),
         (name = "install", description = "Installing the agent on a server"),
     )

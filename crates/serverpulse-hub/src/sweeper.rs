@@ -1,5 +1,6 @@
 //! Marks agents that fell silent as `disconnected`, then evaluates the absence rules
-//! (agent offline, no data) that only time can trigger.
+//! (agent offline, no data) that only time can trigger, and queues reminders for alerts
+//! that keep firing.
 //!
 //! [`sweep_once`] is the whole rule for one instant, so tests call it with an injected
 //! clock; [`run`] only repeats it. An agent comes back to `active` by itself on its next
@@ -16,6 +17,9 @@ pub async fn sweep_once(state: &AppState, now: i64) -> Result<Vec<i64>, serverpu
         tracing::warn!(server_id, "agent disconnected: no contact within offline_after");
     }
     crate::alerting::sweep(state, now).await?;
+    if crate::notifier::queue_repeats(state, now).await? > 0 {
+        state.wake_notifier.notify_one();
+    }
     Ok(silent)
 }
 

@@ -236,7 +236,14 @@ pub async fn alerts(
 ) -> ApiResult<Json<AlertsAccepted>> {
     let document = body.required()?;
     let alerts = decode_alerts(&document)?;
-    let ids = state.store.store_agent_alerts(agent.server_id, &alerts, state.now()).await.map_err(agent_gone)?;
+    let now = state.now();
+    let server = state.store.get_server(agent.server_id).await.map_err(agent_gone)?;
+    let audience = alerting::Audience::load(&state, now).await?;
+    let notify: Vec<Vec<i64>> = alerts.iter().map(|a| audience.recipients(a.severity, &server, None, now).0).collect();
+    let ids = state.store.store_agent_alerts(agent.server_id, &alerts, &notify, now).await.map_err(agent_gone)?;
+    if notify.iter().any(|n| !n.is_empty()) {
+        state.wake_notifier.notify_one();
+    }
     Ok(Json(AlertsAccepted { success: true, stored: ids.len() }))
 }
 

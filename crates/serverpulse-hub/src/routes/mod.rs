@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod install;
 pub mod log;
 pub mod meta;
+pub mod notifications;
 pub mod servers;
 
 use axum::Router;
@@ -39,5 +40,14 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/alerts/{id}/ack", post(alerts::acknowledge))
         .route("/api/v1/alerts/{id}/resolve", post(alerts::resolve))
         .route("/api/v1/rules", get(alerts::list_rules).post(alerts::create_rule))
+        .route("/api/v1/channels", get(notifications::list_channels).post(notifications::create_channel))
+        .route(
+            "/api/v1/channels/{id}",
+            axum::routing::put(notifications::update_channel).delete(notifications::delete_channel),
+        )
+        .route("/api/v1/channels/{id}/test", post(notifications::test_channel))
+        .route("/api/v1/silences", get(notifications::list_silences).post(notifications::create_silence))
+        .route("/api/v1/silences/{id}", axum::routing::delete(notifications::delete_silence))
+        .route("/api/v1/notifications", get(notifications::list_notifications))
         .route("/api/v1/rules/{id}", get(alerts::show_rule).put(alerts::update_rule).delete(alerts::delete_rule))
 }
