@@ -274,7 +274,10 @@ impl SqliteStore {
                             now,
                         )
                         .await?;
-                        enqueue_in(&mut tx, Some(id), &change.notify, "escalated", now).await?;
+                        // Nobody heard of a silenced episode: its later changes stay quiet too.
+                        if !alert_in(&mut tx, id).await?.silenced {
+                            enqueue_in(&mut tx, Some(id), &change.notify, "escalated", now).await?;
+                        }
                         touched.push(id);
                     }
                     open
@@ -290,8 +293,11 @@ impl SqliteStore {
                                 .execute(&mut *tx)
                                 .await
                                 .map_err(db)?;
+                            let silenced = alert.silenced;
                             close_alert(&mut tx, &AlertRecord { message, ..alert }, "recovery", now).await?;
-                            enqueue_in(&mut tx, Some(id), &change.notify, "resolved", now).await?;
+                            if !silenced {
+                                enqueue_in(&mut tx, Some(id), &change.notify, "resolved", now).await?;
+                            }
                             touched.push(id);
                         }
                     }

@@ -10,6 +10,7 @@ mod alerting;
 mod bad_input;
 mod cli;
 mod ingest;
+mod notifications;
 mod registration;
 mod rest;
 mod roles;
