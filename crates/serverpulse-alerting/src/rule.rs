@@ -76,7 +76,8 @@ impl Op {
 
 /// What a rule watches. Written as a string in rules: `cpu`, `memory`, `swap`, `disk`
 /// (the root filesystem), `disk:/var` (one mount), `disk:*` (every mount), `load`,
-/// `load_per_core`, `network_rx_rate`, `network_tx_rate` (bytes/s), `custom:<name>`,
+/// `load_per_core`, `network_rx_rate`, `network_tx_rate`, `disk_read_rate`,
+/// `disk_write_rate` (bytes/s, over non-loopback interfaces / physical disks), `custom:<name>`,
 /// `service:<unit glob>` (1 while failed), `agent_offline` (1 while disconnected),
 /// `no_data` (seconds since the last report), `reboot` (1 on the report after a reboot).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -89,6 +90,8 @@ pub enum Metric {
     LoadPerCore,
     NetworkRxRate,
     NetworkTxRate,
+    DiskReadRate,
+    DiskWriteRate,
     Custom(String),
     Service(String),
     AgentOffline,
@@ -125,6 +128,8 @@ impl Metric {
             ("load_per_core", None) => Self::LoadPerCore,
             ("network_rx_rate", None) => Self::NetworkRxRate,
             ("network_tx_rate", None) => Self::NetworkTxRate,
+            ("disk_read_rate", None) => Self::DiskReadRate,
+            ("disk_write_rate", None) => Self::DiskWriteRate,
             ("custom", _) => Self::Custom(needs_arg("a metric name")?),
             ("service", _) => Self::Service(needs_arg("a unit name or glob")?),
             ("agent_offline", None) => Self::AgentOffline,
@@ -133,8 +138,8 @@ impl Metric {
             _ => {
                 return Err(format!(
                     "unknown metric {text:?} (cpu, memory, swap, disk[:/mount|:*], load, load_per_core, \
-                     network_rx_rate, network_tx_rate, custom:<name>, service:<unit glob>, agent_offline, \
-                     no_data, reboot)"
+                     network_rx_rate, network_tx_rate, disk_read_rate, disk_write_rate, custom:<name>, \
+                     service:<unit glob>, agent_offline, no_data, reboot)"
                 ));
             }
         })
@@ -152,6 +157,8 @@ impl Metric {
             Self::LoadPerCore => "load_per_core".into(),
             Self::NetworkRxRate => "network_rx_rate".into(),
             Self::NetworkTxRate => "network_tx_rate".into(),
+            Self::DiskReadRate => "disk_read_rate".into(),
+            Self::DiskWriteRate => "disk_write_rate".into(),
             Self::Custom(name) => format!("custom:{name}"),
             Self::Service(glob) => format!("service:{glob}"),
             Self::AgentOffline => "agent_offline".into(),
@@ -174,7 +181,7 @@ impl Metric {
     pub fn unit(&self) -> &'static str {
         match self {
             Self::Cpu | Self::Memory | Self::Swap | Self::Disk(_) => "%",
-            Self::NetworkRxRate | Self::NetworkTxRate => " B/s",
+            Self::NetworkRxRate | Self::NetworkTxRate | Self::DiskReadRate | Self::DiskWriteRate => " B/s",
             Self::NoData => " s",
             _ => "",
         }
@@ -436,6 +443,7 @@ mod tests {
             "load",
             "load_per_core",
             "network_rx_rate",
+            "disk_write_rate",
             "custom:queue_depth",
             "service:php*-fpm",
             "agent_offline",

@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub cores: Option<u32>,
     pub network_rx_rate: Option<f64>,
     pub network_tx_rate: Option<f64>,
+    pub disk_read_rate: Option<f64>,
+    pub disk_write_rate: Option<f64>,
     pub custom: BTreeMap<String, f64>,
     /// (unit, status) of the watched units.
     pub services: Vec<(String, String)>,
@@ -51,6 +53,8 @@ impl Metric {
             }
             Self::NetworkRxRate => host(snapshot.network_rx_rate),
             Self::NetworkTxRate => host(snapshot.network_tx_rate),
+            Self::DiskReadRate => host(snapshot.disk_read_rate),
+            Self::DiskWriteRate => host(snapshot.disk_write_rate),
             Self::Custom(name) => host(snapshot.custom.get(name).copied()),
             Self::Service(pattern) => snapshot
                 .services

@@ -40,6 +40,14 @@ pub async fn on_reports(
     };
     snapshot.agent_offline = server.agent_status == AgentStatus::Disconnected;
     snapshot.last_report_at = Some(newest.timestamp);
+    // Rates are derived by the store from consecutive counters; it keeps the newest.
+    if let Some(latest) = &server.last_metrics {
+        let rate = |key: &str| latest[key].as_f64();
+        snapshot.network_rx_rate = rate("network_rx_rate");
+        snapshot.network_tx_rate = rate("network_tx_rate");
+        snapshot.disk_read_rate = rate("disk_io_read_rate");
+        snapshot.disk_write_rate = rate("disk_io_write_rate");
+    }
     evaluate_server(state, &server, &snapshot, false, now).await
 }
 
@@ -256,6 +264,8 @@ pub fn snapshot_of(report: &Report, now: i64) -> Snapshot {
         cores: detail["cpu"]["cores"].as_u64().and_then(|c| u32::try_from(c).ok()),
         network_rx_rate: None,
         network_tx_rate: None,
+        disk_read_rate: None,
+        disk_write_rate: None,
         custom,
         services: report.services.iter().map(|s| (s.name.clone(), s.status.as_str().to_owned())).collect(),
         rebooted: false,

@@ -181,3 +181,30 @@ async fn rules_are_checked_and_only_admins_change_them() {
     hub.send(Method::DELETE, &path, Some(&admin), None).await.expect(200);
     hub.get(&path, Some(&admin)).await.expect(404);
 }
+
+#[tokio::test]
+async fn rate_rules_see_the_rates_the_hub_derives_from_counters() {
+    let hub = spawn_app().await;
+    let admin = hub.token_for(Role::Admin).await;
+    let (server_id, agent, token) = hub.registered_agent(&admin, "10.70.0.3").await;
+    hub.post(
+        "/api/v1/rules",
+        Some(&admin),
+        json!({"name": "Busy link", "metric": "network_rx_rate", "op": ">", "warning": 1000}),
+    )
+    .await
+    .expect(201);
+    let counters = |at: i64, rx: u64| {
+        let timestamp = chrono::DateTime::from_timestamp_millis(at).unwrap().to_rfc3339();
+        json!({"timestamp": timestamp, "metrics": {"cpu_usage": 1.0, "memory_usage": 1.0, "disk_usage": 1.0, "uptime": 1000 + at / 1000,
+                                                   "network_rx": rx, "network_tx": 0}})
+    };
+    let metrics = format!("/api/v1/agents/{agent}/metrics");
+    hub.post(&metrics, Some(&token), counters(T0, 0)).await.ok();
+    hub.post(&metrics, Some(&token), counters(T0 + 30_000, 15_000)).await.ok();
+    assert!(alerts(&hub, &admin, &format!("server={server_id}")).await.is_empty(), "500 B/s");
+    hub.post(&metrics, Some(&token), counters(T0 + 60_000, 120_000)).await.ok();
+    let fired = alerts(&hub, &admin, &format!("server={server_id}")).await;
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0]["value"], 3500.0, "105,000 B in 30 s");
+}
