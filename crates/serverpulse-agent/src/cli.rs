@@ -47,6 +47,14 @@ pub enum Command {
     SendTestAlert,
     /// Check the configuration file; errors name file, line and column.
     ValidateConfig,
+    /// Open a maintenance window for this server: the hub records alerts but notifies
+    /// nobody, e.g. `maintenance 30m "kernel upgrade"` (durations: 45m, 2h, 1h30m, 1d).
+    Maintenance {
+        duration: String,
+        /// Why (shown in the hub's log).
+        #[arg(default_value = "")]
+        comment: String,
+    },
     /// Register with the hub now (credentials go to the state file).
     Register {
         /// Hub URL, overriding `server.endpoint`.
@@ -56,6 +64,30 @@ pub enum Command {
         #[arg(long)]
         enrollment_token: Option<String>,
     },
+}
+
+/// `45m`, `2h`, `1h30m`, `1d` → minutes (1 minute to 7 days).
+pub fn parse_minutes(text: &str) -> Option<u32> {
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().ok()?;
+        number.clear();
+        total += n * match c {
+            'm' => 1,
+            'h' => 60,
+            'd' => 1440,
+            _ => return None,
+        };
+    }
+    if !number.is_empty() {
+        return None;
+    }
+    u32::try_from(total).ok().filter(|m| (1..=7 * 1440).contains(m))
 }
 
 fn now_ms() -> i64 {
@@ -122,6 +154,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 "message": "test alert from serverpulse-agent", "timestamp": format_timestamp(now_ms())}]});
             agent.hub().alerts(&credentials, &alert).context("sending the test alert")?;
             println!("test alert sent to {}", agent.hub().base());
+            Ok(())
+        }
+        Command::Maintenance { duration, comment } => {
+            let minutes = parse_minutes(&duration).ok_or_else(|| {
+                anyhow::anyhow!("{duration:?} is not a duration (e.g. 45m, 2h, 1h30m, 1d; from 1 minute to 7 days)")
+            })?;
+            let config = load(&cli.config)?;
+            let agent = agent(config, None)?;
+            let Some(credentials) = credentials(&agent) else {
+                bail!("not registered yet (run `serverpulse-agent register`)");
+            };
+            let body = json!({"duration_minutes": minutes, "comment": comment});
+            let opened = agent.hub().maintenance(&credentials, &body).context("opening the maintenance window")?;
+            println!(
+                "maintenance until {} (silence {}): alerts are recorded, nobody is notified",
+                format_timestamp(opened.ends_at),
+                opened.silence_id
+            );
             Ok(())
         }
         Command::Register { endpoint, enrollment_token } => {
@@ -236,4 +286,20 @@ fn run_forever(path: &std::path::Path) -> anyhow::Result<()> {
     crate::sd_notify::notify("STOPPING=1");
     log::info!("stopping; {} report(s) wait in the spool", agent.spool().len());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maintenance_durations() {
+        assert_eq!(parse_minutes("30m"), Some(30));
+        assert_eq!(parse_minutes("1h30m"), Some(90));
+        assert_eq!(parse_minutes("2h"), Some(120));
+        assert_eq!(parse_minutes("1d"), Some(1440));
+        for bad in ["", "30", "0m", "8d", "1x", "h"] {
+            assert_eq!(parse_minutes(bad), None, "{bad:?}");
+        }
+    }
 }

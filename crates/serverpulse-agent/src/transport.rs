@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serverpulse_proto::responses::{
-    AckAccepted, AlertsAccepted, HeartbeatAccepted, MetricsAccepted, PendingCommands, RegisterResponse,
+    AckAccepted, AlertsAccepted, HeartbeatAccepted, MaintenanceOpened, MetricsAccepted, PendingCommands,
+    RegisterResponse,
 };
 use ureq::tls::{RootCerts, TlsConfig};
 
@@ -186,6 +187,16 @@ impl Hub {
         self.send(
             "POST",
             &self.agent_url(credentials, "/alerts"),
+            Some(&credentials.token),
+            &[],
+            Some((body.to_string().into_bytes(), false)),
+        )
+    }
+
+    pub fn maintenance(&self, credentials: &Credentials, body: &Value) -> Result<MaintenanceOpened, TransportError> {
+        self.send(
+            "POST",
+            &self.agent_url(credentials, "/maintenance"),
             Some(&credentials.token),
             &[],
             Some((body.to_string().into_bytes(), false)),

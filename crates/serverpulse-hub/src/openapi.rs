@@ -10,7 +10,7 @@ use crate::routes::{agent, alerts, install, log, meta, notifications, servers};
     info(title = "ServerPulse hub API", description = "Agent protocol v1 and the fleet management API."),
     paths(
         meta::health,
-        agent::register, agent::metrics, agent::heartbeat, agent::alerts, agent::commands, agent::ack,
+        agent::register, agent::metrics, agent::heartbeat, agent::alerts, agent::maintenance, agent::commands, agent::ack,
         servers::list, servers::create, servers::show, servers::update, servers::remove,
         servers::agent_settings, servers::set_agent_settings, servers::enrollment, servers::credentials, servers::metrics, servers::services,
         servers::list_commands, servers::enqueue_command,

@@ -120,3 +120,13 @@ pub struct AckAccepted {
     /// True when this command had been acknowledged before; the first ack stands.
     pub duplicate: bool,
 }
+
+/// `POST /agents/{id}/maintenance`, 201: the silence opened for this agent's server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MaintenanceOpened {
+    pub success: bool,
+    pub silence_id: i64,
+    /// When notifications resume (Unix ms).
+    pub ends_at: i64,
+}

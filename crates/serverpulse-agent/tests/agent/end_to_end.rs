@@ -321,3 +321,45 @@ fn hub_settings_apply_without_restart_and_survive_one() {
     assert_eq!(agent.config().monitoring.services, ["nginx", "mysql"]);
     assert_eq!(agent.config().alerts.cpu_threshold.0, 1.0);
 }
+
+/// `serverpulse-agent maintenance 30m "kernel upgrade"` on the host opens a silence
+/// for its own server on the hub, authenticated with the agent's credentials.
+#[test]
+fn maintenance_from_the_host_silences_its_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, server_id, enrollment, token) = hub_with_server(dir.path(), "maint");
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!("server:\n  endpoint: {}\nstorage:\n  state_dir: {}\n", hub.url(), dir.path().join("state").display()),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_serverpulse-agent"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, output) = run(&["maintenance", "30m", "kernel upgrade"]);
+    assert!(!ok && output.contains("not registered"), "{output}");
+    let (ok, output) = run(&["register", "--enrollment-token", &enrollment]);
+    assert!(ok, "{output}");
+    let (ok, output) = run(&["maintenance", "soon"]);
+    assert!(!ok && output.contains("not a duration"), "{output}");
+    let (ok, output) = run(&["maintenance", "30m", "kernel upgrade"]);
+    assert!(ok && output.contains("maintenance until"), "{output}");
+
+    let silences = hub.api("GET", "/api/v1/silences", &token, None);
+    let silence = &silences["silences"][0];
+    assert_eq!(silence["servers"], json!([server_id]));
+    assert_eq!(silence["comment"], "kernel upgrade");
+    assert!(silence["created_by"].as_str().unwrap().starts_with("agent on"), "{silence}");
+    let length = silence["schedule"]["ends_at"].as_i64().unwrap() - silence["schedule"]["starts_at"].as_i64().unwrap();
+    assert_eq!(length, 30 * 60_000);
+}

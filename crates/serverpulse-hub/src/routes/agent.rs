@@ -13,13 +13,16 @@ use serverpulse_proto::heartbeat::decode_heartbeat;
 use serverpulse_proto::register::{RegisterRequest, decode_register};
 use serverpulse_proto::report::{Report, decode_metrics_body};
 use serverpulse_proto::responses::{
-    AckAccepted, AgentConfig, AlertsAccepted, HeartbeatAccepted, MetricsAccepted, PendingCommands, RegisterResponse,
+    AckAccepted, AgentConfig, AlertsAccepted, HeartbeatAccepted, MaintenanceOpened, MetricsAccepted, PendingCommands,
+    RegisterResponse,
 };
 use serverpulse_proto::settings::AgentSettings;
 use serverpulse_proto::time::format_timestamp;
 use serverpulse_store::{
     AckOutcome, AgentContact, AgentCredentials, AgentProfile, RegisterOutcome, RegistrationWay, ServerId, StoreError,
 };
+
+use serverpulse_alerting::notify::{Schedule, Silence};
 
 use crate::alerting;
 use crate::app::AppState;
@@ -245,6 +248,50 @@ pub async fn alerts(
         state.wake_notifier.notify_one();
     }
     Ok(Json(AlertsAccepted { success: true, stored: ids.len() }))
+}
+
+/// Longest maintenance window an agent may open for its own server.
+const MAX_AGENT_MAINTENANCE_MINUTES: f64 = 7.0 * 24.0 * 60.0;
+
+/// Opens a maintenance window for the calling agent's own server (`serverpulse-agent
+/// maintenance 30m "kernel upgrade"`): alerts are still recorded, nobody is notified.
+#[utoipa::path(post, path = "/api/v1/agents/{agent_id}/maintenance", tag = "agents",
+    params(("agent_id" = String, Path)),
+    request_body(content = Object, description = "{\"duration_minutes\": 1..10080, \"comment\"?: string}"),
+    responses((status = 201, body = MaintenanceOpened), (status = 400), (status = 401)),
+    security(("agent_token" = [])))]
+pub async fn maintenance(
+    State(state): State<AppState>,
+    agent: AuthenticatedAgent,
+    body: JsonBody,
+) -> ApiResult<(axum::http::StatusCode, Json<MaintenanceOpened>)> {
+    let document = body.required()?;
+    let mut errors = serverpulse_proto::fields::Errors::default();
+    let Some(doc) = serverpulse_proto::fields::Object::root(&document, &mut errors) else {
+        return Err(errors.into_error().into());
+    };
+    for key in doc.map().keys().filter(|k| !["duration_minutes", "comment"].contains(&k.as_str())) {
+        errors.add(key.clone(), "is not a maintenance field (duration_minutes, comment)");
+    }
+    let minutes = doc.number("duration_minutes", &mut errors);
+    if !minutes.is_some_and(|m| (1.0..=MAX_AGENT_MAINTENANCE_MINUTES).contains(&m)) && errors.is_empty() {
+        errors.add("duration_minutes", "is required: minutes from 1 to 10080 (a week)");
+    }
+    let comment = doc.string("comment", 500, &mut errors).unwrap_or_default();
+    let minutes = errors.finish(minutes.unwrap_or_default())?;
+    let now = state.now();
+    let server = state.store.get_server(agent.server_id).await.map_err(agent_gone)?;
+    let ends_at = now + (minutes * 60_000.0) as i64;
+    let silence = Silence {
+        schedule: Schedule::Once { starts_at: now, ends_at },
+        servers: vec![agent.server_id],
+        tags: Vec::new(),
+        rules: Vec::new(),
+        comment,
+    };
+    let by = format!("agent on {}", server.hostname.as_deref().unwrap_or(&server.name));
+    let stored = state.store.create_silence(silence, &by, now).await.map_err(agent_gone)?;
+    Ok((axum::http::StatusCode::CREATED, Json(MaintenanceOpened { success: true, silence_id: stored.id, ends_at })))
 }
 
 /// Commands waiting for this agent, each signed with a key derived from its token.

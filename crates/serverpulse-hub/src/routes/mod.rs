@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/agents/{agent_id}/metrics", post(agent::metrics))
         .route("/api/v1/agents/{agent_id}/heartbeat", post(agent::heartbeat))
         .route("/api/v1/agents/{agent_id}/alerts", post(agent::alerts))
+        .route("/api/v1/agents/{agent_id}/maintenance", post(agent::maintenance))
         .route("/api/v1/agents/{agent_id}/commands", get(agent::commands))
         .route("/api/v1/agents/{agent_id}/commands/{command_id}/ack", post(agent::ack))
         .route("/api/v1/servers", get(servers::list).post(servers::create))

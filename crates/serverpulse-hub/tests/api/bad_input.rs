@@ -289,6 +289,23 @@ fn cases() -> Vec<Case> {
         ),
         case("heartbeat wrong token", "/api/v1/agents/{agent}/heartbeat", Wrong, Json(json!({})), 401, None),
         case(
+            "maintenance too long",
+            "/api/v1/agents/{agent}/maintenance",
+            Agent,
+            Json(json!({"duration_minutes": 100_000})),
+            400,
+            Some("duration_minutes"),
+        ),
+        case(
+            "maintenance unknown field",
+            "/api/v1/agents/{agent}/maintenance",
+            Agent,
+            Json(json!({"duration_minutes": 5, "servers": [1]})),
+            400,
+            Some("servers"),
+        ),
+        case("maintenance wrong token", "/api/v1/agents/{agent}/maintenance", Wrong, Json(json!({})), 401, None),
+        case(
             "alerts missing",
             "/api/v1/agents/{agent}/alerts",
             Agent,
