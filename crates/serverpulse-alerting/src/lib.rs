@@ -8,7 +8,9 @@
 //!   metric takes from it (one per subject: a mount, a unit).
 //! - [`evaluate`]: one step of an episode's state machine.
 //! - [`notify`]: channels, their routes, and silences (maintenance windows).
+//! - [`backtest`]: how often a rule would have fired over stored history.
 
+pub mod backtest;
 pub mod evaluate;
 pub mod notify;
 pub mod rule;

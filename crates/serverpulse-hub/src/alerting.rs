@@ -16,7 +16,8 @@ use serverpulse_domain::AgentStatus;
 use serverpulse_proto::alert::Severity;
 use serverpulse_proto::report::Report;
 use serverpulse_store::{
-    AlertAction, AlertId, AlertingChange, Server, ServerId, StoreError, StoredChannel, StoredRule, StoredSilence,
+    AlertAction, AlertId, AlertingChange, Sample, Server, ServerId, StoreError, StoredChannel, StoredRule,
+    StoredSilence,
 };
 
 use crate::app::AppState;
@@ -233,6 +234,19 @@ fn action_for(
             value,
         }),
     }
+}
+
+/// A stored sample as rules see it (for backtests): the report it was, with the rates
+/// the store derived and whether the uptime went down since `previous_uptime`.
+pub fn snapshot_of_sample(sample: &Sample, previous_uptime: Option<u64>) -> Option<Snapshot> {
+    let report = serverpulse_proto::report::decode_report(&sample.raw, "", sample.at).ok()?;
+    let mut snapshot = snapshot_of(&report, sample.at);
+    snapshot.network_rx_rate = sample.network_rx_rate;
+    snapshot.network_tx_rate = sample.network_tx_rate;
+    snapshot.disk_read_rate = sample.disk_io_read_rate;
+    snapshot.disk_write_rate = sample.disk_io_write_rate;
+    snapshot.rebooted = matches!((previous_uptime, sample.uptime), (Some(before), Some(after)) if after < before);
+    Some(snapshot)
 }
 
 /// The figures of one report that rules can watch: the flat metrics, and from

@@ -19,6 +19,7 @@ use crate::auth::Admin;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, ConfigValues, DatabaseLocation, HubConfig};
 use crate::error::ApiError;
+use crate::routes::alerts::{BacktestRequest, run_backtest};
 
 #[derive(Debug, Parser)]
 #[command(name = "serverpulse", version, about = "ServerPulse hub: self-hosted server monitoring")]
@@ -51,8 +52,31 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Alert rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// Apply database migrations and exit.
     Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// How many times a rule would have fired over a server's stored history.
+    Backtest {
+        /// A stored rule's id…
+        #[arg(long, conflicts_with = "rule_file", required_unless_present = "rule_file")]
+        rule_id: Option<i64>,
+        /// …or a rule as JSON (as for POST /api/v1/rules), from a file.
+        #[arg(long)]
+        rule_file: Option<PathBuf>,
+        #[arg(long)]
+        server: i64,
+        /// How far back, in days (default 7).
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args, Default)]
@@ -251,6 +275,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", json!({"id": token.id, "name": token.name, "token": secret}));
             } else {
                 println!("API token {:?} for {email} (shown once):\n{secret}", token.name);
+            }
+            Ok(())
+        }
+        Command::Rules(RulesCommand::Backtest { rule_id, rule_file, server, days, json }) => {
+            let rule = match rule_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    Some(serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?)
+                }
+                None => None,
+            };
+            let to = state.now();
+            let from = to - i64::from(days) * 86_400_000;
+            let request = BacktestRequest { rule, rule_id, server, from: Some(from), to: Some(to) };
+            let result = run_backtest(&state, request).await.map_err(api)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                println!(
+                    "{}: {} episode(s) over {} samples of server {server} in the last {days} day(s)",
+                    result.rule.name, result.fired, result.samples
+                );
+                for e in &result.episodes {
+                    let end = e.resolved_at.map_or_else(|| "still firing".to_owned(), format_timestamp);
+                    let subject = if e.subject.is_empty() { String::new() } else { format!(" [{}]", e.subject) };
+                    println!(
+                        "  {} → {}  {}{subject}, peak {} (held since {})",
+                        format_timestamp(e.fired_at),
+                        end,
+                        e.level.as_str(),
+                        e.peak,
+                        format_timestamp(e.started_at)
+                    );
+                }
             }
             Ok(())
         }

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use serverpulse_alerting::backtest::{Episode, backtest};
 use serverpulse_alerting::{Rule, decode_rule};
 use serverpulse_proto::alert::Severity;
 use serverpulse_store::{AlertId, AlertQuery, AlertRecord, AlertStatus, ServerId, StoreError, StoredRule};
@@ -194,4 +195,84 @@ pub async fn update_rule(
 pub async fn delete_rule(State(state): State<AppState>, _: Admin, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Done>> {
     state.store.delete_rule(id, state.now()).await.map_err(|e| not_found_as(e, "rule"))?;
     Ok(Json(Done { success: true }))
+}
+
+/// Most samples one backtest replays.
+const BACKTEST_SAMPLES: u32 = 200_000;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestRequest {
+    /// A rule to try (as for POST /rules), or…
+    #[schema(value_type = Option<Object>)]
+    pub rule: Option<serde_json::Value>,
+    /// …the id of a stored rule.
+    pub rule_id: Option<i64>,
+    pub server: ServerId,
+    /// Unix ms; default: 7 days before `to`.
+    pub from: Option<i64>,
+    /// Unix ms; default: now.
+    pub to: Option<i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BacktestResult {
+    pub rule: Rule,
+    pub server: ServerId,
+    pub from: i64,
+    pub to: i64,
+    /// Samples replayed.
+    pub samples: usize,
+    /// Episodes that would have fired.
+    pub fired: usize,
+    pub episodes: Vec<Episode>,
+}
+
+/// Replays a server's stored history through a rule: how many times it would have
+/// fired, and when.
+pub async fn run_backtest(state: &AppState, request: BacktestRequest) -> ApiResult<BacktestResult> {
+    let rule = match (request.rule, request.rule_id) {
+        (Some(document), None) => decode_rule(&document).map_err(|e| {
+            let mut errors = serverpulse_proto::fields::Errors::default();
+            for (path, reasons) in e.details() {
+                for reason in reasons {
+                    errors.add(format!("rule.{path}"), reason.clone());
+                }
+            }
+            ApiError::from(errors.into_error())
+        })?,
+        (None, Some(id)) => state.store.get_rule(id).await.map_err(|e| not_found_as(e, "rule"))?.rule,
+        _ => return Err(ApiError::field("rule", "give a rule or a rule_id (one of them)")),
+    };
+    state.store.get_server(request.server).await.map_err(|e| not_found_as(e, "server"))?;
+    let to = request.to.unwrap_or_else(|| state.now());
+    let from = request.from.unwrap_or(to - 7 * 86_400_000);
+    if from >= to {
+        return Err(ApiError::field("from", "must be before to"));
+    }
+    let samples = state.store.metrics_history(request.server, from, to, BACKTEST_SAMPLES).await?;
+    let mut previous_uptime = None;
+    let snapshots: Vec<_> = samples
+        .iter()
+        .filter_map(|sample| {
+            let snapshot = crate::alerting::snapshot_of_sample(sample, previous_uptime);
+            previous_uptime = sample.uptime.or(previous_uptime);
+            snapshot
+        })
+        .collect();
+    let count = snapshots.len();
+    let episodes = backtest(&rule, snapshots).map_err(|why| ApiError::field("rule.metric", &why))?;
+    Ok(BacktestResult { rule, server: request.server, from, to, samples: count, fired: episodes.len(), episodes })
+}
+
+#[utoipa::path(post, path = "/api/v1/rules/backtest", tag = "alerts", request_body = BacktestRequest,
+    responses((status = 200, body = BacktestResult), (status = 400), (status = 401), (status = 404)),
+    security(("api_token" = [])))]
+pub async fn backtest_rule(
+    State(state): State<AppState>,
+    _: Viewer,
+    body: JsonBody,
+) -> ApiResult<Json<BacktestResult>> {
+    let request: BacktestRequest = typed(body)?;
+    Ok(Json(run_backtest(&state, request).await?))
 }

@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/alerts/{id}/ack", post(alerts::acknowledge))
         .route("/api/v1/alerts/{id}/resolve", post(alerts::resolve))
         .route("/api/v1/rules", get(alerts::list_rules).post(alerts::create_rule))
+        .route("/api/v1/rules/backtest", post(alerts::backtest_rule))
         .route("/api/v1/channels", get(notifications::list_channels).post(notifications::create_channel))
         .route(
             "/api/v1/channels/{id}",
