@@ -5,8 +5,8 @@
 //! (`for`), the threshold that ends an episode (`recovery`, for hysteresis), how long a
 //! recovered condition keeps the alert firing (`keep_firing_for`), and which servers it
 //! applies to. Among the enabled rules on the same metric that apply to a server, the
-//! most specific one wins (named servers, then tags, then all): that is how a default
-//! is overridden per server or per group.
+//! most specific ones win (named servers, then tags, then all; equally specific rules
+//! all apply): that is how a default is overridden per server or per group.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -68,22 +68,21 @@ pub async fn sweep(state: &AppState, now: i64) -> Result<Vec<AlertId>, StoreErro
     Ok(touched)
 }
 
-/// The rules that apply to `server`: for each metric, the enabled rule whose scope
-/// names it most specifically.
+/// The rules that apply to `server`: for each metric, the enabled rules whose scope
+/// names it most specifically (a rule for this server overrides one for its tag, which
+/// overrides one for all servers; rules equally specific all apply).
 pub fn applicable<'r>(rules: &'r [StoredRule], server: &Server) -> Vec<&'r StoredRule> {
-    let mut best: HashMap<&Metric, (u8, &StoredRule)> = HashMap::new();
-    for stored in rules.iter().filter(|r| r.rule.enabled) {
-        let Some(rank) = stored.rule.scope.specificity(server.id, &server.tags) else { continue };
-        match best.get(&stored.rule.metric) {
-            Some((current, _)) if *current >= rank => {}
-            _ => {
-                best.insert(&stored.rule.metric, (rank, stored));
-            }
-        }
+    let ranked: Vec<(u8, &StoredRule)> = rules
+        .iter()
+        .filter(|r| r.rule.enabled)
+        .filter_map(|r| Some((r.rule.scope.specificity(server.id, &server.tags)?, r)))
+        .collect();
+    let mut best: HashMap<&Metric, u8> = HashMap::new();
+    for (rank, stored) in &ranked {
+        let top = best.entry(&stored.rule.metric).or_insert(*rank);
+        *top = (*top).max(*rank);
     }
-    let mut chosen: Vec<&StoredRule> = best.into_values().map(|(_, r)| r).collect();
-    chosen.sort_by_key(|r| r.id);
-    chosen
+    ranked.into_iter().filter(|(rank, r)| best.get(&r.rule.metric) == Some(rank)).map(|(_, r)| r).collect()
 }
 
 async fn evaluate_server(
@@ -285,5 +284,58 @@ pub fn snapshot_of(report: &Report, now: i64) -> Snapshot {
         rebooted: false,
         agent_offline: false,
         last_report_at: Some(report.timestamp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use serverpulse_alerting::decode_rule;
+
+    fn stored(id: i64, rule: Value) -> StoredRule {
+        StoredRule { id, rule: decode_rule(&rule).unwrap(), builtin: false, created_at: 0, updated_at: 0 }
+    }
+
+    #[test]
+    fn specific_rules_override_broader_ones_and_equals_all_apply() {
+        let server = Server {
+            id: 1,
+            name: "web".into(),
+            ip: "10.0.0.1".parse().unwrap(),
+            created_at: 0,
+            hostname: None,
+            agent_enabled: true,
+            agent_id: None,
+            agent_status: AgentStatus::Active,
+            agent_version: None,
+            agent_last_heartbeat: None,
+            agent_last_contact: None,
+            agent_config: json!({}),
+            last_metrics: None,
+            last_metrics_at: None,
+            tags: Vec::new(),
+        };
+        let rules = [
+            stored(1, json!({"name": "cpu all", "metric": "cpu", "op": ">", "warning": 80})),
+            stored(2, json!({"name": "cpu all too", "metric": "cpu", "op": ">", "critical": 99})),
+            stored(3, json!({"name": "mem all", "metric": "memory", "op": ">", "warning": 80})),
+            stored(
+                4,
+                json!({"name": "mem db", "metric": "memory", "op": ">", "warning": 95, "scope": {"tags": ["db"]}}),
+            ),
+            stored(
+                5,
+                json!({"name": "mem 7", "metric": "memory", "op": ">", "warning": 99, "scope": {"servers": [7]}}),
+            ),
+            stored(6, json!({"name": "off", "metric": "swap", "op": ">", "warning": 1, "enabled": false})),
+        ];
+        let names =
+            |server: &Server| applicable(&rules, server).iter().map(|r| r.rule.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&server), ["cpu all", "cpu all too", "mem all"]);
+        let db = Server { tags: vec!["db".into()], ..server.clone() };
+        assert_eq!(names(&db), ["cpu all", "cpu all too", "mem db"]);
+        let seven = Server { id: 7, ..db };
+        assert_eq!(names(&seven), ["cpu all", "cpu all too", "mem 7"]);
     }
 }

@@ -262,3 +262,47 @@ async fn backtests_count_the_episodes_a_rule_would_have_had() {
     assert!(stdout.contains("hot: 1 episode(s) over 8 samples"), "{stdout}");
     assert!(stdout.contains("critical, peak 97"), "{stdout}");
 }
+
+/// An episode pending when the hub stops goes on after it starts again: the `for` counts
+/// from before the restart, and the alert it fires is the episode's.
+#[tokio::test]
+async fn an_episode_survives_a_hub_restart() {
+    let hub = spawn_app().await;
+    let admin = hub.token_for(Role::Admin).await;
+    let (server_id, agent, token) = hub.registered_agent(&admin, "10.70.0.5").await;
+    hub.post(
+        "/api/v1/rules",
+        Some(&admin),
+        json!({"name": "hot", "metric": "cpu", "op": ">", "critical": 90, "for": 120}),
+    )
+    .await
+    .expect(201);
+    let metrics = format!("/api/v1/agents/{agent}/metrics");
+    hub.post(&metrics, Some(&token), report(T0, 95.0)).await.ok();
+    hub.clock.set(T0 + 60_000);
+    hub.post(&metrics, Some(&token), report(T0 + 60_000, 95.0)).await.ok();
+
+    // A second hub process on the same database file (the first one's state is gone).
+    let store = serverpulse_store_sqlite::SqliteStore::open(&hub.dir.path().join("serverpulse.db"), T0).await.unwrap();
+    let restarted = serverpulse_hub::app::AppState::new(
+        std::sync::Arc::new(store),
+        std::sync::Arc::new(hub.clock.clone()),
+        serverpulse_hub::config::Settings::defaults(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, serverpulse_hub::app::router(restarted)).await.unwrap() });
+    hub.clock.set(T0 + 120_000);
+    let answer = hub
+        .client
+        .post(format!("http://{address}{metrics}"))
+        .bearer_auth(&token)
+        .json(&report(T0 + 120_000, 96.0))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+    let fired = alerts(&hub, &admin, &format!("server={server_id}&state=firing")).await;
+    assert_eq!(fired.len(), 1, "held 2 minutes across the restart");
+    assert_eq!(fired[0]["started_at"], T0);
+}

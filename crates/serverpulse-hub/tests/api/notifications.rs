@@ -288,3 +288,47 @@ async fn mail_arrives_at_a_real_smtp_server() {
     assert!(mail.contains("To: ops@example.test, oncall@example.test"), "{mail}");
     assert!(mail.contains("threshold 80"), "{mail}");
 }
+
+#[tokio::test]
+async fn a_firing_alert_is_repeated_until_acknowledged() {
+    let (receiver, address) = Receiver::start().await;
+    let (hub, admin, _, agent, token) = firing_setup().await;
+    let operator = hub.token_for(Role::Operator).await;
+    channel(
+        &hub,
+        &admin,
+        json!({"name": "hook", "kind": "webhook", "repeat_every": 600,
+        "settings": {"url": format!("http://{address}/hook")}}),
+    )
+    .await;
+    hub.post(&format!("/api/v1/agents/{agent}/metrics"), Some(&token), report(T0, 95.0)).await.ok();
+    serverpulse_hub::notifier::deliver_due(&hub.state, T0).await.unwrap();
+    let remind = |at: i64| {
+        let state = hub.state.clone();
+        async move {
+            serverpulse_hub::sweeper::sweep_once(&state, at).await.unwrap();
+            serverpulse_hub::notifier::deliver_due(&state, at).await.unwrap();
+        }
+    };
+    // (The sweeps also find the agent silent and announce that: only reminders count here.)
+    let reminders = || -> Vec<Value> {
+        receiver
+            .at("/hook")
+            .iter()
+            .map(|h| serde_json::from_slice::<Value>(&h.body).unwrap())
+            .filter(|d| d["event"] == "repeat")
+            .collect()
+    };
+    remind(T0 + 300_000).await;
+    assert!(reminders().is_empty(), "not yet");
+    remind(T0 + 600_000).await;
+    let repeats = reminders();
+    assert_eq!(repeats.len(), 1);
+    assert!(repeats[0]["text"].as_str().unwrap().contains("STILL FIRING"));
+    assert_eq!(repeats[0]["alert"]["type"], "cpu");
+    let alert = repeats[0]["alert"]["id"].as_i64().unwrap();
+    hub.post(&format!("/api/v1/alerts/{alert}/ack"), Some(&operator), json!({"comment": "on it"})).await.expect(200);
+    remind(T0 + 1_300_000).await;
+    let cpu_reminders = reminders().iter().filter(|d| d["alert"]["type"] == "cpu").count();
+    assert_eq!(cpu_reminders, 1, "acknowledged: no more reminders");
+}
