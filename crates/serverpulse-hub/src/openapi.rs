@@ -17,7 +17,7 @@ use crate::routes::{agent, alerts, install, log, meta, notifications, servers};
         log::events,
         alerts::list, alerts::show, alerts::acknowledge, alerts::resolve,
         alerts::list_rules, alerts::show_rule, alerts::create_rule, alerts::update_rule, alerts::delete_rule,
-        alerts::backtest_rule,
+        alerts::backtest_rule, alerts::episodes,
         notifications::list_channels, notifications::create_channel, notifications::update_channel,
         notifications::delete_channel, notifications::test_channel, notifications::list_silences,
         notifications::create_silence, notifications::delete_silence, notifications::list_notifications,

@@ -6,7 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serverpulse_alerting::backtest::{Episode, backtest};
-use serverpulse_alerting::{Rule, decode_rule};
+use serverpulse_alerting::rule::Level;
+use serverpulse_alerting::{Phase, Rule, decode_rule};
 use serverpulse_proto::alert::Severity;
 use serverpulse_store::{AlertId, AlertQuery, AlertRecord, AlertStatus, ServerId, StoreError, StoredRule};
 
@@ -275,4 +276,64 @@ pub async fn backtest_rule(
 ) -> ApiResult<Json<BacktestResult>> {
     let request: BacktestRequest = typed(body)?;
     Ok(Json(run_backtest(&state, request).await?))
+}
+
+/// Where one rule stands on one server (and subject): `ok`, `pending` (the condition
+/// holds, not yet for the rule's `for`), or `firing`, with the alert it has open.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EpisodeView {
+    pub rule_id: i64,
+    pub rule: String,
+    pub subject: String,
+    /// `ok`, `pending` or `firing`.
+    pub phase: &'static str,
+    /// Since when the condition holds (pending, firing).
+    pub since: Option<i64>,
+    pub level: Option<Level>,
+    /// The newest value the rule saw.
+    pub value: Option<f64>,
+    pub updated_at: i64,
+    pub alert_id: Option<AlertId>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Episodes {
+    pub episodes: Vec<EpisodeView>,
+}
+
+/// The rules' episodes on a server, pending ones included: what is about to fire.
+#[utoipa::path(get, path = "/api/v1/servers/{id}/episodes", tag = "alerts", params(("id" = i64, Path)),
+    responses((status = 200, body = Episodes), (status = 401), (status = 404)), security(("api_token" = [])))]
+pub async fn episodes(
+    State(state): State<AppState>,
+    _: Viewer,
+    ApiPath(id): ApiPath<ServerId>,
+) -> ApiResult<Json<Episodes>> {
+    state.store.get_server(id).await.map_err(|e| not_found_as(e, "server"))?;
+    let rules = state.store.list_rules().await?;
+    let episodes = state
+        .store
+        .rule_states(id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let (phase, since, level) = match s.state.phase {
+                Phase::Ok => ("ok", None, None),
+                Phase::Pending { since, level } => ("pending", Some(since), Some(level)),
+                Phase::Firing { since, level, .. } => ("firing", Some(since), Some(level)),
+            };
+            EpisodeView {
+                rule_id: s.rule_id,
+                rule: rules.iter().find(|r| r.id == s.rule_id).map(|r| r.rule.name.clone()).unwrap_or_default(),
+                subject: s.subject,
+                phase,
+                since,
+                level,
+                value: s.state.value,
+                updated_at: s.state.updated_at,
+                alert_id: s.alert_id,
+            }
+        })
+        .collect();
+    Ok(Json(Episodes { episodes }))
 }

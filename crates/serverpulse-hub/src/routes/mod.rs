@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/servers/{id}/credentials", post(servers::credentials))
         .route("/api/v1/servers/{id}/metrics", get(servers::metrics))
         .route("/api/v1/servers/{id}/services", get(servers::services))
+        .route("/api/v1/servers/{id}/episodes", get(alerts::episodes))
         .route("/api/v1/servers/{id}/commands", get(servers::list_commands).post(servers::enqueue_command))
         .route("/api/v1/events", get(log::events))
         .route("/api/v1/alerts", get(alerts::list))

@@ -45,6 +45,11 @@ async fn a_rule_episode_from_pending_to_resolved_and_a_new_one_after() {
         hub.post(&metrics, Some(&token), report(hub.state.now(), 85.0)).await.ok();
         assert!(alerts(&hub, &viewer, &ours).await.is_empty(), "minute {minute}");
     }
+    // Pending is visible: what is about to fire, since when.
+    let episodes = hub.get(&format!("/api/v1/servers/{server_id}/episodes"), Some(&viewer)).await.expect(200);
+    let pending = episodes["episodes"].as_array().unwrap().iter().find(|e| e["rule_id"] == rule_id).unwrap().clone();
+    assert_eq!((pending["phase"].clone(), pending["since"].clone()), (json!("pending"), json!(T0)), "{pending}");
+    assert_eq!(pending["rule"], "Hot CPU");
     // Held for 2 minutes: fires in the same request that carried the report.
     hub.clock.set(T0 + 120_000);
     hub.post(&metrics, Some(&token), report(hub.state.now(), 86.0)).await.ok();

@@ -332,3 +332,36 @@ async fn a_firing_alert_is_repeated_until_acknowledged() {
     let cpu_reminders = reminders().iter().filter(|d| d["alert"]["type"] == "cpu").count();
     assert_eq!(cpu_reminders, 1, "acknowledged: no more reminders");
 }
+
+#[tokio::test]
+async fn an_escalation_is_announced_on_the_same_episode() {
+    let (receiver, address) = Receiver::start().await;
+    let hub = spawn_app().await;
+    let admin = hub.token_for(Role::Admin).await;
+    let (server_id, agent, token) = hub.registered_agent(&admin, "10.80.0.2").await;
+    hub.post(
+        "/api/v1/rules",
+        Some(&admin),
+        json!({"name": "CPU steps", "metric": "cpu", "op": ">", "warning": 80, "critical": 95,
+               "scope": {"servers": [server_id]}}),
+    )
+    .await
+    .expect(201);
+    channel(
+        &hub,
+        &admin,
+        json!({"name": "hook", "kind": "webhook", "settings": {"url": format!("http://{address}/hook")}}),
+    )
+    .await;
+    let metrics = format!("/api/v1/agents/{agent}/metrics");
+    for (at, cpu) in [(T0, 85.0), (T0 + 30_000, 97.0), (T0 + 60_000, 98.0)] {
+        hub.post(&metrics, Some(&token), report(at, cpu)).await.ok();
+        serverpulse_hub::notifier::deliver_due(&hub.state, at).await.unwrap();
+    }
+    let documents: Vec<Value> = receiver.at("/hook").iter().map(|h| serde_json::from_slice(&h.body).unwrap()).collect();
+    let events: Vec<&str> = documents.iter().map(|d| d["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["firing", "escalated"], "nothing more while it stays critical");
+    assert_eq!(documents[0]["alert"]["id"], documents[1]["alert"]["id"], "one episode");
+    assert_eq!(documents[1]["alert"]["severity"], "critical");
+    assert!(documents[1]["text"].as_str().unwrap().contains("ESCALATED to CRITICAL"));
+}
