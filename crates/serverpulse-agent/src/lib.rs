@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod collect;
+pub mod coalesce;
 pub mod collector;
 pub mod config;
 pub mod dbus;

@@ -16,6 +16,9 @@ use serverpulse_proto::responses::{
     RegisterResponse,
 };
 use ureq::tls::{RootCerts, TlsConfig};
+use ureq::unversioned::transport::Connector;
+
+use crate::coalesce::CoalescingConnector;
 
 use crate::config::Config;
 
@@ -87,8 +90,9 @@ impl Hub {
             .tls_config(tls.build())
             .proxy(ureq::Proxy::try_from_env())
             .user_agent(concat!("serverpulse-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let connector = ureq::unversioned::transport::DefaultConnector::new().chain(CoalescingConnector);
+        let agent = ureq::Agent::with_parts(agent, connector, ureq::unversioned::resolver::DefaultResolver::default());
         Ok(Self { agent, base: config.server.endpoint.base().to_owned() })
     }
 
@@ -163,7 +167,12 @@ impl Hub {
         credentials: &Credentials,
         reports: &[Value],
     ) -> Result<MetricsAccepted, TransportError> {
-        let body = serde_json::json!({ "reports": reports }).to_string();
+        /// `{"reports":[…]}` over the caller's documents, without copying them.
+        #[derive(serde::Serialize)]
+        struct Batch<'a> {
+            reports: &'a [Value],
+        }
+        let body = serde_json::to_string(&Batch { reports }).map_err(|e| TransportError::Setup(e.to_string()))?;
         self.send(
             "POST",
             &self.agent_url(credentials, "/metrics"),
