@@ -8,8 +8,8 @@
 
 pub mod backoff;
 pub mod cli;
-pub mod collect;
 pub mod coalesce;
+pub mod collect;
 pub mod collector;
 pub mod config;
 pub mod dbus;
