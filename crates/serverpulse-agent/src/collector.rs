@@ -25,6 +25,8 @@ pub const TOP_PROCESSES: usize = 5;
 /// a collection together, per-process CPU is more telling over minutes than over
 /// seconds, and filesystems are rarely mounted. (Their usage is measured every time.)
 pub const SLOW_SCAN_EVERY: u64 = 4;
+/// Collections between fresh directory listings (sensor chips).
+pub const LISTINGS_EVERY: u64 = 40;
 
 /// The counters kept from one reading to the next.
 #[derive(Debug, Clone)]
@@ -199,8 +201,9 @@ impl Collector {
         }
         let slow_due = self.collections.is_multiple_of(SLOW_SCAN_EVERY);
         self.collections += 1;
-        if slow_due {
-            // Block devices and sensors are looked for afresh at the slow cadence, like mounts.
+        if self.collections.is_multiple_of(LISTINGS_EVERY) {
+            // Sensors (and anything else listed) are looked for afresh now and then;
+            // block devices follow /proc/diskstats at once.
             self.root.forget_listings();
         }
         let current = self.read(now_ms)?;

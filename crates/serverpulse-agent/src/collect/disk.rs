@@ -135,7 +135,10 @@ pub fn total_io(disks: &BTreeMap<String, DiskIo>) -> DiskIo {
 
 pub fn read_disks(root: &Root) -> Result<BTreeMap<String, DiskIo>, CollectError> {
     let text = read(root, "proc/diskstats")?;
-    let whole = root.list("sys/block").map_err(|e| CollectError::read("sys/block", e))?;
+    // Which of the devices are whole disks (partitions are not in /sys/block): listed
+    // again only when the set of devices changes.
+    let devices: Vec<&str> = text.lines().filter_map(|line| line.split_whitespace().nth(2)).collect();
+    let whole = root.list_for("sys/block", &devices.join(" ")).map_err(|e| CollectError::read("sys/block", e))?;
     Ok(parse_diskstats(&text, &whole))
 }
 

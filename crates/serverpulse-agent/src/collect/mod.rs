@@ -34,7 +34,8 @@ pub struct Root {
     base: PathBuf,
     /// Open handles by relative path, and the buffer they are read into.
     held: Mutex<(HashMap<String, File>, Vec<u8>)>,
-    listings: Mutex<HashMap<String, Vec<String>>>,
+    /// Listings by directory, each with the signature of what it was read for.
+    listings: Mutex<HashMap<String, (String, Vec<String>)>>,
 }
 
 impl std::fmt::Debug for Root {
@@ -95,15 +96,24 @@ impl Root {
 
     /// The names in directory `relative`, sorted; from the kept listing if there is one.
     pub fn list(&self, relative: &str) -> std::io::Result<Vec<String>> {
+        self.list_for(relative, "")
+    }
+
+    /// Like [`list`](Self::list), but the kept listing is read again as soon as
+    /// `signature` (a summary of what the caller sees elsewhere, e.g. the device names
+    /// in `/proc/diskstats`) differs from the one it was read for.
+    pub fn list_for(&self, relative: &str, signature: &str) -> std::io::Result<Vec<String>> {
         let mut listings = self.listings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(names) = listings.get(relative) {
+        if let Some((kept_for, names)) = listings.get(relative)
+            && kept_for == signature
+        {
             return Ok(names.clone());
         }
         let mut names: Vec<String> = std::fs::read_dir(self.path(relative))?
             .filter_map(|entry| entry.ok().and_then(|e| e.file_name().into_string().ok()))
             .collect();
         names.sort();
-        listings.insert(relative.to_owned(), names.clone());
+        listings.insert(relative.to_owned(), (signature.to_owned(), names.clone()));
         Ok(names)
     }
 
@@ -168,22 +178,20 @@ pub fn read(root: &Root, relative: &str) -> Result<String, CollectError> {
     root.read(relative).map_err(|e| CollectError::read(relative, e))
 }
 
-/// Reads a one-line `/proc` file (`/proc/<pid>/stat`) into `buffer`, reused across
-/// calls. These files are generated whole on open, so a read that returns less than
-/// asked and ends the line is all there is: one `read` instead of a second one that
-/// only finds the end (the size probe `std::fs::read*` makes would be wasted too, as
-/// `/proc` reports size zero).
-pub fn read_line_file<'b>(path: &Path, buffer: &'b mut Vec<u8>) -> std::io::Result<&'b str> {
+/// Reads a one-line `/proc` file (`/proc/<pid>/stat`), open as `file`, into `buffer`,
+/// reused across calls. These files are generated whole on open, so a read that
+/// returns less than asked and ends the line is all there is: one `read` instead of a
+/// second one that only finds the end.
+pub fn read_line_fd<'b>(file: &impl std::os::fd::AsFd, buffer: &'b mut Vec<u8>) -> std::io::Result<&'b str> {
     if buffer.len() < 4096 {
         buffer.resize(4096, 0);
     }
-    let file = File::open(path)?;
     let mut len = 0;
     loop {
         if len == buffer.len() {
             buffer.resize(len * 2, 0);
         }
-        let n = file.read_at(&mut buffer[len..], len as u64)?;
+        let n = rustix::io::pread(file, &mut buffer[len..], len as u64)?;
         len += n;
         if n == 0 || (len < buffer.len() && buffer[..len].ends_with(b"\n")) {
             break;
@@ -226,5 +234,9 @@ mod tests {
         assert_eq!(root.list("sys/block").unwrap(), ["sda"], "kept");
         root.forget_listings();
         assert_eq!(root.list("sys/block").unwrap(), ["nvme0n1", "sda"]);
+        assert_eq!(root.list_for("sys/block", "nvme0n1 sda").unwrap(), ["nvme0n1", "sda"], "read for this signature");
+        std::fs::create_dir_all(dir.path().join("sys/block/sdb")).unwrap();
+        assert_eq!(root.list_for("sys/block", "nvme0n1 sda").unwrap().len(), 2, "kept for the same one");
+        assert_eq!(root.list_for("sys/block", "nvme0n1 sda sdb").unwrap().len(), 3, "read again for a new one");
     }
 }

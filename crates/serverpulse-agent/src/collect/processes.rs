@@ -35,20 +35,32 @@ pub fn parse_pid_stat(text: &str) -> Option<ProcessSample> {
 }
 
 /// Every process readable right now. Processes that exit mid-scan are skipped. One
-/// buffer serves every file (no size probe, no allocation per process).
+/// buffer serves every file (no size probe, no allocation per process), and each
+/// `<pid>/stat` is opened relative to the `/proc` directory already open (no walk
+/// from `/` per process).
 pub fn read_processes(root: &Root) -> Vec<ProcessSample> {
-    let proc_dir = root.path("proc");
-    let Ok(entries) = std::fs::read_dir(&proc_dir) else {
+    use rustix::fs::{Dir, Mode, OFlags, openat};
+    let Ok(proc_dir) =
+        openat(rustix::fs::CWD, root.path("proc"), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+    else {
         return Vec::new();
     };
-    let mut buffer = Vec::new();
+    let Ok(mut entries) = Dir::read_from(&proc_dir) else { return Vec::new() };
+    let mut buffer = vec![0u8; 4096];
+    let mut path = Vec::with_capacity(32);
     let mut found = Vec::new();
-    for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name();
-        if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+    while let Some(Ok(entry)) = entries.next() {
+        let name = entry.file_name().to_bytes();
+        if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
             continue;
         }
-        if let Ok(text) = super::read_line_file(&proc_dir.join(&name).join("stat"), &mut buffer)
+        path.clear();
+        path.extend_from_slice(name);
+        path.extend_from_slice(b"/stat");
+        let Ok(file) = openat(&proc_dir, path.as_slice(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
+            continue;
+        };
+        if let Ok(text) = super::read_line_fd(&file, &mut buffer)
             && let Some(sample) = parse_pid_stat(text)
         {
             found.push(sample);
