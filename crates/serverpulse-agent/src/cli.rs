@@ -230,7 +230,7 @@ fn collect(json: bool) -> anyhow::Result<()> {
     let mut source = Systemd::default();
     let units = services::watched_units(&[], &mut source);
     let states = services::check(&units, &mut source);
-    let document = report::build(0, &collection, &states);
+    let document = report::document(0, &collection, &states);
     if json {
         println!("{}", serde_json::to_string_pretty(&document)?);
     } else {

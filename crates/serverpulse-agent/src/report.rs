@@ -2,10 +2,9 @@
 //! protocol v1 understands it) plus `metrics.detail`, `seq` and `"schema": 2`.
 
 use serde::Serialize;
-use serde_json::{Value, json};
 use serverpulse_proto::time::format_timestamp;
 
-use crate::collector::Collection;
+use crate::collector::{Collection, Detail, Flat};
 
 /// The state of one watched unit, as reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,16 +41,37 @@ impl ServiceState {
     }
 }
 
-/// The report document for one collection.
-pub fn build(seq: u64, collection: &Collection, services: &[ServiceState]) -> Value {
-    let mut metrics = serde_json::to_value(&collection.flat).unwrap_or_else(|_| json!({}));
-    metrics["detail"] = serde_json::to_value(&collection.detail).unwrap_or(Value::Null);
-    json!({
-        "schema": 2,
-        "seq": seq,
-        "timestamp": format_timestamp(collection.at_ms),
-        "agent_version": env!("CARGO_PKG_VERSION"),
-        "metrics": metrics,
-        "services": services,
-    })
+/// The report document for one collection, serialised straight from the collection
+/// (no intermediate JSON tree).
+#[derive(Debug, Serialize)]
+pub struct Document<'a> {
+    pub schema: u32,
+    pub seq: u64,
+    pub timestamp: String,
+    pub agent_version: &'static str,
+    pub metrics: Metrics<'a>,
+    pub services: &'a [ServiceState],
+    /// Reports the spool had to drop (size cap) since it last had to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool_dropped: Option<u64>,
+}
+
+/// The documented flat fields with `detail` beside them.
+#[derive(Debug, Serialize)]
+pub struct Metrics<'a> {
+    #[serde(flatten)]
+    pub flat: &'a Flat,
+    pub detail: &'a Detail,
+}
+
+pub fn document<'a>(seq: u64, collection: &'a Collection, services: &'a [ServiceState]) -> Document<'a> {
+    Document {
+        schema: 2,
+        seq,
+        timestamp: format_timestamp(collection.at_ms),
+        agent_version: env!("CARGO_PKG_VERSION"),
+        metrics: Metrics { flat: &collection.flat, detail: &collection.detail },
+        services,
+        spool_dropped: None,
+    }
 }

@@ -202,7 +202,7 @@ impl Agent {
         let document = self.collect_report(now)?;
         let direct = self.credentials().filter(|_| self.spool.is_empty() && now >= self.schedule.send);
         if let Some(credentials) = direct {
-            match self.hub.send_reports(&credentials, std::slice::from_ref(&document)) {
+            match self.hub.send_reports(&credentials, &[document.as_str()]) {
                 Ok(accepted) => {
                     if accepted.commands_pending > 0 {
                         self.schedule.commands = now;
@@ -220,12 +220,12 @@ impl Agent {
                 }
             }
         }
-        self.spool.push(document.to_string().as_bytes())?;
+        self.spool.push(document.as_bytes())?;
         Ok(())
     }
 
     /// Collects once: the report document, with alerts it raised stored durably first.
-    fn collect_report(&mut self, now: i64) -> Result<Value, AgentError> {
+    fn collect_report(&mut self, now: i64) -> Result<String, AgentError> {
         let collection = self.collector.collect_once(now)?;
         let services = services::check(&self.units, self.service_source.as_mut());
         let mut raised = self.service_changes(&services, now);
@@ -243,11 +243,9 @@ impl Agent {
             self.state.services = unit_states;
             self.state_file.save(&self.state)?;
         }
-        let mut document = report::build(seq, &collection, &services);
-        if self.spool.dropped() > 0 {
-            document["spool_dropped"] = json!(self.spool.dropped());
-        }
-        Ok(document)
+        let mut document = report::document(seq, &collection, &services);
+        document.spool_dropped = Some(self.spool.dropped()).filter(|d| *d > 0);
+        Ok(serde_json::to_string(&document).unwrap_or_default())
     }
 
     /// The next report `seq`. Seqs are reserved on disk a block at a time, before any
@@ -313,7 +311,7 @@ impl Agent {
     pub fn flush(&mut self, credentials: &Credentials, now: i64) -> Result<(), AgentError> {
         while !self.spool.is_empty() {
             let records = self.spool.peek(BATCH)?;
-            let reports: Vec<Value> = records.iter().filter_map(|r| serde_json::from_slice(r).ok()).collect();
+            let reports: Vec<&str> = records.iter().filter_map(|r| json_text(r)).collect();
             if reports.len() != records.len() {
                 // Unparseable records cannot have come from this agent; drop the batch's bad ones.
                 log::error!("dropping {} unreadable spooled record(s)", records.len() - reports.len());
@@ -352,7 +350,7 @@ impl Agent {
     fn send_singly(&mut self, credentials: &Credentials, count: usize) -> Result<(), AgentError> {
         for _ in 0..count {
             let Some(record) = self.spool.peek(1)?.pop() else { break };
-            let report: Value = serde_json::from_slice(&record).unwrap_or(Value::Null);
+            let report = json_text(&record).unwrap_or("null");
             match self.hub.send_reports(credentials, &[report]) {
                 Ok(_) => self.spool.consume(1)?,
                 Err(TransportError::Refused { status, message }) => {
@@ -636,6 +634,13 @@ impl Agent {
         log::info!("configuration reloaded from {}", path.display());
         Ok(())
     }
+}
+
+/// A spooled record as JSON text, if it is one (records are checksummed, so anything
+/// else did not come from this agent).
+fn json_text(record: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(record).ok()?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).ok().map(|_| text)
 }
 
 /// `host:port` of a hub URL, with the scheme's default port (`[v6]:port` for IPv6).

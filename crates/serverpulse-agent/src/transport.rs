@@ -162,18 +162,18 @@ impl Hub {
         self.send("POST", &self.url("/agents/register"), bearer, &headers, Some((body.to_string().into_bytes(), false)))
     }
 
-    /// Sends reports as one gzip-compressed `{"reports":[…]}` batch.
-    pub fn send_reports(
-        &self,
-        credentials: &Credentials,
-        reports: &[Value],
-    ) -> Result<MetricsAccepted, TransportError> {
-        /// `{"reports":[…]}` over the caller's documents, without copying them.
-        #[derive(serde::Serialize)]
-        struct Batch<'a> {
-            reports: &'a [Value],
+    /// Sends reports (each a JSON document's text) as one gzip-compressed
+    /// `{"reports":[…]}` batch.
+    pub fn send_reports(&self, credentials: &Credentials, reports: &[&str]) -> Result<MetricsAccepted, TransportError> {
+        let mut body = String::with_capacity(reports.iter().map(|r| r.len() + 1).sum::<usize>() + 16);
+        body.push_str("{\"reports\":[");
+        for (i, report) in reports.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(report);
         }
-        let body = serde_json::to_string(&Batch { reports }).map_err(|e| TransportError::Setup(e.to_string()))?;
+        body.push_str("]}");
         self.send(
             "POST",
             &self.agent_url(credentials, "/metrics"),
