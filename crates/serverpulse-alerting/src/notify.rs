@@ -9,6 +9,8 @@ use serverpulse_proto::ValidationError;
 use serverpulse_proto::alert::Severity;
 use serverpulse_proto::fields::{Errors, Object, kind};
 
+use crate::rule::servers_and_tags;
+
 /// The kinds of channel and what each needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -232,43 +234,8 @@ fn decode_route(route: &Object<'_>, errors: &mut Errors) -> Route {
             Severity::Warning
         }),
     };
-    let (servers, tags) = ids_and_tags(route, errors);
+    let (servers, tags) = servers_and_tags(route, errors);
     Route { min_severity, servers, tags }
-}
-
-/// `servers` (ids) and `tags` members of an object.
-fn ids_and_tags(object: &Object<'_>, errors: &mut Errors) -> (Vec<i64>, Vec<String>) {
-    let list = |key: &str, errors: &mut Errors| match object.get(key) {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items.clone(),
-        Some(other) => {
-            errors.add(object.child(key), format!("must be an array, got {}", kind(other)));
-            Vec::new()
-        }
-    };
-    let servers = list("servers", errors)
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| {
-            let id = v.as_i64().filter(|id| *id > 0);
-            if id.is_none() {
-                errors.add(format!("{}[{i}]", object.child("servers")), "must be a server id");
-            }
-            id
-        })
-        .collect();
-    let tags = list("tags", errors)
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| {
-            let tag = v.as_str().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
-            if tag.is_none() {
-                errors.add(format!("{}[{i}]", object.child("tags")), "must be a tag");
-            }
-            tag
-        })
-        .collect();
-    (servers, tags)
 }
 
 /// When a silence applies: once (from, to), or every week on some days for some minutes.
@@ -395,7 +362,7 @@ pub fn decode_silence(value: &Value, now: i64) -> Result<Silence, ValidationErro
         }
         Schedule::Once { starts_at, ends_at }
     };
-    let (servers, tags) = ids_and_tags(&doc, &mut errors);
+    let (servers, tags) = servers_and_tags(&doc, &mut errors);
     let rules = match doc.get("rules") {
         None => Vec::new(),
         Some(Value::Array(items)) => items

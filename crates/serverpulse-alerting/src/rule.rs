@@ -391,14 +391,19 @@ fn decode_scope(value: &Value, errors: &mut Errors) -> Scope {
     for key in scope.map().keys().filter(|k| !["servers", "tags"].contains(&k.as_str())) {
         errors.add(scope.child(key), "is not a scope field (servers, tags)");
     }
-    let list = |key: &str, errors: &mut Errors| -> Vec<Value> {
-        match scope.get(key) {
-            None => Vec::new(),
-            Some(Value::Array(items)) => items.clone(),
-            Some(other) => {
-                errors.add(scope.child(key), format!("must be an array, got {}", kind(other)));
-                Vec::new()
-            }
+    let (servers, tags) = servers_and_tags(&scope, errors);
+    Scope { servers, tags }
+}
+
+/// The `servers` (ids) and `tags` members of an object, as scopes, routes and silences
+/// name what they apply to.
+pub(crate) fn servers_and_tags(object: &Object<'_>, errors: &mut Errors) -> (Vec<i64>, Vec<String>) {
+    let list = |key: &str, errors: &mut Errors| match object.get(key) {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items.clone(),
+        Some(other) => {
+            errors.add(object.child(key), format!("must be an array, got {}", kind(other)));
+            Vec::new()
         }
     };
     let servers = list("servers", errors)
@@ -407,7 +412,7 @@ fn decode_scope(value: &Value, errors: &mut Errors) -> Scope {
         .filter_map(|(i, v)| {
             let id = v.as_i64().filter(|id| *id > 0);
             if id.is_none() {
-                errors.add(format!("scope.servers[{i}]"), "must be a server id");
+                errors.add(format!("{}[{i}]", object.child("servers")), "must be a server id");
             }
             id
         })
@@ -418,12 +423,12 @@ fn decode_scope(value: &Value, errors: &mut Errors) -> Scope {
         .filter_map(|(i, v)| {
             let tag = v.as_str().map(str::trim).filter(|t| !t.is_empty() && t.len() <= 64).map(str::to_owned);
             if tag.is_none() {
-                errors.add(format!("scope.tags[{i}]"), "must be a tag (1 to 64 characters)");
+                errors.add(format!("{}[{i}]", object.child("tags")), "must be a tag (1 to 64 characters)");
             }
             tag
         })
         .collect();
-    Scope { servers, tags }
+    (servers, tags)
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@ pub mod system;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -136,6 +135,16 @@ impl Root {
 /// is never used, so the same handle serves every collection), through `buffer`, which
 /// stays allocated between calls.
 fn read_whole(file: &File, buffer: &mut Vec<u8>) -> std::io::Result<String> {
+    read_from_start(file, buffer, false).map(str::to_owned)
+}
+
+/// Positioned reads from offset 0 into `buffer` (grown as needed, kept between calls)
+/// until the end of the file — or, with `one_line`, until a short read that ends a line.
+fn read_from_start<'b>(
+    file: &impl std::os::fd::AsFd,
+    buffer: &'b mut Vec<u8>,
+    one_line: bool,
+) -> std::io::Result<&'b str> {
     if buffer.len() < 4096 {
         buffer.resize(4096, 0);
     }
@@ -144,14 +153,13 @@ fn read_whole(file: &File, buffer: &mut Vec<u8>) -> std::io::Result<String> {
         if len == buffer.len() {
             buffer.resize(len * 2, 0);
         }
-        match file.read_at(&mut buffer[len..], len as u64)? {
-            0 => break,
-            n => len += n,
+        let n = rustix::io::pread(file, &mut buffer[len..], len as u64)?;
+        len += n;
+        if n == 0 || (one_line && len < buffer.len() && buffer[..len].ends_with(b"\n")) {
+            break;
         }
     }
-    std::str::from_utf8(&buffer[..len])
-        .map(str::to_owned)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    std::str::from_utf8(&buffer[..len]).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// A file that could not be read or understood.
@@ -183,21 +191,7 @@ pub fn read(root: &Root, relative: &str) -> Result<String, CollectError> {
 /// returns less than asked and ends the line is all there is: one `read` instead of a
 /// second one that only finds the end.
 pub fn read_line_fd<'b>(file: &impl std::os::fd::AsFd, buffer: &'b mut Vec<u8>) -> std::io::Result<&'b str> {
-    if buffer.len() < 4096 {
-        buffer.resize(4096, 0);
-    }
-    let mut len = 0;
-    loop {
-        if len == buffer.len() {
-            buffer.resize(len * 2, 0);
-        }
-        let n = rustix::io::pread(file, &mut buffer[len..], len as u64)?;
-        len += n;
-        if n == 0 || (len < buffer.len() && buffer[..len].ends_with(b"\n")) {
-            break;
-        }
-    }
-    std::str::from_utf8(&buffer[..len]).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    read_from_start(file, buffer, true)
 }
 
 /// Parses whitespace-separated unsigned integers, failing on the first that is not one.
