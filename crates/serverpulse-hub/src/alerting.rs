@@ -93,7 +93,8 @@ async fn evaluate_server(
     now: i64,
 ) -> Result<Vec<AlertId>, StoreError> {
     let rules = state.store.list_rules().await?;
-    let audience = Audience::load(state, now).await?;
+    // Channels and silences are read only when something is to be announced.
+    let mut audience: Option<Audience> = None;
     let states: HashMap<(i64, String), EpisodeState> =
         state.store.rule_states(server.id).await?.into_iter().map(|s| ((s.rule_id, s.subject), s.state)).collect();
     let mut changes = Vec::new();
@@ -117,7 +118,12 @@ async fn evaluate_server(
                 _ => Severity::Info,
             };
             let (notify, silenced) = match &action {
-                Some(_) => audience.recipients(level, server, Some(stored.id), now),
+                Some(_) => {
+                    if audience.is_none() {
+                        audience = Some(Audience::load(state, now).await?);
+                    }
+                    audience.as_ref().map_or((Vec::new(), false), |a| a.recipients(level, server, Some(stored.id), now))
+                }
                 None => (Vec::new(), false),
             };
             changes.push(AlertingChange { rule_id: stored.id, subject, state: after, action, notify, silenced });
