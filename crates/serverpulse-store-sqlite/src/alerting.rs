@@ -11,20 +11,11 @@ use serverpulse_store::{
 use sqlx::{Row, SqliteConnection};
 
 use crate::notifications::enqueue_in;
-use crate::rows::{self, db};
+use crate::rows::{self, conflict_if_unique, db, from_json, to_json};
 use crate::store::{SqliteStore, record_event};
 
-fn definition(rule: &Rule) -> StoreResult<String> {
-    serde_json::to_string(rule).map_err(|e| StoreError::Backend(e.to_string()))
-}
-
 fn unique_name(error: sqlx::Error) -> StoreError {
-    match &error {
-        sqlx::Error::Database(e) if e.message().contains("UNIQUE") => {
-            StoreError::Conflict("a rule with this name exists".to_owned())
-        }
-        _ => db(error),
-    }
+    conflict_if_unique(error, "a rule with this name exists")
 }
 
 async fn alert_in(conn: &mut SqliteConnection, id: AlertId) -> StoreResult<AlertRecord> {
@@ -94,8 +85,7 @@ impl SqliteStore {
         }
         close_alert(&mut tx, &alert, by, now).await?;
         // The rule's episode ends with it: a condition that still holds starts a new one.
-        let ok = serde_json::to_string(&EpisodeState { updated_at: now, ..EpisodeState::default() })
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let ok = to_json(&EpisodeState { updated_at: now, ..EpisodeState::default() })?;
         sqlx::query("UPDATE alert_states SET state = ?, alert_id = NULL WHERE alert_id = ?")
             .bind(ok)
             .bind(id)
@@ -124,7 +114,7 @@ impl SqliteStore {
              RETURNING id",
         )
         .bind(&rule.name)
-        .bind(definition(&rule)?)
+        .bind(to_json(&rule)?)
         .bind(now)
         .bind(now)
         .fetch_one(&mut *tx)
@@ -143,7 +133,7 @@ impl SqliteStore {
         let before = rule_in(&mut tx, id).await?;
         sqlx::query("UPDATE alert_rules SET name = ?, definition = ?, updated_at = ? WHERE id = ?")
             .bind(&rule.name)
-            .bind(definition(&rule)?)
+            .bind(to_json(&rule)?)
             .bind(now)
             .bind(id)
             .execute(&mut *tx)
@@ -180,8 +170,7 @@ impl SqliteStore {
                 Ok(RuleState {
                     rule_id: row.try_get("rule_id").map_err(db)?,
                     subject: row.try_get("subject").map_err(db)?,
-                    state: serde_json::from_str(&state)
-                        .map_err(|e| StoreError::Corrupt(format!("episode state: {e}")))?,
+                    state: from_json(&state, "episode state")?,
                     alert_id: row.try_get("alert_id").map_err(db)?,
                 })
             })
@@ -305,7 +294,7 @@ impl SqliteStore {
                 }
             };
             let alert_id = if matches!(change.state.phase, Phase::Ok) { None } else { alert_id };
-            let state = serde_json::to_string(&change.state).map_err(|e| StoreError::Backend(e.to_string()))?;
+            let state = to_json(&change.state)?;
             sqlx::query(
                 "INSERT INTO alert_states (rule_id, server_id, subject, state, alert_id) VALUES (?, ?, ?, ?, ?) \
                  ON CONFLICT (rule_id, server_id, subject) DO UPDATE SET state = excluded.state, \

@@ -12,16 +12,8 @@ use serverpulse_store::{
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use crate::rows::db;
+use crate::rows::{conflict_if_unique, db, from_json, to_json};
 use crate::store::{SqliteStore, record_event};
-
-fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
 
 fn channel_row(row: &SqliteRow) -> StoreResult<StoredChannel> {
     let definition: String = row.try_get("definition").map_err(db)?;
@@ -44,12 +36,7 @@ fn silence_row(row: &SqliteRow) -> StoreResult<StoredSilence> {
 }
 
 fn unique_name(error: sqlx::Error) -> StoreError {
-    match &error {
-        sqlx::Error::Database(e) if e.message().contains("UNIQUE") => {
-            StoreError::Conflict("a channel with this name exists".to_owned())
-        }
-        _ => db(error),
-    }
+    conflict_if_unique(error, "a channel with this name exists")
 }
 
 async fn channel_in(conn: &mut SqliteConnection, id: i64) -> StoreResult<StoredChannel> {

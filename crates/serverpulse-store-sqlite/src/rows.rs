@@ -25,6 +25,25 @@ fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("{what}: {value:?}"))
 }
 
+/// A value kept in a JSON column.
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// A JSON column read back as `T`; `what` names it if it does not decode.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A write that broke a UNIQUE constraint is a conflict (`message` says which); other
+/// failures stay backend errors.
+pub(crate) fn conflict_if_unique(error: sqlx::Error, message: &str) -> StoreError {
+    match &error {
+        sqlx::Error::Database(e) if e.message().contains("UNIQUE") => StoreError::Conflict(message.to_owned()),
+        _ => db(error),
+    }
+}
+
 pub(crate) fn json(text: &str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
 }
@@ -154,7 +173,7 @@ pub(crate) fn rule(row: &SqliteRow) -> Result<StoredRule, StoreError> {
     let definition: String = row.try_get("definition").map_err(db)?;
     Ok(StoredRule {
         id: row.try_get("id").map_err(db)?,
-        rule: serde_json::from_str(&definition).map_err(|e| StoreError::Corrupt(format!("rule definition: {e}")))?,
+        rule: from_json(&definition, "rule definition")?,
         builtin: row.try_get::<i64, _>("builtin").map_err(db)? != 0,
         created_at: row.try_get("created_at").map_err(db)?,
         updated_at: row.try_get("updated_at").map_err(db)?,

@@ -764,8 +764,7 @@ impl Store for SqliteStore {
             .ok_or(StoreError::NotFound)?;
         let text: String = row.try_get("agent_settings").map_err(db)?;
         let version: i64 = row.try_get("agent_settings_version").map_err(db)?;
-        let value = serde_json::from_str(&text)
-            .map_err(|e| StoreError::Corrupt(format!("agent settings of server {server}: {e}")))?;
+        let value = rows::from_json(&text, &format!("agent settings of server {server}"))?;
         Ok(Versioned { version: u64::try_from(version).unwrap_or(0), value })
     }
 
@@ -776,7 +775,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<Versioned<AgentSettings>> {
         let mut tx = self.begin().await?;
-        let text = serde_json::to_string(&settings).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let text = rows::to_json(&settings)?;
         let version: i64 = sqlx::query(
             "UPDATE servers SET agent_settings = ?, agent_settings_version = agent_settings_version + 1 \
              WHERE id = ? RETURNING agent_settings_version",
