@@ -6,9 +6,11 @@
 //! small pool of their own that WAL lets run beside the writer.
 
 mod alerting;
+mod charts;
 mod migrate;
 mod notifications;
 mod rows;
 mod store;
+mod users;
 
 pub use store::SqliteStore;

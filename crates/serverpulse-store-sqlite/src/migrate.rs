@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "agent settings", include_str!("../migrations/0002_agent_settings.sql")),
     (3, "alerting", include_str!("../migrations/0003_alerting.sql")),
     (4, "notifications", include_str!("../migrations/0004_notifications.sql")),
+    (5, "sessions", include_str!("../migrations/0005_sessions.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.

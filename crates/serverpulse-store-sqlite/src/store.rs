@@ -16,11 +16,12 @@ use serverpulse_proto::report::Report;
 use serverpulse_proto::settings::AgentSettings;
 use serverpulse_store::{
     AckOutcome, AgentContact, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord,
-    AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, CommandRecord, CommandState, DeliveryOutcome,
-    DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, IngestOutcome, NewApiToken, NewCommand,
-    NewNotification, NewServer, NewUser, NotificationQuery, NotificationRecord, RegisterOutcome, RegistrationWay,
-    RuleState, Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError, StoreResult,
-    StoredChannel, StoredRule, StoredSilence, User, UserWithPassword, Versioned,
+    AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, DeliveryOutcome,
+    DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, FleetCounts, IngestOutcome, NewApiToken,
+    NewCommand, NewNotification, NewServer, NewSession, NewUser, NotificationQuery, NotificationRecord,
+    RegisterOutcome, RegistrationWay, RuleState, Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord,
+    Store, StoreError, StoreResult, StoredChannel, StoredRule, StoredSilence, User, UserId, UserWithPassword,
+    Versioned,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
@@ -1086,6 +1087,14 @@ impl Store for SqliteStore {
         found.iter().map(rows::sample).collect()
     }
 
+    async fn chart(&self, server: ServerId, from: i64, to: i64, step: i64) -> StoreResult<Vec<ChartBucket>> {
+        self.chart_buckets(server, from, to, step).await
+    }
+
+    async fn fleet_counts(&self) -> StoreResult<std::collections::HashMap<ServerId, FleetCounts>> {
+        self.counts_per_server().await
+    }
+
     async fn services(&self, server: ServerId) -> StoreResult<Vec<ServiceRecord>> {
         let found = sqlx::query("SELECT * FROM service_states WHERE server_id = ? ORDER BY name")
             .bind(server)
@@ -1253,6 +1262,28 @@ impl Store for SqliteStore {
         rows::user(&row)
     }
 
+    async fn create_first_user(&self, new: NewUser, now: i64) -> StoreResult<Option<User>> {
+        self.insert_first_user(new, now).await
+    }
+
+    async fn user_count(&self) -> StoreResult<u64> {
+        self.count_users().await
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<UserWithPassword> {
+        self.user_with_password(id).await
+    }
+
+    async fn set_password(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        keep: Option<&TokenDigest>,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.replace_password(id, password_hash, keep, now).await
+    }
+
     async fn list_users(&self) -> StoreResult<Vec<User>> {
         let found = sqlx::query("SELECT id, email, role, created_at FROM users ORDER BY id")
             .fetch_all(&self.reader)
@@ -1315,6 +1346,22 @@ impl Store for SqliteStore {
             created_at: row.try_get("user_created_at").map_err(db)?,
         };
         Ok(Some((ApiTokenSecret { token, secret: rows::digest(&secret)? }, user)))
+    }
+
+    async fn create_session(&self, session: NewSession, now: i64) -> StoreResult<()> {
+        self.insert_session(session, now).await
+    }
+
+    async fn session_user(&self, id: &TokenDigest, now: i64) -> StoreResult<Option<User>> {
+        self.user_of_session(id, now).await
+    }
+
+    async fn delete_session(&self, id: &TokenDigest, now: i64) -> StoreResult<()> {
+        self.end_session(id, now).await
+    }
+
+    async fn record_failed_login(&self, email: &str, now: i64) -> StoreResult<()> {
+        self.log_failed_login(email, now).await
     }
 }
 

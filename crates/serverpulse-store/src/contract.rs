@@ -23,7 +23,8 @@ use serverpulse_alerting::{EpisodeState, Phase, Rule, decode_rule};
 use crate::{
     AckOutcome, AgentContact, AgentCredentials, AgentProfile, AlertAction, AlertQuery, AlertStatus, AlertingChange,
     CommandState, DeliveryOutcome, EnrollmentGrant, EventKind, EventQuery, NewApiToken, NewCommand, NewNotification,
-    NewServer, NewUser, NotificationQuery, RegisterOutcome, RegistrationWay, ServerId, ServerPatch, Store, StoreError,
+    NewServer, NewSession, NewUser, NotificationQuery, RegisterOutcome, RegistrationWay, ServerId, ServerPatch, Store,
+    StoreError,
 };
 
 /// 2025-06-21T20:30:00Z.
@@ -52,6 +53,10 @@ macro_rules! contract_suite {
             alert_episodes_open_escalate_acknowledge_and_resolve,
             notifications_are_queued_with_their_alert_retried_and_logged,
             silences_are_kept_until_over,
+            the_first_user_is_created_once,
+            sessions_expire_and_end_with_a_password_change,
+            charts_reduce_samples_to_buckets,
+            fleet_counts_open_alerts_and_failed_units,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -686,4 +691,98 @@ pub async fn silences_are_kept_until_over(store: &dyn Store) {
     assert_eq!(first.created_by, "ops@example.test");
     store.delete_silence(first.id, T0).await.expect("delete");
     assert!(matches!(store.delete_silence(first.id, T0).await, Err(StoreError::NotFound)));
+}
+
+pub async fn the_first_user_is_created_once(store: &dyn Store) {
+    assert_eq!(store.user_count().await.expect("count"), 0);
+    let first = NewUser { email: "root@example.test".into(), role: Role::Admin, password_hash: "h1".into() };
+    let created = store.create_first_user(first, T0).await.expect("first").expect("created");
+    assert_eq!(created.role, Role::Admin);
+    let second = NewUser { email: "other@example.test".into(), role: Role::Admin, password_hash: "h2".into() };
+    assert!(store.create_first_user(second, T0).await.expect("second").is_none(), "only while no user exists");
+    assert_eq!(store.user_count().await.expect("count"), 1);
+    let events = store.events(EventQuery { kind: Some(EventKind::UserChanged), limit: 10, ..Default::default() });
+    assert_eq!(events.await.expect("events").len(), 1);
+}
+
+pub async fn sessions_expire_and_end_with_a_password_change(store: &dyn Store) {
+    let user = store
+        .create_user(NewUser { email: "s@example.test".into(), role: Role::Viewer, password_hash: "old".into() }, T0)
+        .await
+        .expect("user");
+    let [a, b, c] = [0, 1, 2].map(|_| Secret::generate().expect("randomness").digest());
+    for id in [&a, &b] {
+        let session = NewSession { id: id.clone(), user_id: user.id, expires_at: T0 + 1_000 };
+        store.create_session(session, T0).await.expect("session");
+    }
+    assert_eq!(store.session_user(&a, T0 + 999).await.expect("lookup"), Some(user.clone()));
+    assert_eq!(store.session_user(&a, T0 + 1_000).await.expect("lookup"), None, "expired");
+    assert_eq!(store.session_user(&c, T0).await.expect("lookup"), None, "unknown");
+    let orphan = NewSession { id: c.clone(), user_id: 9_999, expires_at: T0 + 1_000 };
+    assert!(matches!(store.create_session(orphan, T0).await, Err(StoreError::NotFound)));
+
+    store.set_password(user.id, "new", Some(&a), T0 + 10).await.expect("password");
+    assert_eq!(store.user(user.id).await.expect("user").password_hash, "new");
+    assert!(store.session_user(&a, T0 + 20).await.expect("lookup").is_some(), "the changing session stays");
+    assert!(store.session_user(&b, T0 + 20).await.expect("lookup").is_none(), "every other one ends");
+    store.delete_session(&a, T0 + 30).await.expect("logout");
+    store.delete_session(&a, T0 + 30).await.expect("logging out twice is harmless");
+    assert!(store.session_user(&a, T0 + 40).await.expect("lookup").is_none());
+    assert!(matches!(store.user(9_999).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.set_password(9_999, "x", None, T0).await, Err(StoreError::NotFound)));
+
+    store.record_failed_login("mallory@example.test", T0 + 50).await.expect("failed login");
+    let log = store.events(EventQuery { kind: Some(EventKind::UserSession), limit: 10, ..Default::default() });
+    let messages: Vec<String> = log.await.expect("events").into_iter().map(|e| e.message).collect();
+    assert_eq!(
+        messages,
+        [
+            "refused sign-in as mallory@example.test",
+            "s@example.test signed out",
+            "s@example.test signed in",
+            "s@example.test signed in"
+        ]
+    );
+}
+
+pub async fn charts_reduce_samples_to_buckets(store: &dyn Store) {
+    let id = agent(store, "chart", "10.0.0.40").await;
+    // One sample every 10 s for 60 s; cpu = 10, 11, …; buckets of 30 s aligned to 30 s.
+    let start = T0 - T0 % 30_000;
+    let reports: Vec<Report> = (0..6u64)
+        .map(|i| {
+            let at = start + i as i64 * 10_000;
+            let doc = json!({"timestamp": serverpulse_proto::time::format_timestamp(at), "seq": i,
+                "metrics": {"cpu_usage": 10.0 + i as f64, "memory_usage": 20.0, "disk_usage": 30.0, "network_rx": i * 1_000}});
+            decode_report(&doc, "", at).expect("valid report")
+        })
+        .collect();
+    store.store_reports(id, &reports, start + 60_000).await.expect("store");
+    let buckets = store.chart(id, start, start + 60_000, 30_000).await.expect("chart");
+    assert_eq!(buckets.iter().map(|b| (b.start, b.samples)).collect::<Vec<_>>(), [(start, 3), (start + 30_000, 3)]);
+    let cpu = buckets[1].bands[crate::ChartMetric::Cpu as usize];
+    assert_eq!((cpu.min, cpu.max, cpu.avg), (Some(13.0), Some(15.0), Some(14.0)));
+    let rx = buckets[0].bands[crate::ChartMetric::NetworkRxRate as usize];
+    assert_eq!((rx.min, rx.max), (Some(100.0), Some(100.0)), "the first sample has no rate; the others 1000 B / 10 s");
+    let window = store.chart(id, start + 10_000, start + 30_000, 10_000).await.expect("chart");
+    assert_eq!(window.len(), 2, "from is inclusive, to exclusive");
+    assert!(store.chart(id + 1_000, start, start + 60_000, 30_000).await.expect("chart").is_empty());
+}
+
+pub async fn fleet_counts_open_alerts_and_failed_units(store: &dyn Store) {
+    let quiet = agent(store, "quiet", "10.0.0.41").await;
+    let busy = agent(store, "busy", "10.0.0.42").await;
+    let units = json!([{"name": "a", "status": "failed"}, {"name": "b", "status": "failed"}, {"name": "c", "status": "active"}]);
+    store.store_reports(busy, &[report(Some(1), T0, 0, units)], T0).await.expect("store");
+    let alert = AgentAlert {
+        kind: "oom_kill".into(),
+        severity: Severity::Critical,
+        message: "killed".into(),
+        details: json!({}),
+        host_time: None,
+    };
+    store.store_agent_alerts(busy, &[alert], &[vec![]], T0).await.expect("alert");
+    let counts = store.fleet_counts().await.expect("counts");
+    assert_eq!(counts.get(&busy).map(|c| (c.open_alerts, c.failed_services)), Some((1, 2)));
+    assert!(!counts.contains_key(&quiet));
 }

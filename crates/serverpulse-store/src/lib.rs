@@ -118,6 +118,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Samples with agent time in `[from, to]`, oldest first, at most `limit`.
     async fn metrics_history(&self, server: ServerId, from: i64, to: i64, limit: u32) -> StoreResult<Vec<Sample>>;
+    /// Samples with agent time in `[from, to)` reduced to buckets of `step` ms (aligned to
+    /// multiples of `step`), oldest first; empty buckets are absent.
+    async fn chart(&self, server: ServerId, from: i64, to: i64, step: i64) -> StoreResult<Vec<ChartBucket>>;
+    /// Open alerts and failed units per server; servers with neither are absent.
+    async fn fleet_counts(&self) -> StoreResult<std::collections::HashMap<ServerId, FleetCounts>>;
     async fn services(&self, server: ServerId) -> StoreResult<Vec<ServiceRecord>>;
     async fn service_history(&self, server: ServerId, limit: u32) -> StoreResult<Vec<ServiceChange>>;
     async fn alerts(&self, query: AlertQuery) -> StoreResult<Vec<AlertRecord>>;
@@ -172,11 +177,35 @@ pub trait Store: Send + Sync + 'static {
     // --- users and API tokens ------------------------------------------------
 
     async fn create_user(&self, new: NewUser, now: i64) -> StoreResult<User>;
+    /// Creates `new` only while no user exists at all (the first run's administrator);
+    /// `None` when someone else got there first.
+    async fn create_first_user(&self, new: NewUser, now: i64) -> StoreResult<Option<User>>;
+    async fn user_count(&self) -> StoreResult<u64>;
+    async fn user(&self, id: UserId) -> StoreResult<UserWithPassword>;
+    /// Replaces the password and ends every session of the user but `keep` (logged).
+    async fn set_password(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        keep: Option<&TokenDigest>,
+        now: i64,
+    ) -> StoreResult<()>;
     async fn list_users(&self) -> StoreResult<Vec<User>>;
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserWithPassword>>;
     async fn create_api_token(&self, new: NewApiToken, now: i64) -> StoreResult<ApiToken>;
     /// The token with this public id and its owner, if neither is revoked.
     async fn api_token(&self, token_id: &str) -> StoreResult<Option<(ApiTokenSecret, User)>>;
+
+    // --- browser sessions ----------------------------------------------------
+
+    /// Starts a session (logged as a sign-in) and forgets expired ones.
+    async fn create_session(&self, session: NewSession, now: i64) -> StoreResult<()>;
+    /// The user of a live session.
+    async fn session_user(&self, id: &TokenDigest, now: i64) -> StoreResult<Option<User>>;
+    /// Ends a session (logged as a sign-out); unknown ids are not an error.
+    async fn delete_session(&self, id: &TokenDigest, now: i64) -> StoreResult<()>;
+    /// Records a refused sign-in (the address tried, never the password).
+    async fn record_failed_login(&self, email: &str, now: i64) -> StoreResult<()>;
 }
 
 /// An agent's secret as stored: only its digest.

@@ -415,10 +415,14 @@ pub enum EventKind {
     RuleChanged,
     ChannelChanged,
     SilenceChanged,
+    /// Someone signed in or out, or failed to.
+    UserSession,
+    /// A user was created or changed their password.
+    UserChanged,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 19] = [
         Self::ServerAdded,
         Self::ServerUpdated,
         Self::ServerRemoved,
@@ -436,6 +440,8 @@ impl EventKind {
         Self::RuleChanged,
         Self::ChannelChanged,
         Self::SilenceChanged,
+        Self::UserSession,
+        Self::UserChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -457,6 +463,8 @@ impl EventKind {
             Self::RuleChanged => "rule_changed",
             Self::ChannelChanged => "channel_changed",
             Self::SilenceChanged => "silence_changed",
+            Self::UserSession => "user_session",
+            Self::UserChanged => "user_changed",
         }
     }
 
@@ -614,4 +622,82 @@ pub struct ApiToken {
 pub struct ApiTokenSecret {
     pub token: ApiToken,
     pub secret: TokenDigest,
+}
+
+/// A signed-in browser: the digest of its cookie's secret, whose user, until when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSession {
+    pub id: TokenDigest,
+    pub user_id: UserId,
+    pub expires_at: i64,
+}
+
+/// Per-server counts the fleet overview shows beside the latest figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FleetCounts {
+    /// Alerts firing or acknowledged (not resolved).
+    pub open_alerts: u32,
+    /// Units whose last known state is `failed`.
+    pub failed_services: u32,
+}
+
+/// The figures a chart draws, one series per metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ChartMetric {
+    Cpu,
+    Memory,
+    Disk,
+    Load,
+    NetworkRxRate,
+    NetworkTxRate,
+    DiskReadRate,
+    DiskWriteRate,
+}
+
+impl ChartMetric {
+    pub const ALL: [Self; 8] = [
+        Self::Cpu,
+        Self::Memory,
+        Self::Disk,
+        Self::Load,
+        Self::NetworkRxRate,
+        Self::NetworkTxRate,
+        Self::DiskReadRate,
+        Self::DiskWriteRate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Memory => "memory",
+            Self::Disk => "disk",
+            Self::Load => "load",
+            Self::NetworkRxRate => "network_rx_rate",
+            Self::NetworkTxRate => "network_tx_rate",
+            Self::DiskReadRate => "disk_read_rate",
+            Self::DiskWriteRate => "disk_write_rate",
+        }
+    }
+}
+
+/// Minimum, maximum and mean of one metric over a bucket (`None` where no sample had it).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Band {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub avg: Option<f64>,
+}
+
+/// The samples of one time bucket `[start, start + step)`, reduced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChartBucket {
+    pub start: i64,
+    pub samples: u32,
+    /// In [`ChartMetric::ALL`] order.
+    pub bands: [Band; 8],
 }

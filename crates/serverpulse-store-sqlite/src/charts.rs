@@ -1,0 +1,100 @@
+//! What the dashboard reads in bulk: history reduced to chart buckets (min, max and
+//! mean per metric, computed by SQLite over the time index), and per-server counts for
+//! the fleet overview.
+
+use std::collections::HashMap;
+
+use serverpulse_store::{Band, ChartBucket, FleetCounts, ServerId, StoreResult};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::SqliteStore;
+use crate::rows::db;
+
+/// Columns of `performance_logs` in `ChartMetric::ALL` order.
+const CHART_COLUMNS: [&str; 8] = [
+    "cpu_usage",
+    "ram_usage",
+    "disk_usage",
+    "load_average",
+    "network_rx_rate",
+    "network_tx_rate",
+    "disk_io_read_rate",
+    "disk_io_write_rate",
+];
+
+fn chart_sql() -> String {
+    let bands: Vec<String> = CHART_COLUMNS
+        .iter()
+        .map(|c| format!("MIN({c}) AS {c}_min, MAX({c}) AS {c}_max, AVG({c}) AS {c}_avg"))
+        .collect();
+    format!(
+        "SELECT (agent_time / ?1) * ?1 AS bucket, COUNT(*) AS samples, {} FROM performance_logs \
+         WHERE server_id = ?2 AND agent_time >= ?3 AND agent_time < ?4 GROUP BY bucket ORDER BY bucket",
+        bands.join(", ")
+    )
+}
+
+fn bucket(row: &SqliteRow) -> StoreResult<ChartBucket> {
+    let mut bands = [Band::default(); 8];
+    for (band, column) in bands.iter_mut().zip(CHART_COLUMNS) {
+        *band = Band {
+            min: row.try_get(format!("{column}_min").as_str()).map_err(db)?,
+            max: row.try_get(format!("{column}_max").as_str()).map_err(db)?,
+            avg: row.try_get(format!("{column}_avg").as_str()).map_err(db)?,
+        };
+    }
+    let samples: i64 = row.try_get("samples").map_err(db)?;
+    Ok(ChartBucket {
+        start: row.try_get("bucket").map_err(db)?,
+        samples: u32::try_from(samples).unwrap_or(u32::MAX),
+        bands,
+    })
+}
+
+impl SqliteStore {
+    pub(crate) async fn chart_buckets(
+        &self,
+        server: ServerId,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> StoreResult<Vec<ChartBucket>> {
+        let sql = sqlx::AssertSqlSafe(chart_sql());
+        let found = sqlx::query(sql)
+            .bind(step.max(1))
+            .bind(server)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db)?;
+        found.iter().map(bucket).collect()
+    }
+
+    pub(crate) async fn counts_per_server(&self) -> StoreResult<HashMap<ServerId, FleetCounts>> {
+        let mut counts: HashMap<ServerId, FleetCounts> = HashMap::new();
+        let alerts =
+            sqlx::query("SELECT server_id, COUNT(*) AS n FROM alerts WHERE status <> 'resolved' GROUP BY server_id")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db)?;
+        for row in alerts {
+            let n: i64 = row.try_get("n").map_err(db)?;
+            counts.entry(row.try_get("server_id").map_err(db)?).or_default().open_alerts =
+                u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        let failed = sqlx::query(
+            "SELECT server_id, COUNT(*) AS n FROM service_states WHERE status = 'failed' GROUP BY server_id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        for row in failed {
+            let n: i64 = row.try_get("n").map_err(db)?;
+            counts.entry(row.try_get("server_id").map_err(db)?).or_default().failed_services =
+                u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,142 @@
+//! People: the first-run administrator, password changes, and browser sessions (stored
+//! by the digest of the cookie's secret, ended together when the password changes).
+
+use serde_json::json;
+use serverpulse_domain::TokenDigest;
+use serverpulse_proto::alert::Severity;
+use serverpulse_store::{EventKind, NewSession, NewUser, StoreError, StoreResult, User, UserId, UserWithPassword};
+use sqlx::Row;
+
+use crate::SqliteStore;
+use crate::rows::{self, db};
+use crate::store::record_event;
+
+impl SqliteStore {
+    pub(crate) async fn insert_first_user(&self, new: NewUser, now: i64) -> StoreResult<Option<User>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO users (email, role, password_hash, created_at) \
+             SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM users) \
+             RETURNING id, email, role, created_at",
+        )
+        .bind(&new.email)
+        .bind(new.role.as_str())
+        .bind(&new.password_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let user = rows::user(&row)?;
+        let message = format!("first administrator {} created", user.email);
+        record_event(&mut tx, None, EventKind::UserChanged, Severity::Info, &message, json!({"user": user.email}), now)
+            .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(user))
+    }
+
+    pub(crate) async fn count_users(&self) -> StoreResult<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.reader).await.map_err(db)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    pub(crate) async fn user_with_password(&self, id: UserId) -> StoreResult<UserWithPassword> {
+        let row = sqlx::query("SELECT id, email, role, created_at, password_hash FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db)?
+            .ok_or(StoreError::NotFound)?;
+        Ok(UserWithPassword { user: rows::user(&row)?, password_hash: row.try_get("password_hash").map_err(db)? })
+    }
+
+    pub(crate) async fn replace_password(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        keep: Option<&TokenDigest>,
+        now: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let email: Option<String> =
+            sqlx::query_scalar("UPDATE users SET password_hash = ? WHERE id = ? RETURNING email")
+                .bind(password_hash)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let email = email.ok_or(StoreError::NotFound)?;
+        let ended = sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id IS NOT ?")
+            .bind(id)
+            .bind(keep.map(TokenDigest::to_hex))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        let message = format!("{email} changed their password");
+        let details = json!({"user": email, "other_sessions_ended": ended});
+        record_event(&mut tx, None, EventKind::UserChanged, Severity::Info, &message, details, now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    pub(crate) async fn insert_session(&self, session: NewSession, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= ?").bind(now).execute(&mut *tx).await.map_err(db)?;
+        let email: String = sqlx::query_scalar(
+            "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?) \
+             RETURNING (SELECT email FROM users WHERE id = user_id)",
+        )
+        .bind(session.id.to_hex())
+        .bind(session.user_id)
+        .bind(now)
+        .bind(session.expires_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match db(e) {
+            StoreError::Backend(msg) if msg.contains("FOREIGN KEY") => StoreError::NotFound,
+            other => other,
+        })?;
+        let message = format!("{email} signed in");
+        record_event(&mut tx, None, EventKind::UserSession, Severity::Info, &message, json!({"user": email}), now)
+            .await?;
+        tx.commit().await.map_err(db)
+    }
+
+    pub(crate) async fn user_of_session(&self, id: &TokenDigest, now: i64) -> StoreResult<Option<User>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.email, u.role, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id = ? AND s.expires_at > ?",
+        )
+        .bind(id.to_hex())
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(rows::user).transpose()
+    }
+
+    pub(crate) async fn end_session(&self, id: &TokenDigest, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let email: Option<String> = sqlx::query_scalar(
+            "DELETE FROM sessions WHERE id = ? RETURNING (SELECT email FROM users WHERE users.id = user_id)",
+        )
+        .bind(id.to_hex())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if let Some(email) = email {
+            let message = format!("{email} signed out");
+            record_event(&mut tx, None, EventKind::UserSession, Severity::Info, &message, json!({"user": email}), now)
+                .await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    pub(crate) async fn log_failed_login(&self, email: &str, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let message = format!("refused sign-in as {email}");
+        record_event(&mut tx, None, EventKind::UserSession, Severity::Warning, &message, json!({"user": email}), now)
+            .await?;
+        tx.commit().await.map_err(db)
+    }
+}
