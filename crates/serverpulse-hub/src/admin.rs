@@ -163,6 +163,18 @@ pub async fn remove_server(state: &AppState, _: &Admin, server: ServerId) -> Res
 }
 
 /// Adds a user. Without a password one is generated and returned (shown once).
+/// The shortest password a user may choose.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+/// Whether `email` (already trimmed) is plausibly an e-mail address.
+pub fn check_email(email: &str) -> Result<(), String> {
+    let plausible = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !email.contains(char::is_whitespace)
+        });
+    if plausible { Ok(()) } else { Err("must be an e-mail address".to_owned()) }
+}
+
 pub async fn add_user(
     state: &AppState,
     _: &Admin,
@@ -171,16 +183,10 @@ pub async fn add_user(
     password: Option<String>,
 ) -> Result<(User, Option<String>), ApiError> {
     let email = email.trim().to_owned();
-    let plausible = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.is_empty() && !email.contains(char::is_whitespace)
-        });
-    if !plausible {
-        return Err(ApiError::field("email", "must be an e-mail address"));
-    }
+    check_email(&email).map_err(|why| ApiError::field("email", &why))?;
     let (password, generated) = match password {
-        Some(p) if p.chars().count() >= 12 => (p, false),
-        Some(_) => return Err(ApiError::field("password", "must be at least 12 characters")),
+        Some(p) if p.chars().count() >= MIN_PASSWORD_LEN => (p, false),
+        Some(_) => return Err(ApiError::field("password", &format!("must be at least {MIN_PASSWORD_LEN} characters"))),
         None => (passwords::generate()?, true),
     };
     let password_hash = passwords::hash(&password).map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -137,6 +137,9 @@ async fn evaluate_server(
     if notifies {
         state.wake_notifier.notify_one();
     }
+    if !touched.is_empty() {
+        crate::live::publish_alerts(state, server.id).await;
+    }
     Ok(touched)
 }
 

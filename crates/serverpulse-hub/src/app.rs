@@ -29,6 +29,10 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Rung when notifications were queued, so they leave at once.
     pub wake_notifier: Arc<tokio::sync::Notify>,
+    /// Changes pushed to open dashboards.
+    pub live: crate::live::LiveFeed,
+    /// Refused sign-ins per client address.
+    pub login_throttle: Arc<crate::web::session::LoginThrottle>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -46,6 +50,8 @@ impl AppState {
             alerting: Arc::default(),
             http: crate::notifier::http_client(),
             wake_notifier: Arc::default(),
+            live: crate::live::LiveFeed::default(),
+            login_throttle: Arc::default(),
         }
     }
 
@@ -59,6 +65,7 @@ pub fn router(state: AppState) -> Router {
     // Buffering stops a little past the limit; the body extractor turns that into 413.
     let limit = state.settings.body_limit;
     routes::router()
+        .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -106,6 +113,7 @@ pub async fn serve(
     let sweeper = tokio::spawn(crate::sweeper::run(state.clone(), stop_rx.clone()));
     let notifier = tokio::spawn(crate::notifier::run(state.clone(), stop_rx));
     let app = router(state);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = sweeper.await;

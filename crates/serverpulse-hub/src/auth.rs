@@ -1,4 +1,10 @@
-//! Who is calling: agents by their bearer token, people and scripts by API token with a role.
+//! Who is calling: agents by their bearer token, people and scripts by API token or
+//! browser session, each with a role.
+//!
+//! A browser session is a cookie holding a 256-bit secret (only its SHA-256 is stored).
+//! Requests that change something and ride on the cookie must also carry the session's
+//! CSRF token in `X-CSRF-Token` (or `_csrf` in a form): a hash of the same secret under
+//! another label, so a page of ours can embed it and another site cannot know it.
 //!
 //! Roles are capabilities. A handler that needs an operator takes an [`Operator`]
 //! argument; the only way to get one is to present a token whose user has at least that
@@ -7,7 +13,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 use serverpulse_domain::{Role, Secret, TokenDigest};
 use serverpulse_store::{ServerId, User};
 
@@ -107,15 +113,68 @@ fn split_api_token(token: &str) -> Option<(&str, &str)> {
     (id.len() == 16 && secret.len() == 64).then_some((id, secret))
 }
 
-/// A person or script authenticated by API token.
+/// The cookie a browser session rides on.
+pub const SESSION_COOKIE: &str = "sp_session";
+/// The header a session's state-changing requests carry the CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The value of cookie `name`, if the request has it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
+
+/// The CSRF token of the session whose cookie secret is `secret`.
+pub fn csrf_token(secret: &str) -> String {
+    TokenDigest::of(&format!("csrf:{secret}")).to_hex()
+}
+
+/// Compares a presented CSRF token with the expected one in constant time.
+pub fn csrf_matches(presented: Option<&str>, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    presented.is_some_and(|p| p.len() == expected.len() && bool::from(p.as_bytes().ct_eq(expected.as_bytes())))
+}
+
+/// Methods that never change anything, so need no CSRF token.
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// A person or script authenticated by API token or browser session.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: User,
+    /// The session's id (digest of its cookie secret) when the caller is a browser.
+    pub session: Option<TokenDigest>,
 }
 
 impl Caller {
     async fn authenticate(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
+        if let Some(token) = bearer_token(parts) {
+            return Self::by_api_token(token, state).await;
+        }
+        let secret = cookie(&parts.headers, SESSION_COOKIE).ok_or(ApiError::Unauthorized)?;
+        let id = TokenDigest::of(secret);
+        let user = state.store.session_user(&id, state.now()).await?.ok_or(ApiError::Unauthorized)?;
+        if !is_safe(&parts.method) {
+            let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+            if !csrf_matches(presented, &csrf_token(secret)) {
+                return Err(ApiError::Forbidden(
+                    "missing or wrong CSRF token: reload the page and try again".to_owned(),
+                ));
+            }
+        }
+        Ok(Self { user, session: Some(id) })
+    }
+
+    async fn by_api_token(token: &str, state: &AppState) -> Result<Self, ApiError> {
         let (id, secret) = split_api_token(token).ok_or(ApiError::Unauthorized)?;
         let presented = TokenDigest::of(secret);
         let Some((stored, user)) = state.store.api_token(id).await? else {
@@ -124,7 +183,7 @@ impl Caller {
         if stored.secret != presented {
             return Err(ApiError::Unauthorized);
         }
-        Ok(Self { user })
+        Ok(Self { user, session: None })
     }
 
     /// How this caller is named in the event log.
@@ -132,7 +191,7 @@ impl Caller {
         &self.user.email
     }
 
-    fn require(self, needed: Role) -> Result<Self, ApiError> {
+    pub fn require(self, needed: Role) -> Result<Self, ApiError> {
         if self.user.role.allows(needed) {
             Ok(self)
         } else {
@@ -183,7 +242,10 @@ impl Admin {
     /// The local console: whoever runs `serverpulse` on the hub's machine with access
     /// to its database is an administrator already.
     pub fn console() -> Self {
-        Self(Caller { user: User { id: 0, email: "console".to_owned(), role: Role::Admin, created_at: 0 } })
+        Self(Caller {
+            user: User { id: 0, email: "console".to_owned(), role: Role::Admin, created_at: 0 },
+            session: None,
+        })
     }
 }
 
@@ -197,6 +259,22 @@ mod tests {
         assert_eq!(agent_id_from_path("/api/v1/agents/web%2D01/heartbeat").as_deref(), Some("web-01"));
         assert_eq!(agent_id_from_path("/api/v1/servers/1"), None);
         assert_eq!(agent_id_from_path("/api/v1/agents/%zz/x"), None);
+    }
+
+    #[test]
+    fn cookies_and_csrf() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, "theme=dark; sp_session=abc".parse().unwrap());
+        headers.append(header::COOKIE, "other=1".parse().unwrap());
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&headers, "other"), Some("1"));
+        assert_eq!(cookie(&headers, "sp"), None);
+        let expected = csrf_token("abc");
+        assert_ne!(expected, csrf_token("abd"));
+        assert!(csrf_matches(Some(&expected), &expected));
+        assert!(!csrf_matches(Some(&csrf_token("abd")), &expected));
+        assert!(!csrf_matches(None, &expected));
+        assert!(!csrf_matches(Some(""), &expected));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! Data flows one way: decode and authenticate ([`body`], [`auth`]) → validate
 //! (`serverpulse-proto`) → store atomically (`serverpulse-store`) → answer. Background
-//! work ([`sweeper`]) runs as single-step functions driven by a [`clock::Clock`].
+//! work ([`sweeper`]) runs as single-step functions driven by a [`clock::Clock`]. The
+//! dashboard ([`web`]) renders pages from the same store and stays current through
+//! [`live`].
 
 pub mod admin;
 pub mod alerting;
@@ -15,8 +17,10 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod live;
 pub mod notifier;
 pub mod openapi;
 pub mod passwords;
 pub mod routes;
 pub mod sweeper;
+pub mod web;

@@ -3,7 +3,8 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{agent, alerts, install, log, meta, notifications, servers};
+use crate::live;
+use crate::routes::{agent, alerts, charts, install, log, meta, notifications, servers, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,8 +14,9 @@ use crate::routes::{agent, alerts, install, log, meta, notifications, servers};
         agent::register, agent::metrics, agent::heartbeat, agent::alerts, agent::maintenance, agent::commands, agent::ack,
         servers::list, servers::create, servers::show, servers::update, servers::remove,
         servers::agent_settings, servers::set_agent_settings, servers::enrollment, servers::credentials, servers::metrics, servers::services,
+        charts::chart, live::stream,
         servers::list_commands, servers::enqueue_command,
-        log::events,
+        log::events, log::events_csv, users::list, users::create,
         alerts::list, alerts::show, alerts::acknowledge, alerts::resolve,
         alerts::list_rules, alerts::show_rule, alerts::create_rule, alerts::update_rule, alerts::delete_rule,
         alerts::backtest_rule, alerts::episodes,
@@ -30,6 +32,7 @@ use crate::routes::{agent, alerts, install, log, meta, notifications, servers};
         (name = "log", description = "The unified event log"),
         (name = "alerts", description = "Alerts (viewer reads, operator acknowledges and resolves) and rules (admin changes)"),
         (name = "notifications", description = "Channels (admin), silences (operator sets) and the delivery log"),
+        (name = "users", description = "People who use the dashboard and the API (admin)"),
         (name = "meta", description = "About the hub"),
         (name = "install", description = "Installing the agent on a server"),
     )

@@ -15,6 +15,7 @@ pub async fn sweep_once(state: &AppState, now: i64) -> Result<Vec<i64>, serverpu
     let silent = state.store.mark_silent_agents(now, state.settings.offline_after_ms).await?;
     for server_id in &silent {
         tracing::warn!(server_id, "agent disconnected: no contact within offline_after");
+        crate::live::publish_server(state, *server_id).await;
     }
     crate::alerting::sweep(state, now).await?;
     if crate::notifier::queue_repeats(state, now).await? > 0 {

@@ -1117,7 +1117,8 @@ impl Store for SqliteStore {
     async fn alerts(&self, query: AlertQuery) -> StoreResult<Vec<AlertRecord>> {
         let found = sqlx::query(
             "SELECT * FROM alerts WHERE (? IS NULL OR server_id = ?) AND (? IS NULL OR status = ?) \
-             AND (? IS NULL OR severity = ?) ORDER BY id DESC LIMIT ?",
+             AND (? IS NULL OR severity = ?) AND (NOT ? OR status <> 'resolved') AND (? IS NULL OR rule_id = ?) \
+             AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
         )
         .bind(query.server_id)
         .bind(query.server_id)
@@ -1125,6 +1126,11 @@ impl Store for SqliteStore {
         .bind(query.status.map(AlertStatus::as_str))
         .bind(query.severity.map(Severity::as_str))
         .bind(query.severity.map(Severity::as_str))
+        .bind(query.open)
+        .bind(query.rule_id)
+        .bind(query.rule_id)
+        .bind(query.before_id)
+        .bind(query.before_id)
         .bind(i64::from(query.limit))
         .fetch_all(&self.reader)
         .await
@@ -1232,12 +1238,17 @@ impl Store for SqliteStore {
     async fn events(&self, query: EventQuery) -> StoreResult<Vec<EventRecord>> {
         let found = sqlx::query(
             "SELECT * FROM events WHERE (? IS NULL OR server_id = ?) AND (? IS NULL OR kind = ?) \
+             AND (? IS NULL OR severity = ?) AND (? IS NULL OR instr(lower(message), lower(?)) > 0) \
              AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
         )
         .bind(query.server_id)
         .bind(query.server_id)
         .bind(query.kind.map(EventKind::as_str))
         .bind(query.kind.map(EventKind::as_str))
+        .bind(query.severity.map(Severity::as_str))
+        .bind(query.severity.map(Severity::as_str))
+        .bind(&query.search)
+        .bind(&query.search)
         .bind(query.before_id)
         .bind(query.before_id)
         .bind(i64::from(query.limit))

@@ -252,7 +252,12 @@ impl AlertStatus {
 pub struct AlertQuery {
     pub server_id: Option<ServerId>,
     pub status: Option<AlertStatus>,
+    /// Only alerts not resolved (firing or acknowledged).
+    pub open: bool,
     pub severity: Option<Severity>,
+    pub rule_id: Option<i64>,
+    /// Only alerts with an id below this (for paging backwards).
+    pub before_id: Option<AlertId>,
     pub limit: u32,
 }
 
@@ -491,6 +496,9 @@ pub struct EventRecord {
 pub struct EventQuery {
     pub server_id: Option<ServerId>,
     pub kind: Option<EventKind>,
+    pub severity: Option<Severity>,
+    /// Only events whose message contains this (case-insensitive for ASCII).
+    pub search: Option<String>,
     /// Only events with an id below this (for paging backwards).
     pub before_id: Option<i64>,
     pub limit: u32,

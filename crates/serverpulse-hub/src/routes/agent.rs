@@ -151,6 +151,7 @@ async fn registered(
     secret: Option<Secret>,
 ) -> ApiResult<Json<RegisterResponse>> {
     tracing::info!(server_id, agent_id, new_token = secret.is_some(), "agent registered");
+    crate::live::publish_server(state, server_id).await;
     Ok(Json(RegisterResponse {
         success: true,
         agent_id,
@@ -192,6 +193,7 @@ pub async fn metrics(
             tracing::error!(server_id = agent.server_id, error = %e, "alert evaluation failed");
         }
     }
+    crate::live::publish_server(&state, agent.server_id).await;
     let commands_pending = state.store.pending_command_count(agent.server_id, now).await?;
     Ok(Json(MetricsAccepted {
         success: true,
@@ -222,6 +224,7 @@ pub async fn heartbeat(
         )
         .await
         .map_err(agent_gone)?;
+    crate::live::publish_server(&state, agent.server_id).await;
     let commands_pending = state.store.pending_command_count(agent.server_id, state.now()).await?;
     let config = agent_config(&state, agent.server_id).await.map_err(agent_gone)?;
     Ok(Json(HeartbeatAccepted { success: true, config, commands_pending }))
@@ -247,6 +250,7 @@ pub async fn alerts(
     if notify.iter().any(|n| !n.is_empty()) {
         state.wake_notifier.notify_one();
     }
+    crate::live::publish_alerts(&state, agent.server_id).await;
     Ok(Json(AlertsAccepted { success: true, stored: ids.len() }))
 }
 

@@ -19,17 +19,54 @@ use crate::error::{ApiError, ApiResult};
 use crate::routes::log::limit;
 use crate::routes::servers::{Done, typed};
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsQuery {
-    /// `firing`, `acknowledged` or `resolved`.
+    /// `firing`, `acknowledged`, `resolved`, or `open` (firing or acknowledged).
     pub state: Option<String>,
     /// `info`, `warning`, `error` or `critical`.
     pub severity: Option<String>,
     #[serde(alias = "server_id")]
     pub server: Option<ServerId>,
+    /// Only alerts raised by this rule.
+    pub rule: Option<i64>,
+    /// Only alerts older than this id (paging).
+    pub before: Option<AlertId>,
     /// Default 100, at most 1000.
     pub limit: Option<u32>,
+}
+
+impl AlertsQuery {
+    /// The store's query, each parameter checked; empty values mean "any".
+    pub fn to_store(&self) -> ApiResult<AlertQuery> {
+        let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let (status, open) = match given(&self.state).as_deref() {
+            None => (None, false),
+            Some("open") => (None, true),
+            Some(s) => (
+                Some(
+                    AlertStatus::parse(s)
+                        .ok_or_else(|| ApiError::field("state", "must be open, firing, acknowledged or resolved"))?,
+                ),
+                false,
+            ),
+        };
+        let severity = given(&self.severity)
+            .map(|s| {
+                Severity::from_wire(&s)
+                    .ok_or_else(|| ApiError::field("severity", "must be info, warning, error or critical"))
+            })
+            .transpose()?;
+        Ok(AlertQuery {
+            server_id: self.server,
+            status,
+            open,
+            severity,
+            rule_id: self.rule,
+            before_id: self.before,
+            limit: limit(self.limit)?,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -45,22 +82,7 @@ pub async fn list(
     _: Viewer,
     ApiQuery(query): ApiQuery<AlertsQuery>,
 ) -> ApiResult<Json<Alerts>> {
-    let status = query
-        .state
-        .as_deref()
-        .map(|s| {
-            AlertStatus::parse(s).ok_or_else(|| ApiError::field("state", "must be firing, acknowledged or resolved"))
-        })
-        .transpose()?;
-    let severity = query
-        .severity
-        .as_deref()
-        .map(|s| {
-            Severity::from_wire(s)
-                .ok_or_else(|| ApiError::field("severity", "must be info, warning, error or critical"))
-        })
-        .transpose()?;
-    let query = AlertQuery { server_id: query.server, status, severity, limit: limit(query.limit)? };
+    let query = query.to_store()?;
     Ok(Json(Alerts { alerts: state.store.alerts(query).await? }))
 }
 
@@ -101,7 +123,9 @@ pub async fn acknowledge(
     }
     let by = operator.caller().name().to_owned();
     let alert = state.store.acknowledge_alert(id, &by, request.comment.trim(), state.now()).await;
-    Ok(Json(alert.map_err(|e| not_found_as(e, "alert"))?))
+    let alert = alert.map_err(|e| not_found_as(e, "alert"))?;
+    crate::live::publish_alerts(&state, alert.server_id).await;
+    Ok(Json(alert))
 }
 
 /// Resolves an open alert by hand. If a rule's condition still holds, its next
@@ -116,7 +140,9 @@ pub async fn resolve(
     ApiPath(id): ApiPath<AlertId>,
 ) -> ApiResult<Json<AlertRecord>> {
     let by = operator.caller().name().to_owned();
-    Ok(Json(state.store.resolve_alert(id, &by, state.now()).await.map_err(|e| not_found_as(e, "alert"))?))
+    let alert = state.store.resolve_alert(id, &by, state.now()).await.map_err(|e| not_found_as(e, "alert"))?;
+    crate::live::publish_alerts(&state, alert.server_id).await;
+    Ok(Json(alert))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -3,11 +3,13 @@
 
 pub mod agent;
 pub mod alerts;
+pub mod charts;
 pub mod install;
 pub mod log;
 pub mod meta;
 pub mod notifications;
 pub mod servers;
+pub mod users;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -33,10 +35,14 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/servers/{id}/enrollment", post(servers::enrollment))
         .route("/api/v1/servers/{id}/credentials", post(servers::credentials))
         .route("/api/v1/servers/{id}/metrics", get(servers::metrics))
+        .route("/api/v1/servers/{id}/chart", get(charts::chart))
         .route("/api/v1/servers/{id}/services", get(servers::services))
+        .route("/api/v1/live", get(crate::live::stream))
         .route("/api/v1/servers/{id}/episodes", get(alerts::episodes))
         .route("/api/v1/servers/{id}/commands", get(servers::list_commands).post(servers::enqueue_command))
+        .route("/api/v1/users", get(users::list).post(users::create))
         .route("/api/v1/events", get(log::events))
+        .route("/api/v1/events.csv", get(log::events_csv))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/{id}", get(alerts::show))
         .route("/api/v1/alerts/{id}/ack", post(alerts::acknowledge))

@@ -222,7 +222,7 @@ pub struct History {
     pub samples: Vec<Sample>,
 }
 
-fn instant(field: &str, text: &str) -> ApiResult<i64> {
+pub fn instant(field: &str, text: &str) -> ApiResult<i64> {
     if let Ok(ms) = text.trim().parse::<i64>() {
         return Ok(ms);
     }

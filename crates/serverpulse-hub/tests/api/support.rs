@@ -52,6 +52,47 @@ pub async fn spawn_with(mut settings: Settings) -> TestHub {
     TestHub { base: format!("http://{address}"), client: reqwest::Client::new(), clock, state, dir, db }
 }
 
+/// The whole hub as `serverpulse serve` runs it (background tasks, client addresses,
+/// the wall clock) on 127.0.0.1:0 over a fresh SQLite file: for browsers and live feeds.
+pub struct LiveHub {
+    pub base: String,
+    /// Holds the database while the hub runs.
+    _dir: TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for LiveHub {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn spawn_live() -> LiveHub {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = serverpulse_hub::clock::SystemClock;
+    let store = SqliteStore::open(&dir.path().join("serverpulse.db"), serverpulse_hub::clock::Clock::now_ms(&clock))
+        .await
+        .expect("open store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let mut settings = Settings::defaults();
+    settings.public_url = format!("http://{address}");
+    settings.sweep_interval = std::time::Duration::from_secs(1);
+    let state = AppState::new(Arc::new(store), Arc::new(clock), settings);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = state.clone();
+    tokio::spawn(async move {
+        serverpulse_hub::app::serve(listener, serving, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("serve");
+    });
+    LiveHub { base: format!("http://{address}"), _dir: dir, stop: Some(stop) }
+}
+
 /// A response reduced to what tests look at.
 #[derive(Debug)]
 pub struct Answer {
