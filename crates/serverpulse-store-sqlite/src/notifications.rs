@@ -272,6 +272,33 @@ impl SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        let row = sqlx::query(
+            "SELECT n.event, n.attempts, n.alert_id, c.name AS channel, a.server_id FROM notifications n \
+             JOIN channels c ON c.id = n.channel_id LEFT JOIN alerts a ON a.id = n.alert_id WHERE n.id = ?",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let (event, attempts): (String, i64) =
+            (row.try_get("event").map_err(db)?, row.try_get("attempts").map_err(db)?);
+        let (alert, channel): (Option<i64>, String) =
+            (row.try_get("alert_id").map_err(db)?, row.try_get("channel").map_err(db)?);
+        let server: Option<i64> = row.try_get("server_id").map_err(db)?;
+        let about = alert.map_or_else(|| "a test".to_owned(), |a| format!("alert #{a}"));
+        let (severity, message) = match (&outcome.error, status) {
+            (None, _) => (Severity::Info, format!("{event} notice for {about} sent to {channel}")),
+            (Some(e), "pending") => (
+                Severity::Warning,
+                format!("{event} notice for {about} to {channel} failed (attempt {attempts}, will retry): {e}"),
+            ),
+            (Some(e), _) => (
+                Severity::Error,
+                format!("{event} notice for {about} to {channel} failed for good after {attempts} attempts: {e}"),
+            ),
+        };
+        let details = json!({"notification_id": id, "channel": channel, "alert_id": alert, "attempt": attempts});
+        record_event(&mut tx, server, EventKind::Notification, severity, &message, details, now).await?;
         tx.commit().await.map_err(db)
     }
 

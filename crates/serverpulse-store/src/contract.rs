@@ -667,6 +667,12 @@ pub async fn notifications_are_queued_with_their_alert_retried_and_logged(store:
     assert_eq!((log[0].status.as_str(), log[0].attempts), ("sent", 2));
     assert_eq!(log[0].history.iter().map(|a| a.ok).collect::<Vec<_>>(), [false, true]);
     assert_eq!(log[0].history[0].error.as_deref(), Some("HTTP 500"));
+    // Each attempt is in the unified log too, on the alert's server.
+    let logged = store.events(EventQuery { kind: Some(EventKind::Notification), limit: 10, ..Default::default() });
+    let logged = logged.await.expect("events");
+    assert_eq!(logged.iter().map(|e| e.severity).collect::<Vec<_>>(), [Severity::Info, Severity::Warning]);
+    assert!(logged[1].message.contains("failed (attempt 1, will retry): HTTP 500"), "{}", logged[1].message);
+    assert!(logged.iter().all(|e| e.server_id.is_some()));
     // Still firing after the channel's repeat interval: due for a reminder.
     assert!(store.repeats_due(T0 + 599_000).await.expect("repeats").is_empty());
     assert_eq!(store.repeats_due(T0 + 600_000).await.expect("repeats"), [(alert, stored.id)]);

@@ -420,6 +420,8 @@ pub enum EventKind {
     RuleChanged,
     ChannelChanged,
     SilenceChanged,
+    /// A notification was delivered, or an attempt failed.
+    Notification,
     /// Someone signed in or out, or failed to.
     UserSession,
     /// A user was created or changed their password.
@@ -427,7 +429,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::ServerAdded,
         Self::ServerUpdated,
         Self::ServerRemoved,
@@ -445,6 +447,7 @@ impl EventKind {
         Self::RuleChanged,
         Self::ChannelChanged,
         Self::SilenceChanged,
+        Self::Notification,
         Self::UserSession,
         Self::UserChanged,
     ];
@@ -468,6 +471,7 @@ impl EventKind {
             Self::RuleChanged => "rule_changed",
             Self::ChannelChanged => "channel_changed",
             Self::SilenceChanged => "silence_changed",
+            Self::Notification => "notification",
             Self::UserSession => "user_session",
             Self::UserChanged => "user_changed",
         }
