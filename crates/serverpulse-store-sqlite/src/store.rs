@@ -1277,6 +1277,22 @@ impl Store for SqliteStore {
         self.insert_first_user(new, now).await
     }
 
+    async fn set_user_role(&self, id: UserId, role: serverpulse_domain::Role, by: &str, now: i64) -> StoreResult<User> {
+        self.change_role(id, role, by, now).await
+    }
+
+    async fn delete_user(&self, id: UserId, by: &str, now: i64) -> StoreResult<()> {
+        self.remove_user(id, by, now).await
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<(ApiToken, String)>> {
+        self.api_tokens().await
+    }
+
+    async fn revoke_api_token(&self, token_id: &str, by: &str, now: i64) -> StoreResult<()> {
+        self.revoke_token(token_id, by, now).await
+    }
+
     async fn user_count(&self) -> StoreResult<u64> {
         self.count_users().await
     }

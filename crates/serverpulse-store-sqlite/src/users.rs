@@ -2,9 +2,11 @@
 //! by the digest of the cookie's secret, ended together when the password changes).
 
 use serde_json::json;
-use serverpulse_domain::TokenDigest;
+use serverpulse_domain::{Role, TokenDigest};
 use serverpulse_proto::alert::Severity;
-use serverpulse_store::{EventKind, NewSession, NewUser, StoreError, StoreResult, User, UserId, UserWithPassword};
+use serverpulse_store::{
+    ApiToken, EventKind, NewSession, NewUser, StoreError, StoreResult, User, UserId, UserWithPassword,
+};
 use sqlx::Row;
 
 use crate::SqliteStore;
@@ -33,6 +35,91 @@ impl SqliteStore {
             .await?;
         tx.commit().await.map_err(db)?;
         Ok(Some(user))
+    }
+
+    /// Fails with a conflict when `id` is the only administrator left.
+    async fn keep_an_admin(tx: &mut sqlx::SqliteConnection, id: UserId) -> StoreResult<()> {
+        let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND id <> ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let is_admin: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        match is_admin.as_deref() {
+            None => Err(StoreError::NotFound),
+            Some("admin") if others == 0 => {
+                Err(StoreError::Conflict("the last administrator must stay one".to_owned()))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    pub(crate) async fn change_role(&self, id: UserId, role: Role, by: &str, now: i64) -> StoreResult<User> {
+        let mut tx = self.begin().await?;
+        if role != Role::Admin {
+            Self::keep_an_admin(&mut tx, id).await?;
+        }
+        let row = sqlx::query("UPDATE users SET role = ? WHERE id = ? RETURNING id, email, role, created_at")
+            .bind(role.as_str())
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .ok_or(StoreError::NotFound)?;
+        let user = rows::user(&row)?;
+        let message = format!("{by} made {} {}", user.email, role.as_str());
+        let details = json!({"user": user.email, "role": role.as_str(), "by": by});
+        record_event(&mut tx, None, EventKind::UserChanged, Severity::Info, &message, details, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(user)
+    }
+
+    pub(crate) async fn remove_user(&self, id: UserId, by: &str, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        Self::keep_an_admin(&mut tx, id).await?;
+        let email: String = sqlx::query_scalar("DELETE FROM users WHERE id = ? RETURNING email")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let message = format!("{by} removed user {email}");
+        let details = json!({"user": email, "by": by});
+        record_event(&mut tx, None, EventKind::UserChanged, Severity::Info, &message, details, now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    pub(crate) async fn api_tokens(&self) -> StoreResult<Vec<(ApiToken, String)>> {
+        let found = sqlx::query(
+            "SELECT t.id, t.user_id, t.name, t.created_at, u.email FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.revoked_at IS NULL ORDER BY t.created_at DESC, t.id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        found.iter().map(|row| Ok((rows::api_token(row)?, row.try_get("email").map_err(db)?))).collect()
+    }
+
+    pub(crate) async fn revoke_token(&self, token_id: &str, by: &str, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL \
+             RETURNING name, (SELECT email FROM users WHERE users.id = user_id) AS email",
+        )
+        .bind(now)
+        .bind(token_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound)?;
+        let (name, email): (String, String) = (row.try_get("name").map_err(db)?, row.try_get("email").map_err(db)?);
+        let message = format!("{by} revoked API token {name:?} of {email}");
+        let details = json!({"token": token_id, "name": name, "user": email, "by": by});
+        record_event(&mut tx, None, EventKind::UserChanged, Severity::Info, &message, details, now).await?;
+        tx.commit().await.map_err(db)
     }
 
     pub(crate) async fn count_users(&self) -> StoreResult<u64> {

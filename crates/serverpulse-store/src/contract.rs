@@ -57,6 +57,7 @@ macro_rules! contract_suite {
             sessions_expire_and_end_with_a_password_change,
             charts_reduce_samples_to_buckets,
             fleet_counts_open_alerts_and_failed_units,
+            roles_change_tokens_revoke_and_an_admin_remains,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -791,4 +792,40 @@ pub async fn fleet_counts_open_alerts_and_failed_units(store: &dyn Store) {
     let counts = store.fleet_counts().await.expect("counts");
     assert_eq!(counts.get(&busy).map(|c| (c.open_alerts, c.failed_services)), Some((1, 2)));
     assert!(!counts.contains_key(&quiet));
+}
+
+pub async fn roles_change_tokens_revoke_and_an_admin_remains(store: &dyn Store) {
+    let new = |email: &str, role| NewUser { email: email.into(), role, password_hash: "h".into() };
+    let admin = store.create_user(new("a@example.test", Role::Admin), T0).await.expect("admin");
+    let other = store.create_user(new("b@example.test", Role::Viewer), T0).await.expect("viewer");
+    assert!(
+        matches!(store.set_user_role(admin.id, Role::Operator, "a", T0).await, Err(StoreError::Conflict(_))),
+        "the only administrator stays one"
+    );
+    assert!(matches!(store.delete_user(admin.id, "a", T0).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.set_user_role(other.id, Role::Admin, "a", T0).await.expect("promote").role, Role::Admin);
+    assert_eq!(store.set_user_role(admin.id, Role::Viewer, "b", T0).await.expect("now allowed").role, Role::Viewer);
+    assert!(matches!(store.set_user_role(9_999, Role::Viewer, "a", T0).await, Err(StoreError::NotFound)));
+
+    let secret = Secret::generate().expect("randomness");
+    for (id, user) in [("1111111111111111", admin.id), ("2222222222222222", other.id)] {
+        let token = NewApiToken { id: id.into(), user_id: user, name: format!("t{id}"), secret: secret.digest() };
+        store.create_api_token(token, T0).await.expect("token");
+    }
+    let listed = store.list_api_tokens().await.expect("tokens");
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().any(|(t, email)| t.id == "2222222222222222" && email == "b@example.test"));
+    store.revoke_api_token("2222222222222222", "a", T0).await.expect("revoke");
+    assert!(store.api_token("2222222222222222").await.expect("lookup").is_none(), "revoked tokens stop working");
+    assert!(matches!(store.revoke_api_token("2222222222222222", "a", T0).await, Err(StoreError::NotFound)));
+    assert_eq!(store.list_api_tokens().await.expect("tokens").len(), 1);
+
+    let session = NewSession { id: secret.digest(), user_id: admin.id, expires_at: T0 + 1_000 };
+    store.create_session(session, T0).await.expect("session");
+    store.delete_user(admin.id, "b", T0).await.expect("remove");
+    assert!(store.session_user(&secret.digest(), T0).await.expect("lookup").is_none(), "sessions go with the user");
+    assert!(store.api_token("1111111111111111").await.expect("lookup").is_none(), "tokens go with the user");
+    assert!(matches!(store.delete_user(admin.id, "b", T0).await, Err(StoreError::NotFound)));
+    let log = store.events(EventQuery { kind: Some(EventKind::UserChanged), limit: 10, ..Default::default() });
+    assert_eq!(log.await.expect("events").len(), 4, "promote, demote, revoke, remove");
 }

@@ -182,6 +182,15 @@ pub trait Store: Send + Sync + 'static {
     async fn create_first_user(&self, new: NewUser, now: i64) -> StoreResult<Option<User>>;
     async fn user_count(&self) -> StoreResult<u64>;
     async fn user(&self, id: UserId) -> StoreResult<UserWithPassword>;
+    /// Changes a user's role (logged). Taking the last administrator's role is a conflict.
+    async fn set_user_role(&self, id: UserId, role: serverpulse_domain::Role, by: &str, now: i64) -> StoreResult<User>;
+    /// Removes a user with their sessions and tokens (logged). Removing the last
+    /// administrator is a conflict.
+    async fn delete_user(&self, id: UserId, by: &str, now: i64) -> StoreResult<()>;
+    /// API tokens not revoked, newest first, with their owners' addresses.
+    async fn list_api_tokens(&self) -> StoreResult<Vec<(ApiToken, String)>>;
+    /// Revokes a token (logged); unknown or revoked already is `NotFound`.
+    async fn revoke_api_token(&self, token_id: &str, by: &str, now: i64) -> StoreResult<()>;
     /// Replaces the password and ends every session of the user but `keep` (logged).
     async fn set_password(
         &self,

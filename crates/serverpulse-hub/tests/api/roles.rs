@@ -13,6 +13,17 @@ async fn each_role_gets_exactly_its_rights() {
     let operator = hub.token_for(Role::Operator).await;
     let viewer = hub.token_for(Role::Viewer).await;
     let (server_id, _) = hub.add_server(&admin, "r", "10.50.0.1").await;
+    let extra = serverpulse_hub::admin::add_user(
+        &hub.state,
+        &serverpulse_hub::auth::Admin::console(),
+        "extra@example.test",
+        Role::Viewer,
+        None,
+    )
+    .await
+    .expect("user")
+    .0
+    .id;
     let server = format!("/api/v1/servers/{server_id}");
     let before = hub.snapshot().await;
 
@@ -24,6 +35,18 @@ async fn each_role_gets_exactly_its_rights() {
         (Method::GET, format!("{server}/services"), None, Role::Viewer),
         (Method::GET, format!("{server}/commands"), None, Role::Viewer),
         (Method::GET, format!("{server}/agent-settings"), None, Role::Viewer),
+        (Method::GET, format!("{server}/chart"), None, Role::Viewer),
+        (Method::GET, "/api/v1/users".into(), None, Role::Admin),
+        (Method::GET, "/api/v1/tokens".into(), None, Role::Admin),
+        (
+            Method::POST,
+            "/api/v1/users".into(),
+            Some(json!({"email": "new@example.test", "role": "viewer"})),
+            Role::Admin,
+        ),
+        (Method::PATCH, format!("/api/v1/users/{extra}"), Some(json!({"role": "operator"})), Role::Admin),
+        (Method::POST, "/api/v1/tokens".into(), Some(json!({"name": "t", "email": "extra@example.test"})), Role::Admin),
+        (Method::DELETE, format!("/api/v1/users/{extra}"), None, Role::Admin),
         (Method::GET, "/api/v1/events".into(), None, Role::Viewer),
         (Method::GET, "/api/v1/alerts".into(), None, Role::Viewer),
         (Method::GET, "/api/v1/rules".into(), None, Role::Viewer),
