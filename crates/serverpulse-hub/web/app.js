@@ -301,18 +301,37 @@
   }
 
   // ---- forms that call the API ------------------------------------------------------
+  // The error slot for an API field: `thresholds.cpu` or `settings.to[0]` fall back to
+  // their parent's slot when they have none of their own.
+  function slotFor(scope, field) {
+    for (let key = field; key; ) {
+      const slot = scope.querySelector('.field-error[data-field="' + CSS.escape(key) + '"]');
+      if (slot) return slot;
+      const shorter = key.replace(/(\.[^.[]*|\[\d+\])$/, "");
+      if (shorter === key) return null;
+      key = shorter;
+    }
+    return null;
+  }
+
   // Shows the API's field errors next to the fields they name; the rest above the button.
   function showErrors(form, answer) {
-    form.querySelectorAll(".field-error, .notice.error").forEach((el) => { el.hidden = true; el.textContent = ""; });
+    // The nearest of the form, its parent, its article or section with a general error slot.
+    const scope = [form, form.parentElement, form.closest("article, section")]
+      .find((el) => el && el.querySelector('.notice.error[data-field=""]')) || form;
+    scope.querySelectorAll(".field-error, .notice.error").forEach((el) => { el.hidden = true; el.textContent = ""; });
+    if (answer.ok !== false && !answer.body.error && !answer.body.details) return;
     const details = answer.body.details || {};
-    let placed = false;
-    for (const [field, message] of Object.entries(details)) {
-      const slot = form.querySelector('[data-field="' + field + '"]');
-      if (slot) { slot.textContent = message; slot.hidden = false; placed = true; }
+    const unplaced = [];
+    for (const [field, messages] of Object.entries(details)) {
+      const message = [].concat(messages).join("; ");
+      const slot = slotFor(scope, field);
+      if (slot) { slot.textContent = message; slot.hidden = false; } else unplaced.push(field + ": " + message);
     }
-    if (!placed) {
-      const general = form.querySelector('.notice.error[data-field=""]');
-      if (general) { general.textContent = answer.body.error || "Failed (" + answer.status + ")"; general.hidden = false; }
+    const general = scope.querySelector('.notice.error[data-field=""]');
+    if (general && (unplaced.length || !Object.keys(details).length)) {
+      general.textContent = unplaced.length ? unplaced.join(" · ") : answer.body.error || "Failed (" + answer.status + ")";
+      general.hidden = false;
     }
   }
 
@@ -344,7 +363,9 @@
     });
   }
 
-  // What a generic API form sends: a silence for the alert's server and rule, or its fields.
+  // What a form sends: each named field at its dotted JSON path (`thresholds.cpu`),
+  // converted by its `data-type` (number, list, ints, bool, json, datetime); empty
+  // optional fields are left out. A silence form for an alert is built from its data.
   function bodyOf(form) {
     if (form.dataset.silenceServer) {
       const rule = Number(form.dataset.silenceRule);
@@ -352,31 +373,72 @@
         rules: rule > 0 ? [rule] : [], comment: "silenced from the alerts page" };
     }
     const body = {};
-    new FormData(form).forEach((value, key) => { body[key] = value; });
-    return Object.keys(body).length ? body : undefined;
+    let any = false;
+    for (const field of form.elements) {
+      if (!field.name || field.disabled || field.type === "submit") continue;
+      const type = field.dataset.type || "text";
+      let value;
+      if (type === "bool") value = field.checked;
+      else {
+        const text = field.value.trim();
+        if (text === "" && !field.hasAttribute("data-keep-empty")) continue;
+        if (type === "number") value = Number(text);
+        else if (type === "list") value = text === "" ? [] : text.split(",").map((t) => t.trim()).filter((t) => t);
+        else if (type === "ints") value = text === "" ? [] : text.split(",").map((t) => Number(t.trim()));
+        else if (type === "datetime") value = Date.parse(text);
+        else if (type === "json") {
+          try { value = JSON.parse(text); } catch (e) { throw { field: field.name, message: "is not valid JSON: " + e.message }; }
+        } else value = text;
+      }
+      const path = field.name.split(".");
+      let target = body;
+      while (path.length > 1) { const key = path.shift(); target = target[key] = target[key] || {}; }
+      target[path[0]] = value;
+      any = true;
+    }
+    return any ? body : undefined;
   }
 
-  // Forms marked `data-api` post to the API; `data-then="refresh"` re-reads the page's list.
+  // Forms marked `data-api` call the API (`data-method`, POST by default). Afterwards,
+  // `data-then`: `refresh` re-reads the page's list, `reload` the page, `go:/path` goes
+  // there, `show` fills the section's `[data-out]` slots from the answer (one-time values)
+  // and reveals its `[data-after]` parts.
   function apiForms(root) {
     root.querySelectorAll("form[data-api][data-then]").forEach((form) => {
       form.addEventListener("submit", async (e) => {
         e.preventDefault();
-        form.querySelectorAll("button").forEach((b) => { b.disabled = true; });
-        const answer = await api("POST", form.dataset.api, bodyOf(form));
-        form.querySelectorAll("button").forEach((b) => { b.disabled = false; });
-        if (!answer.ok) {
-          const slot = form.parentElement.querySelector('.notice.error[data-field=""]');
-          if (slot) { slot.textContent = answer.body.error || "Failed (" + answer.status + ")"; slot.hidden = false; }
+        if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
+        let body;
+        try { body = bodyOf(form); } catch (problem) {
+          showErrors(form, { status: 400, body: { details: { [problem.field]: [problem.message] } } });
           return;
         }
+        form.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+        const answer = await api(form.dataset.method || "POST", form.dataset.api, body);
+        form.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+        if (!answer.ok) { showErrors(form, answer); return; }
+        const then = form.dataset.then;
+        if (then === "show") {
+          showErrors(form, { body: {} });
+          const box = form.closest("section, article") || form.parentElement;
+          box.querySelectorAll("[data-out]").forEach((slot) => {
+            const value = answer.body[slot.dataset.out];
+            const optional = slot.closest("[data-optional]");
+            if (value == null) { if (optional) optional.hidden = true; return; }
+            slot.textContent = String(value);
+            if (optional) optional.hidden = false;
+          });
+          box.querySelectorAll("[data-after]").forEach((el) => { el.hidden = false; });
+          return;
+        }
+        if (then.startsWith("go:")) { window.location.assign(then.slice(3)); return; }
         const region = form.closest("[id$='-results']");
-        if (region) refreshRegion(region.id); else window.location.reload();
+        if (then === "refresh" && region) refreshRegion(region.id); else window.location.reload();
       });
     });
   }
 
   function alertsPage() {
-    apiForms(document);
     let pending = null;
     live("alerts", () => {
       clearTimeout(pending);
@@ -410,6 +472,7 @@
     if (document.body.dataset.signedIn !== "true") return;
     bell();
     copyButtons();
+    apiForms(document);
     const page = document.querySelector("main").dataset.page;
     if (PAGES[page]) PAGES[page]();
   });

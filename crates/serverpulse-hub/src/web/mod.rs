@@ -13,6 +13,7 @@ pub mod format;
 pub mod log_page;
 pub mod server_page;
 pub mod session;
+pub mod settings;
 
 use askama::Template;
 use axum::Router;
@@ -39,6 +40,12 @@ pub fn router() -> Router<AppState> {
         .route("/logs", get(log_page::page))
         .route("/servers/new", get(server_page::add_page))
         .route("/servers/{id}", get(server_page::page))
+        .route("/servers/{id}/settings", get(settings::server))
+        .route("/settings", get(settings::index))
+        .route("/settings/rules", get(settings::rules))
+        .route("/settings/channels", get(settings::channels))
+        .route("/settings/silences", get(settings::silences))
+        .route("/settings/users", get(settings::users))
 }
 
 /// What every page's frame shows: who is signed in, the navigation, the bell.

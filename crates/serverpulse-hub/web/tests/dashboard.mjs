@@ -189,14 +189,76 @@ try {
     assert.match(csv, /alert_acknowledged|agent_alert/);
   });
 
+  await run("settings: a rule is checked field by field, then added", async () => {
+    await page.click('nav a:has-text("Settings")');
+    await page.waitForURL(/\/settings\/rules$/);
+    const form = "#new-rule";
+    await page.fill(form + ' input[name="name"]', "Swap pressure");
+    await page.fill(form + ' input[name="metric"]', "swapiness");
+    await page.fill(form + ' input[name="warning"]', "50");
+    await page.click(form + ' button[type="submit"]');
+    await page.waitForSelector(form + ' .field-error[data-field="metric"]:not([hidden])');
+    await page.fill(form + ' input[name="metric"]', "swap");
+    await page.click(form + ' button[type="submit"]');
+    await page.waitForSelector('table.rules td:has-text("Swap pressure")');
+    await shot("11-settings-rules");
+  });
+
+  await run("settings: a channel is added and sends a test; a silence is set", async () => {
+    await page.click('.tabs a:has-text("Channels")');
+    await page.fill('#new-channel input[name="name"]', "ops hook");
+    await page.selectOption('#new-channel select[name="kind"]', "webhook");
+    await page.fill('#new-channel textarea[name="settings"]', '{"url": "http://127.0.0.1:9/hook", "secret": "s3cret"}');
+    await page.click('#new-channel button[type="submit"]');
+    const item = 'article.item:has-text("ops hook")';
+    await page.waitForSelector(item);
+    assert.ok(!(await page.textContent("main")).includes("s3cret"), "channel secrets are never shown");
+    await page.click(item + ' button:has-text("Send test")');
+    await page.waitForSelector(item + ' .notice.ok:not([hidden])');
+    await shot("12-settings-channels");
+    await page.click('.tabs a:has-text("Silences")');
+    await page.fill('#new-silence input[name="comment"]', "kernel upgrade");
+    await page.click('#new-silence button[type="submit"]');
+    await page.waitForSelector('li:has-text("kernel upgrade") .badge:has-text("active")');
+  });
+
+  await run("server settings: tags and agent thresholds are saved, a fresh install command is shown", async () => {
+    await page.goto(BASE + "/servers/" + serverId);
+    await page.click('a:has-text("Server settings")');
+    await page.fill('#server-form input[name="tags"]', "prod, web");
+    await page.click('#server-form button[type="submit"]');
+    await page.waitForFunction(() => document.querySelector('#server-form input[name="tags"]').value === "prod, web");
+    await page.fill('#agent-settings input[name="thresholds.cpu"]', "150");
+    await page.click('#agent-settings button[type="submit"]');
+    await page.waitForSelector('#agent-settings .field-error[data-field="thresholds.cpu"]:not([hidden])');
+    await page.fill('#agent-settings input[name="thresholds.cpu"]', "85");
+    await page.fill('#agent-settings input[name="services"]', "nginx, postgresql");
+    await page.click('#agent-settings button[type="submit"]');
+    await page.waitForSelector("text=Revision 1.");
+    assert.equal(await page.inputValue('#agent-settings input[name="thresholds.cpu"]'), "85");
+    await page.click('#new-enrollment button');
+    await page.waitForSelector('#fresh-command:has-text("install.sh?token=")');
+    await shot("13-server-settings");
+  });
+
+  await run("users and tokens: a viewer is added, a token is shown once", async () => {
+    await page.goto(BASE + "/settings/users");
+    await page.fill('#new-user input[name="email"]', VIEWER.email);
+    await page.selectOption('#new-user select[name="role"]', "viewer");
+    await page.fill('#new-user input[name="password"]', VIEWER.password);
+    await page.click('#new-user button[type="submit"]');
+    await page.waitForSelector("#new-user + .notice.ok:not([hidden])");
+    await page.fill('#new-token input[name="name"]', "grafana");
+    await page.click('#new-token button[type="submit"]');
+    await page.waitForSelector('#new-token-secret:has-text("sp_")');
+    await page.goto(BASE + "/settings/users");
+    await page.waitForSelector('td:has-text("' + VIEWER.email + '")');
+    await page.waitForSelector('li:has-text("grafana")');
+    assert.equal(await page.locator("#new-token-secret").textContent(), "", "the secret is not shown again");
+    await shot("14-settings-users");
+  });
+
   await run("a viewer sees no admin or operator actions", async () => {
-    const created = await page.evaluate(async (viewer) => {
-      const response = await fetch("/api/v1/users", { method: "POST", credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": document.body.dataset.csrf },
-        body: JSON.stringify({ email: viewer.email, role: "viewer", password: viewer.password }) });
-      return response.status;
-    }, VIEWER);
-    assert.equal(created, 201);
     const forged = await page.evaluate(async () => (await fetch("/api/v1/servers", { method: "POST",
       credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: "{}" })).status);
     assert.equal(forged, 403, "a session request without the CSRF token is refused");
@@ -210,6 +272,11 @@ try {
     const response = await page.goto(BASE + "/servers/new");
     assert.equal(response.status(), 403);
     await page.waitForSelector("text=needs the admin role");
+    await page.goto(BASE + "/settings/rules");
+    await page.waitForSelector('td:has-text("Swap pressure")');
+    assert.equal(await page.locator("#new-rule").count(), 0, "viewers read rules, never change them");
+    assert.equal(await page.locator('.tabs a:has-text("Users")').count(), 0);
+    assert.equal((await page.goto(BASE + "/settings/users")).status(), 403);
   });
 
   await run("the phone layout keeps the fleet readable", async () => {
