@@ -1,33 +1,22 @@
 //! What the dashboard reads in bulk: history reduced to chart buckets (min, max and
-//! mean per metric, computed by SQLite over the time index), and per-server counts for
-//! the fleet overview.
+//! mean per metric; from the rollup tiers when the step allows, else from raw samples
+//! over the time index), and per-server counts for the fleet overview.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use serverpulse_store::{Band, ChartBucket, FleetCounts, ServerId, StoreResult};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::SqliteStore;
+use crate::rollups::{COLUMNS, TIERS};
 use crate::rows::db;
 
-/// Columns of `performance_logs` in `ChartMetric::ALL` order.
-const CHART_COLUMNS: [&str; 8] = [
-    "cpu_usage",
-    "ram_usage",
-    "disk_usage",
-    "load_average",
-    "network_rx_rate",
-    "network_tx_rate",
-    "disk_io_read_rate",
-    "disk_io_write_rate",
-];
-
-fn chart_sql() -> String {
-    let bands: Vec<String> = CHART_COLUMNS
-        .iter()
-        .map(|c| format!("MIN({c}) AS {c}_min, MAX({c}) AS {c}_max, AVG({c}) AS {c}_avg"))
-        .collect();
+/// Buckets straight from the raw samples (`?1` step, `?2` server, `?3` from, `?4` to).
+fn raw_sql() -> String {
+    let bands: Vec<String> =
+        COLUMNS.iter().map(|c| format!("MIN({c}) AS {c}_min, MAX({c}) AS {c}_max, AVG({c}) AS {c}_avg")).collect();
     format!(
         "SELECT (agent_time / ?1) * ?1 AS bucket, COUNT(*) AS samples, {} FROM performance_logs \
          WHERE server_id = ?2 AND agent_time >= ?3 AND agent_time < ?4 GROUP BY bucket ORDER BY bucket",
@@ -35,9 +24,22 @@ fn chart_sql() -> String {
     )
 }
 
+/// Buckets merged from a rollup tier (`?5` its width), whole tier buckets starting in range.
+fn tier_sql() -> String {
+    let bands: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| format!("MIN({c}_min) AS {c}_min, MAX({c}_max) AS {c}_max, SUM({c}_sum) / SUM({c}_n) AS {c}_avg"))
+        .collect();
+    format!(
+        "SELECT (start / ?1) * ?1 AS bucket, SUM(samples) AS samples, {} FROM rollups \
+         WHERE server_id = ?2 AND width = ?5 AND start >= ?3 AND start < ?4 GROUP BY bucket ORDER BY bucket",
+        bands.join(", ")
+    )
+}
+
 fn bucket(row: &SqliteRow) -> StoreResult<ChartBucket> {
     let mut bands = [Band::default(); 8];
-    for (band, column) in bands.iter_mut().zip(CHART_COLUMNS) {
+    for (band, column) in bands.iter_mut().zip(COLUMNS) {
         *band = Band {
             min: row.try_get(format!("{column}_min").as_str()).map_err(db)?,
             max: row.try_get(format!("{column}_max").as_str()).map_err(db)?,
@@ -60,15 +62,18 @@ impl SqliteStore {
         to: i64,
         step: i64,
     ) -> StoreResult<Vec<ChartBucket>> {
-        let sql = sqlx::AssertSqlSafe(chart_sql());
-        let found = sqlx::query(sql)
-            .bind(step.max(1))
-            .bind(server)
-            .bind(from)
-            .bind(to)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db)?;
+        let step = step.max(1);
+        // The coarsest tier whose buckets tile the chart's exactly, when `from` is aligned.
+        let tier = TIERS.iter().rev().find(|w| step % **w == 0 && from % **w == 0).copied();
+        static RAW: LazyLock<String> = LazyLock::new(raw_sql);
+        static TIER: LazyLock<String> = LazyLock::new(tier_sql);
+        let sql = if tier.is_some() { TIER.as_str() } else { RAW.as_str() };
+        let query = sqlx::query(sql).bind(step).bind(server).bind(from).bind(to);
+        let query = match tier {
+            Some(width) => query.bind(width),
+            None => query,
+        };
+        let found = query.fetch_all(&self.reader).await.map_err(db)?;
         found.iter().map(bucket).collect()
     }
 

@@ -9,6 +9,7 @@ mod alerting;
 mod charts;
 mod migrate;
 mod notifications;
+mod rollups;
 mod rows;
 mod store;
 mod users;

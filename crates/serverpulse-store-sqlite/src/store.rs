@@ -245,7 +245,7 @@ async fn insert_report(
     server: ServerId,
     report: &Report,
     received_at: i64,
-) -> StoreResult<[Option<f64>; 4]> {
+) -> StoreResult<([Option<f64>; 4], Option<i64>)> {
     let m = &report.metrics;
     let current = Neighbour {
         id: 0,
@@ -286,8 +286,9 @@ async fn insert_report(
 
     // A replayed report can land between two stored ones: the later one's rates were
     // computed across the gap and are now measured against this report instead.
-    if let Some(after) = neighbour_at(conn, NEIGHBOUR_AFTER, server, report.timestamp).await? {
-        let fixed = rates(Some(&current), &after);
+    let after = neighbour_at(conn, NEIGHBOUR_AFTER, server, report.timestamp).await?;
+    if let Some(after) = &after {
+        let fixed = rates(Some(&current), after);
         sqlx::query(
             "UPDATE performance_logs SET network_rx_rate = ?, network_tx_rate = ?, \
              disk_io_read_rate = ?, disk_io_write_rate = ? WHERE id = ?",
@@ -301,7 +302,7 @@ async fn insert_report(
         .await
         .map_err(db)?;
     }
-    Ok(own_rates)
+    Ok((own_rates, after.map(|a| a.at)))
 }
 
 /// Updates service states from a report; a status change is kept in the history and
@@ -697,6 +698,7 @@ impl Store for SqliteStore {
             .try_get("last_metrics_at")
             .map_err(db)?;
         let mut newest: Option<(i64, Value)> = None;
+        let mut touched = std::collections::BTreeSet::new();
         for report in reports {
             if let Some(seq) = report.seq {
                 let seen = sqlx::query("SELECT 1 FROM performance_logs WHERE server_id = ? AND seq = ?")
@@ -710,7 +712,9 @@ impl Store for SqliteStore {
                     continue;
                 }
             }
-            let report_rates = insert_report(&mut tx, server, report, received_at).await?;
+            let (report_rates, rerated_at) = insert_report(&mut tx, server, report, received_at).await?;
+            touched.insert(report.timestamp);
+            touched.extend(rerated_at);
             apply_services(&mut tx, server, report).await?;
             outcome.stored += 1;
             outcome.stored_seqs.extend(report.seq);
@@ -729,6 +733,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db)?;
         }
+        crate::rollups::refresh(&mut tx, server, &touched).await?;
         mark_contact(&mut tx, server, received_at).await?;
         tx.commit().await.map_err(db)?;
         Ok(outcome)

@@ -58,6 +58,7 @@ macro_rules! contract_suite {
             charts_reduce_samples_to_buckets,
             fleet_counts_open_alerts_and_failed_units,
             roles_change_tokens_revoke_and_an_admin_remains,
+            long_range_charts_match_the_raw_samples,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -828,4 +829,70 @@ pub async fn roles_change_tokens_revoke_and_an_admin_remains(store: &dyn Store) 
     assert!(matches!(store.delete_user(admin.id, "b", T0).await, Err(StoreError::NotFound)));
     let log = store.events(EventQuery { kind: Some(EventKind::UserChanged), limit: 10, ..Default::default() });
     assert_eq!(log.await.expect("events").len(), 4, "promote, demote, revoke, remove");
+}
+
+/// Charts over long ranges read summaries (rollups, where a backend keeps them); whatever
+/// the order samples arrived in, they must say what the raw samples say.
+pub async fn long_range_charts_match_the_raw_samples(store: &dyn Store) {
+    let id = agent(store, "rollup", "10.0.0.43").await;
+    let day = 86_400_000;
+    let start = T0 - T0 % day;
+    // Three days of samples every 97 s; CPU from a fixed pseudo-random sequence, the load
+    // missing from every seventh; counters growing, reset once.
+    let mut state: u64 = 42;
+    let mut samples: Vec<(i64, Option<f64>, u64)> = Vec::new();
+    for i in 0..(3 * 86_400 / 97) {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let cpu = Some((state >> 33) as f64 % 1000.0 / 10.0);
+        let rx = if i < 1_000 { i * 5_000 } else { (i - 1_000) * 7_000 };
+        samples.push((start + i as i64 * 97_000, cpu, rx as u64));
+    }
+    let reports: Vec<Report> = samples
+        .iter()
+        .enumerate()
+        .map(|(i, (at, cpu, rx))| {
+            let mut metrics =
+                json!({"cpu_usage": cpu, "memory_usage": 50.0 + (i % 13) as f64, "disk_usage": 30.0, "network_rx": rx});
+            if i % 7 != 0 {
+                metrics["load_average"] = json!((i % 50) as f64 / 10.0);
+            }
+            let doc =
+                json!({"timestamp": serverpulse_proto::time::format_timestamp(*at), "seq": i, "metrics": metrics});
+            decode_report(&doc, "", *at).expect("valid report")
+        })
+        .collect();
+    // Arrival out of order: the second half first, then the first half in reverse batches.
+    let half = reports.len() / 2;
+    store.store_reports(id, &reports[half..], T0).await.expect("store");
+    for chunk in reports[..half].chunks(97).rev() {
+        store.store_reports(id, chunk, T0).await.expect("store");
+    }
+    for step in [300_000, 3_600_000, 21_600_000, day] {
+        let summed = store.chart(id, start, start + 3 * day, step).await.expect("chart");
+        // One millisecond earlier is not aligned to any bucket: the raw samples answer.
+        let raw = store.chart(id, start - 1, start + 3 * day, step).await.expect("chart");
+        assert_eq!(summed.len(), raw.len(), "step {step}");
+        for (s, r) in summed.iter().zip(&raw) {
+            assert_eq!((s.start, s.samples), (r.start, r.samples), "step {step}");
+            for (metric, (a, b)) in crate::ChartMetric::ALL.iter().zip(s.bands.iter().zip(&r.bands)) {
+                assert_eq!((a.min, a.max), (b.min, b.max), "step {step} {metric:?} at {}", s.start);
+                let close = match (a.avg, b.avg) {
+                    (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+                    (x, y) => x == y,
+                };
+                assert!(close, "step {step} {metric:?} at {}: {:?} vs {:?}", s.start, a.avg, b.avg);
+            }
+        }
+        // And against a recomputation here, for CPU.
+        for bucket in &summed {
+            let cpus: Vec<f64> = samples
+                .iter()
+                .filter(|(at, _, _)| (*at - start) / step == (bucket.start - start) / step)
+                .filter_map(|s| s.1)
+                .collect();
+            let band = bucket.bands[crate::ChartMetric::Cpu as usize];
+            assert_eq!(band.min, cpus.iter().copied().reduce(f64::min), "step {step}");
+            assert_eq!(band.max, cpus.iter().copied().reduce(f64::max), "step {step}");
+        }
+    }
 }

@@ -118,8 +118,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Samples with agent time in `[from, to]`, oldest first, at most `limit`.
     async fn metrics_history(&self, server: ServerId, from: i64, to: i64, limit: u32) -> StoreResult<Vec<Sample>>;
-    /// Samples with agent time in `[from, to)` reduced to buckets of `step` ms (aligned to
-    /// multiples of `step`), oldest first; empty buckets are absent.
+    /// Samples reduced to buckets of `step` ms (aligned to multiples of `step`) starting
+    /// in `[from, to)`, oldest first; empty buckets are absent. With `from` and `step`
+    /// multiples of a summary tier's width a backend may answer from its summaries,
+    /// whose buckets are whole (they may hold samples up to a tier bucket past `to`).
     async fn chart(&self, server: ServerId, from: i64, to: i64, step: i64) -> StoreResult<Vec<ChartBucket>>;
     /// Open alerts and failed units per server; servers with neither are absent.
     async fn fleet_counts(&self) -> StoreResult<std::collections::HashMap<ServerId, FleetCounts>>;
