@@ -362,6 +362,7 @@ async fn quickstart(config: &HubConfig, state: AppState, admin: &Admin) -> anyho
         std::fs::write(&agent_config, local_agent_config(&base, &added.enrollment.enrollment_token, &agent_dir))
             .with_context(|| format!("writing {}", agent_config.display()))?;
     }
+    println!("Dashboard: {base}/  (sign in with the administrator's e-mail and password)");
     println!("ServerPulse hub at {base}  (API {base}/api/v1, OpenAPI {base}/api/openapi.json)");
     let agent = start_local_agent(&state.settings.agent_binary, &agent_config);
     let served = serve(config, state).await;

@@ -225,7 +225,7 @@
         scales: { x: { time: true, range: [view.from / 1000, view.to / 1000] },
                   y: unit === "%" ? { range: [0, 100] } : { range: (u, min, max) => [0, Math.max(max * 1.1, unit === "" ? 1 : 1024)] } },
         axes: [{ stroke: css("--muted"), grid: { stroke: css("--line") } },
-               { stroke: css("--muted"), grid: { stroke: css("--line") }, values: axisValue(unit), size: 70 }],
+               { stroke: css("--muted"), grid: { stroke: css("--line") }, values: axisValue(unit), size: unit === "B/s" ? 92 : 56 }],
         cursor: { drag: { x: true, y: false } },
         legend: { live: true },
       };

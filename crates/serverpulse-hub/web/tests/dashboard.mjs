@@ -279,6 +279,16 @@ try {
     assert.equal((await page.goto(BASE + "/settings/users")).status(), 403);
   });
 
+  await run("the dark theme follows the system setting", async () => {
+    await page.emulateMedia({ colorScheme: "dark" });
+    await page.goto(BASE + "/servers/" + serverId);
+    await page.waitForFunction(() => document.querySelectorAll("#charts .uplot").length === 6);
+    const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.equal(background, "rgb(15, 19, 26)", "dark background");
+    await shot("15-server-dark");
+    await page.emulateMedia({ colorScheme: "light" });
+  });
+
   await run("the phone layout keeps the fleet readable", async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(BASE + "/fleet");
