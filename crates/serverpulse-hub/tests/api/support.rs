@@ -228,7 +228,7 @@ impl TestHub {
                 .iter()
                 .map(|r| format!("quote(\"{}\")", r.get::<String, _>(0)))
                 .collect();
-            let sql = format!("SELECT {} FROM \"{table}\" ORDER BY rowid", columns.join("||','||"));
+            let sql = format!("SELECT {} FROM \"{table}\" ORDER BY 1", columns.join("||','||"));
             for row in sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.db).await.expect("rows") {
                 out.push_str(&table);
                 out.push(':');
