@@ -122,12 +122,15 @@ pub async fn publish_server(state: &AppState, id: ServerId) {
 }
 
 /// Tells browsers that alerts changed on `server`, with the fleet's open alert count
-/// for the bell.
+/// (the bell) and the server's own counts (its fleet row).
 pub async fn publish_alerts(state: &AppState, server: ServerId) {
     match state.store.fleet_counts().await {
         Ok(counts) => {
             let open: u32 = counts.values().map(|c| c.open_alerts).sum();
-            state.live.send("alerts", format!("{{\"server_id\":{server},\"open\":{open}}}"));
+            let own = counts.get(&server).copied().unwrap_or_default();
+            let data = serde_json::json!({"server_id": server, "open": open,
+                "server_open": own.open_alerts, "server_failed_services": own.failed_services});
+            state.live.send("alerts", data.to_string());
         }
         Err(e) => tracing::warn!(error = %e, "cannot count open alerts for a live update"),
     }

@@ -157,6 +157,16 @@
       row.querySelectorAll('[data-field="seen"]').forEach((el) => { el.dataset.at = String(s.last_contact || 0); });
       refreshAges(row);
     });
+    live("alerts", (a) => {
+      const cell = document.querySelector('tr[data-server-id="' + a.server_id + '"] [data-field="alerts"]');
+      if (!cell) return;
+      const open = cell.querySelector('[data-count="open"]'), failed = cell.querySelector('[data-count="failed"]');
+      open.textContent = a.server_open + " open";
+      open.hidden = a.server_open === 0;
+      failed.textContent = a.server_failed_services + " failed";
+      failed.hidden = a.server_failed_services === 0;
+      cell.querySelector('[data-count="none"]').hidden = a.server_open > 0 || a.server_failed_services > 0;
+    });
     setInterval(() => refreshAges(document), 15000);
   }
   function refreshAges(root) {

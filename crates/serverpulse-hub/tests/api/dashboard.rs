@@ -406,5 +406,5 @@ async fn the_live_feed_streams_server_and_alert_changes() {
     let server_event = data("server");
     assert_eq!((server_event["id"].as_i64(), server_event["status"].as_str()), (Some(server), Some("online")));
     assert_eq!(server_event["cpu"], json!(12.5));
-    assert_eq!(data("alerts"), json!({"server_id": server, "open": 1}));
+    assert_eq!(data("alerts"), json!({"server_id": server, "open": 1, "server_open": 1, "server_failed_services": 0}));
 }

@@ -140,6 +140,10 @@ try {
     await page.waitForSelector(row + ' .gauge[data-field="cpu"] .value:has-text("42.5 %")');
     assert.match(await page.textContent(row), /1 failed/);
     await shot("05-fleet");
+    await agentCall("/api/v1/agents/" + agent.agent_id + "/alerts", agent.auth_token, {
+      alerts: [{ type: "disk_smart", severity: "warning", message: "SMART: reallocated sectors on sda", timestamp: new Date().toISOString() }],
+    });
+    await page.waitForSelector(row + ' [data-count="open"]:has-text("2 open")');
   });
 
   await run("the server page draws its charts and a new point arrives over SSE", async () => {
