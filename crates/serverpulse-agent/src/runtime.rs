@@ -216,7 +216,7 @@ impl Agent {
                 }
                 Err(error) => {
                     self.handle_failure(&error, now);
-                    self.schedule.send = now + self.backoff.next_delay_ms();
+                    self.schedule.send = now + self.retry_delay_ms(&error);
                 }
             }
         }
@@ -339,7 +339,7 @@ impl Agent {
                 }
                 Err(error) => {
                     self.handle_failure(&error, now);
-                    self.schedule.send = now + self.backoff.next_delay_ms();
+                    self.schedule.send = now + self.retry_delay_ms(&error);
                     return Ok(());
                 }
             }
@@ -361,6 +361,11 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// How long to wait before sending again: the back-off, or longer if the hub asked.
+    fn retry_delay_ms(&mut self, error: &TransportError) -> i64 {
+        retry_delay(self.backoff.next_delay_ms(), error)
     }
 
     fn handle_failure(&mut self, error: &TransportError, now: i64) {
@@ -676,9 +681,25 @@ fn restart_unit(unit: &str) -> (&'static str, String, Option<i32>) {
     }
 }
 
+/// The back-off delay, stretched to what a busy hub asked for in `Retry-After`.
+fn retry_delay(backoff_ms: i64, error: &TransportError) -> i64 {
+    match error {
+        TransportError::Busy { retry_after_ms, .. } => backoff_ms.max(*retry_after_ms),
+        _ => backoff_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::route_target;
+    use super::{TransportError, retry_delay, route_target};
+
+    #[test]
+    fn a_busy_hub_is_left_alone_as_long_as_it_asks() {
+        let busy = TransportError::Busy { retry_after_ms: 7_000, message: String::new() };
+        assert_eq!(retry_delay(1_000, &busy), 7_000);
+        assert_eq!(retry_delay(30_000, &busy), 30_000, "never sooner than the back-off");
+        assert_eq!(retry_delay(1_000, &TransportError::Unavailable("down".into())), 1_000);
+    }
 
     #[test]
     fn route_targets_of_hub_urls() {

@@ -27,6 +27,9 @@ pub enum TransportError {
     /// Network failure, timeout, 5xx, 429 or 503: the request may succeed later.
     #[error("hub unavailable: {0}")]
     Unavailable(String),
+    /// 429 or 503 with `Retry-After`: the hub is shedding load and says when to come back.
+    #[error("hub busy, asked to retry in {retry_after_ms} ms: {message}")]
+    Busy { retry_after_ms: i64, message: String },
     /// 401: the agent's credentials are not (or no longer) valid.
     #[error("the hub refused the agent's credentials (401)")]
     Unauthorized,
@@ -137,8 +140,13 @@ impl Hub {
         let request = request.body(body_bytes).map_err(|e| TransportError::Setup(e.to_string()))?;
         let mut response = self.agent.run(request).map_err(|e| TransportError::Unavailable(e.to_string()))?;
         let status = response.status().as_u16();
+        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(retry_after_ms);
         let text = response.body_mut().read_to_string().unwrap_or_default();
         match status {
+            429 | 503 if retry_after.is_some() => Err(TransportError::Busy {
+                retry_after_ms: retry_after.unwrap_or_default(),
+                message: error_text(&text),
+            }),
             200..=299 => serde_json::from_str(&text)
                 .map_err(|e| TransportError::Refused { status, message: format!("unexpected answer: {e}") }),
             401 => Err(TransportError::Unauthorized),
@@ -306,6 +314,11 @@ fn percent_encode(segment: &str) -> String {
     out
 }
 
+/// `Retry-After` in delta-seconds (the form the hub sends), capped at an hour.
+fn retry_after_ms(value: &str) -> Option<i64> {
+    value.trim().parse::<u32>().ok().map(|s| i64::from(s.min(3_600)) * 1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +334,13 @@ mod tests {
             flate2::read::GzDecoder::new(&gzip.encode(text.as_bytes())[..]).read_to_string(&mut decoded).unwrap();
             assert_eq!(decoded, text);
         }
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        assert_eq!(retry_after_ms("5"), Some(5_000));
+        assert_eq!(retry_after_ms(" 120 "), Some(120_000));
+        assert_eq!(retry_after_ms("86400"), Some(3_600_000));
+        assert_eq!(retry_after_ms("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }
 }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub live: crate::live::LiveFeed,
     /// Refused sign-ins per client address.
     pub login_throttle: Arc<crate::web::session::LoginThrottle>,
+    /// The group-commit queue reports go through.
+    pub ingest: crate::ingest::Ingest,
 }
 
 impl std::fmt::Debug for AppState {
@@ -42,8 +44,22 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// The state with its ingest writer running on the current tokio runtime.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: Settings) -> Self {
-        Self {
+        let (state, writer) = Self::with_paused_writer(store, clock, settings);
+        tokio::spawn(writer.run());
+        state
+    }
+
+    /// The state and its ingest writer, not yet running (tests drive it by steps).
+    pub fn with_paused_writer(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> (Self, crate::ingest::Writer) {
+        let (ingest, writer) = crate::ingest::Ingest::new(store.clone(), settings.ingest_queue);
+        let state = Self {
+            ingest,
             store,
             clock,
             settings: Arc::new(settings),
@@ -52,7 +68,8 @@ impl AppState {
             wake_notifier: Arc::default(),
             live: crate::live::LiveFeed::default(),
             login_throttle: Arc::default(),
-        }
+        };
+        (state, writer)
     }
 
     pub fn now(&self) -> i64 {

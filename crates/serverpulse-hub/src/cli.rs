@@ -199,6 +199,7 @@ impl Cli {
             enrollment_ttl: None,
             command_ttl: None,
             agent_binary: None,
+            ingest_queue: None,
             log: serve.log,
         };
         let origin = match &self.config {

@@ -46,6 +46,8 @@ pub struct Settings {
     pub command_ttl_ms: i64,
     /// The agent executable served at `/download/serverpulse-agent`.
     pub agent_binary: PathBuf,
+    /// Reports waiting for the writer before agents are told to come back later (503).
+    pub ingest_queue: usize,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -56,6 +58,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 10 * 1024 * 1024;
 pub const DEFAULT_ENROLLMENT_TTL_SECS: u32 = 24 * 3600;
 pub const DEFAULT_COMMAND_TTL_SECS: u32 = 3600;
 pub const DEFAULT_SWEEP_SECS: u32 = 15;
+pub const DEFAULT_INGEST_QUEUE: usize = 4096;
 
 /// The YAML file's keys. Durations are whole seconds.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -73,6 +76,7 @@ pub struct ConfigValues {
     pub enrollment_ttl: Option<u32>,
     pub command_ttl: Option<u32>,
     pub agent_binary: Option<PathBuf>,
+    pub ingest_queue: Option<usize>,
     pub log: Option<String>,
 }
 
@@ -92,6 +96,7 @@ impl ConfigValues {
             enrollment_ttl: self.enrollment_ttl.or(fallback.enrollment_ttl),
             command_ttl: self.command_ttl.or(fallback.command_ttl),
             agent_binary: self.agent_binary.or(fallback.agent_binary),
+            ingest_queue: self.ingest_queue.or(fallback.ingest_queue),
             log: self.log.or(fallback.log),
         }
     }
@@ -188,6 +193,10 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
         return Err(bad("public_url", format!("{public_url:?} must not contain quotes, backslashes or spaces")));
     }
     let agent_binary = values.agent_binary.unwrap_or_else(default_agent_binary);
+    let ingest_queue = values.ingest_queue.unwrap_or(DEFAULT_INGEST_QUEUE);
+    if !(1..=1_000_000).contains(&ingest_queue) {
+        return Err(bad("ingest_queue", format!("{ingest_queue} must be between 1 and 1000000 requests")));
+    }
     Ok(HubConfig {
         listen,
         database,
@@ -201,6 +210,7 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
             enrollment_ttl_ms: i64::from(enrollment_ttl) * 1000,
             command_ttl_ms: i64::from(command_ttl) * 1000,
             agent_binary,
+            ingest_queue,
         },
         log: values.log.unwrap_or_else(|| "info".to_owned()),
     })

@@ -10,6 +10,9 @@ use serde_json::json;
 use serverpulse_proto::ValidationError;
 use serverpulse_store::StoreError;
 
+/// What a full ingest queue tells agents to wait, seconds.
+pub const BUSY_RETRY_AFTER_SECS: u32 = 2;
+
 /// The registration failure text that deployed agents look for.
 pub const SERVER_NOT_FOUND: &str = "Server not found in ServerPulse. Please add the server first.";
 
@@ -37,6 +40,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The ingest queue is full: come back after [`BUSY_RETRY_AFTER_SECS`].
+    #[error("the hub is busy storing reports; retry after {BUSY_RETRY_AFTER_SECS} s")]
+    Busy,
     /// The database failed; the request may be retried.
     #[error("storage unavailable, retry later")]
     Unavailable(String),
@@ -64,7 +70,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,7 +106,9 @@ impl IntoResponse for ApiError {
             _ => json!({"success": false, "error": self.to_string()}),
         };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(self, Self::Busy) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(BUSY_RETRY_AFTER_SECS));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         if status == StatusCode::UNAUTHORIZED {

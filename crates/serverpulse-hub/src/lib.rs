@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod ingest;
 pub mod live;
 pub mod notifier;
 pub mod openapi;

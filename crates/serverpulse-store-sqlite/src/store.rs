@@ -17,8 +17,8 @@ use serverpulse_proto::settings::AgentSettings;
 use serverpulse_store::{
     AckOutcome, AgentContact, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord,
     AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, DeliveryOutcome,
-    DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, FleetCounts, IngestOutcome, NewApiToken,
-    NewCommand, NewNotification, NewServer, NewSession, NewUser, NotificationQuery, NotificationRecord,
+    DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, FleetCounts, IngestJob, IngestOutcome,
+    NewApiToken, NewCommand, NewNotification, NewServer, NewSession, NewUser, NotificationQuery, NotificationRecord,
     RegisterOutcome, RegistrationWay, RuleState, Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord,
     Store, StoreError, StoreResult, StoredChannel, StoredRule, StoredSilence, User, UserId, UserWithPassword,
     Versioned,
@@ -303,6 +303,64 @@ async fn insert_report(
         .map_err(db)?;
     }
     Ok((own_rates, after.map(|a| a.at)))
+}
+
+/// Stores one agent's reports on `tx` (the caller commits): each `seq` once, rates
+/// against the neighbours in agent time, services, the newest figures, the rollups.
+async fn ingest_in(
+    tx: &mut SqliteConnection,
+    server: ServerId,
+    reports: &[Report],
+    received_at: i64,
+) -> StoreResult<IngestOutcome> {
+    let mut outcome = IngestOutcome::default();
+    let last_at: Option<i64> = sqlx::query("SELECT last_metrics_at FROM servers WHERE id = ?")
+        .bind(server)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound)?
+        .try_get("last_metrics_at")
+        .map_err(db)?;
+    let mut newest: Option<(i64, Value)> = None;
+    let mut touched = std::collections::BTreeSet::new();
+    for report in reports {
+        if let Some(seq) = report.seq {
+            let seen = sqlx::query("SELECT 1 FROM performance_logs WHERE server_id = ? AND seq = ?")
+                .bind(server)
+                .bind(to_i64(Some(seq)))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            if seen.is_some() {
+                outcome.duplicate_seqs.push(seq);
+                continue;
+            }
+        }
+        let (report_rates, rerated_at) = insert_report(&mut *tx, server, report, received_at).await?;
+        touched.insert(report.timestamp);
+        touched.extend(rerated_at);
+        apply_services(&mut *tx, server, report).await?;
+        outcome.stored += 1;
+        outcome.stored_seqs.extend(report.seq);
+        let newer_than_stored = last_at.is_none_or(|at| report.timestamp >= at);
+        let newer_than_batch = newest.as_ref().is_none_or(|(at, _)| report.timestamp >= *at);
+        if newer_than_stored && newer_than_batch {
+            newest = Some((report.timestamp, last_metrics_json(report, &report_rates)));
+        }
+    }
+    if let Some((at, metrics)) = newest {
+        sqlx::query("UPDATE servers SET last_metrics = ?, last_metrics_at = ? WHERE id = ?")
+            .bind(metrics.to_string())
+            .bind(at)
+            .bind(server)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    crate::rollups::refresh(&mut *tx, server, &touched).await?;
+    mark_contact(&mut *tx, server, received_at).await?;
+    Ok(outcome)
 }
 
 /// Updates service states from a report; a status change is kept in the history and
@@ -688,55 +746,25 @@ impl Store for SqliteStore {
         received_at: i64,
     ) -> StoreResult<IngestOutcome> {
         let mut tx = self.begin().await?;
-        let mut outcome = IngestOutcome::default();
-        let last_at: Option<i64> = sqlx::query("SELECT last_metrics_at FROM servers WHERE id = ?")
-            .bind(server)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?
-            .ok_or(StoreError::NotFound)?
-            .try_get("last_metrics_at")
-            .map_err(db)?;
-        let mut newest: Option<(i64, Value)> = None;
-        let mut touched = std::collections::BTreeSet::new();
-        for report in reports {
-            if let Some(seq) = report.seq {
-                let seen = sqlx::query("SELECT 1 FROM performance_logs WHERE server_id = ? AND seq = ?")
-                    .bind(server)
-                    .bind(to_i64(Some(seq)))
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                if seen.is_some() {
-                    outcome.duplicate_seqs.push(seq);
-                    continue;
-                }
-            }
-            let (report_rates, rerated_at) = insert_report(&mut tx, server, report, received_at).await?;
-            touched.insert(report.timestamp);
-            touched.extend(rerated_at);
-            apply_services(&mut tx, server, report).await?;
-            outcome.stored += 1;
-            outcome.stored_seqs.extend(report.seq);
-            let newer_than_stored = last_at.is_none_or(|at| report.timestamp >= at);
-            let newer_than_batch = newest.as_ref().is_none_or(|(at, _)| report.timestamp >= *at);
-            if newer_than_stored && newer_than_batch {
-                newest = Some((report.timestamp, last_metrics_json(report, &report_rates)));
-            }
-        }
-        if let Some((at, metrics)) = newest {
-            sqlx::query("UPDATE servers SET last_metrics = ?, last_metrics_at = ? WHERE id = ?")
-                .bind(metrics.to_string())
-                .bind(at)
-                .bind(server)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        crate::rollups::refresh(&mut tx, server, &touched).await?;
-        mark_contact(&mut tx, server, received_at).await?;
+        let outcome = ingest_in(&mut tx, server, reports, received_at).await?;
         tx.commit().await.map_err(db)?;
         Ok(outcome)
+    }
+
+    async fn store_report_batch(&self, jobs: &[IngestJob]) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
+        let mut tx = self.begin().await?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            // A savepoint each: one job's failure (its server removed meanwhile) undoes
+            // only its own writes.
+            sqlx::query("SAVEPOINT job").execute(&mut *tx).await.map_err(db)?;
+            let outcome = ingest_in(&mut tx, job.server, &job.reports, job.received_at).await;
+            let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+            sqlx::raw_sql(end).execute(&mut *tx).await.map_err(db)?;
+            outcomes.push(outcome);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(outcomes)
     }
 
     async fn record_heartbeat(&self, server: ServerId, contact: AgentContact, now: i64) -> StoreResult<()> {

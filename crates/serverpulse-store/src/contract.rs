@@ -22,9 +22,9 @@ use serverpulse_alerting::{EpisodeState, Phase, Rule, decode_rule};
 
 use crate::{
     AckOutcome, AgentContact, AgentCredentials, AgentProfile, AlertAction, AlertQuery, AlertStatus, AlertingChange,
-    CommandState, DeliveryOutcome, EnrollmentGrant, EventKind, EventQuery, NewApiToken, NewCommand, NewNotification,
-    NewServer, NewSession, NewUser, NotificationQuery, RegisterOutcome, RegistrationWay, ServerId, ServerPatch, Store,
-    StoreError,
+    CommandState, DeliveryOutcome, EnrollmentGrant, EventKind, EventQuery, IngestJob, NewApiToken, NewCommand,
+    NewNotification, NewServer, NewSession, NewUser, NotificationQuery, RegisterOutcome, RegistrationWay, ServerId,
+    ServerPatch, Store, StoreError,
 };
 
 /// 2025-06-21T20:30:00Z.
@@ -59,6 +59,7 @@ macro_rules! contract_suite {
             fleet_counts_open_alerts_and_failed_units,
             roles_change_tokens_revoke_and_an_admin_remains,
             long_range_charts_match_the_raw_samples,
+            a_batch_commits_jobs_together_and_fails_them_alone,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -895,4 +896,32 @@ pub async fn long_range_charts_match_the_raw_samples(store: &dyn Store) {
             assert_eq!(band.max, cpus.iter().copied().reduce(f64::max), "step {step}");
         }
     }
+}
+
+pub async fn a_batch_commits_jobs_together_and_fails_them_alone(store: &dyn Store) {
+    let a = agent(store, "batch-a", "10.0.0.44").await;
+    let b = agent(store, "batch-b", "10.0.0.45").await;
+    let gone = agent(store, "batch-gone", "10.0.0.46").await;
+    store.delete_server(gone, T0).await.expect("remove");
+    let job = |server, seqs: &[u64]| IngestJob {
+        server,
+        reports: seqs.iter().map(|s| report(Some(*s), T0 + *s as i64 * 1_000, 0, json!([]))).collect(),
+        received_at: T0 + 10_000,
+    };
+    let jobs = [job(a, &[1, 2]), job(gone, &[1]), job(b, &[1]), job(a, &[2, 3])];
+    let outcomes = store.store_report_batch(&jobs).await.expect("batch");
+    assert_eq!(outcomes.len(), 4);
+    assert_eq!(outcomes[0].as_ref().expect("a").stored_seqs, [1, 2]);
+    assert!(matches!(outcomes[1], Err(StoreError::NotFound)), "a removed server fails alone");
+    assert_eq!(outcomes[2].as_ref().expect("b").stored_seqs, [1]);
+    let again = outcomes[3].as_ref().expect("a again");
+    assert_eq!(
+        (again.stored_seqs.as_slice(), again.duplicate_seqs.as_slice()),
+        (&[3][..], &[2][..]),
+        "seen within the batch"
+    );
+    let history = store.metrics_history(a, 0, i64::MAX, 100).await.expect("history");
+    assert_eq!(history.iter().map(|s| s.seq).collect::<Vec<_>>(), [Some(1), Some(2), Some(3)]);
+    assert_eq!(store.metrics_history(b, 0, i64::MAX, 100).await.expect("history").len(), 1);
+    assert!(store.store_report_batch(&[]).await.expect("empty batch").is_empty());
 }

@@ -23,7 +23,7 @@ pub use model::*;
 
 /// What can go wrong below the hub. Deliberately small: callers decide status codes
 /// from these four cases only.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
     NotFound,
@@ -75,6 +75,10 @@ pub trait Store: Send + Sync + 'static {
     /// Marks the agent active (recording a reconnection if it was disconnected).
     async fn store_reports(&self, server: ServerId, reports: &[Report], received_at: i64)
     -> StoreResult<IngestOutcome>;
+    /// Stores several agents' reports in one transaction — one commit, one fsync — each
+    /// job succeeding or failing on its own; the outcomes come back in the jobs' order.
+    /// `Err` only when nothing could be committed.
+    async fn store_report_batch(&self, jobs: &[IngestJob]) -> StoreResult<Vec<StoreResult<IngestOutcome>>>;
     async fn record_heartbeat(&self, server: ServerId, contact: AgentContact, now: i64) -> StoreResult<()>;
     /// The server's agent settings and their revision (0 and empty settings until first set).
     async fn agent_settings(&self, server: ServerId) -> StoreResult<Versioned<AgentSettings>>;

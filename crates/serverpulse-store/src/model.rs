@@ -120,6 +120,14 @@ pub struct IngestOutcome {
     pub stored: usize,
 }
 
+/// One agent's reports, as the ingest queue hands them to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestJob {
+    pub server: ServerId,
+    pub reports: Vec<serverpulse_proto::report::Report>,
+    pub received_at: i64,
+}
+
 /// A value with the revision it was stored under.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Versioned<T> {

@@ -208,3 +208,36 @@ fn requests_go_through_the_proxy_from_the_environment() {
         None => assert_eq!(request, "GET http://hub.example.invalid:8000/api/v1/health HTTP/1.1"),
     }
 }
+
+#[test]
+fn a_busy_hub_says_when_to_come_back() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 2 {
+            line.clear();
+        }
+        let body = r#"{"success":false,"error":"the hub is busy storing reports; retry after 7 s"}"#;
+        let mut stream = stream;
+        write!(
+            stream,
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_for(&format!("http://{address}"), "", dir.path());
+    match hub.health() {
+        Err(TransportError::Busy { retry_after_ms, message }) => {
+            assert_eq!(retry_after_ms, 7_000);
+            assert!(message.contains("busy"), "{message}");
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    server.join().unwrap();
+}

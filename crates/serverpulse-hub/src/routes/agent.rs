@@ -183,7 +183,11 @@ pub async fn metrics(
         .map_err(agent_gone)?
         .last_metrics
         .and_then(|m| m["uptime"].as_u64());
-    let outcome = state.store.store_reports(agent.server_id, &reports, now).await.map_err(agent_gone)?;
+    // Durable once this returns: the writer committed the batch holding these reports.
+    let (outcome, reports) = match state.ingest.submit(agent.server_id, reports, now).await {
+        Err(ApiError::NotFound(_)) => return Err(ApiError::Unauthorized),
+        other => other?,
+    };
     if outcome.stored > 0 {
         // The reports are stored whatever the rules make of them: a failed evaluation is
         // logged, never turned into a refusal of data already kept.

@@ -13,6 +13,7 @@ mod cli;
 mod dashboard;
 mod ingest;
 mod notifications;
+mod pipeline;
 mod registration;
 mod rest;
 mod roles;

@@ -33,7 +33,14 @@ pub async fn spawn_app() -> TestHub {
     spawn_with(Settings::defaults()).await
 }
 
-pub async fn spawn_with(mut settings: Settings) -> TestHub {
+pub async fn spawn_with(settings: Settings) -> TestHub {
+    let (hub, writer) = spawn_paused(settings).await;
+    tokio::spawn(writer.run());
+    hub
+}
+
+/// The hub with its ingest writer not running: reports queue until the test steps it.
+pub async fn spawn_paused(mut settings: Settings) -> (TestHub, serverpulse_hub::ingest::Writer) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db_path = dir.path().join("serverpulse.db");
     let clock = ManualClock::new(T0);
@@ -41,7 +48,7 @@ pub async fn spawn_with(mut settings: Settings) -> TestHub {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     settings.public_url = format!("http://{address}");
-    let state = AppState::new(Arc::new(store), Arc::new(clock.clone()), settings);
+    let (state, writer) = AppState::with_paused_writer(Arc::new(store), Arc::new(clock.clone()), settings);
     let app = router(state.clone());
     tokio::spawn(async move {
         axum::serve(listener, app).await.expect("serve");
@@ -49,7 +56,7 @@ pub async fn spawn_with(mut settings: Settings) -> TestHub {
     let db = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&db_path).read_only(true))
         .await
         .expect("open db for reading");
-    TestHub { base: format!("http://{address}"), client: reqwest::Client::new(), clock, state, dir, db }
+    (TestHub { base: format!("http://{address}"), client: reqwest::Client::new(), clock, state, dir, db }, writer)
 }
 
 /// The whole hub as `serverpulse serve` runs it (background tasks, client addresses,

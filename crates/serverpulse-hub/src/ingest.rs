@@ -1,0 +1,123 @@
+//! Group commit: reports from every agent go through one bounded queue to one writer,
+//! which stores whatever has queued up meanwhile in a single transaction — one commit,
+//! one fsync — and only then answers each request. Under load, batches grow by
+//! themselves while the previous commit is on disk, so fsyncs per second follow the
+//! disk, not the number of agents; at rest, a lone report is committed at once.
+//!
+//! When the queue is full the request is refused at once with 503 and `Retry-After`
+//! (agents come back later, their reports safe in their spools) instead of holding
+//! unbounded memory.
+
+use std::sync::Arc;
+
+use serverpulse_proto::report::Report;
+use serverpulse_store::{IngestJob, IngestOutcome, ServerId, Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ApiError;
+
+/// Most jobs committed in one transaction.
+pub const MAX_BATCH: usize = 512;
+
+/// The reports go back with the outcome: the handler evaluates alerts on them.
+type Reply = (Result<IngestOutcome, StoreError>, Vec<Report>);
+
+struct Queued {
+    job: IngestJob,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The handle request handlers submit to. Cheap to clone; the writer stops when the
+/// last handle is dropped, after committing what was queued.
+#[derive(Clone)]
+pub struct Ingest {
+    sender: mpsc::Sender<Queued>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").field("free", &self.sender.capacity()).finish()
+    }
+}
+
+/// The writer's half: run it with [`Writer::run`].
+#[allow(missing_debug_implementations)]
+pub struct Writer {
+    receiver: mpsc::Receiver<Queued>,
+    store: Arc<dyn Store>,
+}
+
+impl Ingest {
+    /// A queue of `capacity` requests and its writer.
+    pub fn new(store: Arc<dyn Store>, capacity: usize) -> (Self, Writer) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        (Self { sender }, Writer { receiver, store })
+    }
+
+    /// Queues one agent's reports and waits until they are durable; gives the reports back.
+    pub async fn submit(
+        &self,
+        server: ServerId,
+        reports: Vec<Report>,
+        now: i64,
+    ) -> Result<(IngestOutcome, Vec<Report>), ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let queued = Queued { job: IngestJob { server, reports, received_at: now }, reply };
+        match self.sender.try_send(queued) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(ApiError::Busy),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(ApiError::Unavailable("the ingest writer has stopped".to_owned()));
+            }
+        }
+        match answer.await {
+            Ok((outcome, reports)) => Ok((outcome?, reports)),
+            Err(_) => Err(ApiError::Unavailable("the ingest writer stopped before committing".to_owned())),
+        }
+    }
+}
+
+impl Writer {
+    /// Commits batches until every [`Ingest`] handle is gone.
+    pub async fn run(mut self) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while self.receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            self.commit(&mut batch).await;
+        }
+    }
+
+    /// Takes what is queued now (at most [`MAX_BATCH`]) and commits it; for tests.
+    pub async fn step(&mut self) -> usize {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while batch.len() < MAX_BATCH {
+            match self.receiver.try_recv() {
+                Ok(queued) => batch.push(queued),
+                Err(_) => break,
+            }
+        }
+        let taken = batch.len();
+        self.commit(&mut batch).await;
+        taken
+    }
+
+    async fn commit(&self, batch: &mut Vec<Queued>) {
+        if batch.is_empty() {
+            return;
+        }
+        let (jobs, replies): (Vec<IngestJob>, Vec<_>) = batch.drain(..).map(|q| (q.job, q.reply)).unzip();
+        let started = std::time::Instant::now();
+        let count = jobs.len();
+        let outcomes = match self.store.store_report_batch(&jobs).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                tracing::warn!(jobs = count, error = %error, "ingest batch failed; nothing of it was stored");
+                vec![Err(error); count]
+            }
+        };
+        for ((reply, outcome), job) in replies.into_iter().zip(outcomes).zip(jobs) {
+            // The request may have gone (client hung up): its reports are kept anyway.
+            let _ = reply.send((outcome, job.reports));
+        }
+        tracing::debug!(jobs = count, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "ingest batch committed");
+    }
+}

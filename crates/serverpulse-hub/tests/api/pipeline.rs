@@ -1,0 +1,184 @@
+//! The ingest pipeline: answers wait for the commit of the batch holding the report, a
+//! full queue is refused with 503 and `Retry-After` instead of growing, and a hub killed
+//! with SIGKILL mid-load keeps every report it acknowledged, each once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use serverpulse_domain::Role;
+use serverpulse_hub::config::Settings;
+
+use crate::support::{T0, spawn_paused};
+
+fn report(seq: u64) -> Value {
+    let at = serverpulse_proto::time::format_timestamp(T0 + seq as i64 * 1_000);
+    json!({"seq": seq, "timestamp": at, "metrics": {"cpu_usage": 1.0, "memory_usage": 2.0, "disk_usage": 3.0}})
+}
+
+#[tokio::test]
+async fn answers_wait_for_the_commit_and_a_full_queue_says_when_to_retry() {
+    let mut settings = Settings::defaults();
+    settings.ingest_queue = 2;
+    let (hub, mut writer) = spawn_paused(settings).await;
+    let admin = hub.token_for(Role::Admin).await;
+    let (server, agent, token) = hub.registered_agent(&admin, "10.90.0.1").await;
+    let url = hub.url(&format!("/api/v1/agents/{agent}/metrics"));
+    let send = |seq: u64| {
+        let request = hub.client.post(&url).bearer_auth(&token).json(&report(seq));
+        tokio::spawn(async move { request.send().await.unwrap() })
+    };
+    let (first, second) = (send(1), send(2));
+    // Both wait in the queue: nothing is stored and neither has an answer yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!first.is_finished() && !second.is_finished(), "answered before the commit");
+    assert_eq!(hub.scalar_i64("SELECT COUNT(*) FROM performance_logs WHERE server_id = ?", server).await, 0);
+    let refused = send(3).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "2");
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("busy"), "{body}");
+
+    assert_eq!(writer.step().await, 2, "one batch holds both");
+    for answer in [first.await.unwrap(), second.await.unwrap()] {
+        assert_eq!(answer.status(), 200);
+    }
+    assert_eq!(hub.scalar_i64("SELECT COUNT(*) FROM performance_logs WHERE server_id = ?", server).await, 2);
+    let history = hub.get(&format!("/api/v1/servers/{server}/metrics?from=0&to={}", T0 + 10_000), Some(&admin)).await;
+    let history = history.expect(200);
+    assert_eq!(history["samples"].as_array().unwrap().len(), 2);
+}
+
+/// The real `serverpulse serve` process on a temporary data directory.
+struct HubProcess {
+    child: Child,
+    base: String,
+}
+
+impl HubProcess {
+    fn start(data: &std::path::Path, port: u16) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_serverpulse"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data)
+            .env("SERVERPULSE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the hub");
+        Self { child, base: format!("http://127.0.0.1:{port}") }
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if reqwest::get(format!("{}/api/v1/health", self.base)).await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the hub did not come up");
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_killed_mid_load_keeps_every_acknowledged_report_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Eight servers with credentials, added through the CLI like an operator would.
+    let mut agents = Vec::new();
+    for i in 0..8 {
+        let out = Command::new(env!("CARGO_BIN_EXE_serverpulse"))
+            .args(["server", "add", "--name", &format!("load-{i}"), "--ip", &format!("10.91.0.{}", i + 1)])
+            .args(["--with-credentials", "--json", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+        agents.push((added["agent_id"].as_str().unwrap().to_owned(), added["auth_token"].as_str().unwrap().to_owned()));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut hub = HubProcess::start(&data, port);
+    hub.wait_ready().await;
+
+    // Each agent sends seq 1, 2, 3, … as fast as answers come; what got a 200 is recorded.
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let mut senders = Vec::new();
+    for (agent, token) in agents.clone() {
+        let (client, base) = (client.clone(), hub.base.clone());
+        senders.push(tokio::spawn(async move {
+            let mut acknowledged = BTreeSet::new();
+            for seq in 1u64.. {
+                let sent = client
+                    .post(format!("{base}/api/v1/agents/{agent}/metrics"))
+                    .bearer_auth(&token)
+                    .json(&report(seq))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 200 => {
+                        acknowledged.insert(seq);
+                    }
+                    Ok(response) if response.status() == 503 => {}
+                    _ => break, // the hub is gone
+                }
+            }
+            (agent, acknowledged)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    hub.child.kill().expect("SIGKILL");
+    hub.child.wait().unwrap();
+    let mut acknowledged: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for sender in senders {
+        let (agent, seqs) = sender.await.unwrap();
+        acknowledged.insert(agent, seqs);
+    }
+    let total: usize = acknowledged.values().map(BTreeSet::len).sum();
+    assert!(total >= 50, "the load run was too short to mean anything ({total} reports)");
+
+    // Restarted on the same data: every acknowledged seq is there, none twice.
+    let hub = HubProcess::start(&data, port);
+    hub.wait_ready().await;
+    let db = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new().filename(data.join("serverpulse.db")).read_only(true),
+    )
+    .await
+    .unwrap();
+    for (agent, seqs) in &acknowledged {
+        let stored: Vec<i64> = sqlx::query_scalar(
+            "SELECT p.seq FROM performance_logs p JOIN servers s ON s.id = p.server_id WHERE s.agent_id = ? ORDER BY p.seq",
+        )
+        .bind(agent)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+        let unique: BTreeSet<u64> = stored.iter().map(|s| *s as u64).collect();
+        assert_eq!(unique.len(), stored.len(), "{agent}: a seq stored twice");
+        let missing: Vec<&u64> = seqs.difference(&unique).collect();
+        assert!(missing.is_empty(), "{agent}: acknowledged but lost: {missing:?}");
+    }
+    // Replaying what was acknowledged stores nothing again.
+    let (agent, token) = &agents[0];
+    let replay: Vec<Value> = acknowledged[agent].iter().take(20).map(|s| report(*s)).collect();
+    let answer: Value = client
+        .post(format!("{}/api/v1/agents/{agent}/metrics", hub.base))
+        .bearer_auth(token)
+        .json(&json!({"reports": replay}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["stored"], json!(0), "{answer}");
+    println!("{total} reports acknowledged across 8 agents before SIGKILL; all kept, none twice");
+}
