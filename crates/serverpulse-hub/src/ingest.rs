@@ -9,6 +9,7 @@
 //! unbounded memory.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serverpulse_proto::report::Report;
 use serverpulse_store::{IngestJob, IngestOutcome, ServerId, Store, StoreError};
@@ -27,11 +28,20 @@ struct Queued {
     reply: oneshot::Sender<Reply>,
 }
 
+/// Counters of the writer's work: commits (each one fsync of the database's log) and the
+/// requests they carried.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub batches: AtomicU64,
+    pub jobs: AtomicU64,
+}
+
 /// The handle request handlers submit to. Cheap to clone; the writer stops when the
 /// last handle is dropped, after committing what was queued.
 #[derive(Clone)]
 pub struct Ingest {
     sender: mpsc::Sender<Queued>,
+    stats: Arc<IngestStats>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -45,13 +55,25 @@ impl std::fmt::Debug for Ingest {
 pub struct Writer {
     receiver: mpsc::Receiver<Queued>,
     store: Arc<dyn Store>,
+    stats: Arc<IngestStats>,
 }
 
 impl Ingest {
     /// A queue of `capacity` requests and its writer.
     pub fn new(store: Arc<dyn Store>, capacity: usize) -> (Self, Writer) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        (Self { sender }, Writer { receiver, store })
+        let stats = Arc::<IngestStats>::default();
+        (Self { sender, stats: stats.clone() }, Writer { receiver, store, stats })
+    }
+
+    /// (commits, requests committed) so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.stats.batches.load(Ordering::Relaxed), self.stats.jobs.load(Ordering::Relaxed))
+    }
+
+    /// Requests waiting for the writer now.
+    pub fn queued(&self) -> usize {
+        self.sender.max_capacity() - self.sender.capacity()
     }
 
     /// Queues one agent's reports and waits until they are durable; gives the reports back.
@@ -107,6 +129,8 @@ impl Writer {
         let (jobs, replies): (Vec<IngestJob>, Vec<_>) = batch.drain(..).map(|q| (q.job, q.reply)).unzip();
         let started = std::time::Instant::now();
         let count = jobs.len();
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.jobs.fetch_add(count as u64, Ordering::Relaxed);
         let outcomes = match self.store.store_report_batch(&jobs).await {
             Ok(outcomes) => outcomes,
             Err(error) => {
