@@ -138,7 +138,8 @@ async fn main() {
         "/api/v1/agents/{agent}/metrics",
         post(|body: axum::body::Bytes| async move {
             let document: Value = serde_json::from_slice(&body).unwrap();
-            let reports = serverpulse_proto::report::decode_metrics_body(&document, SystemClock.now_ms()).unwrap().into_reports();
+            let reports =
+                serverpulse_proto::report::decode_metrics_body(&document, SystemClock.now_ms()).unwrap().into_reports();
             axum::Json(json!({"success": true, "stored": reports.len()}))
         }),
     );

@@ -16,23 +16,22 @@ use serverpulse_domain::AgentStatus;
 use serverpulse_proto::alert::Severity;
 use serverpulse_proto::report::Report;
 use serverpulse_store::{
-    AlertAction, AlertId, AlertingChange, Sample, Server, ServerId, StoreError, StoredChannel, StoredRule,
-    StoredSilence,
+    AlertAction, AlertId, AlertingChange, Sample, Server, StoreError, StoredChannel, StoredRule, StoredSilence,
 };
 
 use crate::app::AppState;
 
-/// Evaluates every applicable rule against the newest of `reports` (already stored).
-/// `previous_uptime` is the uptime of the report before them, for reboot detection.
+/// Evaluates every applicable rule against the newest of `reports` (already stored);
+/// `server` as it is after storing them. `previous_uptime` is the uptime of the report
+/// before them, for reboot detection.
 pub async fn on_reports(
     state: &AppState,
-    server_id: ServerId,
+    server: &Server,
     reports: &[Report],
     previous_uptime: Option<u64>,
 ) -> Result<Vec<AlertId>, StoreError> {
     let Some(newest) = reports.iter().max_by_key(|r| r.timestamp) else { return Ok(Vec::new()) };
     let _serial = state.alerting.lock().await;
-    let server = state.store.get_server(server_id).await?;
     let now = state.now();
     let mut snapshot = snapshot_of(newest, now);
     snapshot.rebooted = match (previous_uptime, newest.metrics.uptime) {
@@ -49,7 +48,7 @@ pub async fn on_reports(
         snapshot.disk_read_rate = rate("disk_io_read_rate");
         snapshot.disk_write_rate = rate("disk_io_write_rate");
     }
-    evaluate_server(state, &server, &snapshot, false, now).await
+    evaluate_server(state, server, &snapshot, false, now).await
 }
 
 /// Evaluates the absence rules (agent offline, no data) of every server at `now`.

@@ -111,13 +111,18 @@ impl<'a> ServerFigures<'a> {
 /// Tells browsers the newest state of one server (after its change was committed).
 pub async fn publish_server(state: &AppState, id: ServerId) {
     match state.store.get_server(id).await {
-        Ok(server) => match serde_json::to_string(&ServerFigures::of(&server)) {
-            Ok(data) => state.live.send("server", data),
-            Err(e) => tracing::warn!(server_id = id, error = %e, "cannot render a live update"),
-        },
+        Ok(server) => publish_server_row(state, &server),
         // Removed meanwhile: nothing to show.
         Err(serverpulse_store::StoreError::NotFound) => {}
         Err(e) => tracing::warn!(server_id = id, error = %e, "cannot read a server for a live update"),
+    }
+}
+
+/// [`publish_server`] with the row in hand.
+pub fn publish_server_row(state: &AppState, server: &Server) {
+    match serde_json::to_string(&ServerFigures::of(server)) {
+        Ok(data) => state.live.send("server", data),
+        Err(e) => tracing::warn!(server_id = server.id, error = %e, "cannot render a live update"),
     }
 }
 

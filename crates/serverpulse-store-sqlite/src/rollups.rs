@@ -6,7 +6,6 @@
 //! bucket can never drift from what a recomputation from scratch gives.
 
 use std::collections::BTreeSet;
-use std::sync::LazyLock;
 
 use serverpulse_store::{ServerId, StoreResult};
 use sqlx::SqliteConnection;
@@ -37,57 +36,55 @@ fn aggregate_columns() -> String {
     COLUMNS.iter().map(|c| format!("{c}_min, {c}_max, {c}_sum, {c}_n")).collect::<Vec<_>>().join(", ")
 }
 
-/// `INSERT` of one bucket of the finest tier from raw samples (`?1` server, `?2` width,
-/// `?3` start); nothing when the bucket holds no sample.
-fn from_raw_sql() -> String {
+/// Recomputes one bucket of the finest tier from raw samples; nothing stays when the
+/// bucket holds no sample. Only integers are spliced in.
+fn from_raw(sql: &mut String, server: ServerId, width: i64, start: i64) {
     let aggregates: Vec<String> = COLUMNS.iter().map(|c| format!("MIN({c}), MAX({c}), SUM({c}), COUNT({c})")).collect();
-    format!(
-        "INSERT INTO rollups (server_id, width, start, samples, {}) \
-         SELECT ?1, ?2, ?3, COUNT(*), {} FROM performance_logs \
-         WHERE server_id = ?1 AND agent_time >= ?3 AND agent_time < ?3 + ?2 HAVING COUNT(*) > 0",
-        aggregate_columns(),
-        aggregates.join(", ")
-    )
+    sql.push_str(&format!(
+        "DELETE FROM rollups WHERE server_id = {server} AND width = {width} AND start = {start};\n\
+         INSERT INTO rollups (server_id, width, start, samples, {columns}) \
+         SELECT {server}, {width}, {start}, COUNT(*), {aggregates} FROM performance_logs \
+         WHERE server_id = {server} AND agent_time >= {start} AND agent_time < {end} HAVING COUNT(*) > 0;\n",
+        columns = aggregate_columns(),
+        aggregates = aggregates.join(", "),
+        end = start + width,
+    ));
 }
 
-/// `INSERT` of one bucket of a coarser tier from the finer tier (`?4` its width).
-fn from_tier_sql() -> String {
+/// Recomputes one bucket of a coarser tier from the finer tier below it.
+fn from_tier(sql: &mut String, server: ServerId, width: i64, start: i64, finer: i64) {
     let aggregates: Vec<String> =
         COLUMNS.iter().map(|c| format!("MIN({c}_min), MAX({c}_max), SUM({c}_sum), SUM({c}_n)")).collect();
-    format!(
-        "INSERT INTO rollups (server_id, width, start, samples, {}) \
-         SELECT ?1, ?2, ?3, SUM(samples), {} FROM rollups \
-         WHERE server_id = ?1 AND width = ?4 AND start >= ?3 AND start < ?3 + ?2 HAVING COUNT(*) > 0",
-        aggregate_columns(),
-        aggregates.join(", ")
-    )
+    sql.push_str(&format!(
+        "DELETE FROM rollups WHERE server_id = {server} AND width = {width} AND start = {start};\n\
+         INSERT INTO rollups (server_id, width, start, samples, {columns}) \
+         SELECT {server}, {width}, {start}, SUM(samples), {aggregates} FROM rollups \
+         WHERE server_id = {server} AND width = {finer} AND start >= {start} AND start < {end} HAVING COUNT(*) > 0;\n",
+        columns = aggregate_columns(),
+        aggregates = aggregates.join(", "),
+        end = start + width,
+    ));
 }
 
-/// Recomputes every bucket, in every tier, that holds one of `times` (agent time).
+/// Recomputes every bucket, in every tier, that holds one of `times` (agent time): one
+/// round trip to SQLite for all of them.
 pub(crate) async fn refresh(conn: &mut SqliteConnection, server: ServerId, times: &BTreeSet<i64>) -> StoreResult<()> {
+    if times.is_empty() {
+        return Ok(());
+    }
+    let mut sql = String::new();
     let mut starts: BTreeSet<i64> = times.iter().map(|t| bucket_of(*t, TIERS[0])).collect();
-    static FROM_RAW: LazyLock<String> = LazyLock::new(from_raw_sql);
-    static FROM_TIER: LazyLock<String> = LazyLock::new(from_tier_sql);
-    for (level, width) in TIERS.into_iter().enumerate() {
-        if level > 0 {
-            starts = starts.iter().map(|s| bucket_of(*s, width)).collect();
-        }
+    for start in &starts {
+        from_raw(&mut sql, server, TIERS[0], *start);
+    }
+    for pair in TIERS.windows(2) {
+        let (finer, width) = (pair[0], pair[1]);
+        starts = starts.iter().map(|s| bucket_of(*s, width)).collect();
         for start in &starts {
-            sqlx::query("DELETE FROM rollups WHERE server_id = ? AND width = ? AND start = ?")
-                .bind(server)
-                .bind(width)
-                .bind(start)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
-            let insert = if level == 0 {
-                sqlx::query(FROM_RAW.as_str()).bind(server).bind(width).bind(start)
-            } else {
-                sqlx::query(FROM_TIER.as_str()).bind(server).bind(width).bind(start).bind(TIERS[level - 1])
-            };
-            insert.execute(&mut *conn).await.map_err(db)?;
+            from_tier(&mut sql, server, width, *start, finer);
         }
     }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.map_err(db)?;
     Ok(())
 }
 

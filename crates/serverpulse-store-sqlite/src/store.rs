@@ -130,6 +130,11 @@ async fn mark_contact(conn: &mut SqliteConnection, server: ServerId, now: i64) -
     let Some(previous) = previous else {
         return Err(StoreError::NotFound);
     };
+    mark_contact_from(conn, server, now, &previous).await
+}
+
+/// [`mark_contact`] when the status before is known already.
+async fn mark_contact_from(conn: &mut SqliteConnection, server: ServerId, now: i64, previous: &str) -> StoreResult<()> {
     sqlx::query(
         "UPDATE servers SET agent_status = 'active', \
          agent_last_contact = MAX(COALESCE(agent_last_contact, 0), ?) WHERE id = ?",
@@ -193,30 +198,6 @@ fn rates(previous: Option<&Neighbour>, current: &Neighbour) -> [Option<f64>; 4] 
     out
 }
 
-/// The sample nearest before `at` in agent time.
-const NEIGHBOUR_BEFORE: &str = "SELECT id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
-     FROM performance_logs WHERE server_id = ? AND agent_time < ? ORDER BY agent_time DESC, id DESC LIMIT 1";
-/// The sample nearest after `at` in agent time.
-const NEIGHBOUR_AFTER: &str = "SELECT id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
-     FROM performance_logs WHERE server_id = ? AND agent_time > ? ORDER BY agent_time ASC, id ASC LIMIT 1";
-
-async fn neighbour_at(
-    conn: &mut SqliteConnection,
-    sql: &'static str,
-    server: ServerId,
-    at: i64,
-) -> StoreResult<Option<Neighbour>> {
-    sqlx::query(sql)
-        .bind(server)
-        .bind(at)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(neighbour)
-        .transpose()
-}
-
 /// The flat figures of a report as JSON, for `servers.last_metrics`.
 fn last_metrics_json(report: &Report, rates: &[Option<f64>; 4]) -> Value {
     let m = &report.metrics;
@@ -240,12 +221,23 @@ fn last_metrics_json(report: &Report, rates: &[Option<f64>; 4]) -> Value {
 }
 
 /// Stores one report (its `seq` is known to be new). Returns its rates.
+/// What one statement finds around a new report: a stored sample with its `seq` (a
+/// replay), and the samples just before and after it in agent time.
+const AROUND: &str = "SELECT 0 AS which, id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
+     FROM performance_logs WHERE server_id = ?1 AND seq = ?3 \
+     UNION ALL SELECT * FROM (SELECT 1, id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
+       FROM performance_logs WHERE server_id = ?1 AND agent_time < ?2 ORDER BY agent_time DESC, id DESC LIMIT 1) \
+     UNION ALL SELECT * FROM (SELECT 2, id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
+       FROM performance_logs WHERE server_id = ?1 AND agent_time > ?2 ORDER BY agent_time ASC, id ASC LIMIT 1)";
+
+/// Stores one report with its rates; `None` when its `seq` is stored already. Returns
+/// its rates and the agent time of the next sample if that one was re-rated.
 async fn insert_report(
     conn: &mut SqliteConnection,
     server: ServerId,
     report: &Report,
     received_at: i64,
-) -> StoreResult<([Option<f64>; 4], Option<i64>)> {
+) -> StoreResult<Option<([Option<f64>; 4], Option<i64>)>> {
     let m = &report.metrics;
     let current = Neighbour {
         id: 0,
@@ -253,7 +245,21 @@ async fn insert_report(
         uptime: m.uptime,
         counters: [m.network_rx, m.network_tx, m.disk_io_read, m.disk_io_write],
     };
-    let before = neighbour_at(conn, NEIGHBOUR_BEFORE, server, report.timestamp).await?;
+    let found = sqlx::query(AROUND)
+        .bind(server)
+        .bind(report.timestamp)
+        .bind(to_i64(report.seq))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+    let (mut before, mut after) = (None, None);
+    for row in &found {
+        match row.try_get::<i64, _>("which").map_err(db)? {
+            0 => return Ok(None),
+            1 => before = Some(neighbour(row)?),
+            _ => after = Some(neighbour(row)?),
+        }
+    }
     let own_rates = rates(before.as_ref(), &current);
     sqlx::query(
         "INSERT INTO performance_logs (server_id, seq, agent_time, received_at, cpu_usage, ram_usage, disk_usage, \
@@ -286,7 +292,6 @@ async fn insert_report(
 
     // A replayed report can land between two stored ones: the later one's rates were
     // computed across the gap and are now measured against this report instead.
-    let after = neighbour_at(conn, NEIGHBOUR_AFTER, server, report.timestamp).await?;
     if let Some(after) = &after {
         let fixed = rates(Some(&current), after);
         sqlx::query(
@@ -302,7 +307,7 @@ async fn insert_report(
         .await
         .map_err(db)?;
     }
-    Ok((own_rates, after.map(|a| a.at)))
+    Ok(Some((own_rates, after.map(|a| a.at))))
 }
 
 /// Stores one agent's reports on `tx` (the caller commits): each `seq` once, rates
@@ -314,33 +319,29 @@ async fn ingest_in(
     received_at: i64,
 ) -> StoreResult<IngestOutcome> {
     let mut outcome = IngestOutcome::default();
-    let last_at: Option<i64> = sqlx::query("SELECT last_metrics_at FROM servers WHERE id = ?")
-        .bind(server)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?
-        .ok_or(StoreError::NotFound)?
-        .try_get("last_metrics_at")
-        .map_err(db)?;
+    let row = sqlx::query(
+        "SELECT last_metrics_at, agent_status, json_extract(last_metrics, '$.uptime') AS uptime FROM servers WHERE id = ?",
+    )
+    .bind(server)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?
+    .ok_or(StoreError::NotFound)?;
+    let last_at: Option<i64> = row.try_get("last_metrics_at").map_err(db)?;
+    let status: String = row.try_get("agent_status").map_err(db)?;
+    let uptime: Option<i64> = row.try_get("uptime").map_err(db)?;
+    outcome.previous_uptime = uptime.and_then(|u| u64::try_from(u).ok());
     let mut newest: Option<(i64, Value)> = None;
     let mut touched = std::collections::BTreeSet::new();
+    let mut units = UnitStates::load(&mut *tx, server).await?;
     for report in reports {
-        if let Some(seq) = report.seq {
-            let seen = sqlx::query("SELECT 1 FROM performance_logs WHERE server_id = ? AND seq = ?")
-                .bind(server)
-                .bind(to_i64(Some(seq)))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-            if seen.is_some() {
-                outcome.duplicate_seqs.push(seq);
-                continue;
-            }
-        }
-        let (report_rates, rerated_at) = insert_report(&mut *tx, server, report, received_at).await?;
+        let Some((report_rates, rerated_at)) = insert_report(&mut *tx, server, report, received_at).await? else {
+            outcome.duplicate_seqs.extend(report.seq);
+            continue;
+        };
         touched.insert(report.timestamp);
         touched.extend(rerated_at);
-        apply_services(&mut *tx, server, report).await?;
+        units.apply(&mut *tx, server, report).await?;
         outcome.stored += 1;
         outcome.stored_seqs.extend(report.seq);
         let newer_than_stored = last_at.is_none_or(|at| report.timestamp >= at);
@@ -359,69 +360,105 @@ async fn ingest_in(
             .map_err(db)?;
     }
     crate::rollups::refresh(&mut *tx, server, &touched).await?;
-    mark_contact(&mut *tx, server, received_at).await?;
+    mark_contact_from(&mut *tx, server, received_at, &status).await?;
     Ok(outcome)
 }
 
-/// Updates service states from a report; a status change is kept in the history and
-/// the event log. Reports older than a unit's last update do not roll its state back.
-async fn apply_services(conn: &mut SqliteConnection, server: ServerId, report: &Report) -> StoreResult<()> {
-    for service in &report.services {
-        let existing = sqlx::query("SELECT status, updated_at FROM service_states WHERE server_id = ? AND name = ?")
-            .bind(server)
-            .bind(&service.name)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
-        let status = service.status.as_str();
-        let details = service.details.to_string();
-        match existing {
-            Some(row) => {
-                let old: String = row.try_get("status").map_err(db)?;
-                let updated_at: i64 = row.try_get("updated_at").map_err(db)?;
-                if report.timestamp < updated_at {
-                    continue;
-                }
-                let changed = old != status;
-                sqlx::query(
-                    "UPDATE service_states SET status = ?, sub_state = ?, details = ?, updated_at = ?, \
-                     since = CASE WHEN ? THEN ? ELSE since END WHERE server_id = ? AND name = ?",
-                )
-                .bind(status)
-                .bind(&service.sub_state)
-                .bind(&details)
-                .bind(report.timestamp)
-                .bind(changed)
-                .bind(report.timestamp)
+/// The watched units of one server as stored, read once per ingest so that reports
+/// which change nothing write nothing.
+struct UnitStates {
+    /// name → (status, sub_state, details, agent time of the last change)
+    known: std::collections::HashMap<String, (String, Option<String>, String, i64)>,
+    /// Agent time of the newest report applied: an older one changes no unit.
+    newest: i64,
+}
+
+impl UnitStates {
+    async fn load(conn: &mut SqliteConnection, server: ServerId) -> StoreResult<Self> {
+        let rows =
+            sqlx::query("SELECT name, status, sub_state, details, updated_at FROM service_states WHERE server_id = ?")
                 .bind(server)
-                .bind(&service.name)
-                .execute(&mut *conn)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(db)?;
-                if changed {
-                    record_service_change(conn, server, &service.name, Some(&old), status, report.timestamp).await?;
+        let mut known = std::collections::HashMap::with_capacity(rows.len());
+        let mut newest = i64::MIN;
+        for row in rows {
+            let updated_at: i64 = row.try_get("updated_at").map_err(db)?;
+            newest = newest.max(updated_at);
+            known.insert(
+                row.try_get("name").map_err(db)?,
+                (
+                    row.try_get("status").map_err(db)?,
+                    row.try_get("sub_state").map_err(db)?,
+                    row.try_get("details").map_err(db)?,
+                    updated_at,
+                ),
+            );
+        }
+        Ok(Self { known, newest })
+    }
+
+    /// Updates the units a report changes; a change of status goes to the history and
+    /// the event log. Reports older than the newest one applied roll nothing back.
+    async fn apply(&mut self, conn: &mut SqliteConnection, server: ServerId, report: &Report) -> StoreResult<()> {
+        if report.timestamp < self.newest {
+            return Ok(());
+        }
+        self.newest = report.timestamp;
+        for service in &report.services {
+            let status = service.status.as_str();
+            let details = service.details.to_string();
+            let entry = (status.to_owned(), service.sub_state.clone(), details, report.timestamp);
+            match self.known.get(&service.name) {
+                Some((old, sub_state, old_details, _))
+                    if old == status && *sub_state == service.sub_state && *old_details == entry.2 => {}
+                Some((old, ..)) => {
+                    let old = old.clone();
+                    let changed = old != status;
+                    sqlx::query(
+                        "UPDATE service_states SET status = ?, sub_state = ?, details = ?, updated_at = ?, \
+                         since = CASE WHEN ? THEN ? ELSE since END WHERE server_id = ? AND name = ?",
+                    )
+                    .bind(status)
+                    .bind(&service.sub_state)
+                    .bind(&entry.2)
+                    .bind(report.timestamp)
+                    .bind(changed)
+                    .bind(report.timestamp)
+                    .bind(server)
+                    .bind(&service.name)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
+                    if changed {
+                        record_service_change(conn, server, &service.name, Some(&old), status, report.timestamp)
+                            .await?;
+                    }
+                    self.known.insert(service.name.clone(), entry);
                 }
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO service_states (server_id, name, status, sub_state, since, updated_at, details) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(server)
-                .bind(&service.name)
-                .bind(status)
-                .bind(&service.sub_state)
-                .bind(report.timestamp)
-                .bind(report.timestamp)
-                .bind(&details)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
-                record_service_change(conn, server, &service.name, None, status, report.timestamp).await?;
+                None => {
+                    sqlx::query(
+                        "INSERT INTO service_states (server_id, name, status, sub_state, since, updated_at, details) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(server)
+                    .bind(&service.name)
+                    .bind(status)
+                    .bind(&service.sub_state)
+                    .bind(report.timestamp)
+                    .bind(report.timestamp)
+                    .bind(&entry.2)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
+                    record_service_change(conn, server, &service.name, None, status, report.timestamp).await?;
+                    self.known.insert(service.name.clone(), entry);
+                }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 async fn record_service_change(

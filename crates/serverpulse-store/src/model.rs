@@ -118,6 +118,9 @@ pub struct IngestOutcome {
     pub duplicate_seqs: Vec<u64>,
     /// Reports stored, with or without `seq`.
     pub stored: usize,
+    /// The uptime of the server's newest report before these (reboot detection).
+    #[serde(skip)]
+    pub previous_uptime: Option<u64>,
 }
 
 /// One agent's reports, as the ingest queue hands them to the store.

@@ -176,13 +176,6 @@ pub async fn metrics(
     let document = body.required()?;
     let now = state.now();
     let reports = decode_metrics_body(&document, now)?.into_reports();
-    let previous_uptime = state
-        .store
-        .get_server(agent.server_id)
-        .await
-        .map_err(agent_gone)?
-        .last_metrics
-        .and_then(|m| m["uptime"].as_u64());
     // Durable once this returns: the writer committed the batch holding these reports.
     let (outcome, reports) = match state.ingest.submit(agent.server_id, reports, now).await {
         Err(ApiError::NotFound(_)) => return Err(ApiError::Unauthorized),
@@ -193,11 +186,18 @@ pub async fn metrics(
         // logged, never turned into a refusal of data already kept.
         let stored: Vec<Report> =
             reports.into_iter().filter(|r| r.seq.is_none_or(|seq| outcome.stored_seqs.contains(&seq))).collect();
-        if let Err(e) = alerting::on_reports(&state, agent.server_id, &stored, previous_uptime).await {
-            tracing::error!(server_id = agent.server_id, error = %e, "alert evaluation failed");
+        match state.store.get_server(agent.server_id).await {
+            Ok(server) => {
+                if let Err(e) = alerting::on_reports(&state, &server, &stored, outcome.previous_uptime).await {
+                    tracing::error!(server_id = agent.server_id, error = %e, "alert evaluation failed");
+                }
+                crate::live::publish_server_row(&state, &server);
+            }
+            Err(e) => {
+                tracing::warn!(server_id = agent.server_id, error = %e, "cannot read the server after its report")
+            }
         }
     }
-    crate::live::publish_server(&state, agent.server_id).await;
     let commands_pending = state.store.pending_command_count(agent.server_id, now).await?;
     Ok(Json(MetricsAccepted {
         success: true,
