@@ -181,6 +181,8 @@ pub struct ServiceRecord {
     pub sub_state: Option<String>,
     /// When the unit entered this status (as first seen by the hub).
     pub since: i64,
+    /// Agent time of the report that last changed this record (status, sub-state or
+    /// details); reports that repeat it write nothing.
     pub updated_at: i64,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub details: Value,
