@@ -9,6 +9,8 @@
 //! where `fresh_store()` is an async expression giving `(guard, store)`; the guard (a
 //! temporary directory, a database handle) lives as long as the test.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Value, json};
 use serverpulse_domain::{AgentStatus, Role, Secret};
 use serverpulse_proto::alert::{AgentAlert, Severity};
@@ -832,46 +834,52 @@ pub async fn roles_change_tokens_revoke_and_an_admin_remains(store: &dyn Store) 
     assert_eq!(log.await.expect("events").len(), 4, "promote, demote, revoke, remove");
 }
 
+/// One generated sample for [`charts_agree_with_the_samples`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartSample {
+    /// Agent time, ms after the start of a UTC day.
+    pub offset_ms: i64,
+    pub cpu: f64,
+    pub load: Option<f64>,
+    pub network_rx: u64,
+}
+
 /// Charts over long ranges read summaries (rollups, where a backend keeps them); whatever
-/// the order samples arrived in, they must say what the raw samples say.
-pub async fn long_range_charts_match_the_raw_samples(store: &dyn Store) {
-    let id = agent(store, "rollup", "10.0.0.43").await;
+/// the samples and the order they arrived in (`batches` lists indexes into `samples`),
+/// every bucket must say what the raw samples say: same count, minimum and maximum,
+/// mean to 1e-9. CPU is also recomputed here from the samples themselves.
+pub async fn charts_agree_with_the_samples(
+    store: &dyn Store,
+    name: &str,
+    samples: &[ChartSample],
+    batches: &[Vec<usize>],
+) {
+    let id = agent(store, name, "10.0.0.43").await;
     let day = 86_400_000;
     let start = T0 - T0 % day;
-    // Three days of samples every 97 s; CPU from a fixed pseudo-random sequence, the load
-    // missing from every seventh; counters growing, reset once.
-    let mut state: u64 = 42;
-    let mut samples: Vec<(i64, Option<f64>, u64)> = Vec::new();
-    for i in 0..(3 * 86_400 / 97) {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        let cpu = Some((state >> 33) as f64 % 1000.0 / 10.0);
-        let rx = if i < 1_000 { i * 5_000 } else { (i - 1_000) * 7_000 };
-        samples.push((start + i as i64 * 97_000, cpu, rx as u64));
-    }
     let reports: Vec<Report> = samples
         .iter()
         .enumerate()
-        .map(|(i, (at, cpu, rx))| {
-            let mut metrics =
-                json!({"cpu_usage": cpu, "memory_usage": 50.0 + (i % 13) as f64, "disk_usage": 30.0, "network_rx": rx});
-            if i % 7 != 0 {
-                metrics["load_average"] = json!((i % 50) as f64 / 10.0);
+        .map(|(i, s)| {
+            let at = start + s.offset_ms;
+            let mut metrics = json!({"cpu_usage": s.cpu, "memory_usage": 50.0 + (i % 13) as f64, "disk_usage": 30.0,
+                "network_rx": s.network_rx});
+            if let Some(load) = s.load {
+                metrics["load_average"] = json!(load);
             }
-            let doc =
-                json!({"timestamp": serverpulse_proto::time::format_timestamp(*at), "seq": i, "metrics": metrics});
-            decode_report(&doc, "", *at).expect("valid report")
+            let doc = json!({"timestamp": serverpulse_proto::time::format_timestamp(at), "seq": i, "metrics": metrics});
+            decode_report(&doc, "", at).expect("valid report")
         })
         .collect();
-    // Arrival out of order: the second half first, then the first half in reverse batches.
-    let half = reports.len() / 2;
-    store.store_reports(id, &reports[half..], T0).await.expect("store");
-    for chunk in reports[..half].chunks(97).rev() {
-        store.store_reports(id, chunk, T0).await.expect("store");
+    for batch in batches {
+        let chunk: Vec<Report> = batch.iter().map(|i| reports[*i].clone()).collect();
+        store.store_reports(id, &chunk, T0).await.expect("store");
     }
+    let end = start + samples.iter().map(|s| s.offset_ms).max().unwrap_or(0) + day;
     for step in [300_000, 3_600_000, 21_600_000, day] {
-        let summed = store.chart(id, start, start + 3 * day, step).await.expect("chart");
+        let summed = store.chart(id, start, end, step).await.expect("chart");
         // One millisecond earlier is not aligned to any bucket: the raw samples answer.
-        let raw = store.chart(id, start - 1, start + 3 * day, step).await.expect("chart");
+        let raw = store.chart(id, start - 1, end, step).await.expect("chart");
         assert_eq!(summed.len(), raw.len(), "step {step}");
         for (s, r) in summed.iter().zip(&raw) {
             assert_eq!((s.start, s.samples), (r.start, r.samples), "step {step}");
@@ -884,18 +892,44 @@ pub async fn long_range_charts_match_the_raw_samples(store: &dyn Store) {
                 assert!(close, "step {step} {metric:?} at {}: {:?} vs {:?}", s.start, a.avg, b.avg);
             }
         }
-        // And against a recomputation here, for CPU.
+        let stored: BTreeSet<usize> = batches.iter().flatten().copied().collect();
         for bucket in &summed {
-            let cpus: Vec<f64> = samples
+            let cpus: Vec<f64> = stored
                 .iter()
-                .filter(|(at, _, _)| (*at - start) / step == (bucket.start - start) / step)
-                .filter_map(|s| s.1)
+                .map(|i| &samples[*i])
+                .filter(|s| s.offset_ms / step == (bucket.start - start) / step)
+                .map(|s| s.cpu)
                 .collect();
             let band = bucket.bands[crate::ChartMetric::Cpu as usize];
             assert_eq!(band.min, cpus.iter().copied().reduce(f64::min), "step {step}");
             assert_eq!(band.max, cpus.iter().copied().reduce(f64::max), "step {step}");
+            let mean = cpus.iter().sum::<f64>() / cpus.len() as f64;
+            assert!(band.avg.is_some_and(|avg| (avg - mean).abs() <= 1e-9 * mean.abs().max(1.0)), "step {step}");
         }
     }
+}
+
+/// [`charts_agree_with_the_samples`] on three days of samples every 97 s from a fixed
+/// pseudo-random sequence (the load missing from every seventh, counters reset once),
+/// arriving out of order: the second half first, then the first half in reverse batches.
+pub async fn long_range_charts_match_the_raw_samples(store: &dyn Store) {
+    let mut state: u64 = 42;
+    let samples: Vec<ChartSample> = (0..(3 * 86_400 / 97))
+        .map(|i: u64| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ChartSample {
+                offset_ms: i as i64 * 97_000,
+                cpu: (state >> 33) as f64 % 1000.0 / 10.0,
+                load: (i % 7 != 0).then(|| (i % 50) as f64 / 10.0),
+                network_rx: if i < 1_000 { i * 5_000 } else { (i - 1_000) * 7_000 },
+            }
+        })
+        .collect();
+    let half = samples.len() / 2;
+    let mut batches = vec![(half..samples.len()).collect::<Vec<_>>()];
+    let first: Vec<usize> = (0..half).collect();
+    batches.extend(first.chunks(97).rev().map(<[usize]>::to_vec));
+    charts_agree_with_the_samples(store, "rollup", &samples, &batches).await;
 }
 
 pub async fn a_batch_commits_jobs_together_and_fails_them_alone(store: &dyn Store) {
