@@ -920,7 +920,7 @@ pub async fn long_range_charts_match_the_raw_samples(store: &dyn Store) {
             ChartSample {
                 offset_ms: i as i64 * 97_000,
                 cpu: (state >> 33) as f64 % 1000.0 / 10.0,
-                load: (i % 7 != 0).then(|| (i % 50) as f64 / 10.0),
+                load: (!i.is_multiple_of(7)).then(|| (i % 50) as f64 / 10.0),
                 network_rx: if i < 1_000 { i * 5_000 } else { (i - 1_000) * 7_000 },
             }
         })
