@@ -145,13 +145,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sweeper = tokio::spawn(crate::sweeper::run(state.clone(), stop_rx.clone()));
-    let notifier = tokio::spawn(crate::notifier::run(state.clone(), stop_rx));
+    let notifier = tokio::spawn(crate::notifier::run(state.clone(), stop_rx.clone()));
+    let retention = tokio::spawn(crate::retention::run(state.clone(), stop_rx));
     let app = router(state);
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
     let _ = notifier.await;
+    let _ = retention.await;
     result
 }
 

@@ -200,6 +200,7 @@ impl Cli {
             command_ttl: None,
             agent_binary: None,
             ingest_queue: None,
+            retention: None,
             log: serve.log,
         };
         let origin = match &self.config {

@@ -48,6 +48,36 @@ pub struct Settings {
     pub agent_binary: PathBuf,
     /// Reports waiting for the writer before agents are told to come back later (503).
     pub ingest_queue: usize,
+    /// How long history is kept, and the most room it may take.
+    pub retention: serverpulse_store::RetentionPolicy,
+}
+
+/// The `retention:` block: days per kind of history (0 keeps it for ever) and a size cap.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionValues {
+    pub raw_days: Option<u32>,
+    pub five_minute_days: Option<u32>,
+    pub hourly_days: Option<u32>,
+    pub daily_days: Option<u32>,
+    pub max_size_mb: Option<u64>,
+}
+
+pub const DEFAULT_RAW_DAYS: u32 = 30;
+pub const DEFAULT_FIVE_MINUTE_DAYS: u32 = 90;
+pub const DEFAULT_HOURLY_DAYS: u32 = 400;
+
+impl RetentionValues {
+    fn policy(self) -> serverpulse_store::RetentionPolicy {
+        let days = |value: Option<u32>, default: u32| i64::from(value.unwrap_or(default)) * 86_400_000;
+        serverpulse_store::RetentionPolicy {
+            raw_ms: days(self.raw_days, DEFAULT_RAW_DAYS),
+            five_minutes_ms: days(self.five_minute_days, DEFAULT_FIVE_MINUTE_DAYS),
+            hours_ms: days(self.hourly_days, DEFAULT_HOURLY_DAYS),
+            days_ms: days(self.daily_days, 0),
+            max_bytes: self.max_size_mb.unwrap_or(0).saturating_mul(1024 * 1024),
+        }
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -77,6 +107,7 @@ pub struct ConfigValues {
     pub command_ttl: Option<u32>,
     pub agent_binary: Option<PathBuf>,
     pub ingest_queue: Option<usize>,
+    pub retention: Option<RetentionValues>,
     pub log: Option<String>,
 }
 
@@ -97,6 +128,7 @@ impl ConfigValues {
             command_ttl: self.command_ttl.or(fallback.command_ttl),
             agent_binary: self.agent_binary.or(fallback.agent_binary),
             ingest_queue: self.ingest_queue.or(fallback.ingest_queue),
+            retention: self.retention.or(fallback.retention),
             log: self.log.or(fallback.log),
         }
     }
@@ -197,6 +229,23 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
     if !(1..=1_000_000).contains(&ingest_queue) {
         return Err(bad("ingest_queue", format!("{ingest_queue} must be between 1 and 1000000 requests")));
     }
+    let retention = values.retention.unwrap_or_default();
+    // Summaries must outlive what they sum up, or long charts would have holes.
+    let kept = |days: Option<u32>, default: u32| match days.unwrap_or(default) {
+        0 => u32::MAX,
+        d => d,
+    };
+    let chain = [
+        ("retention.raw_days", kept(retention.raw_days, DEFAULT_RAW_DAYS)),
+        ("retention.five_minute_days", kept(retention.five_minute_days, DEFAULT_FIVE_MINUTE_DAYS)),
+        ("retention.hourly_days", kept(retention.hourly_days, DEFAULT_HOURLY_DAYS)),
+        ("retention.daily_days", kept(retention.daily_days, 0)),
+    ];
+    for pair in chain.windows(2) {
+        if pair[1].1 < pair[0].1 {
+            return Err(bad(pair[1].0, format!("must keep at least as long as {} ({} days)", pair[0].0, pair[0].1)));
+        }
+    }
     Ok(HubConfig {
         listen,
         database,
@@ -211,6 +260,7 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
             command_ttl_ms: i64::from(command_ttl) * 1000,
             agent_binary,
             ingest_queue,
+            retention: retention.policy(),
         },
         log: values.log.unwrap_or_else(|| "info".to_owned()),
     })
@@ -277,5 +327,19 @@ mod tests {
         assert!(err.starts_with("hub.yml: offline_after:"), "{err}");
         let values = ConfigValues { database_url: Some("mysql://x".into()), ..ConfigValues::default() };
         assert!(resolve(values, "env").unwrap_err().to_string().contains("database_url"));
+    }
+
+    #[test]
+    fn retention_has_defaults_and_summaries_outlive_raw_samples() {
+        let policy = resolve(ConfigValues::default(), "defaults").unwrap().settings.retention;
+        assert_eq!((policy.raw_ms, policy.days_ms, policy.max_bytes), (30 * 86_400_000, 0, 0));
+        let text = "retention:\n  raw_days: 7\n  max_size_mb: 512\n";
+        let values: ConfigValues = serde_saphyr::from_str(text).unwrap();
+        let policy = resolve(values, "hub.yml").unwrap().settings.retention;
+        assert_eq!((policy.raw_ms, policy.max_bytes), (7 * 86_400_000, 512 * 1024 * 1024));
+        let text = "retention:\n  raw_days: 100\n  five_minute_days: 10\n";
+        let err = resolve(serde_saphyr::from_str(text).unwrap(), "hub.yml").unwrap_err().to_string();
+        assert!(err.contains("retention.five_minute_days: must keep at least as long as retention.raw_days"), "{err}");
+        assert!(serde_saphyr::from_str::<ConfigValues>("retention:\n  raw_dayz: 1\n").is_err(), "unknown keys");
     }
 }

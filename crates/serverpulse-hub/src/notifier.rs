@@ -28,10 +28,15 @@ pub fn retry_delay_ms(attempts: u32) -> i64 {
     (30_000i64 << attempts.min(7)).min(3_600_000)
 }
 
+/// Makes ring the process's TLS crypto provider (the one provider everywhere); calling
+/// it again is harmless, the first one stays. Needed before any HTTPS client is built.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// One HTTP client for every channel (connection reuse; ring as the TLS provider).
 pub fn http_client() -> reqwest::Client {
-    // Installing twice is harmless; the first one stays.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto_provider();
     reqwest::Client::builder()
         .timeout(SEND_TIMEOUT)
         .user_agent(concat!("ServerPulse/", env!("CARGO_PKG_VERSION")))

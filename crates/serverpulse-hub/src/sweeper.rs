@@ -25,21 +25,11 @@ pub async fn sweep_once(state: &AppState, now: i64) -> Result<Vec<i64>, serverpu
 }
 
 /// Sweeps every `sweep_interval` until `stop` turns true.
-pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(state.settings.sweep_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {
-                if let Err(e) = sweep_once(&state, state.now()).await {
-                    tracing::warn!(error = %e, "agent status sweep failed; will retry");
-                }
-            }
-            changed = stop.changed() => {
-                if changed.is_err() || *stop.borrow() {
-                    return;
-                }
-            }
+pub async fn run(state: AppState, stop: watch::Receiver<bool>) {
+    crate::background::every(state.settings.sweep_interval, stop, || async {
+        if let Err(e) = sweep_once(&state, state.now()).await {
+            tracing::warn!(error = %e, "agent status sweep failed; will retry");
         }
-    }
+    })
+    .await;
 }

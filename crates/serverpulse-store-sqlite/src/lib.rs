@@ -9,6 +9,7 @@ mod alerting;
 mod charts;
 mod migrate;
 mod notifications;
+mod retention;
 mod rollups;
 mod rows;
 mod store;

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "notifications", include_str!("../migrations/0004_notifications.sql")),
     (5, "sessions", include_str!("../migrations/0005_sessions.sql")),
     (6, "rollups", include_str!("../migrations/0006_rollups.sql")),
+    (7, "retention", include_str!("../migrations/0007_retention.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.

@@ -38,8 +38,11 @@ fn aggregate_columns() -> String {
 
 /// Recomputes one bucket of the finest tier from raw samples; nothing stays when the
 /// bucket holds no sample. Only integers are spliced in.
-fn from_raw(sql: &mut String, server: ServerId, width: i64, start: i64) {
+fn from_raw(sql: &mut String, server: ServerId, width: i64, start: i64, horizon: i64) {
     let aggregates: Vec<String> = COLUMNS.iter().map(|c| format!("MIN({c}), MAX({c}), SUM({c}), COUNT({c})")).collect();
+    if start < horizon {
+        return; // its raw samples may be gone: the bucket stays as it was summed up
+    }
     sql.push_str(&format!(
         "DELETE FROM rollups WHERE server_id = {server} AND width = {width} AND start = {start};\n\
          INSERT INTO rollups (server_id, width, start, samples, {columns}) \
@@ -52,7 +55,10 @@ fn from_raw(sql: &mut String, server: ServerId, width: i64, start: i64) {
 }
 
 /// Recomputes one bucket of a coarser tier from the finer tier below it.
-fn from_tier(sql: &mut String, server: ServerId, width: i64, start: i64, finer: i64) {
+fn from_tier(sql: &mut String, server: ServerId, width: i64, start: i64, finer: i64, horizon: i64) {
+    if start < horizon {
+        return; // the finer buckets may be gone: this one stays as it was summed up
+    }
     let aggregates: Vec<String> =
         COLUMNS.iter().map(|c| format!("MIN({c}_min), MAX({c}_max), SUM({c}_sum), SUM({c}_n)")).collect();
     sql.push_str(&format!(
@@ -72,19 +78,28 @@ pub(crate) async fn refresh(conn: &mut SqliteConnection, server: ServerId, times
     if times.is_empty() {
         return Ok(());
     }
+    let horizons: std::collections::HashMap<i64, i64> = sqlx::query_as("SELECT width, horizon FROM retention_horizons")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?
+        .into_iter()
+        .collect();
+    let horizon = |width: i64| horizons.get(&width).copied().unwrap_or(i64::MIN);
     let mut sql = String::new();
     let mut starts: BTreeSet<i64> = times.iter().map(|t| bucket_of(*t, TIERS[0])).collect();
     for start in &starts {
-        from_raw(&mut sql, server, TIERS[0], *start);
+        from_raw(&mut sql, server, TIERS[0], *start, horizon(0));
     }
     for pair in TIERS.windows(2) {
         let (finer, width) = (pair[0], pair[1]);
         starts = starts.iter().map(|s| bucket_of(*s, width)).collect();
         for start in &starts {
-            from_tier(&mut sql, server, width, *start, finer);
+            from_tier(&mut sql, server, width, *start, finer, horizon(finer));
         }
     }
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.map_err(db)?;
+    if !sql.is_empty() {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.map_err(db)?;
+    }
     Ok(())
 }
 

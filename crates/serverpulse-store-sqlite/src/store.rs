@@ -19,9 +19,9 @@ use serverpulse_store::{
     AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, DeliveryOutcome,
     DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, FleetCounts, IngestJob, IngestOutcome,
     NewApiToken, NewCommand, NewNotification, NewServer, NewSession, NewUser, NotificationQuery, NotificationRecord,
-    RegisterOutcome, RegistrationWay, RuleState, Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord,
-    Store, StoreError, StoreResult, StoredChannel, StoredRule, StoredSilence, User, UserId, UserWithPassword,
-    Versioned,
+    RegisterOutcome, RegistrationWay, RetentionOutcome, RetentionPolicy, RuleState, Sample, Server, ServerId,
+    ServerPatch, ServiceChange, ServiceRecord, Store, StoreError, StoreResult, StoredChannel, StoredRule,
+    StoredSilence, User, UserId, UserWithPassword, Versioned,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
@@ -1159,6 +1159,10 @@ impl Store for SqliteStore {
 
     async fn chart(&self, server: ServerId, from: i64, to: i64, step: i64) -> StoreResult<Vec<ChartBucket>> {
         self.chart_buckets(server, from, to, step).await
+    }
+
+    async fn apply_retention(&self, policy: &RetentionPolicy, now: i64) -> StoreResult<RetentionOutcome> {
+        self.retain(policy, now).await
     }
 
     async fn fleet_counts(&self) -> StoreResult<std::collections::HashMap<ServerId, FleetCounts>> {

@@ -25,8 +25,8 @@ use serverpulse_alerting::{EpisodeState, Phase, Rule, decode_rule};
 use crate::{
     AckOutcome, AgentContact, AgentCredentials, AgentProfile, AlertAction, AlertQuery, AlertStatus, AlertingChange,
     CommandState, DeliveryOutcome, EnrollmentGrant, EventKind, EventQuery, IngestJob, NewApiToken, NewCommand,
-    NewNotification, NewServer, NewSession, NewUser, NotificationQuery, RegisterOutcome, RegistrationWay, ServerId,
-    ServerPatch, Store, StoreError,
+    NewNotification, NewServer, NewSession, NewUser, NotificationQuery, RegisterOutcome, RegistrationWay,
+    RetentionPolicy, ServerId, ServerPatch, Store, StoreError,
 };
 
 /// 2025-06-21T20:30:00Z.
@@ -62,6 +62,8 @@ macro_rules! contract_suite {
             roles_change_tokens_revoke_and_an_admin_remains,
             long_range_charts_match_the_raw_samples,
             a_batch_commits_jobs_together_and_fails_them_alone,
+            retention_removes_exactly_what_is_past_its_age,
+            retention_keeps_under_the_size_cap_oldest_first,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -958,4 +960,87 @@ pub async fn a_batch_commits_jobs_together_and_fails_them_alone(store: &dyn Stor
     assert_eq!(history.iter().map(|s| s.seq).collect::<Vec<_>>(), [Some(1), Some(2), Some(3)]);
     assert_eq!(store.metrics_history(b, 0, i64::MAX, 100).await.expect("history").len(), 1);
     assert!(store.store_report_batch(&[]).await.expect("empty batch").is_empty());
+}
+
+const DAY: i64 = 86_400_000;
+
+fn sample_at(seq: u64, at: i64, cpu: f64) -> Report {
+    let doc = json!({"timestamp": serverpulse_proto::time::format_timestamp(at), "seq": seq,
+        "metrics": {"cpu_usage": cpu, "memory_usage": 20.0, "disk_usage": 30.0}});
+    decode_report(&doc, "", at).expect("valid report")
+}
+
+fn bucket(at: i64, width: i64) -> i64 {
+    at - at.rem_euclid(width)
+}
+
+pub async fn retention_removes_exactly_what_is_past_its_age(store: &dyn Store) {
+    let id = agent(store, "retained", "10.0.0.47").await;
+    let now = T0 - T0 % DAY + 12 * 3_600_000; // noon
+    let ages = [40 * DAY, 31 * DAY, 30 * DAY, 30 * DAY - 1, DAY];
+    let reports: Vec<Report> = ages.iter().enumerate().map(|(i, age)| sample_at(i as u64, now - age, 10.0)).collect();
+    store.store_reports(id, &reports, now).await.expect("store");
+    let policy =
+        RetentionPolicy { raw_ms: 30 * DAY, five_minutes_ms: 35 * DAY, hours_ms: 60 * DAY, days_ms: 0, max_bytes: 0 };
+    let outcome = store.apply_retention(&policy, now).await.expect("retention");
+    assert_eq!(outcome.raw_deleted, 2, "older than 30 days: the 40- and 31-day-old samples");
+    let kept = store.metrics_history(id, 0, i64::MAX, 10).await.expect("history");
+    assert_eq!(
+        kept.iter().map(|s| now - s.at).collect::<Vec<_>>(),
+        [30 * DAY, 30 * DAY - 1, DAY],
+        "exactly 30 days is kept"
+    );
+    let five = |from: i64| store.chart(id, bucket(from, 300_000), now, 300_000);
+    assert!(
+        five(now - 41 * DAY).await.expect("chart").iter().all(|b| b.start >= now - 35 * DAY),
+        "5-min buckets past 35 days gone"
+    );
+    assert_eq!(
+        five(now - 32 * DAY).await.expect("chart").len(),
+        3,
+        "31 days, 30 days (two samples), 1 day: the 31-day-old bucket is still summed up"
+    );
+    let hours = store.chart(id, bucket(now - 41 * DAY, 3_600_000), now, 3_600_000).await.expect("chart");
+    assert_eq!(hours.len(), 4, "hourly buckets are kept 60 days: the 40-day-old one too");
+    assert_eq!(outcome.rollups_deleted, 1, "one 5-minute bucket (40 days old) past 35 days");
+
+    // A late sample from 31 days ago: kept as raw until the next pass, but the summary of
+    // its bucket is not recomputed from a raw history that retention thinned out.
+    store.store_reports(id, &[sample_at(99, now - 31 * DAY + 1_000, 90.0)], now).await.expect("late");
+    let late = five(now - 32 * DAY).await.expect("chart");
+    let bucket_31 = late.iter().find(|b| b.start == bucket(now - 31 * DAY, 300_000)).expect("bucket");
+    assert_eq!((bucket_31.samples, bucket_31.bands[0].max), (1, Some(10.0)), "unchanged by the late sample");
+    let again = store.apply_retention(&policy, now + 1).await.expect("retention");
+    assert_eq!(again.raw_deleted, 2, "the late sample goes with the next pass, and the one now 1 ms past 30 days");
+    assert_eq!(store.apply_retention(&policy, now + 1).await.expect("retention").raw_deleted, 0, "nothing twice");
+}
+
+pub async fn retention_keeps_under_the_size_cap_oldest_first(store: &dyn Store) {
+    let id = agent(store, "capped", "10.0.0.48").await;
+    let now = T0 - T0 % DAY;
+    // Ten days, a sample every 10 minutes, with a fat raw document each.
+    let reports: Vec<Report> = (0..1_440u64)
+        .map(|i| {
+            let at = now - 10 * DAY + i as i64 * 600_000;
+            let doc = json!({"timestamp": serverpulse_proto::time::format_timestamp(at), "seq": i,
+                "metrics": {"cpu_usage": 5.0, "memory_usage": 20.0, "disk_usage": 30.0}, "padding": "x".repeat(2_000)});
+            decode_report(&doc, "", at).expect("valid report")
+        })
+        .collect();
+    for chunk in reports.chunks(200) {
+        store.store_reports(id, chunk, now).await.expect("store");
+    }
+    let keep_all = RetentionPolicy { raw_ms: 0, five_minutes_ms: 0, hours_ms: 0, days_ms: 0, max_bytes: 0 };
+    let before = store.apply_retention(&keep_all, now).await.expect("measure");
+    assert_eq!((before.raw_deleted, before.rollups_deleted), (0, 0), "no age, no cap: nothing goes");
+    let cap = before.bytes_used / 2;
+    let after = store.apply_retention(&RetentionPolicy { max_bytes: cap, ..keep_all }, now).await.expect("capped");
+    assert!(after.bytes_used <= cap, "{} bytes used, cap {cap}", after.bytes_used);
+    assert!(after.raw_deleted > 0 && after.raw_deleted < 1_440);
+    let left = store.metrics_history(id, 0, i64::MAX, 2_000).await.expect("history");
+    assert_eq!(left.last().map(|s| s.seq), Some(Some(1_439)), "the newest stays");
+    assert!(left[0].at > now - 10 * DAY, "the oldest went first");
+    assert_eq!(left.len() as u64 + after.raw_deleted, 1_440);
+    let days = store.chart(id, now - 10 * DAY, now, DAY).await.expect("chart");
+    assert_eq!(days.iter().map(|d| d.samples).sum::<u32>(), 1_440, "summaries outlive the raw samples");
 }

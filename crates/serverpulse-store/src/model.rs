@@ -726,3 +726,23 @@ pub struct ChartBucket {
     /// In [`ChartMetric::ALL`] order.
     pub bands: [Band; 8],
 }
+
+/// How long each kind of history is kept, in ms (0: for ever), and how much room the
+/// history may take in all, in bytes (0: no cap). Past the cap the oldest goes first:
+/// raw samples, then 5-minute, hourly and daily summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    pub raw_ms: i64,
+    pub five_minutes_ms: i64,
+    pub hours_ms: i64,
+    pub days_ms: i64,
+    pub max_bytes: u64,
+}
+
+/// What a retention pass removed, and the room the database uses after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct RetentionOutcome {
+    pub raw_deleted: u64,
+    pub rollups_deleted: u64,
+    pub bytes_used: u64,
+}

@@ -13,7 +13,11 @@ use serverpulse_hub::config::Settings;
 use crate::support::{T0, spawn_paused};
 
 fn report(seq: u64) -> Value {
-    let at = serverpulse_proto::time::format_timestamp(T0 + seq as i64 * 1_000);
+    report_at(seq, T0)
+}
+
+fn report_at(seq: u64, start: i64) -> Value {
+    let at = serverpulse_proto::time::format_timestamp(start + seq as i64 * 1_000);
     json!({"seq": seq, "timestamp": at, "metrics": {"cpu_usage": 1.0, "memory_usage": 2.0, "disk_usage": 3.0}})
 }
 
@@ -90,6 +94,10 @@ impl Drop for HubProcess {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_killed_mid_load_keeps_every_acknowledged_report_once() {
+    serverpulse_hub::notifier::install_crypto_provider();
+    // Reports of today: the restarted hub's retention pass keeps 30 days.
+    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let report = move |seq: u64| report_at(seq, start);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // Eight servers with credentials, added through the CLI like an operator would.
@@ -181,4 +189,29 @@ async fn a_hub_killed_mid_load_keeps_every_acknowledged_report_once() {
         .unwrap();
     assert_eq!(answer["stored"], json!(0), "{answer}");
     println!("{total} reports acknowledged across 8 agents before SIGKILL; all kept, none twice");
+}
+
+#[tokio::test]
+async fn retention_runs_with_the_configured_policy() {
+    let mut settings = Settings::defaults();
+    settings.retention.raw_ms = 7 * 86_400_000;
+    let hub = crate::support::spawn_with(settings).await;
+    let admin = hub.token_for(Role::Admin).await;
+    let (server, agent, token) = hub.registered_agent(&admin, "10.92.0.1").await;
+    let at = |age_days: i64, seq: u64| {
+        let at = serverpulse_proto::time::format_timestamp(T0 - age_days * 86_400_000);
+        json!({"seq": seq, "timestamp": at, "metrics": {"cpu_usage": 1.0, "memory_usage": 2.0, "disk_usage": 3.0}})
+    };
+    let reports = json!({"reports": [at(8, 1), at(6, 2), at(0, 3)]});
+    hub.post(&format!("/api/v1/agents/{agent}/metrics"), Some(&token), reports).await.ok();
+    let outcome = serverpulse_hub::retention::retention_once(&hub.state, T0).await.unwrap();
+    assert_eq!(outcome.raw_deleted, 1);
+    assert!(outcome.bytes_used > 0);
+    let seqs: Vec<i64> = hub
+        .rows("SELECT seq FROM performance_logs WHERE server_id = ? ORDER BY seq", server)
+        .await
+        .iter()
+        .map(|r| sqlx::Row::get(r, "seq"))
+        .collect();
+    assert_eq!(seqs, [2, 3]);
 }

@@ -1,0 +1,134 @@
+//! Retention: raw samples and each rollup tier deleted past their age, and past the size
+//! cap the oldest history first (raw, then 5-minute, hourly, daily summaries). Deletion
+//! goes server by server over the primary indexes, in small transactions so ingest keeps
+//! its turn; each kind's horizon is recorded first, so no summary is ever recomputed
+//! from data that is being removed.
+
+use serverpulse_store::{RetentionOutcome, RetentionPolicy, StoreResult};
+use sqlx::Row;
+
+use crate::SqliteStore;
+use crate::rollups::{TIERS, bucket_of};
+use crate::rows::db;
+
+/// Rows deleted per transaction.
+const CHUNK: i64 = 5_000;
+
+impl SqliteStore {
+    /// Bytes of the database in use (pages not on the free list).
+    async fn bytes_used(&self) -> StoreResult<u64> {
+        let row = sqlx::query(
+            "SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count()) \
+             AS pages, (SELECT page_size FROM pragma_page_size()) AS size",
+        )
+        .fetch_one(&self.writer)
+        .await
+        .map_err(db)?;
+        let (pages, size): (i64, i64) = (row.try_get("pages").map_err(db)?, row.try_get("size").map_err(db)?);
+        Ok(u64::try_from(pages.max(0) * size).unwrap_or(0))
+    }
+
+    /// Deletes raw samples (`width` 0) or one tier's buckets older than `cutoff`, after
+    /// raising that kind's horizon to it. Returns the rows deleted.
+    async fn delete_before(&self, width: i64, cutoff: i64) -> StoreResult<u64> {
+        let servers: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM servers ORDER BY id").fetch_all(&self.writer).await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO retention_horizons (width, horizon) VALUES (?, ?) \
+             ON CONFLICT (width) DO UPDATE SET horizon = MAX(horizon, excluded.horizon)",
+        )
+        .bind(width)
+        .bind(cutoff)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        let mut deleted = 0;
+        for server in servers {
+            loop {
+                let done = if width == 0 {
+                    sqlx::query(
+                        "DELETE FROM performance_logs WHERE id IN (SELECT id FROM performance_logs \
+                         WHERE server_id = ? AND agent_time < ? LIMIT ?)",
+                    )
+                    .bind(server)
+                    .bind(cutoff)
+                    .bind(CHUNK)
+                    .execute(&self.writer)
+                    .await
+                } else {
+                    sqlx::query(
+                        "DELETE FROM rollups WHERE server_id = ?1 AND width = ?2 AND start IN (SELECT start FROM rollups \
+                         WHERE server_id = ?1 AND width = ?2 AND start + ?2 <= ?3 LIMIT ?4)",
+                    )
+                    .bind(server)
+                    .bind(width)
+                    .bind(cutoff)
+                    .bind(CHUNK)
+                    .execute(&self.writer)
+                    .await
+                }
+                .map_err(db)?
+                .rows_affected();
+                deleted += done;
+                if done < CHUNK as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// The oldest moment `width`'s history still holds (raw: a sample; tiers: a bucket end).
+    async fn oldest(&self, width: i64) -> StoreResult<Option<i64>> {
+        if width == 0 {
+            sqlx::query_scalar("SELECT MIN(agent_time) FROM performance_logs")
+        } else {
+            sqlx::query_scalar("SELECT MIN(start) + ?1 FROM rollups WHERE width = ?1").bind(width)
+        }
+        .fetch_one(&self.writer)
+        .await
+        .map_err(db)
+    }
+
+    pub(crate) async fn retain(&self, policy: &RetentionPolicy, now: i64) -> StoreResult<RetentionOutcome> {
+        let mut outcome = RetentionOutcome::default();
+        if policy.raw_ms > 0 {
+            outcome.raw_deleted += self.delete_before(0, now - policy.raw_ms).await?;
+        }
+        for (width, keep) in TIERS.into_iter().zip([policy.five_minutes_ms, policy.hours_ms, policy.days_ms]) {
+            if keep > 0 {
+                outcome.rollups_deleted += self.delete_before(width, bucket_of(now - keep, width)).await?;
+            }
+        }
+        outcome.bytes_used = self.bytes_used().await?;
+        // Over the cap: the oldest day of the finest history left goes, until under it.
+        let kinds = [0, TIERS[0], TIERS[1], TIERS[2]];
+        let mut kind = 0;
+        while policy.max_bytes > 0 && outcome.bytes_used > policy.max_bytes && kind < kinds.len() {
+            let width = kinds[kind];
+            match self.oldest(width).await? {
+                None => kind += 1,
+                Some(oldest) => {
+                    let cutoff = bucket_of(oldest, 86_400_000) + 86_400_000;
+                    let deleted = self.delete_before(width, cutoff).await?;
+                    if width == 0 {
+                        outcome.raw_deleted += deleted;
+                    } else {
+                        outcome.rollups_deleted += deleted;
+                    }
+                    outcome.bytes_used = self.bytes_used().await?;
+                }
+            }
+        }
+        if outcome.raw_deleted + outcome.rollups_deleted > 0 {
+            checkpoint(self).await?;
+        }
+        Ok(outcome)
+    }
+}
+
+/// Lets the freed pages be reused first; the file itself shrinks only with VACUUM.
+async fn checkpoint(store: &SqliteStore) -> StoreResult<()> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&store.writer).await.map_err(db)?;
+    Ok(())
+}
