@@ -4,13 +4,13 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::live;
-use crate::routes::{agent, alerts, charts, install, log, meta, notifications, servers, users};
+use crate::routes::{agent, alerts, charts, install, log, meta, metrics, notifications, servers, users};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ServerPulse hub API", description = "Agent protocol v1 and the fleet management API."),
     paths(
-        meta::health,
+        meta::health, metrics::exposition,
         agent::register, agent::metrics, agent::heartbeat, agent::alerts, agent::maintenance, agent::commands, agent::ack,
         servers::list, servers::create, servers::show, servers::update, servers::remove,
         servers::agent_settings, servers::set_agent_settings, servers::enrollment, servers::credentials, servers::metrics, servers::services,

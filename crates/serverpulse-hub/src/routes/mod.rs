@@ -7,6 +7,7 @@ pub mod charts;
 pub mod install;
 pub mod log;
 pub mod meta;
+pub mod metrics;
 pub mod notifications;
 pub mod servers;
 pub mod users;
@@ -19,6 +20,7 @@ use crate::app::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/health", get(meta::health))
+        .route("/metrics", get(metrics::exposition))
         .route("/install.sh", get(install::script))
         .route("/download/serverpulse-agent", get(install::agent_binary))
         .route("/api/openapi.json", get(meta::openapi_document))

@@ -137,3 +137,44 @@ async fn health_and_openapi_document() {
     assert!(doc["components"]["schemas"]["Server"].is_object());
     assert!(doc["components"]["securitySchemes"]["api_token"].is_object());
 }
+
+#[tokio::test]
+async fn metrics_are_exposed_for_prometheus() {
+    let hub = crate::support::spawn_app().await;
+    let admin = hub.token_for(serverpulse_domain::Role::Admin).await;
+    let viewer = hub.token_for(serverpulse_domain::Role::Viewer).await;
+    let (server, agent, token) = hub.registered_agent(&admin, "10.93.0.1").await;
+    hub.send(
+        reqwest::Method::PATCH,
+        &format!("/api/v1/servers/{server}"),
+        Some(&admin),
+        Some(serde_json::json!({"name": "web \"1\""})),
+    )
+    .await
+    .expect(200);
+    let report = serde_json::json!({"seq": 1, "timestamp": "2025-06-21T20:30:00Z",
+        "metrics": {"cpu_usage": 12.5, "memory_usage": 40.0, "disk_usage": 70.0, "uptime": 3600},
+        "services": [{"name": "cron", "status": "failed"}]});
+    hub.post(&format!("/api/v1/agents/{agent}/metrics"), Some(&token), report).await.ok();
+    let unauthorised = hub.client.get(hub.url("/metrics")).send().await.unwrap();
+    assert_eq!(unauthorised.status(), 401);
+    let response = hub.client.get(hub.url("/metrics")).bearer_auth(&viewer).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let text = response.text().await.unwrap();
+    let labels = format!(r#"{{server="web \"1\"",server_id="{server}"}}"#);
+    for line in [
+        format!("serverpulse_server_up{labels} 1"),
+        format!("serverpulse_cpu_usage_percent{labels} 12.5"),
+        format!("serverpulse_uptime_seconds{labels} 3600"),
+        format!("serverpulse_failed_services{labels} 1"),
+        format!("serverpulse_last_report_timestamp_seconds{labels} 1750537800"),
+        "# TYPE serverpulse_cpu_usage_percent gauge".to_owned(),
+        "# TYPE serverpulse_hub_ingest_commits_total counter".to_owned(),
+        "serverpulse_hub_ingest_requests_total 1".to_owned(),
+        "serverpulse_hub_servers 1".to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    assert!(!text.contains("serverpulse_load_average{"), "no value, no sample");
+}
