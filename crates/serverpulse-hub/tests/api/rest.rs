@@ -140,19 +140,14 @@ async fn health_and_openapi_document() {
 
 #[tokio::test]
 async fn metrics_are_exposed_for_prometheus() {
-    let hub = crate::support::spawn_app().await;
-    let admin = hub.token_for(serverpulse_domain::Role::Admin).await;
-    let viewer = hub.token_for(serverpulse_domain::Role::Viewer).await;
+    let hub = spawn_app().await;
+    let admin = hub.token_for(Role::Admin).await;
+    let viewer = hub.token_for(Role::Viewer).await;
     let (server, agent, token) = hub.registered_agent(&admin, "10.93.0.1").await;
-    hub.send(
-        reqwest::Method::PATCH,
-        &format!("/api/v1/servers/{server}"),
-        Some(&admin),
-        Some(serde_json::json!({"name": "web \"1\""})),
-    )
-    .await
-    .expect(200);
-    let report = serde_json::json!({"seq": 1, "timestamp": "2025-06-21T20:30:00Z",
+    hub.send(Method::PATCH, &format!("/api/v1/servers/{server}"), Some(&admin), Some(json!({"name": "web \"1\""})))
+        .await
+        .expect(200);
+    let report = json!({"seq": 1, "timestamp": "2025-06-21T20:30:00Z",
         "metrics": {"cpu_usage": 12.5, "memory_usage": 40.0, "disk_usage": 70.0, "uptime": 3600},
         "services": [{"name": "cron", "status": "failed"}]});
     hub.post(&format!("/api/v1/agents/{agent}/metrics"), Some(&token), report).await.ok();
