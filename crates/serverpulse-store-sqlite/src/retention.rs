@@ -90,6 +90,18 @@ impl SqliteStore {
         .map_err(db)
     }
 
+    pub(crate) async fn resolution_at(&self, from: i64) -> StoreResult<i64> {
+        let horizons: std::collections::HashMap<i64, i64> =
+            sqlx::query_as("SELECT width, horizon FROM retention_horizons")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db)?
+                .into_iter()
+                .collect();
+        let complete = |width: i64| horizons.get(&width).is_none_or(|horizon| from >= *horizon);
+        Ok([0, TIERS[0], TIERS[1]].into_iter().find(|w| complete(*w)).unwrap_or(TIERS[2]))
+    }
+
     pub(crate) async fn retain(&self, policy: &RetentionPolicy, now: i64) -> StoreResult<RetentionOutcome> {
         let mut outcome = RetentionOutcome::default();
         if policy.raw_ms > 0 {

@@ -1161,6 +1161,10 @@ impl Store for SqliteStore {
         self.chart_buckets(server, from, to, step).await
     }
 
+    async fn chart_resolution(&self, from: i64) -> StoreResult<i64> {
+        self.resolution_at(from).await
+    }
+
     async fn apply_retention(&self, policy: &RetentionPolicy, now: i64) -> StoreResult<RetentionOutcome> {
         self.retain(policy, now).await
     }

@@ -1003,6 +1003,9 @@ pub async fn retention_removes_exactly_what_is_past_its_age(store: &dyn Store) {
     let hours = store.chart(id, bucket(now - 41 * DAY, 3_600_000), now, 3_600_000).await.expect("chart");
     assert_eq!(hours.len(), 4, "hourly buckets are kept 60 days: the 40-day-old one too");
     assert_eq!(outcome.rollups_deleted, 1, "one 5-minute bucket (40 days old) past 35 days");
+    assert_eq!(store.chart_resolution(now - 10 * DAY).await.expect("resolution"), 0, "raw samples reach back 30 days");
+    assert_eq!(store.chart_resolution(now - 31 * DAY).await.expect("resolution"), 300_000);
+    assert_eq!(store.chart_resolution(now - 50 * DAY).await.expect("resolution"), 3_600_000);
 
     // A late sample from 31 days ago: kept as raw until the next pass, but the summary of
     // its bucket is not recomputed from a raw history that retention thinned out.

@@ -127,6 +127,9 @@ pub trait Store: Send + Sync + 'static {
     /// multiples of a summary tier's width a backend may answer from its summaries,
     /// whose buckets are whole (they may hold samples up to a tier bucket past `to`).
     async fn chart(&self, server: ServerId, from: i64, to: i64, step: i64) -> StoreResult<Vec<ChartBucket>>;
+    /// The finest bucket width (ms; 0 for raw samples) whose history still reaches back
+    /// to `from` after retention: a chart starting there cannot be finer.
+    async fn chart_resolution(&self, from: i64) -> StoreResult<i64>;
     /// Deletes history past its age and, over the size cap, the oldest history first;
     /// summaries are never recomputed from data retention removed.
     async fn apply_retention(&self, policy: &RetentionPolicy, now: i64) -> StoreResult<RetentionOutcome>;

@@ -116,7 +116,9 @@ pub async fn chart(
         return Err(ApiError::field("points", "must be between 10 and 1000"));
     }
     state.store.get_server(id).await.map_err(|e| not_found_as(e, "server"))?;
-    let interval_ms = i64::from(state.settings.collection_interval_secs) * 1000;
+    // Never finer than the agents' interval, nor than what retention left at `from`.
+    let finest = state.store.chart_resolution(from).await?;
+    let interval_ms = (i64::from(state.settings.collection_interval_secs) * 1000).max(finest);
     let step = step_for(to - from, points, interval_ms);
     // Whole buckets only: the first starts at or before `from`.
     let start = from - from.rem_euclid(step);
@@ -137,6 +139,13 @@ mod tests {
         assert_eq!(step_for(30 * 86_400_000, 600, 30_000), 2 * 3_600_000, "30 d: 360 points of 2 h");
         assert_eq!(step_for(86_400_000, 1000, 5_000), 120_000);
         assert!(30 * 86_400_000 / step_for(30 * 86_400_000, 1000, 1_000) <= 1000);
+        // Where only summaries are left, steps are whole summary buckets.
+        assert_eq!(step_for(3_600_000, 600, 300_000), 300_000);
+        for finest in [300_000, 3_600_000, 86_400_000] {
+            for span in [3_600_000, 86_400_000, 40 * 86_400_000] {
+                assert_eq!(step_for(span, 600, finest) % finest, 0, "span {span} over buckets of {finest}");
+            }
+        }
     }
 
     #[test]
