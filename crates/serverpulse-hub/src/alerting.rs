@@ -307,23 +307,7 @@ mod tests {
 
     #[test]
     fn specific_rules_override_broader_ones_and_equals_all_apply() {
-        let server = Server {
-            id: 1,
-            name: "web".into(),
-            ip: "10.0.0.1".parse().unwrap(),
-            created_at: 0,
-            hostname: None,
-            agent_enabled: true,
-            agent_id: None,
-            agent_status: AgentStatus::Active,
-            agent_version: None,
-            agent_last_heartbeat: None,
-            agent_last_contact: None,
-            agent_config: json!({}),
-            last_metrics: None,
-            last_metrics_at: None,
-            tags: Vec::new(),
-        };
+        let server = serverpulse_store::contract::example_server(1, "web");
         let rules = [
             stored(1, json!({"name": "cpu all", "metric": "cpu", "op": ">", "warning": 80})),
             stored(2, json!({"name": "cpu all too", "metric": "cpu", "op": ">", "critical": 99})),

@@ -35,6 +35,8 @@ pub struct AppState {
     pub login_throttle: Arc<crate::web::session::LoginThrottle>,
     /// The group-commit queue reports go through.
     pub ingest: crate::ingest::Ingest,
+    /// Where stored reports are pushed too, when export is configured.
+    pub exporter: Option<crate::export::Exporter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -58,13 +60,16 @@ impl AppState {
         settings: Settings,
     ) -> (Self, crate::ingest::Writer) {
         let (ingest, writer) = crate::ingest::Ingest::new(store.clone(), settings.ingest_queue);
+        let http = crate::notifier::http_client();
+        let exporter = settings.export_url.as_deref().map(|url| crate::export::Exporter::start(url, http.clone()));
         let state = Self {
             ingest,
+            exporter,
             store,
             clock,
             settings: Arc::new(settings),
             alerting: Arc::default(),
-            http: crate::notifier::http_client(),
+            http,
             wake_notifier: Arc::default(),
             live: crate::live::LiveFeed::default(),
             login_throttle: Arc::default(),

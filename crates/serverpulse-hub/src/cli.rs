@@ -201,6 +201,7 @@ impl Cli {
             agent_binary: None,
             ingest_queue: None,
             retention: None,
+            export: None,
             log: serve.log,
         };
         let origin = match &self.config {

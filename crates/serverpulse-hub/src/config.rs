@@ -50,6 +50,16 @@ pub struct Settings {
     pub ingest_queue: usize,
     /// How long history is kept, and the most room it may take.
     pub retention: serverpulse_store::RetentionPolicy,
+    /// Where stored reports are also pushed (VictoriaMetrics' import API), if anywhere.
+    pub export_url: Option<String>,
+}
+
+/// The `export:` block.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExportValues {
+    /// Base URL of a VictoriaMetrics server, e.g. `http://127.0.0.1:8428`.
+    pub victoriametrics_url: Option<String>,
 }
 
 /// The `retention:` block: days per kind of history (0 keeps it for ever) and a size cap.
@@ -108,6 +118,7 @@ pub struct ConfigValues {
     pub agent_binary: Option<PathBuf>,
     pub ingest_queue: Option<usize>,
     pub retention: Option<RetentionValues>,
+    pub export: Option<ExportValues>,
     pub log: Option<String>,
 }
 
@@ -129,6 +140,7 @@ impl ConfigValues {
             agent_binary: self.agent_binary.or(fallback.agent_binary),
             ingest_queue: self.ingest_queue.or(fallback.ingest_queue),
             retention: self.retention.or(fallback.retention),
+            export: self.export.or(fallback.export),
             log: self.log.or(fallback.log),
         }
     }
@@ -246,6 +258,12 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
             return Err(bad(pair[1].0, format!("must keep at least as long as {} ({} days)", pair[0].0, pair[0].1)));
         }
     }
+    let export_url = values.export.and_then(|e| e.victoriametrics_url).map(|u| u.trim_end_matches('/').to_owned());
+    if let Some(url) = &export_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(bad("export.victoriametrics_url", format!("{url:?} must start with http:// or https://")));
+    }
     Ok(HubConfig {
         listen,
         database,
@@ -261,6 +279,7 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
             agent_binary,
             ingest_queue,
             retention: retention.policy(),
+            export_url,
         },
         log: values.log.unwrap_or_else(|| "info".to_owned()),
     })

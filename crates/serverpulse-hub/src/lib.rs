@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod export;
 pub mod ingest;
 pub mod live;
 pub mod notifier;

@@ -1047,3 +1047,24 @@ pub async fn retention_keeps_under_the_size_cap_oldest_first(store: &dyn Store) 
     let days = store.chart(id, now - 10 * DAY, now, DAY).await.expect("chart");
     assert_eq!(days.iter().map(|d| d.samples).sum::<u32>(), 1_440, "summaries outlive the raw samples");
 }
+
+/// A server record as a freshly registered one looks, for unit tests elsewhere.
+pub fn example_server(id: ServerId, name: &str) -> crate::Server {
+    crate::Server {
+        id,
+        name: name.to_owned(),
+        ip: std::net::IpAddr::from([10, 0, 0, 1]),
+        created_at: 0,
+        hostname: None,
+        agent_enabled: true,
+        agent_id: None,
+        agent_status: AgentStatus::Active,
+        agent_version: None,
+        agent_last_heartbeat: None,
+        agent_last_contact: None,
+        agent_config: json!({}),
+        last_metrics: None,
+        last_metrics_at: None,
+        tags: Vec::new(),
+    }
+}

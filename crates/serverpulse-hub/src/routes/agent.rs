@@ -192,6 +192,9 @@ pub async fn metrics(
                     tracing::error!(server_id = agent.server_id, error = %e, "alert evaluation failed");
                 }
                 crate::live::publish_server_row(&state, &server);
+                if let Some(exporter) = &state.exporter {
+                    exporter.offer(&server, &stored);
+                }
             }
             Err(e) => {
                 tracing::warn!(server_id = agent.server_id, error = %e, "cannot read the server after its report")

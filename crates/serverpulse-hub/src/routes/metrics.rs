@@ -11,12 +11,8 @@ use axum::response::IntoResponse;
 use crate::app::AppState;
 use crate::auth::Viewer;
 use crate::error::ApiResult;
+use crate::export::label_value as label;
 use crate::live::ServerFigures;
-
-/// A label value with `\`, `"` and line breaks escaped as the format wants.
-fn label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
 
 /// (metric, help, its value for one server)
 type Gauge = (&'static str, &'static str, fn(&ServerFigures<'_>, &Extra) -> Option<f64>);
@@ -97,6 +93,29 @@ pub async fn exposition(State(state): State<AppState>, _: Viewer) -> ApiResult<i
         ),
         ("serverpulse_hub_servers", "gauge", "Servers in the inventory", rows.len() as f64),
     ];
+    let mut hub = hub.to_vec();
+    if let Some(exporter) = &state.exporter {
+        let stats = &exporter.stats;
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        hub.push((
+            "serverpulse_hub_export_samples_total",
+            "counter",
+            "Samples pushed to the export target",
+            read(&stats.pushed),
+        ));
+        hub.push((
+            "serverpulse_hub_export_dropped_total",
+            "counter",
+            "Samples dropped: export queue or buffer full",
+            read(&stats.dropped),
+        ));
+        hub.push((
+            "serverpulse_hub_export_failures_total",
+            "counter",
+            "Failed pushes to the export target",
+            read(&stats.failures),
+        ));
+    }
     for (name, kind, help, value) in hub {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     }

@@ -11,6 +11,7 @@ mod bad_input;
 mod browser;
 mod cli;
 mod dashboard;
+mod export;
 mod ingest;
 mod notifications;
 mod pipeline;

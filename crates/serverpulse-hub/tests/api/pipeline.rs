@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use serverpulse_domain::Role;
@@ -74,14 +74,7 @@ impl HubProcess {
     }
 
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if reqwest::get(format!("{}/api/v1/health", self.base)).await.is_ok_and(|r| r.status() == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the hub did not come up");
+        crate::support::wait_until_up(&format!("{}/api/v1/health", self.base)).await;
     }
 }
 

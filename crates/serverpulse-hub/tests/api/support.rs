@@ -100,6 +100,18 @@ pub async fn spawn_live() -> LiveHub {
     LiveHub { base: format!("http://{address}"), _dir: dir, stop: Some(stop) }
 }
 
+/// Waits (up to 20 s) until `url` answers 200: a server process the test started is up.
+pub async fn wait_until_up(url: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if reqwest::get(url).await.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not come up");
+}
+
 /// A response reduced to what tests look at.
 #[derive(Debug)]
 pub struct Answer {
