@@ -1,0 +1,205 @@
+//! History at rest: bytes per sample on disk and 30-day chart latency for ServerPulse's
+//! SQLite store, next to Debian's VictoriaMetrics holding the very same samples.
+//!
+//! `cargo bench -p serverpulse-hub --bench history [-- SERVERS DAYS]` (defaults 4 and
+//! 30). Each server gets DAYS of 30-second reports from a fixed seed: smooth CPU, load
+//! following it, memory moving in steps, disk usage nearly constant, uptime and network
+//! and disk counters growing. They are stored through the store's batch ingest (time
+//! compressed: no HTTP, no waiting), then pushed to a VictoriaMetrics started on
+//! 127.0.0.1 through the same export lines the hub sends it. A sample is one value of one
+//! metric at one time (nine per report, as exported). The database lives under
+//! `target/` on the real disk.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use serverpulse_domain::Secret;
+use serverpulse_hub::clock::{Clock, SystemClock};
+use serverpulse_proto::report::{Report, decode_report};
+use serverpulse_store::{EnrollmentGrant, IngestJob, NewServer, RetentionPolicy, Store};
+use serverpulse_store_sqlite::SqliteStore;
+
+const INTERVAL_MS: i64 = 30_000;
+const SAMPLES_PER_REPORT: u64 = 9;
+
+/// A deterministic pseudo-random sequence (64-bit LCG), in [0, 1).
+struct Seed(u64);
+
+impl Seed {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// One server's series, advanced one report at a time.
+struct Series {
+    seed: Seed,
+    phase: f64,
+    memory: f64,
+    counters: [f64; 4],
+}
+
+impl Series {
+    fn report(&mut self, seq: u64, at: i64, start: i64) -> Report {
+        let day = (at - start) as f64 / 86_400_000.0;
+        let noise = self.seed.next() - 0.5;
+        let cpu = (30.0 + 20.0 * (std::f64::consts::TAU * day + self.phase).sin() + 6.0 * noise).clamp(0.0, 100.0);
+        if self.seed.next() < 1.0 / 720.0 {
+            self.memory = (self.memory + (self.seed.next() - 0.5) * 10.0).clamp(10.0, 95.0);
+        }
+        for (counter, rate) in self.counters.iter_mut().zip([40_000.0, 15_000.0, 4_096.0, 12_288.0]) {
+            *counter += (rate * (0.5 + self.seed.next()) * 30.0).round();
+        }
+        let doc = json!({"seq": seq, "timestamp": serverpulse_proto::time::format_timestamp(at),
+            "metrics": {"cpu_usage": (cpu * 10.0).round() / 10.0, "memory_usage": (self.memory * 10.0).round() / 10.0,
+                "disk_usage": ((60.0 + day * 0.1) * 10.0).round() / 10.0, "load_average": ((cpu / 25.0) * 100.0).round() / 100.0,
+                "uptime": 86_400 + seq * 30, "network_rx": self.counters[0], "network_tx": self.counters[1],
+                "disk_io_read": self.counters[2], "disk_io_write": self.counters[3]}});
+        decode_report(&doc, "", at).unwrap()
+    }
+}
+
+fn median(mut times: Vec<Duration>) -> f64 {
+    times.sort();
+    times[times.len() / 2].as_secs_f64() * 1e3
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let servers: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(4);
+    let days: i64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(30);
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    let dir = tempfile::Builder::new().prefix("history-bench").tempdir_in(&target).unwrap();
+    let now = SystemClock.now_ms();
+    let now = now - now % INTERVAL_MS;
+    let start = now - days * 86_400_000;
+    let store = Arc::new(SqliteStore::open(&dir.path().join("serverpulse.db"), now).await.unwrap());
+    let mut ids = Vec::new();
+    for i in 0..servers {
+        let grant = EnrollmentGrant { token: Secret::generate().unwrap().digest(), expires_at: now };
+        let ip = format!("10.0.{}.{}", i / 256, i % 256).parse().unwrap();
+        ids.push(store.create_server(NewServer { name: format!("host-{i:03}"), ip }, grant, now).await.unwrap().id);
+    }
+    let mut series: Vec<Series> = (0..servers)
+        .map(|i| Series { seed: Seed(42 + i as u64), phase: i as f64, memory: 40.0, counters: [0.0; 4] })
+        .collect();
+    let reports_per_server = (days * 86_400_000 / INTERVAL_MS) as u64;
+    let samples = reports_per_server * servers as u64 * SAMPLES_PER_REPORT;
+
+    // VictoriaMetrics beside it, fed the same lines the hub's export sends.
+    let vm_dir = tempfile::Builder::new().prefix("history-bench-vm").tempdir_in(&target).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut vm = Command::new("/usr/bin/victoria-metrics")
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg(format!("-storageDataPath={}", vm_dir.path().display()))
+        .arg("-retentionPeriod=100y")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("victoria-metrics (apt-get install victoria-metrics)");
+    let vm_base = format!("http://127.0.0.1:{port}");
+    serverpulse_hub::notifier::install_crypto_provider();
+    let http = reqwest::Client::new();
+    while http.get(format!("{vm_base}/health")).send().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let server_rows: Vec<_> = {
+        let mut rows = Vec::new();
+        for id in &ids {
+            rows.push(store.get_server(*id).await.unwrap());
+        }
+        rows
+    };
+
+    let (mut store_time, mut vm_time) = (Duration::ZERO, Duration::ZERO);
+    let chunk = 120u64; // an hour of reports per server per batch
+    let mut seq = 0;
+    while seq < reports_per_server {
+        let end = (seq + chunk).min(reports_per_server);
+        let mut jobs = Vec::with_capacity(servers);
+        let mut lines = String::new();
+        for ((id, series), row) in ids.iter().zip(series.iter_mut()).zip(&server_rows) {
+            let reports: Vec<Report> =
+                (seq..end).map(|s| series.report(s + 1, start + s as i64 * INTERVAL_MS, start)).collect();
+            lines.push_str(&serverpulse_hub::export::lines(row, &reports));
+            jobs.push(IngestJob { server: *id, reports, received_at: now });
+        }
+        let started = Instant::now();
+        for outcome in store.store_report_batch(&jobs).await.unwrap() {
+            outcome.unwrap();
+        }
+        store_time += started.elapsed();
+        let started = Instant::now();
+        let response = http.post(format!("{vm_base}/api/v1/import/prometheus")).body(lines).send().await.unwrap();
+        assert!(response.status().is_success());
+        vm_time += started.elapsed();
+        seq = end;
+    }
+    println!(
+        "{servers} servers × {days} days × 30 s: {} reports, {samples} samples; stored in {:.1} s ({:.0} samples/s), \
+         VictoriaMetrics import {:.1} s",
+        reports_per_server * servers as u64,
+        store_time.as_secs_f64(),
+        samples as f64 / store_time.as_secs_f64(),
+        vm_time.as_secs_f64()
+    );
+
+    // Bytes on disk: pages in use after a checkpoint; VictoriaMetrics after flush and merge.
+    let keep = RetentionPolicy { raw_ms: 0, five_minutes_ms: 0, hours_ms: 0, days_ms: 0, max_bytes: 0 };
+    let ours = store.apply_retention(&keep, now).await.unwrap().bytes_used;
+    let _ = http.get(format!("{vm_base}/internal/force_flush")).send().await;
+    let _ = http.get(format!("{vm_base}/internal/force_merge")).send().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let metrics = http.get(format!("{vm_base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let vm_bytes: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("vm_data_size_bytes{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    println!("| store | bytes on disk | bytes per sample |\n|---|---|---|");
+    println!("| ServerPulse (SQLite: raw rows + rollups) | {ours} | {:.1} |", ours as f64 / samples as f64);
+    println!("| VictoriaMetrics 1.79 (Debian) | {vm_bytes:.0} | {:.2} |", vm_bytes / samples as f64);
+
+    // A 30-day chart of one server: ServerPulse's chart query (8 series, 1 h buckets with
+    // min/max/mean) next to VictoriaMetrics answering min, max and mean of CPU per hour.
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    let from = start - start % 3_600_000;
+    for _ in 0..25 {
+        let started = Instant::now();
+        let buckets = store.chart(ids[0], from, now, 3_600_000).await.unwrap();
+        assert!(buckets.len() >= (days * 24 - 1) as usize);
+        ours.push(started.elapsed());
+        let started = Instant::now();
+        for function in ["min_over_time", "max_over_time", "avg_over_time"] {
+            let query = format!("{function}(serverpulse_cpu_usage_percent{{server_id=\"{}\"}}[1h])", ids[0]);
+            let answer: Value = http
+                .post(format!("{vm_base}/api/v1/query_range"))
+                .form(&[
+                    ("query", query.as_str()),
+                    ("start", &(from / 1000).to_string()),
+                    ("end", &(now / 1000).to_string()),
+                    ("step", "3600"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(answer["status"], "success", "{answer}");
+        }
+        theirs.push(started.elapsed());
+    }
+    println!("| 30-day chart, one server | median |\n|---|---|");
+    println!("| ServerPulse `Store::chart` (8 metrics × min/max/mean, hourly) | {:.1} ms |", median(ours));
+    println!("| VictoriaMetrics `query_range` (CPU × min/max/avg, hourly) | {:.1} ms |", median(theirs));
+    let _ = vm.kill();
+    let _ = vm.wait();
+}
