@@ -59,6 +59,8 @@ async fn load(
 ) -> Level {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
+    // Each sender owns at least one agent (a sender with none would spin).
+    let senders = senders.min(agents.len());
     for i in 0..senders {
         let (client, stop) = (client.clone(), stop.clone());
         let mine: Vec<(String, String)> = agents.iter().skip(i).step_by(senders).cloned().collect();
