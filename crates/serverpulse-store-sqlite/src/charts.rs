@@ -15,11 +15,20 @@ use crate::rows::db;
 
 /// Buckets straight from the raw samples (`?1` step, `?2` server, `?3` from, `?4` to).
 fn raw_sql() -> String {
-    let bands: Vec<String> =
-        COLUMNS.iter().map(|c| format!("MIN({c}) AS {c}_min, MAX({c}) AS {c}_max, AVG({c}) AS {c}_avg")).collect();
+    let bands: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| {
+            format!(
+                "MIN({c}) AS {c}_min, MAX({c}) AS {c}_max, AVG({c}) AS {c}_avg, \
+                 MAX(CASE WHEN newest = 1 THEN {c} END) AS {c}_last"
+            )
+        })
+        .collect();
     format!(
-        "SELECT (agent_time / ?1) * ?1 AS bucket, COUNT(*) AS samples, {} FROM performance_logs \
-         WHERE server_id = ?2 AND agent_time >= ?3 AND agent_time < ?4 GROUP BY bucket ORDER BY bucket",
+        "WITH s AS (SELECT *, (agent_time / ?1) * ?1 AS bucket, ROW_NUMBER() OVER \
+           (PARTITION BY agent_time / ?1 ORDER BY agent_time DESC, id DESC) AS newest FROM performance_logs \
+           WHERE server_id = ?2 AND agent_time >= ?3 AND agent_time < ?4) \
+         SELECT bucket, COUNT(*) AS samples, {} FROM s GROUP BY bucket ORDER BY bucket",
         bands.join(", ")
     )
 }
@@ -28,11 +37,18 @@ fn raw_sql() -> String {
 fn tier_sql() -> String {
     let bands: Vec<String> = COLUMNS
         .iter()
-        .map(|c| format!("MIN({c}_min) AS {c}_min, MAX({c}_max) AS {c}_max, SUM({c}_sum) / SUM({c}_n) AS {c}_avg"))
+        .map(|c| {
+            format!(
+                "MIN({c}_min) AS {c}_min, MAX({c}_max) AS {c}_max, SUM({c}_sum) / SUM({c}_n) AS {c}_avg, \
+                 MAX(CASE WHEN newest = 1 THEN {c}_last END) AS {c}_last"
+            )
+        })
         .collect();
     format!(
-        "SELECT (start / ?1) * ?1 AS bucket, SUM(samples) AS samples, {} FROM rollups \
-         WHERE server_id = ?2 AND width = ?5 AND start >= ?3 AND start < ?4 GROUP BY bucket ORDER BY bucket",
+        "WITH s AS (SELECT *, (start / ?1) * ?1 AS bucket, ROW_NUMBER() OVER \
+           (PARTITION BY start / ?1 ORDER BY start DESC) AS newest FROM rollups \
+           WHERE server_id = ?2 AND width = ?5 AND start >= ?3 AND start < ?4) \
+         SELECT bucket, SUM(samples) AS samples, {} FROM s GROUP BY bucket ORDER BY bucket",
         bands.join(", ")
     )
 }
@@ -44,6 +60,7 @@ fn bucket(row: &SqliteRow) -> StoreResult<ChartBucket> {
             min: row.try_get(format!("{column}_min").as_str()).map_err(db)?,
             max: row.try_get(format!("{column}_max").as_str()).map_err(db)?,
             avg: row.try_get(format!("{column}_avg").as_str()).map_err(db)?,
+            last: row.try_get(format!("{column}_last").as_str()).map_err(db)?,
         };
     }
     let samples: i64 = row.try_get("samples").map_err(db)?;

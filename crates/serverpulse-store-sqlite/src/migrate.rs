@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "sessions", include_str!("../migrations/0005_sessions.sql")),
     (6, "rollups", include_str!("../migrations/0006_rollups.sql")),
     (7, "retention", include_str!("../migrations/0007_retention.sql")),
+    (8, "rollup last values", include_str!("../migrations/0008_rollup_last.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.

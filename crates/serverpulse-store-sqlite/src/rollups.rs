@@ -33,13 +33,22 @@ pub(crate) fn bucket_of(at: i64, width: i64) -> i64 {
 }
 
 fn aggregate_columns() -> String {
-    COLUMNS.iter().map(|c| format!("{c}_min, {c}_max, {c}_sum, {c}_n")).collect::<Vec<_>>().join(", ")
+    COLUMNS.iter().map(|c| format!("{c}_min, {c}_max, {c}_sum, {c}_n, {c}_last")).collect::<Vec<_>>().join(", ")
 }
 
 /// Recomputes one bucket of the finest tier from raw samples; nothing stays when the
 /// bucket holds no sample. Only integers are spliced in.
 fn from_raw(sql: &mut String, server: ServerId, width: i64, start: i64, horizon: i64) {
-    let aggregates: Vec<String> = COLUMNS.iter().map(|c| format!("MIN({c}), MAX({c}), SUM({c}), COUNT({c})")).collect();
+    let end = start + width;
+    let aggregates: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| {
+            format!(
+                "MIN({c}), MAX({c}), SUM({c}), COUNT({c}), (SELECT {c} FROM performance_logs WHERE server_id = {server} \
+                 AND agent_time >= {start} AND agent_time < {end} ORDER BY agent_time DESC, id DESC LIMIT 1)"
+            )
+        })
+        .collect();
     if start < horizon {
         return; // its raw samples may be gone: the bucket stays as it was summed up
     }
@@ -50,7 +59,6 @@ fn from_raw(sql: &mut String, server: ServerId, width: i64, start: i64, horizon:
          WHERE server_id = {server} AND agent_time >= {start} AND agent_time < {end} HAVING COUNT(*) > 0;\n",
         columns = aggregate_columns(),
         aggregates = aggregates.join(", "),
-        end = start + width,
     ));
 }
 
@@ -59,8 +67,17 @@ fn from_tier(sql: &mut String, server: ServerId, width: i64, start: i64, finer: 
     if start < horizon {
         return; // the finer buckets may be gone: this one stays as it was summed up
     }
-    let aggregates: Vec<String> =
-        COLUMNS.iter().map(|c| format!("MIN({c}_min), MAX({c}_max), SUM({c}_sum), SUM({c}_n)")).collect();
+    let end = start + width;
+    let aggregates: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| {
+            format!(
+                "MIN({c}_min), MAX({c}_max), SUM({c}_sum), SUM({c}_n), (SELECT {c}_last FROM rollups \
+                 WHERE server_id = {server} AND width = {finer} AND start >= {start} AND start < {end} \
+                 ORDER BY start DESC LIMIT 1)"
+            )
+        })
+        .collect();
     sql.push_str(&format!(
         "DELETE FROM rollups WHERE server_id = {server} AND width = {width} AND start = {start};\n\
          INSERT INTO rollups (server_id, width, start, samples, {columns}) \
@@ -68,7 +85,6 @@ fn from_tier(sql: &mut String, server: ServerId, width: i64, start: i64, finer: 
          WHERE server_id = {server} AND width = {finer} AND start >= {start} AND start < {end} HAVING COUNT(*) > 0;\n",
         columns = aggregate_columns(),
         aggregates = aggregates.join(", "),
-        end = start + width,
     ));
 }
 

@@ -886,7 +886,7 @@ pub async fn charts_agree_with_the_samples(
         for (s, r) in summed.iter().zip(&raw) {
             assert_eq!((s.start, s.samples), (r.start, r.samples), "step {step}");
             for (metric, (a, b)) in crate::ChartMetric::ALL.iter().zip(s.bands.iter().zip(&r.bands)) {
-                assert_eq!((a.min, a.max), (b.min, b.max), "step {step} {metric:?} at {}", s.start);
+                assert_eq!((a.min, a.max, a.last), (b.min, b.max, b.last), "step {step} {metric:?} at {}", s.start);
                 let close = match (a.avg, b.avg) {
                     (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
                     (x, y) => x == y,
@@ -906,6 +906,13 @@ pub async fn charts_agree_with_the_samples(
             assert_eq!(band.min, cpus.iter().copied().reduce(f64::min), "step {step}");
             assert_eq!(band.max, cpus.iter().copied().reduce(f64::max), "step {step}");
             let mean = cpus.iter().sum::<f64>() / cpus.len() as f64;
+            let newest = stored
+                .iter()
+                .map(|i| &samples[*i])
+                .filter(|s| s.offset_ms / step == (bucket.start - start) / step)
+                .max_by_key(|s| s.offset_ms)
+                .map(|s| s.cpu);
+            assert_eq!(band.last, newest, "step {step}: the newest sample's value");
             assert!(band.avg.is_some_and(|avg| (avg - mean).abs() <= 1e-9 * mean.abs().max(1.0)), "step {step}");
         }
     }

@@ -708,13 +708,15 @@ impl ChartMetric {
     }
 }
 
-/// Minimum, maximum and mean of one metric over a bucket (`None` where no sample had it).
+/// Minimum, maximum and mean of one metric over a bucket (`None` where no sample had it),
+/// and its value in the bucket's newest sample.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Band {
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub avg: Option<f64>,
+    pub last: Option<f64>,
 }
 
 /// The samples of one time bucket `[start, start + step)`, reduced.

@@ -153,7 +153,7 @@ mod tests {
         let bucket = |start: i64, v: f64| ChartBucket {
             start,
             samples: 1,
-            bands: [Band { min: Some(v), max: Some(v), avg: Some(v) }; 8],
+            bands: [Band { min: Some(v), max: Some(v), avg: Some(v), last: Some(v) }; 8],
         };
         let (t, series) = columns(&[bucket(0, 1.0), bucket(30_000, 2.0), bucket(300_000, 3.0)], 30_000);
         assert_eq!(t, [0, 30, 60, 300]);
