@@ -141,9 +141,20 @@
 
   // ---- fleet overview ---------------------------------------------------------------
   function fleet() {
+    // Servers this page does not list (new, or on another page) are counted, not inserted:
+    // the list keeps its order and paging until the user refreshes.
+    const unseen = new Set();
     live("server", (s) => {
       const row = document.querySelector('tr[data-server-id="' + s.id + '"]');
-      if (!row) return;
+      if (!row) {
+        const news = document.getElementById("fleet-news");
+        if (!news || document.querySelector("[data-summary]") === null) return;
+        unseen.add(s.id);
+        news.querySelector('[data-out="news"]').textContent =
+          unseen.size + (unseen.size === 1 ? " server not shown here has" : " servers not shown here have") + " reported.";
+        news.hidden = false;
+        return;
+      }
       const before = row.className.replace("status-", "");
       if (before !== s.status) {
         row.className = "status-" + s.status;

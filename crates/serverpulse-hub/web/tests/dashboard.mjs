@@ -144,6 +144,12 @@ try {
       alerts: [{ type: "disk_smart", severity: "warning", message: "SMART: reallocated sectors on sda", timestamp: new Date().toISOString() }],
     });
     await page.waitForSelector(row + ' [data-count="open"]:has-text("2 open")');
+    // A server that is not on this page reports: the page says so instead of jumping.
+    const other = await page.evaluate(async () => (await fetch("/api/v1/servers", { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": document.body.dataset.csrf },
+      body: JSON.stringify({ name: "db-1", ip: "127.0.0.3" }) })).json());
+    await agentCall("/api/v1/agents/register", null, { hostname: "db-1", enrollment_token: other.enrollment_token });
+    await page.waitForSelector('#fleet-news:not([hidden]):has-text("1 server not shown here has reported")');
   });
 
   await run("the server page draws its charts and a new point arrives over SSE", async () => {
