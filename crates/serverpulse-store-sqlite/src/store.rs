@@ -19,8 +19,8 @@ use serverpulse_store::{
     AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, DeliveryOutcome,
     DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, FleetCounts, IngestJob, IngestOutcome,
     NewApiToken, NewCommand, NewNotification, NewServer, NewSession, NewUser, NotificationQuery, NotificationRecord,
-    RegisterOutcome, RegistrationWay, RetentionOutcome, RetentionPolicy, RuleState, Sample, Server, ServerId,
-    ServerPatch, ServiceChange, ServiceRecord, Store, StoreError, StoreResult, StoredChannel, StoredRule,
+    Recipients, RegisterOutcome, RegistrationWay, RetentionOutcome, RetentionPolicy, RuleState, Sample, Server,
+    ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError, StoreResult, StoredChannel, StoredRule,
     StoredSilence, User, UserId, UserWithPassword, Versioned,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -877,13 +877,15 @@ impl Store for SqliteStore {
         &self,
         server: ServerId,
         alerts: &[AgentAlert],
-        notify: &[Vec<i64>],
+        notify: &[Recipients],
         now: i64,
     ) -> StoreResult<Vec<AlertId>> {
         let mut tx = self.begin().await?;
         let mut ids = Vec::with_capacity(alerts.len());
         for (index, alert) in alerts.iter().enumerate() {
-            let channels = notify.get(index).map(Vec::as_slice).unwrap_or_default();
+            let recipients = notify.get(index);
+            let channels = recipients.map(|r| r.channels.as_slice()).unwrap_or_default();
+            let silenced = recipients.is_some_and(|r| r.silenced);
             // The episode this alert belongs to: an open agent alert of the same type
             // seen within the window (a repeat), or none (a new episode).
             let open: Option<AlertRecord> = sqlx::query(
@@ -938,7 +940,7 @@ impl Store for SqliteStore {
                     .bind(if recovered { "resolved" } else { "firing" })
                     .bind(alert.host_time.unwrap_or(now))
                     .bind(now)
-                    .bind(false)
+                    .bind(silenced && !recovered)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(db)?

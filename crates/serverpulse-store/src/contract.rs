@@ -530,6 +530,12 @@ pub async fn alerts_are_kept_with_their_details(store: &dyn Store) {
     let open =
         AlertQuery { server_id: Some(id), status: Some(AlertStatus::Firing), limit: 10, ..AlertQuery::default() };
     assert_eq!(store.alerts(open).await.expect("open").len(), 2, "oom_kill and the new disk episode");
+    assert!(!store.alert(fresh[0]).await.expect("alert").silenced);
+    // Under a silence the episode is recorded as silenced, and nobody is queued.
+    let quiet = AgentAlert { kind: "mce".into(), ..alerts[0].clone() };
+    let hushed = crate::Recipients { channels: Vec::new(), silenced: true };
+    let stored = store.store_agent_alerts(id, &[quiet], &[hushed], T0 + 240_000).await.expect("silenced");
+    assert!(store.alert(stored[0]).await.expect("alert").silenced);
 }
 
 pub async fn rules_are_kept_and_names_are_unique(store: &dyn Store) {
@@ -794,7 +800,7 @@ pub async fn fleet_counts_open_alerts_and_failed_units(store: &dyn Store) {
         details: json!({}),
         host_time: None,
     };
-    store.store_agent_alerts(busy, &[alert], &[vec![]], T0).await.expect("alert");
+    store.store_agent_alerts(busy, &[alert], &[crate::Recipients::default()], T0).await.expect("alert");
     let counts = store.fleet_counts().await.expect("counts");
     assert_eq!(counts.get(&busy).map(|c| (c.open_alerts, c.failed_services)), Some((1, 2)));
     assert!(!counts.contains_key(&quiet));

@@ -90,13 +90,13 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<Versioned<AgentSettings>>;
     /// Stores agent alerts; an alert of a type already open within minutes joins that
-    /// episode. `notify[i]` lists the channels to tell when alert `i` opens a new
-    /// episode or the agent's recovery notice resolves one (empty: nobody).
+    /// episode. `notify[i]` says whom to tell when alert `i` opens a new episode or the
+    /// agent's recovery notice resolves one; a silenced new episode is recorded so.
     async fn store_agent_alerts(
         &self,
         server: ServerId,
         alerts: &[AgentAlert],
-        notify: &[Vec<i64>],
+        notify: &[Recipients],
         now: i64,
     ) -> StoreResult<Vec<AlertId>>;
     /// Marks every active agent silent for longer than `offline_after_ms` as disconnected.

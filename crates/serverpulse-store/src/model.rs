@@ -123,6 +123,14 @@ pub struct IngestOutcome {
     pub previous_uptime: Option<u64>,
 }
 
+/// Who hears of one alert: the channels to notify, and whether a silence covers it (then
+/// the list is empty and the alert is recorded as silenced).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recipients {
+    pub channels: Vec<i64>,
+    pub silenced: bool,
+}
+
 /// One agent's reports, as the ingest queue hands them to the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngestJob {

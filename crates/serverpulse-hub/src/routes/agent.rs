@@ -252,9 +252,15 @@ pub async fn alerts(
     let now = state.now();
     let server = state.store.get_server(agent.server_id).await.map_err(agent_gone)?;
     let audience = alerting::Audience::load(&state, now).await?;
-    let notify: Vec<Vec<i64>> = alerts.iter().map(|a| audience.recipients(a.severity, &server, None, now).0).collect();
+    let notify: Vec<serverpulse_store::Recipients> = alerts
+        .iter()
+        .map(|a| {
+            let (channels, silenced) = audience.recipients(a.severity, &server, None, now);
+            serverpulse_store::Recipients { channels, silenced }
+        })
+        .collect();
     let ids = state.store.store_agent_alerts(agent.server_id, &alerts, &notify, now).await.map_err(agent_gone)?;
-    if notify.iter().any(|n| !n.is_empty()) {
+    if notify.iter().any(|n| !n.channels.is_empty()) {
         state.wake_notifier.notify_one();
     }
     crate::live::publish_alerts(&state, agent.server_id).await;
