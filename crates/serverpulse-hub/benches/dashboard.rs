@@ -82,6 +82,7 @@ async fn main() {
         store.store_reports(history, &batch, now).await.unwrap();
         seq += 2_000;
     }
+    store.refresh_rollups(None).await.unwrap();
     println!("seeded {samples} samples ({days} days at 30 s) in {:.1} s", seeding.elapsed().as_secs_f64());
 
     let user = store

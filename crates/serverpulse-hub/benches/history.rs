@@ -141,6 +141,9 @@ async fn main() {
         vm_time += started.elapsed();
         seq = end;
     }
+    let started = Instant::now();
+    store.refresh_rollups(None).await.unwrap();
+    store_time += started.elapsed();
     println!(
         "{servers} servers × {days} days × 30 s: {} reports, {samples} samples; stored in {:.1} s ({:.0} samples/s), \
          VictoriaMetrics import {:.1} s",

@@ -151,7 +151,8 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sweeper = tokio::spawn(crate::sweeper::run(state.clone(), stop_rx.clone()));
     let notifier = tokio::spawn(crate::notifier::run(state.clone(), stop_rx.clone()));
-    let retention = tokio::spawn(crate::retention::run(state.clone(), stop_rx));
+    let retention = tokio::spawn(crate::retention::run(state.clone(), stop_rx.clone()));
+    let summaries = tokio::spawn(crate::summaries::run(state.clone(), stop_rx));
     let app = router(state);
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
@@ -159,6 +160,7 @@ pub async fn serve(
     let _ = sweeper.await;
     let _ = notifier.await;
     let _ = retention.await;
+    let _ = summaries.await;
     result
 }
 

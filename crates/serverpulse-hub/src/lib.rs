@@ -26,5 +26,6 @@ pub mod openapi;
 pub mod passwords;
 pub mod retention;
 pub mod routes;
+pub mod summaries;
 pub mod sweeper;
 pub mod web;

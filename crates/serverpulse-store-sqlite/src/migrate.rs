@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "rollups", include_str!("../migrations/0006_rollups.sql")),
     (7, "retention", include_str!("../migrations/0007_retention.sql")),
     (8, "rollup last values", include_str!("../migrations/0008_rollup_last.sql")),
+    (9, "rollup dirty buckets", include_str!("../migrations/0009_rollup_dirty.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.

@@ -104,6 +104,8 @@ impl SqliteStore {
 
     pub(crate) async fn retain(&self, policy: &RetentionPolicy, now: i64) -> StoreResult<RetentionOutcome> {
         let mut outcome = RetentionOutcome::default();
+        // Summaries first take in everything stored, before their sources thin out.
+        self.refresh_dirty(None).await?;
         if policy.raw_ms > 0 {
             outcome.raw_deleted += self.delete_before(0, now - policy.raw_ms).await?;
         }

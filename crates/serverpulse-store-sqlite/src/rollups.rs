@@ -1,9 +1,11 @@
 //! Keeping the rollup tiers (5 min, 1 h, 1 d; migration 0006) current as samples land.
 //!
-//! A bucket touched by a stored or re-rated sample is recomputed whole — the 5-minute one
-//! from its raw samples, each coarser one from the finer buckets inside it — in the
-//! transaction that stored the sample. That is a handful of rows per report, and a
-//! bucket can never drift from what a recomputation from scratch gives.
+//! Ingest marks the 5-minute buckets its samples (stored or re-rated) fall in as dirty,
+//! in the transaction that stores them ([`mark_dirty`]); [`SqliteStore::refresh_dirty`]
+//! later recomputes each dirty bucket whole — the 5-minute one from its raw samples, each
+//! coarser one from the finer buckets inside it — and clears the marks, in one
+//! transaction. A bucket can never drift from a recomputation from scratch, and a crash
+//! between the two loses no mark.
 
 use std::collections::BTreeSet;
 
@@ -86,6 +88,63 @@ fn from_tier(sql: &mut String, server: ServerId, width: i64, start: i64, finer: 
         columns = aggregate_columns(),
         aggregates = aggregates.join(", "),
     ));
+}
+
+/// Marks the 5-minute buckets holding `times` (agent time) of `server` for refreshing.
+pub(crate) async fn mark_dirty(
+    conn: &mut SqliteConnection,
+    server: ServerId,
+    times: &BTreeSet<i64>,
+) -> StoreResult<()> {
+    let starts: BTreeSet<i64> = times.iter().map(|t| bucket_of(*t, TIERS[0])).collect();
+    if starts.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<String> = starts.iter().map(|s| format!("({server}, {s})")).collect();
+    let sql = format!("INSERT OR IGNORE INTO rollup_dirty (server_id, start) VALUES {}", values.join(", "));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.map_err(db)?;
+    Ok(())
+}
+
+/// Dirty buckets taken per refresh transaction.
+const REFRESH_BATCH: i64 = 20_000;
+
+impl crate::SqliteStore {
+    /// Recomputes the dirty buckets and clears their marks; returns how many were done.
+    pub(crate) async fn refresh_dirty(&self, only: Option<ServerId>) -> StoreResult<u64> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin().await?;
+            let dirty: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT server_id, start FROM rollup_dirty WHERE ?1 IS NULL OR server_id = ?1 \
+                 ORDER BY server_id, start LIMIT ?2",
+            )
+            .bind(only)
+            .bind(REFRESH_BATCH)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            if dirty.is_empty() {
+                return Ok(total);
+            }
+            let mut by_server: std::collections::BTreeMap<i64, BTreeSet<i64>> = std::collections::BTreeMap::new();
+            for (server, start) in &dirty {
+                by_server.entry(*server).or_default().insert(*start);
+            }
+            for (server, starts) in &by_server {
+                refresh(&mut tx, *server, starts).await?;
+                let list: Vec<String> = starts.iter().map(i64::to_string).collect();
+                let sql =
+                    format!("DELETE FROM rollup_dirty WHERE server_id = {server} AND start IN ({})", list.join(","));
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(db)?;
+            }
+            tx.commit().await.map_err(db)?;
+            total += dirty.len() as u64;
+            if (dirty.len() as i64) < REFRESH_BATCH {
+                return Ok(total);
+            }
+        }
+    }
 }
 
 /// Recomputes every bucket, in every tier, that holds one of `times` (agent time): one

@@ -359,7 +359,7 @@ async fn ingest_in(
             .await
             .map_err(db)?;
     }
-    crate::rollups::refresh(&mut *tx, server, &touched).await?;
+    crate::rollups::mark_dirty(&mut *tx, server, &touched).await?;
     mark_contact_from(&mut *tx, server, received_at, &status).await?;
     Ok(outcome)
 }
@@ -1161,6 +1161,10 @@ impl Store for SqliteStore {
 
     async fn chart(&self, server: ServerId, from: i64, to: i64, step: i64) -> StoreResult<Vec<ChartBucket>> {
         self.chart_buckets(server, from, to, step).await
+    }
+
+    async fn refresh_rollups(&self, server: Option<ServerId>) -> StoreResult<u64> {
+        self.refresh_dirty(server).await
     }
 
     async fn chart_resolution(&self, from: i64) -> StoreResult<i64> {

@@ -883,6 +883,10 @@ pub async fn charts_agree_with_the_samples(
         let chunk: Vec<Report> = batch.iter().map(|i| reports[*i].clone()).collect();
         store.store_reports(id, &chunk, T0).await.expect("store");
     }
+    assert_eq!(store.refresh_rollups(Some(id + 1_000)).await.expect("refresh"), 0, "another server's marks only");
+    let refreshed = store.refresh_rollups(Some(id)).await.expect("refresh");
+    assert!(refreshed > 0, "stored samples leave their buckets to refresh");
+    assert_eq!(store.refresh_rollups(None).await.expect("refresh"), 0, "and only once");
     let end = start + samples.iter().map(|s| s.offset_ms).max().unwrap_or(0) + day;
     for step in [300_000, 3_600_000, 21_600_000, day] {
         let summed = store.chart(id, start, end, step).await.expect("chart");
@@ -1023,6 +1027,7 @@ pub async fn retention_removes_exactly_what_is_past_its_age(store: &dyn Store) {
     // A late sample from 31 days ago: kept as raw until the next pass, but the summary of
     // its bucket is not recomputed from a raw history that retention thinned out.
     store.store_reports(id, &[sample_at(99, now - 31 * DAY + 1_000, 90.0)], now).await.expect("late");
+    store.refresh_rollups(None).await.expect("refresh");
     let late = five(now - 32 * DAY).await.expect("chart");
     let bucket_31 = late.iter().find(|b| b.start == bucket(now - 31 * DAY, 300_000)).expect("bucket");
     assert_eq!((bucket_31.samples, bucket_31.bands[0].max), (1, Some(10.0)), "unchanged by the late sample");

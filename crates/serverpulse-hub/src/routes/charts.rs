@@ -116,6 +116,8 @@ pub async fn chart(
         return Err(ApiError::field("points", "must be between 10 and 1000"));
     }
     state.store.get_server(id).await.map_err(|e| not_found_as(e, "server"))?;
+    // What was stored a moment ago is in the summaries too.
+    state.store.refresh_rollups(Some(id)).await?;
     // Never finer than the agents' interval, nor than what retention left at `from`.
     let finest = state.store.chart_resolution(from).await?;
     let interval_ms = (i64::from(state.settings.collection_interval_secs) * 1000).max(finest);

@@ -1,0 +1,21 @@
+//! Keeps the history's summaries (rollup tiers) current: ingest only marks the buckets it
+//! touched; this refreshes them every [`EVERY`], each bucket once however many reports
+//! landed in it meanwhile. Charts over long ranges lag ingest by at most that much.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::app::AppState;
+
+pub const EVERY: Duration = Duration::from_secs(2);
+
+/// Refreshes every [`EVERY`] until `stop` turns true.
+pub async fn run(state: AppState, stop: watch::Receiver<bool>) {
+    crate::background::every(EVERY, stop, || async {
+        if let Err(e) = state.store.refresh_rollups(None).await {
+            tracing::warn!(error = %e, "refreshing history summaries failed; will retry");
+        }
+    })
+    .await;
+}
