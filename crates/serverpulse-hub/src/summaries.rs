@@ -1,6 +1,8 @@
 //! Keeps the history's summaries (rollup tiers) current: ingest only marks the buckets it
 //! touched; this refreshes them every [`EVERY`], each bucket once however many reports
-//! landed in it meanwhile. Charts over long ranges lag ingest by at most that much.
+//! landed in it meanwhile (two per server at a 30-second interval). A chart refreshes its
+//! own server's first, so it never lags; the store works in small transactions, so
+//! ingest keeps its turn.
 
 use std::time::Duration;
 
@@ -8,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::app::AppState;
 
-pub const EVERY: Duration = Duration::from_secs(2);
+pub const EVERY: Duration = Duration::from_secs(60);
 
 /// Refreshes every [`EVERY`] until `stop` turns true.
 pub async fn run(state: AppState, stop: watch::Receiver<bool>) {

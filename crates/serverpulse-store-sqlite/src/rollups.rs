@@ -106,8 +106,8 @@ pub(crate) async fn mark_dirty(
     Ok(())
 }
 
-/// Dirty buckets taken per refresh transaction.
-const REFRESH_BATCH: i64 = 20_000;
+/// Dirty buckets taken per refresh transaction: small, so ingest's commits interleave.
+const REFRESH_BATCH: i64 = 256;
 
 impl crate::SqliteStore {
     /// Recomputes the dirty buckets and clears their marks; returns how many were done.

@@ -129,7 +129,7 @@ pub trait Store: Send + Sync + 'static {
     async fn chart(&self, server: ServerId, from: i64, to: i64, step: i64) -> StoreResult<Vec<ChartBucket>>;
     /// Brings the summaries up to date with what was stored since the last call (ingest
     /// only marks what changed) — of one server, or of all; returns the buckets
-    /// refreshed. The hub refreshes all every couple of seconds, and one server's before
+    /// refreshed. The hub refreshes all once a minute, and one server's before
     /// drawing its chart.
     async fn refresh_rollups(&self, server: Option<ServerId>) -> StoreResult<u64>;
     /// The finest bucket width (ms; 0 for raw samples) whose history still reaches back
