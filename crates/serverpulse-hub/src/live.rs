@@ -52,6 +52,11 @@ impl LiveFeed {
     pub fn subscribe(&self) -> broadcast::Receiver<LiveMessage> {
         self.sender.subscribe()
     }
+
+    /// Whether any stream is open: with none, there is nothing to render.
+    pub fn is_watched(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
 }
 
 /// What the fleet overview and a server page update from: the newest figures of one server.
@@ -110,6 +115,9 @@ impl<'a> ServerFigures<'a> {
 
 /// Tells browsers the newest state of one server (after its change was committed).
 pub async fn publish_server(state: &AppState, id: ServerId) {
+    if !state.live.is_watched() {
+        return;
+    }
     match state.store.get_server(id).await {
         Ok(server) => publish_server_row(state, &server),
         // Removed meanwhile: nothing to show.
@@ -120,6 +128,9 @@ pub async fn publish_server(state: &AppState, id: ServerId) {
 
 /// [`publish_server`] with the row in hand.
 pub fn publish_server_row(state: &AppState, server: &Server) {
+    if !state.live.is_watched() {
+        return;
+    }
     match serde_json::to_string(&ServerFigures::of(server)) {
         Ok(data) => state.live.send("server", data),
         Err(e) => tracing::warn!(server_id = server.id, error = %e, "cannot render a live update"),
@@ -129,6 +140,9 @@ pub fn publish_server_row(state: &AppState, server: &Server) {
 /// Tells browsers that alerts changed on `server`, with the fleet's open alert count
 /// (the bell) and the server's own counts (its fleet row).
 pub async fn publish_alerts(state: &AppState, server: ServerId) {
+    if !state.live.is_watched() {
+        return;
+    }
     match state.store.fleet_counts().await {
         Ok(counts) => {
             let open: u32 = counts.values().map(|c| c.open_alerts).sum();
