@@ -8,6 +8,7 @@
 
 #[cfg(feature = "contract")]
 pub mod contract;
+pub mod chunk;
 pub mod model;
 
 use async_trait::async_trait;
