@@ -1,74 +1,119 @@
-//! What the dashboard reads in bulk: history reduced to chart buckets (min, max and
-//! mean per metric; from the rollup tiers when the step allows, else from raw samples
-//! over the time index), and per-server counts for the fleet overview.
+//! What the dashboard reads in bulk: history reduced to chart buckets (min, max, mean
+//! and last per metric), and per-server counts for the fleet overview.
+//!
+//! A chart merges three sources into its buckets, in Rust: the rollup tier that tiles
+//! the request when there is one, else the raw samples; and, for hours compacted into
+//! chunks (which keep no 5-minute summaries), the samples decoded from those chunks.
 
-use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::collections::{BTreeMap, HashMap};
 
-use serverpulse_store::{Band, ChartBucket, FleetCounts, ServerId, StoreResult};
+use serverpulse_store::{Band, ChartBucket, FleetCounts, Sample, ServerId, StoreResult};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::SqliteStore;
-use crate::rollups::{COLUMNS, TIERS};
+use crate::rollups::{COLUMNS, TIERS, bucket_of};
 use crate::rows::db;
 
-/// Buckets straight from the raw samples (`?1` step, `?2` server, `?3` from, `?4` to).
-fn raw_sql() -> String {
-    let bands: Vec<String> = COLUMNS
-        .iter()
-        .map(|c| {
-            format!(
-                "MIN({c}) AS {c}_min, MAX({c}) AS {c}_max, AVG({c}) AS {c}_avg, \
-                 MAX(CASE WHEN newest = 1 THEN {c} END) AS {c}_last"
-            )
-        })
-        .collect();
-    format!(
-        "WITH s AS (SELECT *, (agent_time / ?1) * ?1 AS bucket, ROW_NUMBER() OVER \
-           (PARTITION BY agent_time / ?1 ORDER BY agent_time DESC, id DESC) AS newest FROM performance_logs \
-           WHERE server_id = ?2 AND agent_time >= ?3 AND agent_time < ?4) \
-         SELECT bucket, COUNT(*) AS samples, {} FROM s GROUP BY bucket ORDER BY bucket",
-        bands.join(", ")
-    )
+/// One metric's figures merged so far in a bucket.
+#[derive(Debug, Clone, Copy, Default)]
+struct Summary {
+    min: Option<f64>,
+    max: Option<f64>,
+    sum: f64,
+    n: u64,
 }
 
-/// Buckets merged from a rollup tier (`?5` its width), whole tier buckets starting in range.
-fn tier_sql() -> String {
-    let bands: Vec<String> = COLUMNS
-        .iter()
-        .map(|c| {
-            format!(
-                "MIN({c}_min) AS {c}_min, MAX({c}_max) AS {c}_max, SUM({c}_sum) / SUM({c}_n) AS {c}_avg, \
-                 MAX(CASE WHEN newest = 1 THEN {c}_last END) AS {c}_last"
-            )
-        })
-        .collect();
-    format!(
-        "WITH s AS (SELECT *, (start / ?1) * ?1 AS bucket, ROW_NUMBER() OVER \
-           (PARTITION BY start / ?1 ORDER BY start DESC) AS newest FROM rollups \
-           WHERE server_id = ?2 AND width = ?5 AND start >= ?3 AND start < ?4) \
-         SELECT bucket, SUM(samples) AS samples, {} FROM s GROUP BY bucket ORDER BY bucket",
-        bands.join(", ")
-    )
-}
-
-fn bucket(row: &SqliteRow) -> StoreResult<ChartBucket> {
-    let mut bands = [Band::default(); 8];
-    for (band, column) in bands.iter_mut().zip(COLUMNS) {
-        *band = Band {
-            min: row.try_get(format!("{column}_min").as_str()).map_err(db)?,
-            max: row.try_get(format!("{column}_max").as_str()).map_err(db)?,
-            avg: row.try_get(format!("{column}_avg").as_str()).map_err(db)?,
-            last: row.try_get(format!("{column}_last").as_str()).map_err(db)?,
-        };
+impl Summary {
+    fn merge(&mut self, min: f64, max: f64, sum: f64, n: u64) {
+        self.min = Some(self.min.map_or(min, |m| m.min(min)));
+        self.max = Some(self.max.map_or(max, |m| m.max(max)));
+        self.sum += sum;
+        self.n += n;
     }
+}
+
+/// A chart bucket being filled: per metric a [`Summary`], and the values of the newest
+/// sample (or summed-up bucket) seen, by agent time.
+#[derive(Debug, Default)]
+struct Filling {
+    samples: u64,
+    metrics: [Summary; 8],
+    newest: Option<(i64, [Option<f64>; 8])>,
+}
+
+impl Filling {
+    fn take_newest(&mut self, at: i64, last: [Option<f64>; 8]) {
+        // Fed in (time, arrival) order: among equal times the later arrival is newest.
+        if self.newest.is_none_or(|(seen, _)| at >= seen) {
+            self.newest = Some((at, last));
+        }
+    }
+
+    fn add_sample(&mut self, at: i64, values: [Option<f64>; 8]) {
+        self.samples += 1;
+        for (summary, value) in self.metrics.iter_mut().zip(values) {
+            if let Some(v) = value {
+                summary.merge(v, v, v, 1);
+            }
+        }
+        self.take_newest(at, values);
+    }
+
+    fn finish(self, start: i64) -> ChartBucket {
+        let mut bands = [Band::default(); 8];
+        for (i, (band, summary)) in bands.iter_mut().zip(self.metrics).enumerate() {
+            *band = Band {
+                min: summary.min,
+                max: summary.max,
+                avg: (summary.n > 0).then(|| summary.sum / summary.n as f64),
+                last: self.newest.and_then(|(_, last)| last[i]),
+            };
+        }
+        ChartBucket { start, samples: u32::try_from(self.samples).unwrap_or(u32::MAX), bands }
+    }
+}
+
+/// The charted figures of a sample, in [`COLUMNS`] order.
+fn charted(s: &Sample) -> [Option<f64>; 8] {
+    [
+        s.cpu_usage,
+        s.memory_usage,
+        s.disk_usage,
+        s.load_average,
+        s.network_rx_rate,
+        s.network_tx_rate,
+        s.disk_io_read_rate,
+        s.disk_io_write_rate,
+    ]
+}
+
+fn charted_row(row: &SqliteRow) -> StoreResult<[Option<f64>; 8]> {
+    let mut values = [None; 8];
+    for (value, column) in values.iter_mut().zip(COLUMNS) {
+        *value = row.try_get(column).map_err(db)?;
+    }
+    Ok(values)
+}
+
+/// Merges one summed-up tier bucket (a `rollups` row) into `filling`.
+fn add_tier_row(filling: &mut Filling, row: &SqliteRow) -> StoreResult<()> {
     let samples: i64 = row.try_get("samples").map_err(db)?;
-    Ok(ChartBucket {
-        start: row.try_get("bucket").map_err(db)?,
-        samples: u32::try_from(samples).unwrap_or(u32::MAX),
-        bands,
-    })
+    filling.samples += u64::try_from(samples).unwrap_or(0);
+    let mut last = [None; 8];
+    for ((summary, column), last) in filling.metrics.iter_mut().zip(COLUMNS).zip(&mut last) {
+        let n: Option<i64> = row.try_get(format!("{column}_n").as_str()).map_err(db)?;
+        let n = n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        let min: Option<f64> = row.try_get(format!("{column}_min").as_str()).map_err(db)?;
+        let max: Option<f64> = row.try_get(format!("{column}_max").as_str()).map_err(db)?;
+        let sum: Option<f64> = row.try_get(format!("{column}_sum").as_str()).map_err(db)?;
+        if let (Some(min), Some(max), Some(sum), true) = (min, max, sum, n > 0) {
+            summary.merge(min, max, sum, n);
+        }
+        *last = row.try_get(format!("{column}_last").as_str()).map_err(db)?;
+    }
+    filling.take_newest(row.try_get("start").map_err(db)?, last);
+    Ok(())
 }
 
 impl SqliteStore {
@@ -80,18 +125,59 @@ impl SqliteStore {
         step: i64,
     ) -> StoreResult<Vec<ChartBucket>> {
         let step = step.max(1);
+        let mut buckets: BTreeMap<i64, Filling> = BTreeMap::new();
         // The coarsest tier whose buckets tile the chart's exactly, when `from` is aligned.
         let tier = TIERS.iter().rev().find(|w| step % **w == 0 && from % **w == 0).copied();
-        static RAW: LazyLock<String> = LazyLock::new(raw_sql);
-        static TIER: LazyLock<String> = LazyLock::new(tier_sql);
-        let sql = if tier.is_some() { TIER.as_str() } else { RAW.as_str() };
-        let query = sqlx::query(sql).bind(step).bind(server).bind(from).bind(to);
-        let query = match tier {
-            Some(width) => query.bind(width),
-            None => query,
+        // Which samples count: by their own time, or by the start of their tier bucket.
+        let counted = |at: i64| {
+            let at = tier.map_or(at, |width| bucket_of(at, width));
+            at >= from && at < to
         };
-        let found = query.fetch_all(&self.reader).await.map_err(db)?;
-        found.iter().map(bucket).collect()
+        match tier {
+            Some(width) => {
+                let rows = sqlx::query(
+                    "SELECT * FROM rollups WHERE server_id = ? AND width = ? AND start >= ? AND start < ? ORDER BY start",
+                )
+                .bind(server)
+                .bind(width)
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db)?;
+                for row in &rows {
+                    let start: i64 = row.try_get("start").map_err(db)?;
+                    add_tier_row(buckets.entry(bucket_of(start, step)).or_default(), row)?;
+                }
+            }
+            None => {
+                let columns = COLUMNS.join(", ");
+                let sql = format!(
+                    "SELECT agent_time, {columns} FROM performance_logs \
+                     WHERE server_id = ? AND agent_time >= ? AND agent_time < ? ORDER BY agent_time, id"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(server)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(db)?;
+                for row in &rows {
+                    let at: i64 = row.try_get("agent_time").map_err(db)?;
+                    buckets.entry(bucket_of(at, step)).or_default().add_sample(at, charted_row(row)?);
+                }
+            }
+        }
+        // Compacted hours have no 5-minute summaries: their samples stand in.
+        if tier.is_none_or(|width| width == TIERS[0]) {
+            for sample in self.chunk_samples(server, from, to).await? {
+                if counted(sample.at) {
+                    buckets.entry(bucket_of(sample.at, step)).or_default().add_sample(sample.at, charted(&sample));
+                }
+            }
+        }
+        Ok(buckets.into_iter().map(|(start, filling)| filling.finish(start)).collect())
     }
 
     pub(crate) async fn counts_per_server(&self) -> StoreResult<HashMap<ServerId, FleetCounts>> {

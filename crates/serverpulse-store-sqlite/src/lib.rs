@@ -7,6 +7,7 @@
 
 mod alerting;
 mod charts;
+mod compaction;
 mod migrate;
 mod notifications;
 mod retention;

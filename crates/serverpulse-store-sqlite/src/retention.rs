@@ -31,6 +31,12 @@ impl SqliteStore {
     /// Deletes raw samples (`width` 0) or one tier's buckets older than `cutoff`, after
     /// raising that kind's horizon to it. Returns the rows deleted.
     async fn delete_before(&self, width: i64, cutoff: i64) -> StoreResult<u64> {
+        if width == 0 {
+            // Compacted samples about to go come back among the recent ones, and the
+            // summaries they left are recomputed while the horizon still allows it.
+            self.reopen_before(cutoff).await?;
+            self.refresh_dirty(None).await?;
+        }
         let servers: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM servers ORDER BY id").fetch_all(&self.writer).await.map_err(db)?;
         sqlx::query(
@@ -81,7 +87,10 @@ impl SqliteStore {
     /// The oldest moment `width`'s history still holds (raw: a sample; tiers: a bucket end).
     async fn oldest(&self, width: i64) -> StoreResult<Option<i64>> {
         if width == 0 {
-            sqlx::query_scalar("SELECT MIN(agent_time) FROM performance_logs")
+            sqlx::query_scalar(
+                "SELECT MIN(m) FROM (SELECT MIN(agent_time) AS m FROM performance_logs \
+                 UNION ALL SELECT MIN(start) FROM history_chunks)",
+            )
         } else {
             sqlx::query_scalar("SELECT MIN(start) + ?1 FROM rollups WHERE width = ?1").bind(width)
         }

@@ -31,7 +31,7 @@ pub(crate) const COLUMNS: [&str; 8] = [
 
 /// The start of the bucket of width `width` holding `at`.
 pub(crate) fn bucket_of(at: i64, width: i64) -> i64 {
-    at - at.rem_euclid(width)
+    at.saturating_sub(at.rem_euclid(width)) // i64::MIN stays the open lower bound
 }
 
 fn aggregate_columns() -> String {

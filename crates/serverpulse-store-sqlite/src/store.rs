@@ -16,12 +16,12 @@ use serverpulse_proto::report::Report;
 use serverpulse_proto::settings::AgentSettings;
 use serverpulse_store::{
     AckOutcome, AgentContact, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord,
-    AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, DeliveryOutcome,
-    DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, FleetCounts, IngestJob, IngestOutcome,
-    NewApiToken, NewCommand, NewNotification, NewServer, NewSession, NewUser, NotificationQuery, NotificationRecord,
-    Recipients, RegisterOutcome, RegistrationWay, RetentionOutcome, RetentionPolicy, RuleState, Sample, Server,
-    ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError, StoreResult, StoredChannel, StoredRule,
-    StoredSilence, User, UserId, UserWithPassword, Versioned,
+    AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, CompactionOutcome,
+    DeliveryOutcome, DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, FleetCounts, IngestJob,
+    IngestOutcome, NewApiToken, NewCommand, NewNotification, NewServer, NewSession, NewUser, NotificationQuery,
+    NotificationRecord, Recipients, RegisterOutcome, RegistrationWay, RetentionOutcome, RetentionPolicy, RuleState,
+    Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError, StoreResult, StoredChannel,
+    StoredRule, StoredSilence, User, UserId, UserWithPassword, Versioned,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
@@ -222,13 +222,15 @@ fn last_metrics_json(report: &Report, rates: &[Option<f64>; 4]) -> Value {
 
 /// Stores one report (its `seq` is known to be new). Returns its rates.
 /// What one statement finds around a new report: a stored sample with its `seq` (a
-/// replay), and the samples just before and after it in agent time.
+/// replay), the samples just before and after it in agent time, and whether its hour
+/// (`?4`) was compacted (then it is reopened first, and asked again).
 const AROUND: &str = "SELECT 0 AS which, id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
      FROM performance_logs WHERE server_id = ?1 AND seq = ?3 \
      UNION ALL SELECT * FROM (SELECT 1, id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
        FROM performance_logs WHERE server_id = ?1 AND agent_time < ?2 ORDER BY agent_time DESC, id DESC LIMIT 1) \
      UNION ALL SELECT * FROM (SELECT 2, id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
-       FROM performance_logs WHERE server_id = ?1 AND agent_time > ?2 ORDER BY agent_time ASC, id ASC LIMIT 1)";
+       FROM performance_logs WHERE server_id = ?1 AND agent_time > ?2 ORDER BY agent_time ASC, id ASC LIMIT 1) \
+     UNION ALL SELECT 3, start, NULL, NULL, NULL, NULL, NULL, NULL FROM history_chunks WHERE server_id = ?1 AND start = ?4";
 
 /// Stores one report with its rates; `None` when its `seq` is stored already. Returns
 /// its rates and the agent time of the next sample if that one was re-rated.
@@ -245,50 +247,55 @@ async fn insert_report(
         uptime: m.uptime,
         counters: [m.network_rx, m.network_tx, m.disk_io_read, m.disk_io_write],
     };
-    let found = sqlx::query(AROUND)
-        .bind(server)
-        .bind(report.timestamp)
-        .bind(to_i64(report.seq))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
+    let block = crate::rollups::bucket_of(report.timestamp, crate::compaction::BLOCK);
     let (mut before, mut after) = (None, None);
-    for row in &found {
-        match row.try_get::<i64, _>("which").map_err(db)? {
-            0 => return Ok(None),
-            1 => before = Some(neighbour(row)?),
-            _ => after = Some(neighbour(row)?),
+    loop {
+        let found = sqlx::query(AROUND)
+            .bind(server)
+            .bind(report.timestamp)
+            .bind(to_i64(report.seq))
+            .bind(block)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+        let mut compacted = false;
+        for row in &found {
+            match row.try_get::<i64, _>("which").map_err(db)? {
+                0 => return Ok(None),
+                1 => before = Some(neighbour(row)?),
+                2 => after = Some(neighbour(row)?),
+                _ => compacted = true,
+            }
         }
+        if !compacted || !crate::compaction::reopen(&mut *conn, server, block).await? {
+            break;
+        }
+        (before, after) = (None, None);
     }
     let own_rates = rates(before.as_ref(), &current);
-    sqlx::query(
-        "INSERT INTO performance_logs (server_id, seq, agent_time, received_at, cpu_usage, ram_usage, disk_usage, \
-         load_average, uptime, response_time, network_rx, network_tx, disk_io_read, disk_io_write, \
-         network_rx_rate, network_tx_rate, disk_io_read_rate, disk_io_write_rate, raw) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(server)
-    .bind(to_i64(report.seq))
-    .bind(report.timestamp)
-    .bind(received_at)
-    .bind(m.cpu_usage.map(|p| p.get()))
-    .bind(m.memory_usage.map(|p| p.get()))
-    .bind(m.disk_usage.map(|p| p.get()))
-    .bind(m.load_average)
-    .bind(to_i64(m.uptime))
-    .bind(m.response_time)
-    .bind(to_i64(m.network_rx))
-    .bind(to_i64(m.network_tx))
-    .bind(to_i64(m.disk_io_read))
-    .bind(to_i64(m.disk_io_write))
-    .bind(own_rates[0])
-    .bind(own_rates[1])
-    .bind(own_rates[2])
-    .bind(own_rates[3])
-    .bind(report.raw.to_string())
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    sqlx::query(crate::compaction::INSERT_SAMPLE)
+        .bind(server)
+        .bind(to_i64(report.seq))
+        .bind(report.timestamp)
+        .bind(received_at)
+        .bind(m.cpu_usage.map(|p| p.get()))
+        .bind(m.memory_usage.map(|p| p.get()))
+        .bind(m.disk_usage.map(|p| p.get()))
+        .bind(m.load_average)
+        .bind(to_i64(m.uptime))
+        .bind(m.response_time)
+        .bind(to_i64(m.network_rx))
+        .bind(to_i64(m.network_tx))
+        .bind(to_i64(m.disk_io_read))
+        .bind(to_i64(m.disk_io_write))
+        .bind(own_rates[0])
+        .bind(own_rates[1])
+        .bind(own_rates[2])
+        .bind(own_rates[3])
+        .bind(report.raw.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
 
     // A replayed report can land between two stored ones: the later one's rates were
     // computed across the gap and are now measured against this report instead.
@@ -1145,18 +1152,7 @@ impl Store for SqliteStore {
     }
 
     async fn metrics_history(&self, server: ServerId, from: i64, to: i64, limit: u32) -> StoreResult<Vec<Sample>> {
-        let found = sqlx::query(
-            "SELECT * FROM performance_logs WHERE server_id = ? AND agent_time BETWEEN ? AND ? \
-             ORDER BY agent_time, id LIMIT ?",
-        )
-        .bind(server)
-        .bind(from)
-        .bind(to)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db)?;
-        found.iter().map(rows::sample).collect()
+        self.samples_between(server, from, to, limit).await
     }
 
     async fn chart(&self, server: ServerId, from: i64, to: i64, step: i64) -> StoreResult<Vec<ChartBucket>> {
@@ -1173,6 +1169,10 @@ impl Store for SqliteStore {
 
     async fn apply_retention(&self, policy: &RetentionPolicy, now: i64) -> StoreResult<RetentionOutcome> {
         self.retain(policy, now).await
+    }
+
+    async fn compact_history(&self, before: i64) -> StoreResult<CompactionOutcome> {
+        self.compact(before).await
     }
 
     async fn fleet_counts(&self) -> StoreResult<std::collections::HashMap<ServerId, FleetCounts>> {

@@ -186,8 +186,8 @@ fn derived_rates(samples: &[Sample]) -> Vec<[Option<f64>; 4]> {
             let mut out = [None; 4];
             for (counter, slot) in out.iter_mut().enumerate() {
                 let Some(value) = counters_of(current)[counter] else { continue };
-                let before = previous
-                    .and_then(|p| counters_of(p)[counter].map(|value| CounterReading { at: p.at, value }));
+                let before =
+                    previous.and_then(|p| counters_of(p)[counter].map(|value| CounterReading { at: p.at, value }));
                 *slot = counter_rate(before, CounterReading { at: current.at, value }, current.uptime);
             }
             previous = Some(current);

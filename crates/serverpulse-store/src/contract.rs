@@ -26,7 +26,7 @@ use crate::{
     AckOutcome, AgentContact, AgentCredentials, AgentProfile, AlertAction, AlertQuery, AlertStatus, AlertingChange,
     CommandState, DeliveryOutcome, EnrollmentGrant, EventKind, EventQuery, IngestJob, NewApiToken, NewCommand,
     NewNotification, NewServer, NewSession, NewUser, NotificationQuery, RegisterOutcome, RegistrationWay,
-    RetentionPolicy, ServerId, ServerPatch, Store, StoreError,
+    RetentionPolicy, Sample, ServerId, ServerPatch, Store, StoreError,
 };
 
 /// 2025-06-21T20:30:00Z.
@@ -64,6 +64,7 @@ macro_rules! contract_suite {
             a_batch_commits_jobs_together_and_fails_them_alone,
             retention_removes_exactly_what_is_past_its_age,
             retention_keeps_under_the_size_cap_oldest_first,
+            compacted_hours_take_late_reports_once,
         );
     };
     (@each $make:expr; $($check:ident),* $(,)?) => {
@@ -888,6 +889,30 @@ pub async fn charts_agree_with_the_samples(
     assert!(refreshed > 0, "stored samples leave their buckets to refresh");
     assert_eq!(store.refresh_rollups(None).await.expect("refresh"), 0, "and only once");
     let end = start + samples.iter().map(|s| s.offset_ms).max().unwrap_or(0) + day;
+    let stored: BTreeSet<usize> = batches.iter().flatten().copied().collect();
+    assert_charts_match(store, id, samples, &stored, start, end).await;
+
+    // Compacted into chunks, the history keeps every figure, and charts still agree.
+    let history = store.metrics_history(id, i64::MIN, i64::MAX, u32::MAX).await.expect("history");
+    let compacted = store.compact_history(end + day).await.expect("compact");
+    assert_eq!(compacted.samples as usize, history.len(), "every sample compacted");
+    let after = store.metrics_history(id, i64::MIN, i64::MAX, u32::MAX).await.expect("history");
+    let without_raw = |s: &Sample| Sample { raw: Value::Null, ..s.clone() };
+    assert_eq!(after, history.iter().map(without_raw).collect::<Vec<_>>(), "the same samples, without their documents");
+    assert_charts_match(store, id, samples, &stored, start, end).await;
+}
+
+/// Every chart step over `[start, end)` agrees, from the summaries and from the raw
+/// samples, with a recomputation from the `stored` samples.
+async fn assert_charts_match(
+    store: &dyn Store,
+    id: ServerId,
+    samples: &[ChartSample],
+    stored: &BTreeSet<usize>,
+    start: i64,
+    end: i64,
+) {
+    let day = 86_400_000;
     for step in [300_000, 3_600_000, 21_600_000, day] {
         let summed = store.chart(id, start, end, step).await.expect("chart");
         // One millisecond earlier is not aligned to any bucket: the raw samples answer.
@@ -904,7 +929,6 @@ pub async fn charts_agree_with_the_samples(
                 assert!(close, "step {step} {metric:?} at {}: {:?} vs {:?}", s.start, a.avg, b.avg);
             }
         }
-        let stored: BTreeSet<usize> = batches.iter().flatten().copied().collect();
         for bucket in &summed {
             let cpus: Vec<f64> = stored
                 .iter()
@@ -997,6 +1021,8 @@ pub async fn retention_removes_exactly_what_is_past_its_age(store: &dyn Store) {
     let ages = [40 * DAY, 31 * DAY, 30 * DAY, 30 * DAY - 1, DAY];
     let reports: Vec<Report> = ages.iter().enumerate().map(|(i, age)| sample_at(i as u64, now - age, 10.0)).collect();
     store.store_reports(id, &reports, now).await.expect("store");
+    // All but the newest compacted: retention cuts through chunks as exactly as rows.
+    assert_eq!(store.compact_history(now - 2 * DAY).await.expect("compact").samples, 4);
     let policy =
         RetentionPolicy { raw_ms: 30 * DAY, five_minutes_ms: 35 * DAY, hours_ms: 60 * DAY, days_ms: 0, max_bytes: 0 };
     let outcome = store.apply_retention(&policy, now).await.expect("retention");
@@ -1085,4 +1111,58 @@ pub fn example_server(id: ServerId, name: &str) -> crate::Server {
         last_metrics_at: None,
         tags: Vec::new(),
     }
+}
+
+pub async fn compacted_hours_take_late_reports_once(store: &dyn Store) {
+    let id = agent(store, "compacted", "10.0.0.49").await;
+    let hour = 3_600_000;
+    let start = bucket(T0, hour);
+    // Three hours of reports every 30 s, the received counter rising 3,000 bytes each.
+    let reports: Vec<Report> =
+        (0..360u64).map(|i| report(Some(i), start + i as i64 * 30_000, i * 3_000, json!([]))).collect();
+    store.store_reports(id, &reports, start + 3 * hour).await.expect("store");
+    store.refresh_rollups(None).await.expect("refresh");
+    let history = store.metrics_history(id, start, start + 3 * hour, 1_000).await.expect("history");
+    let charts = || async {
+        let summed = store.chart(id, start, start + 3 * hour, 300_000).await.expect("chart");
+        let raw = store.chart(id, start - 1, start + 3 * hour, 60_000).await.expect("chart");
+        (summed, raw)
+    };
+    let charted = charts().await;
+
+    let outcome = store.compact_history(start + 2 * hour + 1).await.expect("compact");
+    assert_eq!((outcome.blocks, outcome.samples), (2, 240), "the two whole hours before the limit");
+    assert!(outcome.bytes < 240 * 8, "{} bytes for 240 samples", outcome.bytes);
+    let after = store.metrics_history(id, start, start + 3 * hour, 1_000).await.expect("history");
+    assert_eq!(after.len(), 360);
+    for (a, b) in after.iter().zip(&history) {
+        let compacted = a.at < start + 2 * hour;
+        assert_eq!(a.raw.is_null(), compacted, "documents kept only where not compacted");
+        assert_eq!(Sample { raw: Value::Null, ..a.clone() }, Sample { raw: Value::Null, ..b.clone() });
+    }
+    assert_eq!(charts().await, charted, "charts read the chunks");
+    assert_eq!(store.compact_history(start + 2 * hour + 1).await.expect("again").blocks, 0, "nothing twice");
+
+    // A replayed report of a compacted hour is known; a late one lands between two.
+    let replay = store.store_reports(id, &[reports[10].clone()], start + 4 * hour).await.expect("replay");
+    assert_eq!((replay.stored, replay.duplicate_seqs), (0, vec![10]));
+    let late = report(Some(1_000), start + 10 * 30_000 + 15_000, 10 * 3_000 + 600, json!([]));
+    assert_eq!(store.store_reports(id, &[late], start + 4 * hour).await.expect("late").stored, 1);
+    let history = store.metrics_history(id, start, start + 3 * hour, 1_000).await.expect("history");
+    assert_eq!(history.len(), 361);
+    let seqs: BTreeSet<Option<u64>> = history.iter().map(|s| s.seq).collect();
+    assert_eq!(seqs.len(), 361, "each seq once");
+    let rate = |seq: u64| history.iter().find(|s| s.seq == Some(seq)).and_then(|s| s.network_rx_rate);
+    assert_eq!((rate(10), rate(1_000), rate(11)), (Some(100.0), Some(40.0), Some(160.0)), "re-rated around it");
+    store.refresh_rollups(Some(id)).await.expect("refresh");
+    let summed = store.chart(id, start, start + 3 * hour, 300_000).await.expect("chart");
+    assert_eq!(summed.iter().map(|b| b.samples).sum::<u32>(), 361, "its summary recomputed");
+
+    let again = store.compact_history(start + 2 * hour + 1).await.expect("compact");
+    assert_eq!((again.blocks, again.samples), (1, 121), "the reopened hour, with the late report");
+    let history = store.metrics_history(id, start, start + 3 * hour, 1_000).await.expect("history");
+    assert_eq!((history.len(), history.iter().filter(|s| s.raw.is_null()).count()), (361, 241));
+    assert_eq!(store.metrics_history(id, start, start + 3 * hour, 50).await.expect("limited").len(), 50);
+    store.delete_server(id, start + 5 * hour).await.expect("delete");
+    assert_eq!(store.metrics_history(id, start, start + 3 * hour, 1_000).await.expect("history").len(), 0);
 }

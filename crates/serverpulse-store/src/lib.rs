@@ -6,9 +6,9 @@
 //! Backends live in their own crates (`serverpulse-store-sqlite`, …) and prove themselves
 //! against the [`contract`] suite.
 
+pub mod chunk;
 #[cfg(feature = "contract")]
 pub mod contract;
-pub mod chunk;
 pub mod model;
 
 use async_trait::async_trait;
@@ -139,6 +139,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes history past its age and, over the size cap, the oldest history first;
     /// summaries are never recomputed from data retention removed.
     async fn apply_retention(&self, policy: &RetentionPolicy, now: i64) -> StoreResult<RetentionOutcome>;
+    /// Moves the samples of every whole hour (agent time) before `before` into compressed
+    /// history chunks ([`chunk`]), keeping every figure and rate but not the report as
+    /// received: [`Store::metrics_history`] gives `raw` as `null` from then on. Reports
+    /// arriving later for a compacted hour are stored (and de-duplicated) as usual.
+    async fn compact_history(&self, before: i64) -> StoreResult<CompactionOutcome>;
     /// Open alerts and failed units per server; servers with neither are absent.
     async fn fleet_counts(&self) -> StoreResult<std::collections::HashMap<ServerId, FleetCounts>>;
     async fn services(&self, server: ServerId) -> StoreResult<Vec<ServiceRecord>>;

@@ -756,3 +756,13 @@ pub struct RetentionOutcome {
     pub rollups_deleted: u64,
     pub bytes_used: u64,
 }
+
+/// What a compaction pass moved into history chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct CompactionOutcome {
+    /// (server, hour) blocks compacted.
+    pub blocks: u64,
+    pub samples: u64,
+    /// Bytes of the chunks written.
+    pub bytes: u64,
+}

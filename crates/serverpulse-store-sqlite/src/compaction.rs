@@ -1,0 +1,303 @@
+//! Compaction: samples past the detail window move, one (server, hour) block at a time,
+//! from `performance_logs` (a row per report, with the report as received) into one
+//! compressed chunk of `history_chunks` (migration 0010; format in
+//! [`serverpulse_store::chunk`]), and the block's 5-minute summaries go with them (a
+//! chart recomputes those from the chunk). A block's samples are always in exactly one
+//! of the two places: a report landing in a compacted block [`reopen`]s it first, so
+//! de-duplication by `seq`, rates and summaries work exactly as for recent data.
+
+use serverpulse_store::{CompactionOutcome, Sample, ServerId, StoreError, StoreResult, chunk};
+use sqlx::SqliteConnection;
+
+use crate::SqliteStore;
+use crate::rollups::{TIERS, bucket_of, mark_dirty};
+use crate::rows::{self, db};
+
+/// The time block one chunk covers: an hour of agent time, aligned.
+pub(crate) const BLOCK: i64 = 3_600_000;
+/// Blocks compacted per transaction: small, so ingest's commits interleave.
+const BLOCKS_PER_TRANSACTION: usize = 32;
+
+/// Inserts one sample; the raw document as text (`null` once compacted).
+pub(crate) const INSERT_SAMPLE: &str = "INSERT INTO performance_logs (server_id, seq, agent_time, received_at, \
+     cpu_usage, ram_usage, disk_usage, load_average, uptime, response_time, network_rx, network_tx, disk_io_read, \
+     disk_io_write, network_rx_rate, network_tx_rate, disk_io_read_rate, disk_io_write_rate, raw) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+fn corrupt(error: chunk::ChunkError) -> StoreError {
+    StoreError::Corrupt(error.to_string())
+}
+
+fn to_i64(v: Option<u64>) -> Option<i64> {
+    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// The samples of one stored chunk, in agent time.
+pub(crate) fn decode(data: &[u8]) -> StoreResult<Vec<Sample>> {
+    chunk::decode(data).map_err(corrupt)
+}
+
+/// Puts a compacted block's samples back among the recent ones (with `raw` null) and
+/// marks their summaries for recomputing. Returns whether there was a chunk.
+pub(crate) async fn reopen(conn: &mut SqliteConnection, server: ServerId, start: i64) -> StoreResult<bool> {
+    let data: Option<Vec<u8>> =
+        sqlx::query_scalar("DELETE FROM history_chunks WHERE server_id = ? AND start = ? RETURNING data")
+            .bind(server)
+            .bind(start)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+    let Some(data) = data else { return Ok(false) };
+    let samples = decode(&data)?;
+    for s in &samples {
+        sqlx::query(INSERT_SAMPLE)
+            .bind(server)
+            .bind(to_i64(s.seq))
+            .bind(s.at)
+            .bind(s.received_at)
+            .bind(s.cpu_usage)
+            .bind(s.memory_usage)
+            .bind(s.disk_usage)
+            .bind(s.load_average)
+            .bind(to_i64(s.uptime))
+            .bind(s.response_time)
+            .bind(to_i64(s.network_rx))
+            .bind(to_i64(s.network_tx))
+            .bind(to_i64(s.disk_io_read))
+            .bind(to_i64(s.disk_io_write))
+            .bind(s.network_rx_rate)
+            .bind(s.network_tx_rate)
+            .bind(s.disk_io_read_rate)
+            .bind(s.disk_io_write_rate)
+            .bind("null")
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    mark_dirty(conn, server, &samples.iter().map(|s| s.at).collect()).await?;
+    Ok(true)
+}
+
+/// Compacts one block on `conn`: its recent samples, merged with a chunk already there,
+/// become the block's chunk. Returns the samples and bytes written; nothing when the
+/// block has no recent samples or summaries still to refresh.
+async fn compact_block(conn: &mut SqliteConnection, server: ServerId, start: i64) -> StoreResult<Option<(u64, u64)>> {
+    let end = start + BLOCK;
+    let dirty: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM rollup_dirty WHERE server_id = ? AND start >= ? AND start < ? LIMIT 1")
+            .bind(server)
+            .bind(start)
+            .bind(end)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+    if dirty.is_some() {
+        return Ok(None); // the next pass takes it, once its summaries are current
+    }
+    let found = sqlx::query(
+        "SELECT * FROM performance_logs WHERE server_id = ? AND agent_time >= ? AND agent_time < ? \
+         ORDER BY agent_time, id",
+    )
+    .bind(server)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let mut samples: Vec<Sample> = found.iter().map(rows::sample).collect::<StoreResult<_>>()?;
+    let existing: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = ? AND start = ?")
+            .bind(server)
+            .bind(start)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+    if let Some(existing) = existing {
+        samples = [decode(&existing)?, samples].concat();
+        samples.sort_by_key(|s| s.at); // stable: the chunk's samples stay first among equals
+    }
+    let data = chunk::encode(&samples);
+    sqlx::query("INSERT OR REPLACE INTO history_chunks (server_id, start, samples, data) VALUES (?, ?, ?, ?)")
+        .bind(server)
+        .bind(start)
+        .bind(samples.len() as i64)
+        .bind(&data)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    sqlx::query("DELETE FROM performance_logs WHERE server_id = ? AND agent_time >= ? AND agent_time < ?")
+        .bind(server)
+        .bind(start)
+        .bind(end)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    sqlx::query("DELETE FROM rollups WHERE server_id = ? AND width = ? AND start >= ? AND start < ?")
+        .bind(server)
+        .bind(TIERS[0])
+        .bind(start)
+        .bind(end)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(Some((samples.len() as u64, data.len() as u64)))
+}
+
+impl SqliteStore {
+    /// The blocks of `server` holding recent samples older than `limit`, oldest first.
+    async fn recent_blocks_before(&self, server: ServerId, limit: i64) -> StoreResult<Vec<i64>> {
+        let mut blocks = Vec::new();
+        let mut cursor = i64::MIN;
+        loop {
+            let first: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(agent_time) FROM performance_logs WHERE server_id = ? AND agent_time >= ? AND agent_time < ?",
+            )
+            .bind(server)
+            .bind(cursor)
+            .bind(limit)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(db)?;
+            let Some(first) = first else { return Ok(blocks) };
+            let start = bucket_of(first, BLOCK);
+            blocks.push(start);
+            cursor = start + BLOCK;
+        }
+    }
+
+    async fn compact_blocks(&self, blocks: &[(ServerId, i64)], outcome: &mut CompactionOutcome) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for (server, start) in blocks {
+            if let Some((samples, bytes)) = compact_block(&mut tx, *server, *start).await? {
+                outcome.blocks += 1;
+                outcome.samples += samples;
+                outcome.bytes += bytes;
+            }
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    pub(crate) async fn compact(&self, before: i64) -> StoreResult<CompactionOutcome> {
+        // Summaries take in every stored sample first; a block marked since waits a pass.
+        self.refresh_dirty(None).await?;
+        let limit = bucket_of(before, BLOCK);
+        let servers: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM servers ORDER BY id").fetch_all(&self.writer).await.map_err(db)?;
+        let mut outcome = CompactionOutcome::default();
+        let mut pending = Vec::new();
+        for server in servers {
+            for start in self.recent_blocks_before(server, limit).await? {
+                pending.push((server, start));
+                if pending.len() == BLOCKS_PER_TRANSACTION {
+                    self.compact_blocks(&pending, &mut outcome).await?;
+                    pending.clear();
+                }
+            }
+        }
+        if !pending.is_empty() {
+            self.compact_blocks(&pending, &mut outcome).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Reopens every chunk that starts before `cutoff` (retention is about to delete
+    /// their samples: their 5-minute summaries are recomputed first).
+    pub(crate) async fn reopen_before(&self, cutoff: i64) -> StoreResult<()> {
+        loop {
+            let blocks: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT server_id, start FROM history_chunks WHERE start < ? ORDER BY server_id, start LIMIT ?",
+            )
+            .bind(cutoff)
+            .bind(BLOCKS_PER_TRANSACTION as i64)
+            .fetch_all(&self.writer)
+            .await
+            .map_err(db)?;
+            if blocks.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self.begin().await?;
+            for (server, start) in blocks {
+                reopen(&mut tx, server, start).await?;
+            }
+            tx.commit().await.map_err(db)?;
+        }
+    }
+
+    /// The compacted samples of `server` whose block starts in `[from, to)`, each
+    /// chunk's in agent time, chunks in order.
+    pub(crate) async fn chunk_samples(&self, server: ServerId, from: i64, to: i64) -> StoreResult<Vec<Sample>> {
+        let chunks: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT data FROM history_chunks WHERE server_id = ? AND start >= ? AND start < ? ORDER BY start",
+        )
+        .bind(server)
+        .bind(bucket_of(from, BLOCK))
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        let mut samples = Vec::new();
+        for data in chunks {
+            samples.extend(decode(&data)?);
+        }
+        Ok(samples)
+    }
+
+    /// Stored samples of `server` with agent time in `[from, to]`, oldest first, at most
+    /// `limit`: recent ones from their rows, older ones from their chunks.
+    pub(crate) async fn samples_between(
+        &self,
+        server: ServerId,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Sample>> {
+        let recent = sqlx::query(
+            "SELECT * FROM performance_logs WHERE server_id = ? AND agent_time BETWEEN ? AND ? \
+             ORDER BY agent_time, id LIMIT ?",
+        )
+        .bind(server)
+        .bind(from)
+        .bind(to)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        let recent: Vec<Sample> = recent.iter().map(rows::sample).collect::<StoreResult<_>>()?;
+        let starts: Vec<i64> = sqlx::query_scalar(
+            "SELECT start FROM history_chunks WHERE server_id = ? AND start >= ? AND start <= ? ORDER BY start",
+        )
+        .bind(server)
+        .bind(bucket_of(from, BLOCK))
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
+        // Blocks never split between the two, so whole chunks slot in between rows.
+        let mut out = Vec::new();
+        let mut recent = recent.into_iter().peekable();
+        for start in starts {
+            while out.len() < limit as usize {
+                match recent.next_if(|s| s.at < start) {
+                    Some(s) => out.push(s),
+                    None => break,
+                }
+            }
+            if out.len() >= limit as usize {
+                break;
+            }
+            let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = ? AND start = ?")
+                .bind(server)
+                .bind(start)
+                .fetch_one(&self.reader)
+                .await
+                .map_err(db)?;
+            out.extend(decode(&data)?.into_iter().filter(|s| s.at >= from && s.at <= to));
+        }
+        out.extend(recent);
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+}
