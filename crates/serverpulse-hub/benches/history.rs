@@ -25,6 +25,8 @@ use serverpulse_store_sqlite::SqliteStore;
 
 const INTERVAL_MS: i64 = 30_000;
 const SAMPLES_PER_REPORT: u64 = 9;
+/// The hub's default detail window (`retention.detail_hours`).
+const DETAIL_MS: i64 = serverpulse_hub::config::DEFAULT_DETAIL_HOURS as i64 * 3_600_000;
 
 /// A deterministic pseudo-random sequence (64-bit LCG), in [0, 1).
 struct Seed(u64);
@@ -117,7 +119,8 @@ async fn main() {
         rows
     };
 
-    let (mut store_time, mut vm_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut store_time, mut vm_time, mut compact_time) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut compacted = 0;
     let chunk = 120u64; // an hour of reports per server per batch
     let mut seq = 0;
     while seq < reports_per_server {
@@ -140,10 +143,23 @@ async fn main() {
         assert!(response.status().is_success());
         vm_time += started.elapsed();
         seq = end;
+        // As the hub does each hour: hours past the detail window become chunks.
+        if seq % (24 * chunk) == 0 || seq == reports_per_server {
+            let started = Instant::now();
+            let done = store.compact_history(start + seq as i64 * INTERVAL_MS - DETAIL_MS).await.unwrap();
+            compact_time += started.elapsed();
+            compacted += done.samples;
+        }
     }
     let started = Instant::now();
     store.refresh_rollups(None).await.unwrap();
     store_time += started.elapsed();
+    println!(
+        "compacted {compacted} reports past the {} h detail window in {:.1} s ({:.0} reports/s)",
+        DETAIL_MS / 3_600_000,
+        compact_time.as_secs_f64(),
+        compacted as f64 / compact_time.as_secs_f64()
+    );
     println!(
         "{servers} servers × {days} days × 30 s: {} reports, {samples} samples; stored in {:.1} s ({:.0} samples/s), \
          VictoriaMetrics import {:.1} s",
@@ -165,8 +181,17 @@ async fn main() {
         .filter(|l| l.starts_with("vm_data_size_bytes{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
+    let tables: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY SUM(pgsize) DESC",
+    )
+    .fetch_all(&sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("serverpulse.db").display())).await.unwrap())
+    .await
+    .unwrap_or_default();
+    for (table, bytes) in tables.iter().take(8) {
+        println!("  {table}: {bytes} bytes ({:.2} per sample)", *bytes as f64 / samples as f64);
+    }
     println!("| store | bytes on disk | bytes per sample |\n|---|---|---|");
-    println!("| ServerPulse (SQLite: raw rows + rollups) | {ours} | {:.1} |", ours as f64 / samples as f64);
+    println!("| ServerPulse (SQLite: chunks, recent rows, rollups) | {ours} | {:.1} |", ours as f64 / samples as f64);
     println!("| VictoriaMetrics 1.79 (Debian) | {vm_bytes:.0} | {:.2} |", vm_bytes / samples as f64);
 
     // A 30-day chart of one server: ServerPulse's chart query (8 series, 1 h buckets with

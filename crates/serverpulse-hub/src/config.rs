@@ -50,6 +50,9 @@ pub struct Settings {
     pub ingest_queue: usize,
     /// How long history is kept, and the most room it may take.
     pub retention: serverpulse_store::RetentionPolicy,
+    /// How long reports keep their full document (filesystems, interfaces, processes)
+    /// before their hour is compacted to figures only; 0: never compacted.
+    pub detail_ms: i64,
     /// Where stored reports are also pushed (VictoriaMetrics' import API), if anywhere.
     pub export_url: Option<String>,
 }
@@ -66,6 +69,7 @@ pub struct ExportValues {
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionValues {
+    pub detail_hours: Option<u32>,
     pub raw_days: Option<u32>,
     pub five_minute_days: Option<u32>,
     pub hourly_days: Option<u32>,
@@ -73,6 +77,7 @@ pub struct RetentionValues {
     pub max_size_mb: Option<u64>,
 }
 
+pub const DEFAULT_DETAIL_HOURS: u32 = 6;
 pub const DEFAULT_RAW_DAYS: u32 = 30;
 pub const DEFAULT_FIVE_MINUTE_DAYS: u32 = 90;
 pub const DEFAULT_HOURLY_DAYS: u32 = 400;
@@ -279,6 +284,7 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
             agent_binary,
             ingest_queue,
             retention: retention.policy(),
+            detail_ms: i64::from(retention.detail_hours.unwrap_or(DEFAULT_DETAIL_HOURS)) * 3_600_000,
             export_url,
         },
         log: values.log.unwrap_or_else(|| "info".to_owned()),
@@ -360,5 +366,8 @@ mod tests {
         let err = resolve(serde_saphyr::from_str(text).unwrap(), "hub.yml").unwrap_err().to_string();
         assert!(err.contains("retention.five_minute_days: must keep at least as long as retention.raw_days"), "{err}");
         assert!(serde_saphyr::from_str::<ConfigValues>("retention:\n  raw_dayz: 1\n").is_err(), "unknown keys");
+        assert_eq!(resolve(ConfigValues::default(), "defaults").unwrap().settings.detail_ms, 6 * 3_600_000);
+        let values: ConfigValues = serde_saphyr::from_str("retention:\n  detail_hours: 0\n").unwrap();
+        assert_eq!(resolve(values, "hub.yml").unwrap().settings.detail_ms, 0, "0 keeps every document");
     }
 }

@@ -1,6 +1,7 @@
-//! Applies the retention policy (`retention:` in the configuration) once an hour: history
-//! past its age goes, and over the size cap the oldest history first. The store does
-//! the deleting in small transactions, so ingest is never held up for long.
+//! Keeps history in shape once an hour (`retention:` in the configuration): history past
+//! its age goes, over the size cap the oldest history first, and then the hours past the
+//! detail window are compacted into chunks (figures kept, report documents dropped). The
+//! store works in small transactions, so ingest is never held up for long.
 
 use std::time::Duration;
 
@@ -14,6 +15,22 @@ pub const EVERY: Duration = Duration::from_secs(3_600);
 
 /// One pass at `now`.
 pub async fn retention_once(state: &AppState, now: i64) -> Result<RetentionOutcome, StoreError> {
+    let outcome = remove_old_history(state, now).await?;
+    if state.settings.detail_ms > 0 {
+        let compacted = state.store.compact_history(now - state.settings.detail_ms).await?;
+        if compacted.blocks > 0 {
+            tracing::info!(
+                blocks = compacted.blocks,
+                samples = compacted.samples,
+                bytes = compacted.bytes,
+                "compacted history past the detail window"
+            );
+        }
+    }
+    Ok(outcome)
+}
+
+async fn remove_old_history(state: &AppState, now: i64) -> Result<RetentionOutcome, StoreError> {
     let outcome = state.store.apply_retention(&state.settings.retention, now).await?;
     if outcome.raw_deleted + outcome.rollups_deleted > 0 {
         tracing::info!(

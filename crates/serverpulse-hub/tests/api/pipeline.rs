@@ -206,5 +206,13 @@ async fn retention_runs_with_the_configured_policy() {
         .iter()
         .map(|r| sqlx::Row::get(r, "seq"))
         .collect();
-    assert_eq!(seqs, [2, 3]);
+    assert_eq!(seqs, [3], "the 6-day-old report is past the detail window (6 h): compacted");
+    let chunks = hub.rows("SELECT samples FROM history_chunks WHERE server_id = ?", server).await;
+    assert_eq!(chunks.iter().map(|r| sqlx::Row::get::<i64, _>(r, "samples")).collect::<Vec<_>>(), [1]);
+    let from = T0 - 10 * 86_400_000;
+    let history = hub.get(&format!("/api/v1/servers/{server}/metrics?from={from}&to={T0}"), Some(&admin)).await;
+    let samples = history.body["samples"].as_array().expect("samples").clone();
+    let kept: Vec<(Value, Value, bool)> =
+        samples.iter().map(|s| (s["seq"].clone(), s["memory_usage"].clone(), s["raw"].is_null())).collect();
+    assert_eq!(kept, [(json!(2), json!(2.0), true), (json!(3), json!(2.0), false)], "figures kept, document not");
 }
