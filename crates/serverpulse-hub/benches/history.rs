@@ -181,18 +181,22 @@ async fn main() {
         .filter(|l| l.starts_with("vm_data_size_bytes{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    let tables: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY SUM(pgsize) DESC",
-    )
-    .fetch_all(&sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("serverpulse.db").display())).await.unwrap())
-    .await
-    .unwrap_or_default();
+    let tables: Vec<(String, i64)> =
+        sqlx::query_as("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY SUM(pgsize) DESC")
+            .fetch_all(
+                &sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("serverpulse.db").display()))
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .unwrap_or_default();
     for (table, bytes) in tables.iter().take(8) {
         println!("  {table}: {bytes} bytes ({:.2} per sample)", *bytes as f64 / samples as f64);
     }
     println!("| store | bytes on disk | bytes per sample |\n|---|---|---|");
     println!("| ServerPulse (SQLite: chunks, recent rows, rollups) | {ours} | {:.1} |", ours as f64 / samples as f64);
     println!("| VictoriaMetrics 1.79 (Debian) | {vm_bytes:.0} | {:.2} |", vm_bytes / samples as f64);
+    println!("ratio: {:.2} × VictoriaMetrics", ours as f64 / vm_bytes);
 
     // A 30-day chart of one server: ServerPulse's chart query (8 series, 1 h buckets with
     // min/max/mean) next to VictoriaMetrics answering min, max and mean of CPU per hour.
@@ -225,7 +229,25 @@ async fn main() {
         }
         theirs.push(started.elapsed());
     }
+    // Shorter ranges read the chunks themselves: a week in 10-minute buckets (5-minute
+    // summaries of compacted hours recomputed from their chunks), a day in 90-s buckets.
+    let mut shorter = Vec::new();
+    for (range, step) in [(7 * 86_400_000, 600_000), (86_400_000, 90_000)] {
+        let from = now - range;
+        let from = from - from % step;
+        let mut times = Vec::new();
+        for _ in 0..25 {
+            let started = Instant::now();
+            let buckets = store.chart(ids[0], from, now, step).await.unwrap();
+            assert!(buckets.len() as i64 >= range / step - 1);
+            times.push(started.elapsed());
+        }
+        shorter.push((range / 86_400_000, step / 1000, median(times)));
+    }
     println!("| 30-day chart, one server | median |\n|---|---|");
+    for (days, step, ms) in shorter {
+        println!("| ServerPulse `Store::chart`, {days} day(s) in {step}-s buckets (from chunks) | {ms:.1} ms |");
+    }
     println!("| ServerPulse `Store::chart` (8 metrics × min/max/mean, hourly) | {:.1} ms |", median(ours));
     println!("| VictoriaMetrics `query_range` (CPU × min/max/avg, hourly) | {:.1} ms |", median(theirs));
     let _ = vm.kill();

@@ -18,9 +18,9 @@ pub async fn retention_once(state: &AppState, now: i64) -> Result<RetentionOutco
     let outcome = remove_old_history(state, now).await?;
     if state.settings.detail_ms > 0 {
         let compacted = state.store.compact_history(now - state.settings.detail_ms).await?;
-        if compacted.blocks > 0 {
+        if compacted.samples > 0 {
             tracing::info!(
-                blocks = compacted.blocks,
+                chunks = compacted.chunks,
                 samples = compacted.samples,
                 bytes = compacted.bytes,
                 "compacted history past the detail window"

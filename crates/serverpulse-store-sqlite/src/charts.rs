@@ -6,6 +6,7 @@
 //! chunks (which keep no 5-minute summaries), the samples decoded from those chunks.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 use serverpulse_store::{Band, ChartBucket, FleetCounts, Sample, ServerId, StoreResult};
 use sqlx::Row;
@@ -101,16 +102,21 @@ fn add_tier_row(filling: &mut Filling, row: &SqliteRow) -> StoreResult<()> {
     let samples: i64 = row.try_get("samples").map_err(db)?;
     filling.samples += u64::try_from(samples).unwrap_or(0);
     let mut last = [None; 8];
-    for ((summary, column), last) in filling.metrics.iter_mut().zip(COLUMNS).zip(&mut last) {
-        let n: Option<i64> = row.try_get(format!("{column}_n").as_str()).map_err(db)?;
+    // Column names per metric: min, max, sum, n, last.
+    static NAMES: LazyLock<Vec<[String; 5]>> = LazyLock::new(|| {
+        COLUMNS.iter().map(|c| ["min", "max", "sum", "n", "last"].map(|part| format!("{c}_{part}"))).collect()
+    });
+    for ((summary, [min, max, sum, n, last_name]), last) in filling.metrics.iter_mut().zip(NAMES.iter()).zip(&mut last)
+    {
+        let n: Option<i64> = row.try_get(n.as_str()).map_err(db)?;
         let n = n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
-        let min: Option<f64> = row.try_get(format!("{column}_min").as_str()).map_err(db)?;
-        let max: Option<f64> = row.try_get(format!("{column}_max").as_str()).map_err(db)?;
-        let sum: Option<f64> = row.try_get(format!("{column}_sum").as_str()).map_err(db)?;
+        let min: Option<f64> = row.try_get(min.as_str()).map_err(db)?;
+        let max: Option<f64> = row.try_get(max.as_str()).map_err(db)?;
+        let sum: Option<f64> = row.try_get(sum.as_str()).map_err(db)?;
         if let (Some(min), Some(max), Some(sum), true) = (min, max, sum, n > 0) {
             summary.merge(min, max, sum, n);
         }
-        *last = row.try_get(format!("{column}_last").as_str()).map_err(db)?;
+        *last = row.try_get(last_name.as_str()).map_err(db)?;
     }
     filling.take_newest(row.try_get("start").map_err(db)?, last);
     Ok(())

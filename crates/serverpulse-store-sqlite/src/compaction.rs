@@ -1,9 +1,10 @@
-//! Compaction: samples past the detail window move, one (server, hour) block at a time,
-//! from `performance_logs` (a row per report, with the report as received) into one
-//! compressed chunk of `history_chunks` (migration 0010; format in
-//! [`serverpulse_store::chunk`]), and the block's 5-minute summaries go with them (a
-//! chart recomputes those from the chunk). A block's samples are always in exactly one
-//! of the two places: a report landing in a compacted block [`reopen`]s it first, so
+//! Compaction: samples past the detail window move, a whole hour at a time, from
+//! `performance_logs` (a row per report, with the report as received) into the
+//! compressed chunk of their server and day in `history_chunks` (migration 0010; format
+//! in [`serverpulse_store::chunk`]), and their 5-minute summaries go with them (a chart
+//! recomputes those from the chunk). A day's chunk covers the day up to its `until`;
+//! its later samples are still rows. Every sample is in exactly one of the two places: a
+//! report landing before a chunk's `until` [`reopen`]s the chunk first, so
 //! de-duplication by `seq`, rates and summaries work exactly as for recent data.
 
 use serverpulse_store::{CompactionOutcome, Sample, ServerId, StoreError, StoreResult, chunk};
@@ -13,10 +14,13 @@ use crate::SqliteStore;
 use crate::rollups::{TIERS, bucket_of, mark_dirty};
 use crate::rows::{self, db};
 
-/// The time block one chunk covers: an hour of agent time, aligned.
-pub(crate) const BLOCK: i64 = 3_600_000;
-/// Blocks compacted per transaction: small, so ingest's commits interleave.
-const BLOCKS_PER_TRANSACTION: usize = 32;
+/// The span one chunk covers: a day of agent time, aligned (chunks of an hour would
+/// leave SQLite pages a quarter empty).
+pub(crate) const CHUNK_SPAN: i64 = 86_400_000;
+/// What moves into chunks at a time: whole hours.
+const STEP: i64 = 3_600_000;
+/// Chunks written (or reopened) per transaction: few, so ingest's commits interleave.
+const CHUNKS_PER_TRANSACTION: usize = 32;
 
 /// Inserts one sample; the raw document as text (`null` once compacted).
 pub(crate) const INSERT_SAMPLE: &str = "INSERT INTO performance_logs (server_id, seq, agent_time, received_at, \
@@ -78,16 +82,20 @@ pub(crate) async fn reopen(conn: &mut SqliteConnection, server: ServerId, start:
     Ok(true)
 }
 
-/// Compacts one block on `conn`: its recent samples, merged with a chunk already there,
-/// become the block's chunk. Returns the samples and bytes written; nothing when the
-/// block has no recent samples or summaries still to refresh.
-async fn compact_block(conn: &mut SqliteConnection, server: ServerId, start: i64) -> StoreResult<Option<(u64, u64)>> {
-    let end = start + BLOCK;
+/// Compacts the recent samples of `server` in `[day, until)` into the day's chunk
+/// (merged with what it holds). Returns the samples moved and the chunk's bytes;
+/// nothing when there are none or their summaries are still to refresh.
+async fn compact_span(
+    conn: &mut SqliteConnection,
+    server: ServerId,
+    day: i64,
+    until: i64,
+) -> StoreResult<Option<(u64, u64)>> {
     let dirty: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM rollup_dirty WHERE server_id = ? AND start >= ? AND start < ? LIMIT 1")
             .bind(server)
-            .bind(start)
-            .bind(end)
+            .bind(day)
+            .bind(until)
             .fetch_optional(&mut *conn)
             .await
             .map_err(db)?;
@@ -99,57 +107,63 @@ async fn compact_block(conn: &mut SqliteConnection, server: ServerId, start: i64
          ORDER BY agent_time, id",
     )
     .bind(server)
-    .bind(start)
-    .bind(end)
+    .bind(day)
+    .bind(until)
     .fetch_all(&mut *conn)
     .await
     .map_err(db)?;
     if found.is_empty() {
         return Ok(None);
     }
-    let mut samples: Vec<Sample> = found.iter().map(rows::sample).collect::<StoreResult<_>>()?;
+    let moved: Vec<Sample> = found.iter().map(rows::sample).collect::<StoreResult<_>>()?;
     let existing: Option<Vec<u8>> =
         sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = ? AND start = ?")
             .bind(server)
-            .bind(start)
+            .bind(day)
             .fetch_optional(&mut *conn)
             .await
             .map_err(db)?;
-    if let Some(existing) = existing {
-        samples = [decode(&existing)?, samples].concat();
-        samples.sort_by_key(|s| s.at); // stable: the chunk's samples stay first among equals
-    }
+    let mut samples = match existing {
+        Some(existing) => decode(&existing)?,
+        None => Vec::new(),
+    };
+    let count = moved.len() as u64;
+    samples.extend(moved);
+    samples.sort_by_key(|s| s.at); // stable: among equal times, arrival order stays
     let data = chunk::encode(&samples);
-    sqlx::query("INSERT OR REPLACE INTO history_chunks (server_id, start, samples, data) VALUES (?, ?, ?, ?)")
-        .bind(server)
-        .bind(start)
-        .bind(samples.len() as i64)
-        .bind(&data)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+    sqlx::query(
+        "INSERT OR REPLACE INTO history_chunks (server_id, start, until, samples, data) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(server)
+    .bind(day)
+    .bind(until)
+    .bind(samples.len() as i64)
+    .bind(&data)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
     sqlx::query("DELETE FROM performance_logs WHERE server_id = ? AND agent_time >= ? AND agent_time < ?")
         .bind(server)
-        .bind(start)
-        .bind(end)
+        .bind(day)
+        .bind(until)
         .execute(&mut *conn)
         .await
         .map_err(db)?;
     sqlx::query("DELETE FROM rollups WHERE server_id = ? AND width = ? AND start >= ? AND start < ?")
         .bind(server)
         .bind(TIERS[0])
-        .bind(start)
-        .bind(end)
+        .bind(day)
+        .bind(until)
         .execute(&mut *conn)
         .await
         .map_err(db)?;
-    Ok(Some((samples.len() as u64, data.len() as u64)))
+    Ok(Some((count, data.len() as u64)))
 }
 
 impl SqliteStore {
-    /// The blocks of `server` holding recent samples older than `limit`, oldest first.
-    async fn recent_blocks_before(&self, server: ServerId, limit: i64) -> StoreResult<Vec<i64>> {
-        let mut blocks = Vec::new();
+    /// The days of `server` holding recent samples older than `limit`, oldest first.
+    async fn recent_days_before(&self, server: ServerId, limit: i64) -> StoreResult<Vec<i64>> {
+        let mut days = Vec::new();
         let mut cursor = i64::MIN;
         loop {
             let first: Option<i64> = sqlx::query_scalar(
@@ -161,18 +175,24 @@ impl SqliteStore {
             .fetch_one(&self.writer)
             .await
             .map_err(db)?;
-            let Some(first) = first else { return Ok(blocks) };
-            let start = bucket_of(first, BLOCK);
-            blocks.push(start);
-            cursor = start + BLOCK;
+            let Some(first) = first else { return Ok(days) };
+            let day = bucket_of(first, CHUNK_SPAN);
+            days.push(day);
+            cursor = day.saturating_add(CHUNK_SPAN);
         }
     }
 
-    async fn compact_blocks(&self, blocks: &[(ServerId, i64)], outcome: &mut CompactionOutcome) -> StoreResult<()> {
+    async fn compact_spans(
+        &self,
+        spans: &[(ServerId, i64)],
+        limit: i64,
+        outcome: &mut CompactionOutcome,
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        for (server, start) in blocks {
-            if let Some((samples, bytes)) = compact_block(&mut tx, *server, *start).await? {
-                outcome.blocks += 1;
+        for (server, day) in spans {
+            let until = limit.min(day.saturating_add(CHUNK_SPAN));
+            if let Some((samples, bytes)) = compact_span(&mut tx, *server, *day, until).await? {
+                outcome.chunks += 1;
                 outcome.samples += samples;
                 outcome.bytes += bytes;
             }
@@ -181,24 +201,24 @@ impl SqliteStore {
     }
 
     pub(crate) async fn compact(&self, before: i64) -> StoreResult<CompactionOutcome> {
-        // Summaries take in every stored sample first; a block marked since waits a pass.
+        // Summaries take in every stored sample first; a span marked since waits a pass.
         self.refresh_dirty(None).await?;
-        let limit = bucket_of(before, BLOCK);
+        let limit = bucket_of(before, STEP);
         let servers: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM servers ORDER BY id").fetch_all(&self.writer).await.map_err(db)?;
         let mut outcome = CompactionOutcome::default();
         let mut pending = Vec::new();
         for server in servers {
-            for start in self.recent_blocks_before(server, limit).await? {
-                pending.push((server, start));
-                if pending.len() == BLOCKS_PER_TRANSACTION {
-                    self.compact_blocks(&pending, &mut outcome).await?;
+            for day in self.recent_days_before(server, limit).await? {
+                pending.push((server, day));
+                if pending.len() == CHUNKS_PER_TRANSACTION {
+                    self.compact_spans(&pending, limit, &mut outcome).await?;
                     pending.clear();
                 }
             }
         }
         if !pending.is_empty() {
-            self.compact_blocks(&pending, &mut outcome).await?;
+            self.compact_spans(&pending, limit, &mut outcome).await?;
         }
         Ok(outcome)
     }
@@ -211,7 +231,7 @@ impl SqliteStore {
                 "SELECT server_id, start FROM history_chunks WHERE start < ? ORDER BY server_id, start LIMIT ?",
             )
             .bind(cutoff)
-            .bind(BLOCKS_PER_TRANSACTION as i64)
+            .bind(CHUNKS_PER_TRANSACTION as i64)
             .fetch_all(&self.writer)
             .await
             .map_err(db)?;
@@ -233,7 +253,7 @@ impl SqliteStore {
             "SELECT data FROM history_chunks WHERE server_id = ? AND start >= ? AND start < ? ORDER BY start",
         )
         .bind(server)
-        .bind(bucket_of(from, BLOCK))
+        .bind(bucket_of(from, CHUNK_SPAN))
         .bind(to)
         .fetch_all(&self.reader)
         .await
@@ -270,12 +290,12 @@ impl SqliteStore {
             "SELECT start FROM history_chunks WHERE server_id = ? AND start >= ? AND start <= ? ORDER BY start",
         )
         .bind(server)
-        .bind(bucket_of(from, BLOCK))
+        .bind(bucket_of(from, CHUNK_SPAN))
         .bind(to)
         .fetch_all(&self.reader)
         .await
         .map_err(db)?;
-        // Blocks never split between the two, so whole chunks slot in between rows.
+        // A chunk's samples all precede the rows of its day: whole chunks slot in.
         let mut out = Vec::new();
         let mut recent = recent.into_iter().peekable();
         for start in starts {

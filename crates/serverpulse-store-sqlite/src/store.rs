@@ -222,15 +222,15 @@ fn last_metrics_json(report: &Report, rates: &[Option<f64>; 4]) -> Value {
 
 /// Stores one report (its `seq` is known to be new). Returns its rates.
 /// What one statement finds around a new report: a stored sample with its `seq` (a
-/// replay), the samples just before and after it in agent time, and whether its hour
-/// (`?4`) was compacted (then it is reopened first, and asked again).
+/// replay), the samples just before and after it in agent time, and whether it falls in
+/// the compacted part of its day (`?4`; then that chunk is reopened first, and asked again).
 const AROUND: &str = "SELECT 0 AS which, id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
      FROM performance_logs WHERE server_id = ?1 AND seq = ?3 \
      UNION ALL SELECT * FROM (SELECT 1, id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
        FROM performance_logs WHERE server_id = ?1 AND agent_time < ?2 ORDER BY agent_time DESC, id DESC LIMIT 1) \
      UNION ALL SELECT * FROM (SELECT 2, id, agent_time, uptime, network_rx, network_tx, disk_io_read, disk_io_write \
        FROM performance_logs WHERE server_id = ?1 AND agent_time > ?2 ORDER BY agent_time ASC, id ASC LIMIT 1) \
-     UNION ALL SELECT 3, start, NULL, NULL, NULL, NULL, NULL, NULL FROM history_chunks WHERE server_id = ?1 AND start = ?4";
+     UNION ALL SELECT 3, start, NULL, NULL, NULL, NULL, NULL, NULL FROM history_chunks WHERE server_id = ?1 AND start = ?4 AND ?2 < until";
 
 /// Stores one report with its rates; `None` when its `seq` is stored already. Returns
 /// its rates and the agent time of the next sample if that one was re-rated.
@@ -247,14 +247,14 @@ async fn insert_report(
         uptime: m.uptime,
         counters: [m.network_rx, m.network_tx, m.disk_io_read, m.disk_io_write],
     };
-    let block = crate::rollups::bucket_of(report.timestamp, crate::compaction::BLOCK);
+    let day = crate::rollups::bucket_of(report.timestamp, crate::compaction::CHUNK_SPAN);
     let (mut before, mut after) = (None, None);
     loop {
         let found = sqlx::query(AROUND)
             .bind(server)
             .bind(report.timestamp)
             .bind(to_i64(report.seq))
-            .bind(block)
+            .bind(day)
             .fetch_all(&mut *conn)
             .await
             .map_err(db)?;
@@ -267,7 +267,7 @@ async fn insert_report(
                 _ => compacted = true,
             }
         }
-        if !compacted || !crate::compaction::reopen(&mut *conn, server, block).await? {
+        if !compacted || !crate::compaction::reopen(&mut *conn, server, day).await? {
             break;
         }
         (before, after) = (None, None);

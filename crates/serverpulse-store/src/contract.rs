@@ -1131,7 +1131,7 @@ pub async fn compacted_hours_take_late_reports_once(store: &dyn Store) {
     let charted = charts().await;
 
     let outcome = store.compact_history(start + 2 * hour + 1).await.expect("compact");
-    assert_eq!((outcome.blocks, outcome.samples), (2, 240), "the two whole hours before the limit");
+    assert_eq!((outcome.chunks, outcome.samples), (1, 240), "the two whole hours before the limit, one day");
     assert!(outcome.bytes < 240 * 8, "{} bytes for 240 samples", outcome.bytes);
     let after = store.metrics_history(id, start, start + 3 * hour, 1_000).await.expect("history");
     assert_eq!(after.len(), 360);
@@ -1141,7 +1141,13 @@ pub async fn compacted_hours_take_late_reports_once(store: &dyn Store) {
         assert_eq!(Sample { raw: Value::Null, ..a.clone() }, Sample { raw: Value::Null, ..b.clone() });
     }
     assert_eq!(charts().await, charted, "charts read the chunks");
-    assert_eq!(store.compact_history(start + 2 * hour + 1).await.expect("again").blocks, 0, "nothing twice");
+    assert_eq!(store.compact_history(start + 2 * hour + 1).await.expect("again").samples, 0, "nothing twice");
+
+    // A new report after the compacted span of the day leaves the chunk alone.
+    let newer = report(Some(2_000), start + 2 * hour + 15_000, 240 * 3_000, json!([]));
+    assert_eq!(store.store_reports(id, &[newer], start + 4 * hour).await.expect("newer").stored, 1);
+    let history = store.metrics_history(id, start, start + 3 * hour, 1_000).await.expect("history");
+    assert_eq!((history.len(), history.iter().filter(|s| s.raw.is_null()).count()), (361, 240));
 
     // A replayed report of a compacted hour is known; a late one lands between two.
     let replay = store.store_reports(id, &[reports[10].clone()], start + 4 * hour).await.expect("replay");
@@ -1149,19 +1155,19 @@ pub async fn compacted_hours_take_late_reports_once(store: &dyn Store) {
     let late = report(Some(1_000), start + 10 * 30_000 + 15_000, 10 * 3_000 + 600, json!([]));
     assert_eq!(store.store_reports(id, &[late], start + 4 * hour).await.expect("late").stored, 1);
     let history = store.metrics_history(id, start, start + 3 * hour, 1_000).await.expect("history");
-    assert_eq!(history.len(), 361);
+    assert_eq!(history.len(), 362);
     let seqs: BTreeSet<Option<u64>> = history.iter().map(|s| s.seq).collect();
-    assert_eq!(seqs.len(), 361, "each seq once");
+    assert_eq!(seqs.len(), 362, "each seq once");
     let rate = |seq: u64| history.iter().find(|s| s.seq == Some(seq)).and_then(|s| s.network_rx_rate);
     assert_eq!((rate(10), rate(1_000), rate(11)), (Some(100.0), Some(40.0), Some(160.0)), "re-rated around it");
     store.refresh_rollups(Some(id)).await.expect("refresh");
     let summed = store.chart(id, start, start + 3 * hour, 300_000).await.expect("chart");
-    assert_eq!(summed.iter().map(|b| b.samples).sum::<u32>(), 361, "its summary recomputed");
+    assert_eq!(summed.iter().map(|b| b.samples).sum::<u32>(), 362, "its summary recomputed");
 
     let again = store.compact_history(start + 2 * hour + 1).await.expect("compact");
-    assert_eq!((again.blocks, again.samples), (1, 121), "the reopened hour, with the late report");
+    assert_eq!((again.chunks, again.samples), (1, 241), "the reopened chunk, with the late report");
     let history = store.metrics_history(id, start, start + 3 * hour, 1_000).await.expect("history");
-    assert_eq!((history.len(), history.iter().filter(|s| s.raw.is_null()).count()), (361, 241));
+    assert_eq!((history.len(), history.iter().filter(|s| s.raw.is_null()).count()), (362, 241));
     assert_eq!(store.metrics_history(id, start, start + 3 * hour, 50).await.expect("limited").len(), 50);
     store.delete_server(id, start + 5 * hour).await.expect("delete");
     assert_eq!(store.metrics_history(id, start, start + 3 * hour, 1_000).await.expect("history").len(), 0);

@@ -760,8 +760,8 @@ pub struct RetentionOutcome {
 /// What a compaction pass moved into history chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct CompactionOutcome {
-    /// (server, hour) blocks compacted.
-    pub blocks: u64,
+    /// Chunks written (one per server and day).
+    pub chunks: u64,
     pub samples: u64,
     /// Bytes of the chunks written.
     pub bytes: u64,
