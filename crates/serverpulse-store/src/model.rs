@@ -176,8 +176,9 @@ pub struct Sample {
     pub network_tx_rate: Option<f64>,
     pub disk_io_read_rate: Option<f64>,
     pub disk_io_write_rate: Option<f64>,
-    /// The report as received.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    /// The report as received; `null` once its hour is past the detail window and
+    /// compacted (its figures above are kept).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object, nullable = true))]
     pub raw: Value,
 }
 
