@@ -8,86 +8,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
-use serverpulse_store::{Band, ChartBucket, FleetCounts, Sample, ServerId, StoreResult};
+use serverpulse_store::{ChartBucket, FleetCounts, ServerId, StoreResult};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::SqliteStore;
-use crate::rollups::{COLUMNS, TIERS, bucket_of};
+use crate::rollups::{COLUMNS, Filling, TIERS, bucket_of, charted};
 use crate::rows::db;
-
-/// One metric's figures merged so far in a bucket.
-#[derive(Debug, Clone, Copy, Default)]
-struct Summary {
-    min: Option<f64>,
-    max: Option<f64>,
-    sum: f64,
-    n: u64,
-}
-
-impl Summary {
-    fn merge(&mut self, min: f64, max: f64, sum: f64, n: u64) {
-        self.min = Some(self.min.map_or(min, |m| m.min(min)));
-        self.max = Some(self.max.map_or(max, |m| m.max(max)));
-        self.sum += sum;
-        self.n += n;
-    }
-}
-
-/// A chart bucket being filled: per metric a [`Summary`], and the values of the newest
-/// sample (or summed-up bucket) seen, by agent time.
-#[derive(Debug, Default)]
-struct Filling {
-    samples: u64,
-    metrics: [Summary; 8],
-    newest: Option<(i64, [Option<f64>; 8])>,
-}
-
-impl Filling {
-    fn take_newest(&mut self, at: i64, last: [Option<f64>; 8]) {
-        // Fed in (time, arrival) order: among equal times the later arrival is newest.
-        if self.newest.is_none_or(|(seen, _)| at >= seen) {
-            self.newest = Some((at, last));
-        }
-    }
-
-    fn add_sample(&mut self, at: i64, values: [Option<f64>; 8]) {
-        self.samples += 1;
-        for (summary, value) in self.metrics.iter_mut().zip(values) {
-            if let Some(v) = value {
-                summary.merge(v, v, v, 1);
-            }
-        }
-        self.take_newest(at, values);
-    }
-
-    fn finish(self, start: i64) -> ChartBucket {
-        let mut bands = [Band::default(); 8];
-        for (i, (band, summary)) in bands.iter_mut().zip(self.metrics).enumerate() {
-            *band = Band {
-                min: summary.min,
-                max: summary.max,
-                avg: (summary.n > 0).then(|| summary.sum / summary.n as f64),
-                last: self.newest.and_then(|(_, last)| last[i]),
-            };
-        }
-        ChartBucket { start, samples: u32::try_from(self.samples).unwrap_or(u32::MAX), bands }
-    }
-}
-
-/// The charted figures of a sample, in [`COLUMNS`] order.
-fn charted(s: &Sample) -> [Option<f64>; 8] {
-    [
-        s.cpu_usage,
-        s.memory_usage,
-        s.disk_usage,
-        s.load_average,
-        s.network_rx_rate,
-        s.network_tx_rate,
-        s.disk_io_read_rate,
-        s.disk_io_write_rate,
-    ]
-}
 
 fn charted_row(row: &SqliteRow) -> StoreResult<[Option<f64>; 8]> {
     let mut values = [None; 8];
@@ -132,6 +59,7 @@ impl SqliteStore {
     ) -> StoreResult<Vec<ChartBucket>> {
         let step = step.max(1);
         let mut buckets: BTreeMap<i64, Filling> = BTreeMap::new();
+        let mut summed = std::collections::BTreeSet::new();
         // The coarsest tier whose buckets tile the chart's exactly, when `from` is aligned.
         let tier = TIERS.iter().rev().find(|w| step % **w == 0 && from % **w == 0).copied();
         // Which samples count: by their own time, or by the start of their tier bucket.
@@ -153,6 +81,7 @@ impl SqliteStore {
                 .map_err(db)?;
                 for row in &rows {
                     let start: i64 = row.try_get("start").map_err(db)?;
+                    summed.insert(start);
                     add_tier_row(buckets.entry(bucket_of(start, step)).or_default(), row)?;
                 }
             }
@@ -175,10 +104,12 @@ impl SqliteStore {
                 }
             }
         }
-        // Compacted hours have no 5-minute summaries: their samples stand in.
+        // Compacted hours have no 5-minute summaries (but where retention cut a chunk,
+        // the summary it wrote stands for the whole bucket): their samples stand in.
         if tier.is_none_or(|width| width == TIERS[0]) {
             for sample in self.chunk_samples(server, from, to).await? {
-                if counted(sample.at) {
+                let summarised = tier.is_some() && summed.contains(&bucket_of(sample.at, TIERS[0]));
+                if counted(sample.at) && !summarised {
                     buckets.entry(bucket_of(sample.at, step)).or_default().add_sample(sample.at, charted(&sample));
                 }
             }

@@ -7,11 +7,13 @@
 //! report landing before a chunk's `until` [`reopen`]s the chunk first, so
 //! de-duplication by `seq`, rates and summaries work exactly as for recent data.
 
+use std::collections::BTreeSet;
+
 use serverpulse_store::{CompactionOutcome, Sample, ServerId, StoreError, StoreResult, chunk};
 use sqlx::SqliteConnection;
 
 use crate::SqliteStore;
-use crate::rollups::{TIERS, bucket_of, mark_dirty};
+use crate::rollups::{TIERS, bucket_of, mark_dirty, write_summaries};
 use crate::rows::{self, db};
 
 /// The span one chunk covers: a day of agent time, aligned (chunks of an hour would
@@ -149,15 +151,55 @@ async fn compact_span(
         .execute(&mut *conn)
         .await
         .map_err(db)?;
-    sqlx::query("DELETE FROM rollups WHERE server_id = ? AND width = ? AND start >= ? AND start < ?")
+    // Summaries from before the raw horizon could not be recomputed: they stay.
+    sqlx::query(
+        "DELETE FROM rollups WHERE server_id = ? AND width = ? AND start >= ? AND start < ? AND start >= \
+         COALESCE((SELECT horizon FROM retention_horizons WHERE width = 0), start)",
+    )
+    .bind(server)
+    .bind(TIERS[0])
+    .bind(day)
+    .bind(until)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(Some((count, data.len() as u64)))
+}
+
+/// Removes the samples of one chunk older than `cutoff` (see
+/// [`SqliteStore::cut_chunks_before`]); returns how many went.
+async fn cut_chunk(conn: &mut SqliteConnection, server: ServerId, start: i64, cutoff: i64) -> StoreResult<u64> {
+    let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = ? AND start = ?")
         .bind(server)
-        .bind(TIERS[0])
-        .bind(day)
-        .bind(until)
-        .execute(&mut *conn)
+        .bind(start)
+        .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
-    Ok(Some((count, data.len() as u64)))
+    let samples = decode(&data)?;
+    let gone: BTreeSet<i64> = samples.iter().filter(|s| s.at < cutoff).map(|s| bucket_of(s.at, TIERS[0])).collect();
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    write_summaries(conn, server, &samples, &gone).await?;
+    let (old, kept): (Vec<Sample>, Vec<Sample>) = samples.into_iter().partition(|s| s.at < cutoff);
+    // Emptied, the chunk goes; else it keeps its span (`until`) with fewer samples.
+    let done = if kept.is_empty() {
+        sqlx::query("DELETE FROM history_chunks WHERE server_id = ? AND start = ?")
+            .bind(server)
+            .bind(start)
+            .execute(&mut *conn)
+            .await
+    } else {
+        sqlx::query("UPDATE history_chunks SET samples = ?, data = ? WHERE server_id = ? AND start = ?")
+            .bind(kept.len() as i64)
+            .bind(chunk::encode(&kept))
+            .bind(server)
+            .bind(start)
+            .execute(&mut *conn)
+            .await
+    };
+    done.map_err(db)?;
+    Ok(old.len() as u64)
 }
 
 impl SqliteStore {
@@ -223,24 +265,29 @@ impl SqliteStore {
         Ok(outcome)
     }
 
-    /// Reopens every chunk that starts before `cutoff` (retention is about to delete
-    /// their samples: their 5-minute summaries are recomputed first).
-    pub(crate) async fn reopen_before(&self, cutoff: i64) -> StoreResult<()> {
+    /// Removes the compacted samples older than `cutoff`, chunk by chunk, writing the
+    /// 5-minute summaries of the buckets they were in first (compacted hours have none,
+    /// and the summaries outlive the samples). Returns the samples removed.
+    pub(crate) async fn cut_chunks_before(&self, cutoff: i64) -> StoreResult<u64> {
+        let mut removed = 0;
+        let mut after = (i64::MIN, i64::MIN);
         loop {
-            let blocks: Vec<(i64, i64)> = sqlx::query_as(
-                "SELECT server_id, start FROM history_chunks WHERE start < ? ORDER BY server_id, start LIMIT ?",
+            let chunks: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT server_id, start FROM history_chunks WHERE start < ?1 AND (server_id, start) > (?2, ?3) \
+                 ORDER BY server_id, start LIMIT ?4",
             )
             .bind(cutoff)
+            .bind(after.0)
+            .bind(after.1)
             .bind(CHUNKS_PER_TRANSACTION as i64)
             .fetch_all(&self.writer)
             .await
             .map_err(db)?;
-            if blocks.is_empty() {
-                return Ok(());
-            }
+            let Some(last) = chunks.last() else { return Ok(removed) };
+            after = *last;
             let mut tx = self.begin().await?;
-            for (server, start) in blocks {
-                reopen(&mut tx, server, start).await?;
+            for (server, start) in chunks {
+                removed += cut_chunk(&mut tx, server, start, cutoff).await?;
             }
             tx.commit().await.map_err(db)?;
         }

@@ -31,12 +31,6 @@ impl SqliteStore {
     /// Deletes raw samples (`width` 0) or one tier's buckets older than `cutoff`, after
     /// raising that kind's horizon to it. Returns the rows deleted.
     async fn delete_before(&self, width: i64, cutoff: i64) -> StoreResult<u64> {
-        if width == 0 {
-            // Compacted samples about to go come back among the recent ones, and the
-            // summaries they left are recomputed while the horizon still allows it.
-            self.reopen_before(cutoff).await?;
-            self.refresh_dirty(None).await?;
-        }
         let servers: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM servers ORDER BY id").fetch_all(&self.writer).await.map_err(db)?;
         sqlx::query(
@@ -48,7 +42,8 @@ impl SqliteStore {
         .execute(&self.writer)
         .await
         .map_err(db)?;
-        let mut deleted = 0;
+        // Compacted samples go chunk by chunk, leaving their 5-minute summaries.
+        let mut deleted = if width == 0 { self.cut_chunks_before(cutoff).await? } else { 0 };
         for server in servers {
             loop {
                 let done = if width == 0 {

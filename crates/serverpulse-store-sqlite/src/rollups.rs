@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use serverpulse_store::{ServerId, StoreResult};
+use serverpulse_store::{Band, ChartBucket, Sample, ServerId, StoreResult};
 use sqlx::SqliteConnection;
 
 use crate::rows::db;
@@ -32,6 +32,79 @@ pub(crate) const COLUMNS: [&str; 8] = [
 /// The start of the bucket of width `width` holding `at`.
 pub(crate) fn bucket_of(at: i64, width: i64) -> i64 {
     at.saturating_sub(at.rem_euclid(width)) // i64::MIN stays the open lower bound
+}
+
+/// One metric's figures merged so far in a bucket.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Summary {
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
+    pub(crate) sum: f64,
+    pub(crate) n: u64,
+}
+
+impl Summary {
+    pub(crate) fn merge(&mut self, min: f64, max: f64, sum: f64, n: u64) {
+        self.min = Some(self.min.map_or(min, |m| m.min(min)));
+        self.max = Some(self.max.map_or(max, |m| m.max(max)));
+        self.sum += sum;
+        self.n += n;
+    }
+}
+
+/// A chart bucket being filled: per metric a [`Summary`], and the values of the newest
+/// sample (or summed-up bucket) seen, by agent time.
+#[derive(Debug, Default)]
+pub(crate) struct Filling {
+    pub(crate) samples: u64,
+    pub(crate) metrics: [Summary; 8],
+    pub(crate) newest: Option<(i64, [Option<f64>; 8])>,
+}
+
+impl Filling {
+    pub(crate) fn take_newest(&mut self, at: i64, last: [Option<f64>; 8]) {
+        // Fed in (time, arrival) order: among equal times the later arrival is newest.
+        if self.newest.is_none_or(|(seen, _)| at >= seen) {
+            self.newest = Some((at, last));
+        }
+    }
+
+    pub(crate) fn add_sample(&mut self, at: i64, values: [Option<f64>; 8]) {
+        self.samples += 1;
+        for (summary, value) in self.metrics.iter_mut().zip(values) {
+            if let Some(v) = value {
+                summary.merge(v, v, v, 1);
+            }
+        }
+        self.take_newest(at, values);
+    }
+
+    pub(crate) fn finish(self, start: i64) -> ChartBucket {
+        let mut bands = [Band::default(); 8];
+        for (i, (band, summary)) in bands.iter_mut().zip(self.metrics).enumerate() {
+            *band = Band {
+                min: summary.min,
+                max: summary.max,
+                avg: (summary.n > 0).then(|| summary.sum / summary.n as f64),
+                last: self.newest.and_then(|(_, last)| last[i]),
+            };
+        }
+        ChartBucket { start, samples: u32::try_from(self.samples).unwrap_or(u32::MAX), bands }
+    }
+}
+
+/// The charted figures of a sample, in [`COLUMNS`] order.
+pub(crate) fn charted(s: &Sample) -> [Option<f64>; 8] {
+    [
+        s.cpu_usage,
+        s.memory_usage,
+        s.disk_usage,
+        s.load_average,
+        s.network_rx_rate,
+        s.network_tx_rate,
+        s.disk_io_read_rate,
+        s.disk_io_write_rate,
+    ]
 }
 
 fn aggregate_columns() -> String {
@@ -103,6 +176,48 @@ pub(crate) async fn mark_dirty(
     let values: Vec<String> = starts.iter().map(|s| format!("({server}, {s})")).collect();
     let sql = format!("INSERT OR IGNORE INTO rollup_dirty (server_id, start) VALUES {}", values.join(", "));
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.map_err(db)?;
+    Ok(())
+}
+
+/// Writes the 5-minute summaries of the `buckets` listed from `samples` (one server's,
+/// in agent time, every sample of those buckets), where none is stored yet: what
+/// retention leaves of compacted hours whose samples it removes.
+pub(crate) async fn write_summaries(
+    conn: &mut SqliteConnection,
+    server: ServerId,
+    samples: &[Sample],
+    buckets: &BTreeSet<i64>,
+) -> StoreResult<()> {
+    let width = TIERS[0];
+    let mut filled: std::collections::BTreeMap<i64, Filling> = std::collections::BTreeMap::new();
+    for s in samples {
+        let start = bucket_of(s.at, width);
+        if buckets.contains(&start) {
+            filled.entry(start).or_default().add_sample(s.at, charted(s));
+        }
+    }
+    let placeholders = vec!["?"; 4 + 5 * COLUMNS.len()].join(", ");
+    let sql = format!(
+        "INSERT OR IGNORE INTO rollups (server_id, width, start, samples, {}) VALUES ({placeholders})",
+        aggregate_columns()
+    );
+    for (start, filling) in filled {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .bind(server)
+            .bind(width)
+            .bind(start)
+            .bind(i64::try_from(filling.samples).unwrap_or(i64::MAX));
+        for (i, summary) in filling.metrics.iter().enumerate() {
+            let present = summary.n > 0;
+            query = query
+                .bind(summary.min)
+                .bind(summary.max)
+                .bind(present.then_some(summary.sum))
+                .bind(i64::try_from(summary.n).unwrap_or(i64::MAX))
+                .bind(filling.newest.and_then(|(_, last)| last[i]));
+        }
+        query.execute(&mut *conn).await.map_err(db)?;
+    }
     Ok(())
 }
 

@@ -1060,6 +1060,11 @@ pub async fn retention_removes_exactly_what_is_past_its_age(store: &dyn Store) {
     let again = store.apply_retention(&policy, now + 1).await.expect("retention");
     assert_eq!(again.raw_deleted, 2, "the late sample goes with the next pass, and the one now 1 ms past 30 days");
     assert_eq!(store.apply_retention(&policy, now + 1).await.expect("retention").raw_deleted, 0, "nothing twice");
+    let kept = store.metrics_history(id, 0, i64::MAX, 10).await.expect("history");
+    assert_eq!(kept.iter().map(|s| now - s.at).collect::<Vec<_>>(), [30 * DAY - 1, DAY]);
+    let cut = five(now - 32 * DAY).await.expect("chart");
+    let bucket_30 = cut.iter().find(|b| b.start == bucket(now - 30 * DAY, 300_000)).expect("bucket");
+    assert_eq!(bucket_30.samples, 2, "summed up whole as its first sample went: none counted twice");
 }
 
 pub async fn retention_keeps_under_the_size_cap_oldest_first(store: &dyn Store) {
