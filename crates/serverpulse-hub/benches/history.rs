@@ -16,7 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use serverpulse_bench::series::Series;
 use serverpulse_domain::Secret;
 use serverpulse_hub::clock::{Clock, SystemClock};
 use serverpulse_proto::report::{Report, decode_report};
@@ -28,42 +29,8 @@ const SAMPLES_PER_REPORT: u64 = 9;
 /// The hub's default detail window (`retention.detail_hours`).
 const DETAIL_MS: i64 = serverpulse_hub::config::DEFAULT_DETAIL_HOURS as i64 * 3_600_000;
 
-/// A deterministic pseudo-random sequence (64-bit LCG), in [0, 1).
-struct Seed(u64);
-
-impl Seed {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// One server's series, advanced one report at a time.
-struct Series {
-    seed: Seed,
-    phase: f64,
-    memory: f64,
-    counters: [f64; 4],
-}
-
-impl Series {
-    fn report(&mut self, seq: u64, at: i64, start: i64) -> Report {
-        let day = (at - start) as f64 / 86_400_000.0;
-        let noise = self.seed.next() - 0.5;
-        let cpu = (30.0 + 20.0 * (std::f64::consts::TAU * day + self.phase).sin() + 6.0 * noise).clamp(0.0, 100.0);
-        if self.seed.next() < 1.0 / 720.0 {
-            self.memory = (self.memory + (self.seed.next() - 0.5) * 10.0).clamp(10.0, 95.0);
-        }
-        for (counter, rate) in self.counters.iter_mut().zip([40_000.0, 15_000.0, 4_096.0, 12_288.0]) {
-            *counter += (rate * (0.5 + self.seed.next()) * 30.0).round();
-        }
-        let doc = json!({"seq": seq, "timestamp": serverpulse_proto::time::format_timestamp(at),
-            "metrics": {"cpu_usage": (cpu * 10.0).round() / 10.0, "memory_usage": (self.memory * 10.0).round() / 10.0,
-                "disk_usage": ((60.0 + day * 0.1) * 10.0).round() / 10.0, "load_average": ((cpu / 25.0) * 100.0).round() / 100.0,
-                "uptime": 86_400 + seq * 30, "network_rx": self.counters[0], "network_tx": self.counters[1],
-                "disk_io_read": self.counters[2], "disk_io_write": self.counters[3]}});
-        decode_report(&doc, "", at).unwrap()
-    }
+fn report(series: &mut Series, seq: u64, at: i64, start: i64) -> Report {
+    decode_report(&series.report(seq, at, start), "", at).unwrap()
 }
 
 fn median(mut times: Vec<Duration>) -> f64 {
@@ -88,9 +55,7 @@ async fn main() {
         let ip = format!("10.0.{}.{}", i / 256, i % 256).parse().unwrap();
         ids.push(store.create_server(NewServer { name: format!("host-{i:03}"), ip }, grant, now).await.unwrap().id);
     }
-    let mut series: Vec<Series> = (0..servers)
-        .map(|i| Series { seed: Seed(42 + i as u64), phase: i as f64, memory: 40.0, counters: [0.0; 4] })
-        .collect();
+    let mut series: Vec<Series> = (0..servers).map(|i| Series::new(i as u64, INTERVAL_MS)).collect();
     let reports_per_server = (days * 86_400_000 / INTERVAL_MS) as u64;
     let samples = reports_per_server * servers as u64 * SAMPLES_PER_REPORT;
 
@@ -129,7 +94,7 @@ async fn main() {
         let mut lines = String::new();
         for ((id, series), row) in ids.iter().zip(series.iter_mut()).zip(&server_rows) {
             let reports: Vec<Report> =
-                (seq..end).map(|s| series.report(s + 1, start + s as i64 * INTERVAL_MS, start)).collect();
+                (seq..end).map(|s| report(series, s + 1, start + s as i64 * INTERVAL_MS, start)).collect();
             lines.push_str(&serverpulse_hub::export::lines(row, &reports));
             jobs.push(IngestJob { server: *id, reports, received_at: now });
         }

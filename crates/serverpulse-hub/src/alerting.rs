@@ -48,23 +48,50 @@ pub async fn on_reports(
         snapshot.disk_read_rate = rate("disk_io_read_rate");
         snapshot.disk_write_rate = rate("disk_io_write_rate");
     }
-    evaluate_server(state, server, &snapshot, false, now).await
+    let rules = state.store.list_rules().await?;
+    evaluate_server(state, &rules, server, &snapshot, false, now).await
 }
 
-/// Evaluates the absence rules (agent offline, no data) of every server at `now`.
+/// Evaluates the absence rules (agent offline, no data) at `now`, on the servers they
+/// could fire or end on: disconnected ones, those silent for longer than the shortest
+/// no-data threshold, and those with an alert open. (A server that reports again has
+/// every rule evaluated then.) A large fleet that reports costs the sweep nothing.
 pub async fn sweep(state: &AppState, now: i64) -> Result<Vec<AlertId>, StoreError> {
+    let rules = state.store.list_rules().await?;
+    let absence: Vec<&StoredRule> = rules.iter().filter(|r| r.rule.enabled && r.rule.metric.is_absence()).collect();
+    if absence.is_empty() {
+        return Ok(Vec::new());
+    }
+    let since = quiet_since(&absence, now);
     let _serial = state.alerting.lock().await;
     let mut touched = Vec::new();
-    for server in state.store.list_servers().await? {
+    for server in state.store.quiet_servers(since).await? {
         let snapshot = Snapshot {
             at: now,
             agent_offline: server.agent_status == AgentStatus::Disconnected,
             last_report_at: server.last_metrics_at,
             ..Snapshot::default()
         };
-        touched.extend(evaluate_server(state, &server, &snapshot, true, now).await?);
+        touched.extend(evaluate_server(state, &rules, &server, &snapshot, true, now).await?);
     }
     Ok(touched)
+}
+
+/// Reports older than this may trip a no-data rule: the shortest threshold back from
+/// `now` (every server, when a no-data rule has no threshold above which it fires).
+fn quiet_since(absence: &[&StoredRule], now: i64) -> i64 {
+    let mut since = i64::MIN;
+    for stored in absence.iter().filter(|r| r.rule.metric == Metric::NoData) {
+        let rule = &stored.rule;
+        let fires_above =
+            matches!(rule.op, serverpulse_alerting::rule::Op::Above | serverpulse_alerting::rule::Op::AtLeast);
+        let shortest = [rule.warning, rule.critical].into_iter().flatten().reduce(f64::min);
+        match (fires_above, shortest) {
+            (true, Some(seconds)) => since = since.max(now - (seconds.max(0.0) * 1000.0) as i64),
+            _ => return i64::MAX,
+        }
+    }
+    since
 }
 
 /// The rules that apply to `server`: for each metric, the enabled rules whose scope
@@ -86,18 +113,18 @@ pub fn applicable<'r>(rules: &'r [StoredRule], server: &Server) -> Vec<&'r Store
 
 async fn evaluate_server(
     state: &AppState,
+    rules: &[StoredRule],
     server: &Server,
     snapshot: &Snapshot,
     absence_only: bool,
     now: i64,
 ) -> Result<Vec<AlertId>, StoreError> {
-    let rules = state.store.list_rules().await?;
     // Channels and silences are read only when something is to be announced.
     let mut audience: Option<Audience> = None;
     let states: HashMap<(i64, String), EpisodeState> =
         state.store.rule_states(server.id).await?.into_iter().map(|s| ((s.rule_id, s.subject), s.state)).collect();
     let mut changes = Vec::new();
-    for stored in applicable(&rules, server) {
+    for stored in applicable(rules, server) {
         let rule = &stored.rule;
         if absence_only && !rule.metric.is_absence() {
             continue;

@@ -44,6 +44,7 @@ macro_rules! contract_suite {
             reports_with_a_known_seq_are_stored_once,
             rates_follow_agent_time_not_arrival_order,
             silent_agents_disconnect_and_come_back,
+            quiet_servers_are_the_silent_the_disconnected_and_the_alerted,
             commands_are_delivered_until_acknowledged_once,
             users_and_api_tokens,
             service_changes_are_kept,
@@ -332,6 +333,31 @@ pub async fn silent_agents_disconnect_and_come_back(store: &dyn Store) {
         .map(|e| e.details["to"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(transitions, ["active", "disconnected"], "newest first");
+}
+
+pub async fn quiet_servers_are_the_silent_the_disconnected_and_the_alerted(store: &dyn Store) {
+    let reporting = agent(store, "q-reporting", "10.0.0.71").await;
+    let silent = agent(store, "q-silent", "10.0.0.72").await;
+    let never = server(store, "q-never", "10.0.0.73").await;
+    let alerted = agent(store, "q-alerted", "10.0.0.74").await;
+    for (id, at) in [(reporting, T0 + 600_000), (silent, T0), (alerted, T0 + 600_000)] {
+        store.store_reports(id, &[report(Some(1), at, 0, json!([]))], at).await.expect("store");
+    }
+    let alert = AgentAlert {
+        kind: "disk".into(),
+        severity: Severity::Critical,
+        message: "/ full".into(),
+        details: Value::Null,
+        host_time: None,
+    };
+    store.store_agent_alerts(alerted, &[alert], &[], T0 + 600_000).await.expect("alert");
+    let quiet = |since: i64| async move {
+        store.quiet_servers(since).await.expect("quiet").iter().map(|s| s.id).collect::<Vec<_>>()
+    };
+    assert_eq!(quiet(T0 + 300_000).await, [silent, never, alerted], "silent 5 min, never reported, alert open");
+    assert_eq!(quiet(T0).await, [never, alerted], "a report at `since` is recent enough");
+    store.mark_silent_agents(T0 + 10_000_000, 100).await.expect("sweep");
+    assert_eq!(quiet(i64::MIN).await.len(), 4, "every agent disconnected (and the one never registered)");
 }
 
 pub async fn commands_are_delivered_until_acknowledged_once(store: &dyn Store) {

@@ -133,6 +133,37 @@ async fn the_offline_rule_fires_from_the_sweeper_and_resolves_on_contact() {
 }
 
 #[tokio::test]
+async fn a_no_data_rule_fires_for_the_silent_server_only() {
+    // Agents count as offline only after an hour: silence alone must trip the rule.
+    let mut settings = serverpulse_hub::config::Settings::defaults();
+    settings.offline_after_ms = 3_600_000;
+    let hub = crate::support::spawn_with(settings).await;
+    let admin = hub.token_for(Role::Admin).await;
+    let rule = json!({"name": "Silent", "metric": "no_data", "op": ">", "warning": 300});
+    hub.post("/api/v1/rules", Some(&admin), rule).await.expect(201);
+    let (silent, agent, token) = hub.registered_agent(&admin, "10.70.0.3").await;
+    let (talking, other, other_token) = hub.registered_agent(&admin, "10.70.0.4").await;
+    hub.post(&format!("/api/v1/agents/{agent}/metrics"), Some(&token), report(T0, 10.0)).await.ok();
+    hub.clock.advance(299_000);
+    hub.post(&format!("/api/v1/agents/{other}/metrics"), Some(&other_token), report(hub.state.now(), 10.0)).await.ok();
+    let no_data = |server: i64| {
+        let hub = &hub;
+        let admin = admin.clone();
+        async move {
+            let all = alerts(hub, &admin, &format!("server={server}&state=firing")).await;
+            all.into_iter().filter(|a| a["type"] == "no_data").count()
+        }
+    };
+    serverpulse_hub::sweeper::sweep_once(&hub.state, hub.state.now()).await.unwrap();
+    assert_eq!(no_data(silent).await, 0, "299 s: not yet");
+    hub.clock.advance(2_000); // 301 s since the silent one's report, 2 s since the other's
+    serverpulse_hub::sweeper::sweep_once(&hub.state, hub.state.now()).await.unwrap();
+    assert_eq!(no_data(silent).await, 1, "301 s: fired");
+    assert_eq!(no_data(talking).await, 0);
+    assert!(alerts(&hub, &admin, &format!("server={talking}")).await.is_empty());
+}
+
+#[tokio::test]
 async fn rules_are_checked_and_only_admins_change_them() {
     let hub = spawn_app().await;
     let admin = hub.token_for(Role::Admin).await;

@@ -1,0 +1,372 @@
+//! `serverpulse-bench load`: N simulated agents, each reporting every interval, against a
+//! real `serverpulse serve` process on 127.0.0.1, and then the same schedule against the
+//! floor (a process that only parses the same reports). Reports throughput, latency,
+//! errors, and from outside each server process its CPU, PSS and fsyncs per second.
+//!
+//! The agents are provisioned straight into a fresh SQLite database (one transaction)
+//! before the hub starts; the run's data directory lives under `target/` (a real disk).
+//! Nothing but loopback is ever contacted.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+use serverpulse_bench::measure::{FsyncCounter, cpu_seconds, pss_bytes, quantile};
+use serverpulse_bench::series::Series;
+use serverpulse_domain::Secret;
+use serverpulse_store::{AgentCredentials, NewServer};
+use serverpulse_store_sqlite::SqliteStore;
+
+#[derive(Debug, Parser)]
+#[command(name = "serverpulse-bench", about = "Load runs against a real ServerPulse hub on loopback")]
+enum Cli {
+    /// Simulated agents against `serverpulse serve`, then against the parse-only floor.
+    Load(LoadArgs),
+    /// The floor: answers agent reports after only reading and decoding them.
+    Floor {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    /// Simulated agents.
+    #[arg(long, default_value_t = 1_000)]
+    agents: usize,
+    /// Seconds between one agent's reports.
+    #[arg(long, default_value_t = 30)]
+    interval: u64,
+    /// Seconds measured, after one interval of warm-up in which every agent reports once.
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Requests in flight at most (the rest wait, and count as late).
+    #[arg(long, default_value_t = 4_096)]
+    concurrency: usize,
+    /// The hub binary (default: `serverpulse` beside this one).
+    #[arg(long)]
+    hub: Option<PathBuf>,
+    /// Skip the floor run.
+    #[arg(long)]
+    no_floor: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    match Cli::parse() {
+        Cli::Load(args) => runtime.block_on(load(args)),
+        Cli::Floor { listen } => runtime.block_on(floor(listen)),
+    }
+}
+
+async fn floor(listen: SocketAddr) -> anyhow::Result<()> {
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/agents/{agent}/metrics",
+            axum::routing::post(|body: axum::body::Bytes| async move {
+                let Ok(document) = serde_json::from_slice::<Value>(&body) else {
+                    return (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid JSON"})));
+                };
+                let now = now_ms();
+                match serverpulse_proto::report::decode_metrics_body(&document, now) {
+                    Ok(body) => (
+                        axum::http::StatusCode::OK,
+                        axum::Json(json!({"success": true, "stored": body.into_reports().len()})),
+                    ),
+                    Err(e) => (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": e.to_string()}))),
+                }
+            }),
+        )
+        .route("/api/v1/health", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A server process under measurement; killed when dropped.
+struct Target {
+    name: &'static str,
+    child: Child,
+    base: String,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_until_up(client: &reqwest::Client, target: &mut Target) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Ok(response) = client.get(format!("{}/api/v1/health", target.base)).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        if let Some(status) = target.child.try_wait()? {
+            bail!("{} exited before answering: {status}", target.name);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{} did not answer within 60 s", target.name)
+}
+
+/// What one run of the schedule saw, counting only sends due after the warm-up.
+#[derive(Debug, Default)]
+struct Outcome {
+    latencies: Vec<Duration>,
+    errors: BTreeMap<String, u64>,
+    /// Sends that had to wait for a free connection.
+    late: u64,
+    /// Sends due in the window but never made: the target held the sender back.
+    unsent: u64,
+}
+
+struct Schedule<'a> {
+    agents: &'a [(String, String)],
+    interval: Duration,
+    duration: Duration,
+    concurrency: usize,
+}
+
+/// Runs the schedule against `base`: agent i reports at `i / N` of each interval, for
+/// one interval of warm-up plus `duration`.
+async fn run(client: &reqwest::Client, base: &str, schedule: &Schedule<'_>) -> Outcome {
+    let outcome = Arc::new(Mutex::new(Outcome::default()));
+    let permits = Arc::new(tokio::sync::Semaphore::new(schedule.concurrency));
+    let n = schedule.agents.len().max(1) as u32;
+    let start = tokio::time::Instant::now();
+    let measured_from = start + schedule.interval;
+    let end = measured_from + schedule.duration;
+    let mut series: Vec<Series> =
+        (0..schedule.agents.len()).map(|i| Series::new(i as u64, schedule.interval.as_millis() as i64)).collect();
+    let series_start = now_ms();
+    let mut tasks = tokio::task::JoinSet::new();
+    'rounds: for round in 0u64.. {
+        for (i, (agent, token)) in schedule.agents.iter().enumerate() {
+            let due = start + schedule.interval * round as u32 + schedule.interval / n * i as u32;
+            if due >= end {
+                break 'rounds;
+            }
+            // A target that cannot keep up holds the sender back; past the window's end
+            // what was not sent counts as such instead of stretching the run.
+            if tokio::time::Instant::now() >= end {
+                let unsent = schedule.agents.len() - i
+                    + schedule.agents.len() * ((end - due).as_millis() / schedule.interval.as_millis().max(1)) as usize;
+                outcome.lock().map(|mut o| o.unsent += unsent as u64).ok();
+                break 'rounds;
+            }
+            tokio::time::sleep_until(due).await;
+            let measured = due >= measured_from;
+            let permit = match permits.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    if measured {
+                        outcome.lock().map(|mut o| o.late += 1).ok();
+                    }
+                    let Ok(permit) = permits.clone().acquire_owned().await else { break 'rounds };
+                    permit
+                }
+            };
+            let body = series[i].agent_report(round + 1, now_ms(), series_start).to_string();
+            let request = client
+                .post(format!("{base}/api/v1/agents/{agent}/metrics"))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body);
+            let outcome = outcome.clone();
+            tasks.spawn(async move {
+                let sent = Instant::now();
+                let result = match request.send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let _ = response.bytes().await;
+                        if status.is_success() { Ok(()) } else { Err(status.as_u16().to_string()) }
+                    }
+                    Err(e) if e.is_timeout() => Err("timeout".to_owned()),
+                    Err(_) => Err("connection".to_owned()),
+                };
+                let elapsed = sent.elapsed();
+                drop(permit);
+                if measured && let Ok(mut o) = outcome.lock() {
+                    match result {
+                        Ok(()) => o.latencies.push(elapsed),
+                        Err(kind) => *o.errors.entry(kind).or_default() += 1,
+                    }
+                }
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    let mut outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    outcome.latencies.sort();
+    outcome
+}
+
+/// The schedule against one target, with its CPU, peak PSS and fsyncs measured.
+async fn measure(client: &reqwest::Client, target: &Target, schedule: &Schedule<'_>) -> String {
+    let pid = target.child.id();
+    // Warm-up first (every agent once), then the measured window.
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let (sampling, peak) = (sampling.clone(), peak.clone());
+        tokio::spawn(async move {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(pss) = pss_bytes(pid) {
+                    peak.fetch_max(pss, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let window = {
+        let interval = schedule.interval;
+        tokio::spawn(async move {
+            tokio::time::sleep(interval).await;
+            let cpu = cpu_seconds(pid);
+            let fsyncs = tokio::task::spawn_blocking(move || FsyncCounter::start(pid)).await.ok().flatten();
+            (Instant::now(), cpu, fsyncs)
+        })
+    };
+    let outcome = run(client, &target.base, schedule).await;
+    let cpu_end = cpu_seconds(pid);
+    let (window_start, cpu_start, fsyncs) = window.await.unwrap_or((Instant::now(), None, None));
+    let fsyncs = match fsyncs {
+        Some(counter) => tokio::task::spawn_blocking(move || counter.stop()).await.ok().flatten(),
+        None => None,
+    };
+    let seconds = window_start.elapsed().as_secs_f64().max(1e-3);
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = sampler.await;
+    let ok = outcome.latencies.len() as u64;
+    let errors: u64 = outcome.errors.values().sum();
+    let error_list = if outcome.errors.is_empty() {
+        "none".to_owned()
+    } else {
+        outcome.errors.iter().map(|(k, v)| format!("{v} × {k}")).collect::<Vec<_>>().join(", ")
+    };
+    let ms = |q: f64| quantile(&outcome.latencies, q).as_secs_f64() * 1e3;
+    let cpu = match (cpu_start, cpu_end) {
+        (Some(a), Some(b)) => format!("{:.0} %", (b - a) / seconds * 100.0),
+        _ => "n/a".to_owned(),
+    };
+    let fsyncs = fsyncs.map_or("n/a".to_owned(), |f| format!("{:.0}", f as f64 / seconds));
+    format!(
+        "| {} | {} | {}/{} s | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {ok} ok, {errors} failed ({error_list}), {} late, {} unsent | {cpu} | {:.0} MB | {fsyncs} |",
+        target.name,
+        schedule.agents.len(),
+        ok + errors,
+        schedule.duration.as_secs(),
+        (ok + errors) as f64 / schedule.duration.as_secs_f64(),
+        ms(0.5),
+        ms(0.99),
+        outcome.latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        outcome.late,
+        outcome.unsent,
+        peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6,
+    )
+}
+
+async fn load(args: LoadArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let beside = exe.parent().context("the bench binary has no directory")?.to_path_buf();
+    let hub_binary = args.hub.clone().unwrap_or_else(|| beside.join("serverpulse"));
+    if !hub_binary.exists() {
+        bail!("no hub binary at {} (build it: cargo build --release -p serverpulse-hub)", hub_binary.display());
+    }
+    // Under target/: a real disk, never a tmpfs.
+    let data = tempfile::Builder::new().prefix("load-run").tempdir_in(beside.parent().unwrap_or(&beside))?;
+
+    let provisioning = Instant::now();
+    let store = SqliteStore::open(&data.path().join("serverpulse.db"), now_ms()).await?;
+    let mut agents = Vec::with_capacity(args.agents);
+    let mut batch = Vec::new();
+    for i in 0..args.agents {
+        let secret = Secret::generate().context("randomness")?;
+        let agent_id = format!("load-agent-{i:06}");
+        let ip = format!("10.{}.{}.{}", i / 65_536 % 256, i / 256 % 256, i % 256).parse()?;
+        batch.push((
+            NewServer { name: format!("load-{i:06}"), ip },
+            AgentCredentials { agent_id: agent_id.clone(), token: secret.digest() },
+        ));
+        agents.push((agent_id, secret.expose().to_owned()));
+        if batch.len() == 10_000 || i + 1 == args.agents {
+            store.provision_agents_in_bulk(&batch, now_ms()).await?;
+            batch.clear();
+        }
+    }
+    store.close().await;
+    println!("{} agents provisioned in {:.1} s", args.agents, provisioning.elapsed().as_secs_f64());
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client =
+        reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(30)).build()?;
+    let schedule = Schedule {
+        agents: &agents,
+        interval: Duration::from_secs(args.interval),
+        duration: Duration::from_secs(args.duration),
+        concurrency: args.concurrency,
+    };
+    let mut lines = Vec::new();
+
+    let address = free_port()?;
+    let log = std::fs::File::create(data.path().join("hub.log"))?;
+    let mut hub = Target {
+        name: "hub (`serverpulse serve`)",
+        child: Command::new(&hub_binary)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["serve", "--listen", &address.to_string(), "--log", "warn"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", hub_binary.display()))?,
+        base: format!("http://{address}"),
+    };
+    wait_until_up(&client, &mut hub).await?;
+    lines.push(measure(&client, &hub, &schedule).await);
+    drop(hub);
+
+    if !args.no_floor {
+        let address = free_port()?;
+        let mut floor = Target {
+            name: "parse-only floor",
+            child: Command::new(&exe)
+                .args(["floor", "--listen", &address.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+            base: format!("http://{address}"),
+        };
+        wait_until_up(&client, &mut floor).await?;
+        lines.push(measure(&client, &floor, &schedule).await);
+    }
+    println!(
+        "| target | agents | requests | requests/s | p50 | p99 | max | outcome | CPU (of one core) | peak PSS | fsyncs/s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for line in lines {
+        println!("{line}");
+    }
+    let size = std::fs::metadata(data.path().join("serverpulse.db")).map(|m| m.len()).unwrap_or(0);
+    println!("database after the run: {:.1} MB", size as f64 / 1e6);
+    Ok(())
+}
