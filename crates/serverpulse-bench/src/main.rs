@@ -1,7 +1,9 @@
-//! `serverpulse-bench load`: N simulated agents, each reporting every interval, against a
-//! real `serverpulse serve` process on 127.0.0.1, and then the same schedule against the
-//! floor (a process that only parses the same reports). Reports throughput, latency,
-//! errors, and from outside each server process its CPU, PSS and fsyncs per second.
+//! `serverpulse-bench load`: N simulated agents against a real `serverpulse serve` process
+//! on 127.0.0.1, and then against the floor (a process that only parses the same
+//! reports). First every agent reports once, as fast as the target answers (a fleet's
+//! first contact, timed); then each reports every interval, agent i at i/N of it, for
+//! the measured window: throughput, latency, errors, and from outside the target process
+//! its CPU, peak PSS and fsyncs per second.
 //!
 //! The agents are provisioned straight into a fresh SQLite database (one transaction)
 //! before the hub starts; the run's data directory lives under `target/` (a real disk).
@@ -43,7 +45,7 @@ struct LoadArgs {
     /// Seconds between one agent's reports.
     #[arg(long, default_value_t = 30)]
     interval: u64,
-    /// Seconds measured, after one interval of warm-up in which every agent reports once.
+    /// Seconds measured, after every agent has reported once (as fast as the target takes it).
     #[arg(long, default_value_t = 60)]
     duration: u64,
     /// Requests in flight at most (the rest wait, and count as late).
@@ -127,7 +129,7 @@ async fn wait_until_up(client: &reqwest::Client, target: &mut Target) -> anyhow:
     bail!("{} did not answer within 60 s", target.name)
 }
 
-/// What one run of the schedule saw, counting only sends due after the warm-up.
+/// What one phase of a run saw.
 #[derive(Debug, Default)]
 struct Outcome {
     latencies: Vec<Duration>,
@@ -145,46 +147,60 @@ struct Schedule<'a> {
     concurrency: usize,
 }
 
-/// Runs the schedule against `base`: agent i reports at `i / N` of each interval, for
-/// one interval of warm-up plus `duration`.
-async fn run(client: &reqwest::Client, base: &str, schedule: &Schedule<'_>) -> Outcome {
+/// How a phase sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pace {
+    /// Every agent once, as fast as the target answers (the first report of a fleet).
+    AllOnce,
+    /// Agent i at `i / N` of each interval, for the schedule's duration.
+    Scheduled,
+}
+
+/// One phase against `base`; `series` advance (report numbers start at `first_seq`).
+async fn run(
+    client: &reqwest::Client,
+    base: &str,
+    schedule: &Schedule<'_>,
+    series: &mut [Series],
+    first_seq: u64,
+    pace: Pace,
+) -> Outcome {
     let outcome = Arc::new(Mutex::new(Outcome::default()));
     let permits = Arc::new(tokio::sync::Semaphore::new(schedule.concurrency));
     let n = schedule.agents.len().max(1) as u32;
     let start = tokio::time::Instant::now();
-    let measured_from = start + schedule.interval;
-    let end = measured_from + schedule.duration;
-    let mut series: Vec<Series> =
-        (0..schedule.agents.len()).map(|i| Series::new(i as u64, schedule.interval.as_millis() as i64)).collect();
-    let series_start = now_ms();
+    let end = start + schedule.duration;
+    let series_start = now_ms() - first_seq as i64 * schedule.interval.as_millis() as i64;
     let mut tasks = tokio::task::JoinSet::new();
     'rounds: for round in 0u64.. {
+        if pace == Pace::AllOnce && round > 0 {
+            break;
+        }
         for (i, (agent, token)) in schedule.agents.iter().enumerate() {
-            let due = start + schedule.interval * round as u32 + schedule.interval / n * i as u32;
-            if due >= end {
-                break 'rounds;
+            if pace == Pace::Scheduled {
+                let due = start + schedule.interval * round as u32 + schedule.interval / n * i as u32;
+                if due >= end {
+                    break 'rounds;
+                }
+                // A target that cannot keep up holds the sender back; past the window's
+                // end what was not sent counts as such instead of stretching the run.
+                if tokio::time::Instant::now() >= end {
+                    let rounds_left = ((end - due).as_millis() / schedule.interval.as_millis().max(1)) as usize;
+                    let unsent = schedule.agents.len() - i + schedule.agents.len() * rounds_left;
+                    outcome.lock().map(|mut o| o.unsent += unsent as u64).ok();
+                    break 'rounds;
+                }
+                tokio::time::sleep_until(due).await;
             }
-            // A target that cannot keep up holds the sender back; past the window's end
-            // what was not sent counts as such instead of stretching the run.
-            if tokio::time::Instant::now() >= end {
-                let unsent = schedule.agents.len() - i
-                    + schedule.agents.len() * ((end - due).as_millis() / schedule.interval.as_millis().max(1)) as usize;
-                outcome.lock().map(|mut o| o.unsent += unsent as u64).ok();
-                break 'rounds;
-            }
-            tokio::time::sleep_until(due).await;
-            let measured = due >= measured_from;
             let permit = match permits.clone().try_acquire_owned() {
                 Ok(permit) => permit,
                 Err(_) => {
-                    if measured {
-                        outcome.lock().map(|mut o| o.late += 1).ok();
-                    }
+                    outcome.lock().map(|mut o| o.late += 1).ok();
                     let Ok(permit) = permits.clone().acquire_owned().await else { break 'rounds };
                     permit
                 }
             };
-            let body = series[i].agent_report(round + 1, now_ms(), series_start).to_string();
+            let body = series[i].agent_report(first_seq + round, now_ms(), series_start).to_string();
             let request = client
                 .post(format!("{base}/api/v1/agents/{agent}/metrics"))
                 .bearer_auth(token)
@@ -204,7 +220,7 @@ async fn run(client: &reqwest::Client, base: &str, schedule: &Schedule<'_>) -> O
                 };
                 let elapsed = sent.elapsed();
                 drop(permit);
-                if measured && let Ok(mut o) = outcome.lock() {
+                if let Ok(mut o) = outcome.lock() {
                     match result {
                         Ok(()) => o.latencies.push(elapsed),
                         Err(kind) => *o.errors.entry(kind).or_default() += 1,
@@ -220,10 +236,17 @@ async fn run(client: &reqwest::Client, base: &str, schedule: &Schedule<'_>) -> O
     outcome
 }
 
-/// The schedule against one target, with its CPU, peak PSS and fsyncs measured.
+/// One target: every agent's first report (timed), then the schedule with the target's
+/// CPU, peak PSS and fsyncs measured over it. Returns the table row.
 async fn measure(client: &reqwest::Client, target: &Target, schedule: &Schedule<'_>) -> String {
     let pid = target.child.id();
-    // Warm-up first (every agent once), then the measured window.
+    let mut series: Vec<Series> =
+        (0..schedule.agents.len()).map(|i| Series::new(i as u64, schedule.interval.as_millis() as i64)).collect();
+    let warm_up = Instant::now();
+    let first = run(client, &target.base, schedule, &mut series, 1, Pace::AllOnce).await;
+    let warm_up = warm_up.elapsed().as_secs_f64();
+    let first_failed: u64 = first.errors.values().sum();
+
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampler = {
@@ -237,25 +260,19 @@ async fn measure(client: &reqwest::Client, target: &Target, schedule: &Schedule<
             }
         })
     };
-    let window = {
-        let interval = schedule.interval;
-        tokio::spawn(async move {
-            tokio::time::sleep(interval).await;
-            let cpu = cpu_seconds(pid);
-            let fsyncs = tokio::task::spawn_blocking(move || FsyncCounter::start(pid)).await.ok().flatten();
-            (Instant::now(), cpu, fsyncs)
-        })
-    };
-    let outcome = run(client, &target.base, schedule).await;
+    let fsyncs = tokio::task::spawn_blocking(move || FsyncCounter::start(pid)).await.ok().flatten();
+    let cpu_start = cpu_seconds(pid);
+    let started = Instant::now();
+    let outcome = run(client, &target.base, schedule, &mut series, 2, Pace::Scheduled).await;
+    let seconds = started.elapsed().as_secs_f64().max(1e-3);
     let cpu_end = cpu_seconds(pid);
-    let (window_start, cpu_start, fsyncs) = window.await.unwrap_or((Instant::now(), None, None));
     let fsyncs = match fsyncs {
         Some(counter) => tokio::task::spawn_blocking(move || counter.stop()).await.ok().flatten(),
         None => None,
     };
-    let seconds = window_start.elapsed().as_secs_f64().max(1e-3);
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let _ = sampler.await;
+
     let ok = outcome.latencies.len() as u64;
     let errors: u64 = outcome.errors.values().sum();
     let error_list = if outcome.errors.is_empty() {
@@ -270,12 +287,12 @@ async fn measure(client: &reqwest::Client, target: &Target, schedule: &Schedule<
     };
     let fsyncs = fsyncs.map_or("n/a".to_owned(), |f| format!("{:.0}", f as f64 / seconds));
     format!(
-        "| {} | {} | {}/{} s | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {ok} ok, {errors} failed ({error_list}), {} late, {} unsent | {cpu} | {:.0} MB | {fsyncs} |",
+        "| {} | {} | {:.1} s ({:.0}/s, {first_failed} failed) | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {ok} ok, {errors} failed ({error_list}), {} late, {} unsent | {cpu} | {:.0} MB | {fsyncs} |",
         target.name,
         schedule.agents.len(),
-        ok + errors,
-        schedule.duration.as_secs(),
-        (ok + errors) as f64 / schedule.duration.as_secs_f64(),
+        warm_up,
+        schedule.agents.len() as f64 / warm_up.max(1e-3),
+        (ok + errors) as f64 / seconds,
         ms(0.5),
         ms(0.99),
         outcome.latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
@@ -360,7 +377,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         lines.push(measure(&client, &floor, &schedule).await);
     }
     println!(
-        "| target | agents | requests | requests/s | p50 | p99 | max | outcome | CPU (of one core) | peak PSS | fsyncs/s |"
+        "| target | agents | first report of each | requests/s | p50 | p99 | max | outcome | CPU (of one core) | peak PSS | fsyncs/s |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for line in lines {

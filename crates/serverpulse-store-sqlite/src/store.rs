@@ -611,7 +611,7 @@ impl Store for SqliteStore {
     async fn quiet_servers(&self, since: i64) -> StoreResult<Vec<Server>> {
         let sql = format!(
             "SELECT {SERVER_COLUMNS} FROM servers WHERE agent_status = 'disconnected' \
-             OR last_metrics_at IS NULL OR last_metrics_at < ? \
+             OR last_metrics_at < ? \
              OR id IN (SELECT server_id FROM alerts WHERE status <> 'resolved') ORDER BY id"
         );
         let found = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(since).fetch_all(&self.reader).await.map_err(db)?;

@@ -50,9 +50,9 @@ pub trait Store: Send + Sync + 'static {
     /// Adds a server and its first enrollment token.
     async fn create_server(&self, new: NewServer, enrollment: EnrollmentGrant, now: i64) -> StoreResult<Server>;
     async fn list_servers(&self) -> StoreResult<Vec<Server>>;
-    /// The servers an absence rule could fire on or end on: agent disconnected, no
-    /// report with an agent time at or after `since` (never reported included), or an
-    /// alert not yet resolved.
+    /// The servers an absence rule could fire on or end on: agent disconnected, newest
+    /// report older than `since` (agent time), or an alert not yet resolved. A server
+    /// that never reported has no data to miss.
     async fn quiet_servers(&self, since: i64) -> StoreResult<Vec<Server>>;
     async fn get_server(&self, id: ServerId) -> StoreResult<Server>;
     async fn update_server(&self, id: ServerId, patch: ServerPatch, now: i64) -> StoreResult<Server>;
