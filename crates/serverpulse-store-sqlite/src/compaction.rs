@@ -104,9 +104,12 @@ async fn compact_span(
     if dirty.is_some() {
         return Ok(None); // the next pass takes it, once its summaries are current
     }
+    // Every column but the report's JSON, which the chunk does not keep.
     let found = sqlx::query(
-        "SELECT * FROM performance_logs WHERE server_id = ? AND agent_time >= ? AND agent_time < ? \
-         ORDER BY agent_time, id",
+        "SELECT seq, agent_time, received_at, cpu_usage, ram_usage, disk_usage, load_average, uptime, \
+         response_time, network_rx, network_tx, disk_io_read, disk_io_write, network_rx_rate, network_tx_rate, \
+         disk_io_read_rate, disk_io_write_rate, 'null' AS raw FROM performance_logs \
+         WHERE server_id = ? AND agent_time >= ? AND agent_time < ? ORDER BY agent_time, id",
     )
     .bind(server)
     .bind(day)
