@@ -58,6 +58,8 @@ impl SqliteStore {
         step: i64,
     ) -> StoreResult<Vec<ChartBucket>> {
         let step = step.max(1);
+        // One read transaction: one snapshot of rows, summaries and chunks.
+        let mut snapshot = self.reader.begin().await.map_err(db)?;
         let mut buckets: BTreeMap<i64, Filling> = BTreeMap::new();
         let mut summed = std::collections::BTreeSet::new();
         // The coarsest tier whose buckets tile the chart's exactly, when `from` is aligned.
@@ -76,7 +78,7 @@ impl SqliteStore {
                 .bind(width)
                 .bind(from)
                 .bind(to)
-                .fetch_all(&self.reader)
+                .fetch_all(&mut *snapshot)
                 .await
                 .map_err(db)?;
                 for row in &rows {
@@ -95,7 +97,7 @@ impl SqliteStore {
                     .bind(server)
                     .bind(from)
                     .bind(to)
-                    .fetch_all(&self.reader)
+                    .fetch_all(&mut *snapshot)
                     .await
                     .map_err(db)?;
                 for row in &rows {
@@ -107,7 +109,7 @@ impl SqliteStore {
         // Compacted hours have no 5-minute summaries (but where retention cut a chunk,
         // the summary it wrote stands for the whole bucket): their samples stand in.
         if tier.is_none_or(|width| width == TIERS[0]) {
-            for sample in self.chunk_samples(server, from, to).await? {
+            for sample in Self::chunk_samples(&mut snapshot, server, from, to).await? {
                 let summarised = tier.is_some() && summed.contains(&bucket_of(sample.at, TIERS[0]));
                 if counted(sample.at) && !summarised {
                     buckets.entry(bucket_of(sample.at, step)).or_default().add_sample(sample.at, charted(&sample));

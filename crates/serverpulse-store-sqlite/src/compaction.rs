@@ -296,16 +296,21 @@ impl SqliteStore {
         }
     }
 
-    /// The compacted samples of `server` whose block starts in `[from, to)`, each
-    /// chunk's in agent time, chunks in order.
-    pub(crate) async fn chunk_samples(&self, server: ServerId, from: i64, to: i64) -> StoreResult<Vec<Sample>> {
+    /// The compacted samples of `server` whose chunk starts in `[from, to)` (the day
+    /// holding `from` included), each chunk's in agent time, chunks in order.
+    pub(crate) async fn chunk_samples(
+        conn: &mut SqliteConnection,
+        server: ServerId,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<Vec<Sample>> {
         let chunks: Vec<Vec<u8>> = sqlx::query_scalar(
             "SELECT data FROM history_chunks WHERE server_id = ? AND start >= ? AND start < ? ORDER BY start",
         )
         .bind(server)
         .bind(bucket_of(from, CHUNK_SPAN))
         .bind(to)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db)?;
         let mut samples = Vec::new();
@@ -324,6 +329,9 @@ impl SqliteStore {
         to: i64,
         limit: u32,
     ) -> StoreResult<Vec<Sample>> {
+        // One read transaction: one snapshot, so no sample is seen both as a row and in a
+        // chunk (or in neither) while compaction moves it.
+        let mut snapshot = self.reader.begin().await.map_err(db)?;
         let recent = sqlx::query(
             "SELECT * FROM performance_logs WHERE server_id = ? AND agent_time BETWEEN ? AND ? \
              ORDER BY agent_time, id LIMIT ?",
@@ -332,7 +340,7 @@ impl SqliteStore {
         .bind(from)
         .bind(to)
         .bind(i64::from(limit))
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *snapshot)
         .await
         .map_err(db)?;
         let recent: Vec<Sample> = recent.iter().map(rows::sample).collect::<StoreResult<_>>()?;
@@ -342,7 +350,7 @@ impl SqliteStore {
         .bind(server)
         .bind(bucket_of(from, CHUNK_SPAN))
         .bind(to)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *snapshot)
         .await
         .map_err(db)?;
         // A chunk's samples all precede the rows of its day: whole chunks slot in.
@@ -361,7 +369,7 @@ impl SqliteStore {
             let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = ? AND start = ?")
                 .bind(server)
                 .bind(start)
-                .fetch_one(&self.reader)
+                .fetch_one(&mut *snapshot)
                 .await
                 .map_err(db)?;
             out.extend(decode(&data)?.into_iter().filter(|s| s.at >= from && s.at <= to));

@@ -78,3 +78,50 @@ mod properties {
         }
     }
 }
+
+/// Compaction moves samples between rows and chunks (and a replay moves them back):
+/// a reader never sees a sample twice or misses one, since each read is one snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_each_sample_once_while_compaction_moves_it() {
+    use serverpulse_store::{AgentCredentials, NewServer, Store};
+    let (_dir, store) = fresh_store().await;
+    let token = serverpulse_domain::Secret::generate().unwrap().digest();
+    let agent = (
+        NewServer { name: "moving".into(), ip: "10.1.1.2".parse().unwrap() },
+        AgentCredentials { agent_id: "moving".into(), token },
+    );
+    let id = store.provision_agents_in_bulk(&[agent], serverpulse_store::contract::T0).await.unwrap()[0];
+    let (hour, t0) = (3_600_000, serverpulse_store::contract::T0);
+    let start = t0 - t0 % 86_400_000;
+    let reports: Vec<_> = (0..240u64)
+        .map(|i| {
+            let at = start + i as i64 * 30_000;
+            let doc = serde_json::json!({"seq": i, "timestamp": serverpulse_proto::time::format_timestamp(at),
+                "metrics": {"cpu_usage": 5.0, "memory_usage": 20.0, "disk_usage": 30.0, "network_rx": i * 1_000,
+                    "uptime": 100_000}});
+            serverpulse_proto::report::decode_report(&doc, "", at).unwrap()
+        })
+        .collect();
+    store.store_reports(id, &reports, start).await.unwrap();
+    let store = std::sync::Arc::new(store);
+    let mover = {
+        let (store, replay) = (store.clone(), reports[5].clone());
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                store.compact_history(start + 2 * hour).await.unwrap();
+                // A replay of a compacted report reopens its chunk: the samples are rows again.
+                assert_eq!(store.store_reports(id, &[replay.clone()], start).await.unwrap().stored, 0);
+            }
+        })
+    };
+    let mut reads = 0;
+    while !mover.is_finished() {
+        let history = store.metrics_history(id, start, start + 2 * hour, 1_000).await.unwrap();
+        assert_eq!(history.len(), 240, "read {reads}");
+        let chart = store.chart(id, start - 1, start + 2 * hour, 60_000).await.unwrap();
+        assert_eq!(chart.iter().map(|b| b.samples).sum::<u32>(), 240, "read {reads}");
+        reads += 1;
+    }
+    mover.await.unwrap();
+    assert!(reads > 10, "the reads overlapped the moves ({reads})");
+}
