@@ -110,7 +110,7 @@ async fn readers_see_each_sample_once_while_compaction_moves_it() {
             for _ in 0..40 {
                 store.compact_history(start + 2 * hour).await.unwrap();
                 // A replay of a compacted report reopens its chunk: the samples are rows again.
-                assert_eq!(store.store_reports(id, &[replay.clone()], start).await.unwrap().stored, 0);
+                assert_eq!(store.store_reports(id, std::slice::from_ref(&replay), start).await.unwrap().stored, 0);
             }
         })
     };
