@@ -33,12 +33,36 @@ pub fn counter_rate(
     }
 }
 
+/// Agent time and the four byte counters of one report (received, sent, read, written).
+pub type CounterSet = (i64, [Option<u64>; 4]);
+
+/// The rate of each counter of `current` relative to `previous` (see [`counter_rate`]);
+/// `uptime_secs` is `current`'s.
+pub fn counter_rates(previous: Option<CounterSet>, current: CounterSet, uptime_secs: Option<u64>) -> [Option<f64>; 4] {
+    let mut out = [None; 4];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let Some(value) = current.1[i] else { continue };
+        let before = previous.and_then(|(at, counters)| counters[i].map(|value| CounterReading { at, value }));
+        *slot = counter_rate(before, CounterReading { at: current.0, value }, uptime_secs);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn at(at: i64, value: u64) -> CounterReading {
         CounterReading { at, value }
+    }
+
+    #[test]
+    fn each_counter_against_its_own_previous_reading() {
+        let previous = (0, [Some(1_000), None, Some(5_000), Some(7)]);
+        let current = (10_000, [Some(2_000), Some(10), Some(4_000), None]);
+        // rx steady, tx without a previous reading, read reset (no reboot within), write absent.
+        assert_eq!(counter_rates(Some(previous), current, Some(86_400)), [Some(100.0), None, None, None]);
+        assert_eq!(counter_rates(None, current, None), [None; 4]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use serverpulse_alerting::Rule;
 use serverpulse_alerting::notify::{Channel, Silence};
-use serverpulse_domain::rate::{CounterReading, counter_rate};
+use serverpulse_domain::rate::counter_rates;
 use serverpulse_domain::{AgentStatus, TokenDigest};
 use serverpulse_proto::alert::{AgentAlert, Severity};
 use serverpulse_proto::command::CommandAck;
@@ -231,13 +231,7 @@ fn neighbour(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Neighbour> {
 
 /// Rates of `current` relative to `previous`, one per counter.
 fn rates(previous: Option<&Neighbour>, current: &Neighbour) -> [Option<f64>; 4] {
-    let mut out = [None; 4];
-    for (i, slot) in out.iter_mut().enumerate() {
-        let Some(value) = current.counters[i] else { continue };
-        let before = previous.and_then(|p| p.counters[i].map(|v| CounterReading { at: p.at, value: v }));
-        *slot = counter_rate(before, CounterReading { at: current.at, value }, current.uptime);
-    }
-    out
+    counter_rates(previous.map(|p| (p.at, p.counters)), (current.at, current.counters), current.uptime)
 }
 
 /// The flat figures of a report as JSON, for `servers.last_metrics`.

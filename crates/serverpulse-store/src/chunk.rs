@@ -22,7 +22,7 @@
 use std::io::{Read, Write};
 
 use serde_json::Value;
-use serverpulse_domain::rate::{CounterReading, counter_rate};
+use serverpulse_domain::rate::counter_rates;
 
 use crate::Sample;
 
@@ -183,15 +183,13 @@ fn derived_rates(samples: &[Sample]) -> Vec<[Option<f64>; 4]> {
     samples
         .iter()
         .map(|current| {
-            let mut out = [None; 4];
-            for (counter, slot) in out.iter_mut().enumerate() {
-                let Some(value) = counters_of(current)[counter] else { continue };
-                let before =
-                    previous.and_then(|p| counters_of(p)[counter].map(|value| CounterReading { at: p.at, value }));
-                *slot = counter_rate(before, CounterReading { at: current.at, value }, current.uptime);
-            }
+            let rates = counter_rates(
+                previous.map(|p| (p.at, counters_of(p))),
+                (current.at, counters_of(current)),
+                current.uptime,
+            );
             previous = Some(current);
-            out
+            rates
         })
         .collect()
 }
