@@ -59,7 +59,8 @@ impl AppState {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> (Self, crate::ingest::Writer) {
-        let (ingest, writer) = crate::ingest::Ingest::new(store.clone(), settings.ingest_queue);
+        let (ingest, writer) =
+            crate::ingest::Ingest::new(store.clone(), settings.ingest_queue, settings.ingest_max_wait);
         let http = crate::notifier::http_client();
         let exporter = settings.export_url.as_deref().map(|url| crate::export::Exporter::start(url, http.clone()));
         let state = Self {

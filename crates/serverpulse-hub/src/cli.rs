@@ -200,6 +200,7 @@ impl Cli {
             command_ttl: None,
             agent_binary: None,
             ingest_queue: None,
+            ingest_max_wait: None,
             retention: None,
             export: None,
             log: serve.log,

@@ -48,6 +48,8 @@ pub struct Settings {
     pub agent_binary: PathBuf,
     /// Reports waiting for the writer before agents are told to come back later (503).
     pub ingest_queue: usize,
+    /// Longest a report may wait for the writer before new ones are told the same.
+    pub ingest_max_wait: Duration,
     /// How long history is kept, and the most room it may take.
     pub retention: serverpulse_store::RetentionPolicy,
     /// How long reports keep their full document (filesystems, interfaces, processes)
@@ -104,6 +106,7 @@ pub const DEFAULT_ENROLLMENT_TTL_SECS: u32 = 24 * 3600;
 pub const DEFAULT_COMMAND_TTL_SECS: u32 = 3600;
 pub const DEFAULT_SWEEP_SECS: u32 = 15;
 pub const DEFAULT_INGEST_QUEUE: usize = 4096;
+pub const DEFAULT_INGEST_MAX_WAIT_SECS: u32 = 5;
 
 /// The YAML file's keys. Durations are whole seconds.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -122,6 +125,7 @@ pub struct ConfigValues {
     pub command_ttl: Option<u32>,
     pub agent_binary: Option<PathBuf>,
     pub ingest_queue: Option<usize>,
+    pub ingest_max_wait: Option<u32>,
     pub retention: Option<RetentionValues>,
     pub export: Option<ExportValues>,
     pub log: Option<String>,
@@ -144,6 +148,7 @@ impl ConfigValues {
             command_ttl: self.command_ttl.or(fallback.command_ttl),
             agent_binary: self.agent_binary.or(fallback.agent_binary),
             ingest_queue: self.ingest_queue.or(fallback.ingest_queue),
+            ingest_max_wait: self.ingest_max_wait.or(fallback.ingest_max_wait),
             retention: self.retention.or(fallback.retention),
             export: self.export.or(fallback.export),
             log: self.log.or(fallback.log),
@@ -246,6 +251,10 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
     if !(1..=1_000_000).contains(&ingest_queue) {
         return Err(bad("ingest_queue", format!("{ingest_queue} must be between 1 and 1000000 requests")));
     }
+    let ingest_max_wait = values.ingest_max_wait.unwrap_or(DEFAULT_INGEST_MAX_WAIT_SECS);
+    if !(1..=300).contains(&ingest_max_wait) {
+        return Err(bad("ingest_max_wait", format!("{ingest_max_wait} must be between 1 and 300 seconds")));
+    }
     let retention = values.retention.unwrap_or_default();
     // Summaries must outlive what they sum up, or long charts would have holes.
     let kept = |days: Option<u32>, default: u32| match days.unwrap_or(default) {
@@ -283,6 +292,7 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
             command_ttl_ms: i64::from(command_ttl) * 1000,
             agent_binary,
             ingest_queue,
+            ingest_max_wait: Duration::from_secs(u64::from(ingest_max_wait)),
             retention: retention.policy(),
             detail_ms: i64::from(retention.detail_hours.unwrap_or(DEFAULT_DETAIL_HOURS)) * 3_600_000,
             export_url,
@@ -350,6 +360,8 @@ mod tests {
         let values = ConfigValues { offline_after: Some(5), ..ConfigValues::default() };
         let err = resolve(values, "hub.yml").unwrap_err().to_string();
         assert!(err.starts_with("hub.yml: offline_after:"), "{err}");
+        let values = ConfigValues { ingest_max_wait: Some(0), ..ConfigValues::default() };
+        assert!(resolve(values, "hub.yml").unwrap_err().to_string().starts_with("hub.yml: ingest_max_wait:"));
         let values = ConfigValues { database_url: Some("mysql://x".into()), ..ConfigValues::default() };
         assert!(resolve(values, "env").unwrap_err().to_string().contains("database_url"));
     }

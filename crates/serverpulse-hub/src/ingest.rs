@@ -4,9 +4,11 @@
 //! themselves while the previous commit is on disk, so fsyncs per second follow the
 //! disk, not the number of agents; at rest, a lone report is committed at once.
 //!
-//! When the queue is full the request is refused at once with 503 and `Retry-After`
-//! (agents come back later, their reports safe in their spools) instead of holding
-//! unbounded memory.
+//! When the queue is full, or its requests wait longer than `ingest_max_wait` before the
+//! writer takes them, the request is refused at once with 503 and `Retry-After` (agents
+//! come back later, their reports safe in their spools) instead of holding unbounded
+//! memory or answering after the agent gave up: an overloaded hub sheds load while what
+//! it accepts still gets a timely answer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +28,7 @@ type Reply = (Result<IngestOutcome, StoreError>, Vec<Report>);
 struct Queued {
     job: IngestJob,
     reply: oneshot::Sender<Reply>,
+    queued_at: std::time::Instant,
 }
 
 /// Counters of the writer's work: commits (each one fsync of the database's log) and the
@@ -34,6 +37,8 @@ struct Queued {
 pub struct IngestStats {
     pub batches: AtomicU64,
     pub jobs: AtomicU64,
+    /// How long the oldest request of the newest batch waited for the writer, in ms.
+    pub waited_ms: AtomicU64,
 }
 
 /// The handle request handlers submit to. Cheap to clone; the writer stops when the
@@ -42,6 +47,8 @@ pub struct IngestStats {
 pub struct Ingest {
     sender: mpsc::Sender<Queued>,
     stats: Arc<IngestStats>,
+    /// Longer waits than this refuse new requests while any are queued.
+    max_wait_ms: u64,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -59,11 +66,13 @@ pub struct Writer {
 }
 
 impl Ingest {
-    /// A queue of `capacity` requests and its writer.
-    pub fn new(store: Arc<dyn Store>, capacity: usize) -> (Self, Writer) {
+    /// A queue of `capacity` requests, refusing more while its requests wait longer
+    /// than `max_wait`, and its writer.
+    pub fn new(store: Arc<dyn Store>, capacity: usize, max_wait: std::time::Duration) -> (Self, Writer) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let stats = Arc::<IngestStats>::default();
-        (Self { sender, stats: stats.clone() }, Writer { receiver, store, stats })
+        let max_wait_ms = u64::try_from(max_wait.as_millis()).unwrap_or(u64::MAX);
+        (Self { sender, stats: stats.clone(), max_wait_ms }, Writer { receiver, store, stats })
     }
 
     /// (commits, requests committed) so far.
@@ -83,8 +92,15 @@ impl Ingest {
         reports: Vec<Report>,
         now: i64,
     ) -> Result<(IngestOutcome, Vec<Report>), ApiError> {
+        if self.queued() > 0 && self.stats.waited_ms.load(Ordering::Relaxed) > self.max_wait_ms {
+            return Err(ApiError::Busy);
+        }
         let (reply, answer) = oneshot::channel();
-        let queued = Queued { job: IngestJob { server, reports, received_at: now }, reply };
+        let queued = Queued {
+            job: IngestJob { server, reports, received_at: now },
+            reply,
+            queued_at: std::time::Instant::now(),
+        };
         match self.sender.try_send(queued) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(ApiError::Busy),
@@ -126,8 +142,10 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        let (jobs, replies): (Vec<IngestJob>, Vec<_>) = batch.drain(..).map(|q| (q.job, q.reply)).unzip();
         let started = std::time::Instant::now();
+        let waited = batch.iter().map(|q| started.duration_since(q.queued_at)).max().unwrap_or_default();
+        self.stats.waited_ms.store(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let (jobs, replies): (Vec<IngestJob>, Vec<_>) = batch.drain(..).map(|q| (q.job, q.reply)).unzip();
         let count = jobs.len();
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.jobs.fetch_add(count as u64, Ordering::Relaxed);
