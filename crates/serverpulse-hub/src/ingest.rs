@@ -4,11 +4,13 @@
 //! themselves while the previous commit is on disk, so fsyncs per second follow the
 //! disk, not the number of agents; at rest, a lone report is committed at once.
 //!
-//! When the queue is full, or its requests wait longer than `ingest_max_wait` before the
-//! writer takes them, the request is refused at once with 503 and `Retry-After` (agents
-//! come back later, their reports safe in their spools) instead of holding unbounded
-//! memory or answering after the agent gave up: an overloaded hub sheds load while what
-//! it accepts still gets a timely answer.
+//! A report request is [`Admitted`] on arrival, before anything else is done for it. It
+//! is refused at once with 503 and `Retry-After` (agents come back later, their reports
+//! safe in their spools) when the queue is full, or when requests in flight reach the
+//! writer later than `ingest_max_wait` after they arrived — wherever they waited
+//! (authentication, the queue) — instead of holding unbounded memory or answering after
+//! the agent gave up: an overloaded hub sheds load while what it accepts still gets a
+//! timely answer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +30,7 @@ type Reply = (Result<IngestOutcome, StoreError>, Vec<Report>);
 struct Queued {
     job: IngestJob,
     reply: oneshot::Sender<Reply>,
-    queued_at: std::time::Instant,
+    arrived: std::time::Instant,
 }
 
 /// Counters of the writer's work: commits (each one fsync of the database's log) and the
@@ -37,8 +39,36 @@ struct Queued {
 pub struct IngestStats {
     pub batches: AtomicU64,
     pub jobs: AtomicU64,
-    /// How long the oldest request of the newest batch waited for the writer, in ms.
+    /// How long after its arrival the oldest request of the newest batch reached the
+    /// writer, in ms.
     pub waited_ms: AtomicU64,
+    /// Report requests admitted and not yet answered.
+    pub in_flight: AtomicU64,
+}
+
+/// A report request let in ([`Ingest::admit`]): in flight until dropped, aged from its
+/// arrival.
+#[derive(Debug)]
+pub struct Admitted {
+    arrived: std::time::Instant,
+    stats: Arc<IngestStats>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl axum::extract::FromRequestParts<crate::app::AppState> for Admitted {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        _: &mut axum::http::request::Parts,
+        state: &crate::app::AppState,
+    ) -> Result<Self, ApiError> {
+        state.ingest.admit()
+    }
 }
 
 /// The handle request handlers submit to. Cheap to clone; the writer stops when the
@@ -47,7 +77,7 @@ pub struct IngestStats {
 pub struct Ingest {
     sender: mpsc::Sender<Queued>,
     stats: Arc<IngestStats>,
-    /// Longer waits than this refuse new requests while any are queued.
+    /// Longer waits than this refuse new requests while any are in flight.
     max_wait_ms: u64,
 }
 
@@ -85,22 +115,26 @@ impl Ingest {
         self.sender.max_capacity() - self.sender.capacity()
     }
 
+    /// Lets a report request in, unless requests in flight reach the writer too late.
+    pub fn admit(&self) -> Result<Admitted, ApiError> {
+        let in_flight = self.stats.in_flight.load(Ordering::Relaxed);
+        if in_flight > 0 && self.stats.waited_ms.load(Ordering::Relaxed) > self.max_wait_ms {
+            return Err(ApiError::Busy);
+        }
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok(Admitted { arrived: std::time::Instant::now(), stats: self.stats.clone() })
+    }
+
     /// Queues one agent's reports and waits until they are durable; gives the reports back.
     pub async fn submit(
         &self,
+        admitted: &Admitted,
         server: ServerId,
         reports: Vec<Report>,
         now: i64,
     ) -> Result<(IngestOutcome, Vec<Report>), ApiError> {
-        if self.queued() > 0 && self.stats.waited_ms.load(Ordering::Relaxed) > self.max_wait_ms {
-            return Err(ApiError::Busy);
-        }
         let (reply, answer) = oneshot::channel();
-        let queued = Queued {
-            job: IngestJob { server, reports, received_at: now },
-            reply,
-            queued_at: std::time::Instant::now(),
-        };
+        let queued = Queued { job: IngestJob { server, reports, received_at: now }, reply, arrived: admitted.arrived };
         match self.sender.try_send(queued) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(ApiError::Busy),
@@ -143,7 +177,7 @@ impl Writer {
             return;
         }
         let started = std::time::Instant::now();
-        let waited = batch.iter().map(|q| started.duration_since(q.queued_at)).max().unwrap_or_default();
+        let waited = batch.iter().map(|q| started.duration_since(q.arrived)).max().unwrap_or_default();
         self.stats.waited_ms.store(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
         let (jobs, replies): (Vec<IngestJob>, Vec<_>) = batch.drain(..).map(|q| (q.job, q.reply)).unzip();
         let count = jobs.len();

@@ -170,6 +170,7 @@ async fn registered(
     security(("agent_token" = [])))]
 pub async fn metrics(
     State(state): State<AppState>,
+    admitted: crate::ingest::Admitted,
     agent: AuthenticatedAgent,
     body: JsonBody,
 ) -> ApiResult<Json<MetricsAccepted>> {
@@ -177,7 +178,7 @@ pub async fn metrics(
     let now = state.now();
     let reports = decode_metrics_body(&document, now)?.into_reports();
     // Durable once this returns: the writer committed the batch holding these reports.
-    let (outcome, reports) = match state.ingest.submit(agent.server_id, reports, now).await {
+    let (outcome, reports) = match state.ingest.submit(&admitted, agent.server_id, reports, now).await {
         Err(ApiError::NotFound(_)) => return Err(ApiError::Unauthorized),
         other => other?,
     };
