@@ -30,7 +30,6 @@ type Reply = (Result<IngestOutcome, StoreError>, Vec<Report>);
 struct Queued {
     job: IngestJob,
     reply: oneshot::Sender<Reply>,
-    arrived: std::time::Instant,
 }
 
 /// Counters of the writer's work: commits (each one fsync of the database's log) and the
@@ -39,8 +38,8 @@ struct Queued {
 pub struct IngestStats {
     pub batches: AtomicU64,
     pub jobs: AtomicU64,
-    /// How long after its arrival the oldest request of the newest batch reached the
-    /// writer, in ms.
+    /// The longest a report request took, arrival to answer, since requests were last
+    /// all answered, in ms.
     pub waited_ms: AtomicU64,
     /// Report requests admitted and not yet answered.
     pub in_flight: AtomicU64,
@@ -56,6 +55,8 @@ pub struct Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        let took = u64::try_from(self.arrived.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.stats.waited_ms.fetch_max(took, Ordering::Relaxed);
         self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -115,26 +116,30 @@ impl Ingest {
         self.sender.max_capacity() - self.sender.capacity()
     }
 
-    /// Lets a report request in, unless requests in flight reach the writer too late.
+    /// Lets a report request in, unless requests have been taking longer than
+    /// `max_wait` and some are still in flight. Once all are answered the hub starts
+    /// afresh, so an overload sheds in bursts and never refuses an idle hub.
     pub fn admit(&self) -> Result<Admitted, ApiError> {
-        let in_flight = self.stats.in_flight.load(Ordering::Relaxed);
-        if in_flight > 0 && self.stats.waited_ms.load(Ordering::Relaxed) > self.max_wait_ms {
+        if self.stats.in_flight.load(Ordering::Relaxed) == 0 {
+            self.stats.waited_ms.store(0, Ordering::Relaxed);
+        } else if self.stats.waited_ms.load(Ordering::Relaxed) > self.max_wait_ms {
             return Err(ApiError::Busy);
         }
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         Ok(Admitted { arrived: std::time::Instant::now(), stats: self.stats.clone() })
     }
 
-    /// Queues one agent's reports and waits until they are durable; gives the reports back.
+    /// Queues one agent's reports and waits until they are durable; gives the reports
+    /// back. Only an admitted request submits (it stays in flight until answered).
     pub async fn submit(
         &self,
-        admitted: &Admitted,
+        _admitted: &Admitted,
         server: ServerId,
         reports: Vec<Report>,
         now: i64,
     ) -> Result<(IngestOutcome, Vec<Report>), ApiError> {
         let (reply, answer) = oneshot::channel();
-        let queued = Queued { job: IngestJob { server, reports, received_at: now }, reply, arrived: admitted.arrived };
+        let queued = Queued { job: IngestJob { server, reports, received_at: now }, reply };
         match self.sender.try_send(queued) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(ApiError::Busy),
@@ -177,8 +182,6 @@ impl Writer {
             return;
         }
         let started = std::time::Instant::now();
-        let waited = batch.iter().map(|q| started.duration_since(q.arrived)).max().unwrap_or_default();
-        self.stats.waited_ms.store(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
         let (jobs, replies): (Vec<IngestJob>, Vec<_>) = batch.drain(..).map(|q| (q.job, q.reply)).unzip();
         let count = jobs.len();
         self.stats.batches.fetch_add(1, Ordering::Relaxed);

@@ -55,7 +55,7 @@ async fn answers_wait_for_the_commit_and_a_full_queue_says_when_to_retry() {
 }
 
 #[tokio::test]
-async fn requests_are_refused_while_the_queue_waits_too_long() {
+async fn requests_are_refused_while_requests_take_too_long() {
     let mut settings = Settings::defaults();
     settings.ingest_max_wait = Duration::from_millis(200);
     let (hub, mut writer) = spawn_paused(settings).await;
@@ -66,25 +66,26 @@ async fn requests_are_refused_while_the_queue_waits_too_long() {
         let request = hub.client.post(&url).bearer_auth(&token).json(&report(seq));
         tokio::spawn(async move { request.send().await.unwrap() })
     };
-    let first = send(1);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let second = send(2); // the queue is far from full: accepted
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(writer.step().await, 2, "the batch's oldest request waited about 400 ms");
-    assert_eq!(first.await.unwrap().status(), 200);
-    assert_eq!(second.await.unwrap().status(), 200);
-    let third = send(3); // nothing queued: accepted, whatever the last wait
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // An accepted request would wait for the paused writer: a timeout is a failure.
-    let refused = tokio::time::timeout(Duration::from_secs(5), send(4)).await.expect("answered at once").unwrap();
-    assert_eq!(refused.status(), 503, "one queued behind a writer whose last batch waited 400 ms");
+    // Two requests in flight; one of them is answered 300 ms after it arrived.
+    let (slow, other) = (hub.state.ingest.admit().unwrap(), hub.state.ingest.admit().unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(slow);
+    // An admitted request would wait for the paused writer: a timeout is a failure.
+    let refused = tokio::time::timeout(Duration::from_secs(5), send(1)).await.expect("answered at once").unwrap();
+    assert_eq!(refused.status(), 503, "refused on arrival while requests take 300 ms > 200 ms");
     assert_eq!(refused.headers()["retry-after"], "2");
-    assert_eq!(writer.step().await, 1);
-    assert_eq!(third.await.unwrap().status(), 200);
-    let fourth = send(4); // the last batch waited ~100 ms: accepted again
+    // Once every request is answered the hub starts afresh.
+    drop(other);
+    let accepted = send(2);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(writer.step().await, 1);
-    assert_eq!(fourth.await.unwrap().status(), 200);
+    assert_eq!(accepted.await.unwrap().status(), 200);
+    // A prompt answer keeps the hub open.
+    let next = send(3);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _in_flight = hub.state.ingest.admit().expect("requests answered promptly: admitted");
+    assert_eq!(writer.step().await, 1);
+    assert_eq!(next.await.unwrap().status(), 200);
 }
 
 /// The real `serverpulse serve` process on a temporary data directory.
