@@ -25,7 +25,7 @@ const STEP: i64 = 3_600_000;
 const CHUNKS_PER_TRANSACTION: usize = 32;
 
 /// Inserts one sample; the raw document as text (`null` once compacted).
-pub(crate) const INSERT_SAMPLE: &str = "INSERT INTO performance_logs (server_id, seq, agent_time, received_at, \
+const INSERT_SAMPLE: &str = "INSERT INTO performance_logs (server_id, seq, agent_time, received_at, \
      cpu_usage, ram_usage, disk_usage, load_average, uptime, response_time, network_rx, network_tx, disk_io_read, \
      disk_io_write, network_rx_rate, network_tx_rate, disk_io_read_rate, disk_io_write_rate, raw) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -35,7 +35,40 @@ fn corrupt(error: chunk::ChunkError) -> StoreError {
 }
 
 fn to_i64(v: Option<u64>) -> Option<i64> {
-    v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+    v.and_then(|v| i64::try_from(v).ok())
+}
+
+/// Stores `s` as a row of `performance_logs` (its `raw` is not read: `raw` is the text).
+pub(crate) async fn insert_sample(
+    conn: &mut SqliteConnection,
+    server: ServerId,
+    s: &Sample,
+    raw: &str,
+) -> StoreResult<()> {
+    sqlx::query(INSERT_SAMPLE)
+        .bind(server)
+        .bind(to_i64(s.seq))
+        .bind(s.at)
+        .bind(s.received_at)
+        .bind(s.cpu_usage)
+        .bind(s.memory_usage)
+        .bind(s.disk_usage)
+        .bind(s.load_average)
+        .bind(to_i64(s.uptime))
+        .bind(s.response_time)
+        .bind(to_i64(s.network_rx))
+        .bind(to_i64(s.network_tx))
+        .bind(to_i64(s.disk_io_read))
+        .bind(to_i64(s.disk_io_write))
+        .bind(s.network_rx_rate)
+        .bind(s.network_tx_rate)
+        .bind(s.disk_io_read_rate)
+        .bind(s.disk_io_write_rate)
+        .bind(raw)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 /// The samples of one stored chunk, in agent time.
@@ -56,29 +89,7 @@ pub(crate) async fn reopen(conn: &mut SqliteConnection, server: ServerId, start:
     let Some(data) = data else { return Ok(false) };
     let samples = decode(&data)?;
     for s in &samples {
-        sqlx::query(INSERT_SAMPLE)
-            .bind(server)
-            .bind(to_i64(s.seq))
-            .bind(s.at)
-            .bind(s.received_at)
-            .bind(s.cpu_usage)
-            .bind(s.memory_usage)
-            .bind(s.disk_usage)
-            .bind(s.load_average)
-            .bind(to_i64(s.uptime))
-            .bind(s.response_time)
-            .bind(to_i64(s.network_rx))
-            .bind(to_i64(s.network_tx))
-            .bind(to_i64(s.disk_io_read))
-            .bind(to_i64(s.disk_io_write))
-            .bind(s.network_rx_rate)
-            .bind(s.network_tx_rate)
-            .bind(s.disk_io_read_rate)
-            .bind(s.disk_io_write_rate)
-            .bind("null")
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+        insert_sample(conn, server, s, "null").await?;
     }
     mark_dirty(conn, server, &samples.iter().map(|s| s.at).collect()).await?;
     Ok(true)

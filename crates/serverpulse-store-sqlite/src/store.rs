@@ -309,29 +309,27 @@ async fn insert_report(
         (before, after) = (None, None);
     }
     let own_rates = rates(before.as_ref(), &current);
-    sqlx::query(crate::compaction::INSERT_SAMPLE)
-        .bind(server)
-        .bind(to_i64(report.seq))
-        .bind(report.timestamp)
-        .bind(received_at)
-        .bind(m.cpu_usage.map(|p| p.get()))
-        .bind(m.memory_usage.map(|p| p.get()))
-        .bind(m.disk_usage.map(|p| p.get()))
-        .bind(m.load_average)
-        .bind(to_i64(m.uptime))
-        .bind(m.response_time)
-        .bind(to_i64(m.network_rx))
-        .bind(to_i64(m.network_tx))
-        .bind(to_i64(m.disk_io_read))
-        .bind(to_i64(m.disk_io_write))
-        .bind(own_rates[0])
-        .bind(own_rates[1])
-        .bind(own_rates[2])
-        .bind(own_rates[3])
-        .bind(report.raw.to_string())
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+    let sample = Sample {
+        seq: report.seq,
+        at: report.timestamp,
+        received_at,
+        cpu_usage: m.cpu_usage.map(|p| p.get()),
+        memory_usage: m.memory_usage.map(|p| p.get()),
+        disk_usage: m.disk_usage.map(|p| p.get()),
+        load_average: m.load_average,
+        uptime: m.uptime,
+        response_time: m.response_time,
+        network_rx: m.network_rx,
+        network_tx: m.network_tx,
+        disk_io_read: m.disk_io_read,
+        disk_io_write: m.disk_io_write,
+        network_rx_rate: own_rates[0],
+        network_tx_rate: own_rates[1],
+        disk_io_read_rate: own_rates[2],
+        disk_io_write_rate: own_rates[3],
+        raw: Value::Null,
+    };
+    crate::compaction::insert_sample(&mut *conn, server, &sample, &report.raw.to_string()).await?;
 
     // A replayed report can land between two stored ones: the later one's rates were
     // computed across the gap and are now measured against this report instead.
