@@ -11,7 +11,7 @@ use serverpulse_store::{
 use sqlx::{Row, SqliteConnection};
 
 use crate::notifications::enqueue_in;
-use crate::rows::{self, conflict_if_unique, db, from_json, to_json};
+use crate::rows::{self, conflict_if_unique, db, to_json};
 use crate::store::{SqliteStore, record_event};
 
 fn unique_name(error: sqlx::Error) -> StoreError {
@@ -163,18 +163,7 @@ impl SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(db)?;
-        found
-            .iter()
-            .map(|row| {
-                let state: String = row.try_get("state").map_err(db)?;
-                Ok(RuleState {
-                    rule_id: row.try_get("rule_id").map_err(db)?,
-                    subject: row.try_get("subject").map_err(db)?,
-                    state: from_json(&state, "episode state")?,
-                    alert_id: row.try_get("alert_id").map_err(db)?,
-                })
-            })
-            .collect()
+        found.iter().map(rows::rule_state).collect()
     }
 
     pub(crate) async fn apply(

@@ -13,8 +13,8 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::SqliteStore;
-use crate::rollups::{COLUMNS, Filling, TIERS, bucket_of, charted};
 use crate::rows::db;
+use serverpulse_store::history::{COLUMNS, ChartPlan, Filling, bucket_of};
 
 fn charted_row(row: &SqliteRow) -> StoreResult<[Option<f64>; 8]> {
     let mut values = [None; 8];
@@ -57,19 +57,12 @@ impl SqliteStore {
         to: i64,
         step: i64,
     ) -> StoreResult<Vec<ChartBucket>> {
-        let step = step.max(1);
+        let plan = ChartPlan::new(from, to, step);
         // One read transaction: one snapshot of rows, summaries and chunks.
         let mut snapshot = self.reader.begin().await.map_err(db)?;
         let mut buckets: BTreeMap<i64, Filling> = BTreeMap::new();
         let mut summed = std::collections::BTreeSet::new();
-        // The coarsest tier whose buckets tile the chart's exactly, when `from` is aligned.
-        let tier = TIERS.iter().rev().find(|w| step % **w == 0 && from % **w == 0).copied();
-        // Which samples count: by their own time, or by the start of their tier bucket.
-        let counted = |at: i64| {
-            let at = tier.map_or(at, |width| bucket_of(at, width));
-            at >= from && at < to
-        };
-        match tier {
+        match plan.tier {
             Some(width) => {
                 let rows = sqlx::query(
                     "SELECT * FROM rollups WHERE server_id = ? AND width = ? AND start >= ? AND start < ? ORDER BY start",
@@ -84,7 +77,7 @@ impl SqliteStore {
                 for row in &rows {
                     let start: i64 = row.try_get("start").map_err(db)?;
                     summed.insert(start);
-                    add_tier_row(buckets.entry(bucket_of(start, step)).or_default(), row)?;
+                    add_tier_row(buckets.entry(bucket_of(start, plan.step)).or_default(), row)?;
                 }
             }
             None => {
@@ -102,19 +95,15 @@ impl SqliteStore {
                     .map_err(db)?;
                 for row in &rows {
                     let at: i64 = row.try_get("agent_time").map_err(db)?;
-                    buckets.entry(bucket_of(at, step)).or_default().add_sample(at, charted_row(row)?);
+                    buckets.entry(bucket_of(at, plan.step)).or_default().add_sample(at, charted_row(row)?);
                 }
             }
         }
         // Compacted hours have no 5-minute summaries (but where retention cut a chunk,
         // the summary it wrote stands for the whole bucket): their samples stand in.
-        if tier.is_none_or(|width| width == TIERS[0]) {
-            for sample in Self::chunk_samples(&mut snapshot, server, from, to).await? {
-                let summarised = tier.is_some() && summed.contains(&bucket_of(sample.at, TIERS[0]));
-                if counted(sample.at) && !summarised {
-                    buckets.entry(bucket_of(sample.at, step)).or_default().add_sample(sample.at, charted(&sample));
-                }
-            }
+        if plan.reads_chunks() {
+            let samples = Self::chunk_samples(&mut snapshot, server, from, to).await?;
+            plan.add_chunk_samples(&mut buckets, &samples, &summed);
         }
         Ok(buckets.into_iter().map(|(start, filling)| filling.finish(start)).collect())
     }

@@ -13,14 +13,11 @@ use serverpulse_store::{CompactionOutcome, Sample, ServerId, StoreError, StoreRe
 use sqlx::SqliteConnection;
 
 use crate::SqliteStore;
-use crate::rollups::{TIERS, bucket_of, mark_dirty, write_summaries};
+use serverpulse_store::history::{CHUNK_SPAN, COMPACTION_STEP as STEP, TIERS, bucket_of, interleave};
+
+use crate::rollups::{mark_dirty, write_summaries};
 use crate::rows::{self, db};
 
-/// The span one chunk covers: a day of agent time, aligned (chunks of an hour would
-/// leave SQLite pages a quarter empty).
-pub(crate) const CHUNK_SPAN: i64 = 86_400_000;
-/// What moves into chunks at a time: whole hours.
-const STEP: i64 = 3_600_000;
 /// Chunks written (or reopened) per transaction: few, so ingest's commits interleave.
 const CHUNKS_PER_TRANSACTION: usize = 32;
 
@@ -364,29 +361,16 @@ impl SqliteStore {
         .fetch_all(&mut *snapshot)
         .await
         .map_err(db)?;
-        // A chunk's samples all precede the rows of its day: whole chunks slot in.
-        let mut out = Vec::new();
-        let mut recent = recent.into_iter().peekable();
+        let mut chunks = Vec::with_capacity(starts.len());
         for start in starts {
-            while out.len() < limit as usize {
-                match recent.next_if(|s| s.at < start) {
-                    Some(s) => out.push(s),
-                    None => break,
-                }
-            }
-            if out.len() >= limit as usize {
-                break;
-            }
             let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = ? AND start = ?")
                 .bind(server)
                 .bind(start)
                 .fetch_one(&mut *snapshot)
                 .await
                 .map_err(db)?;
-            out.extend(decode(&data)?.into_iter().filter(|s| s.at >= from && s.at <= to));
+            chunks.push((start, decode(&data)?));
         }
-        out.extend(recent);
-        out.truncate(limit as usize);
-        Ok(out)
+        Ok(interleave(recent, chunks, from, to, limit as usize))
     }
 }

@@ -6,34 +6,13 @@ use serde_json::json;
 use serverpulse_alerting::notify::{Channel, Schedule, Silence};
 use serverpulse_proto::alert::Severity;
 use serverpulse_store::{
-    AlertId, DeliveryAttempt, DeliveryOutcome, DueNotification, EventKind, NewNotification, NotificationQuery,
-    NotificationRecord, StoreError, StoreResult, StoredChannel, StoredSilence,
+    AlertId, DeliveryOutcome, DueNotification, EventKind, NewNotification, NotificationQuery, NotificationRecord,
+    StoreError, StoreResult, StoredChannel, StoredSilence,
 };
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use crate::rows::{conflict_if_unique, db, from_json, to_json};
+use crate::rows::{self, conflict_if_unique, db, from_json, to_json};
 use crate::store::{SqliteStore, record_event};
-
-fn channel_row(row: &SqliteRow) -> StoreResult<StoredChannel> {
-    let definition: String = row.try_get("definition").map_err(db)?;
-    Ok(StoredChannel {
-        id: row.try_get("id").map_err(db)?,
-        channel: from_json(&definition, "channel")?,
-        created_at: row.try_get("created_at").map_err(db)?,
-        updated_at: row.try_get("updated_at").map_err(db)?,
-    })
-}
-
-fn silence_row(row: &SqliteRow) -> StoreResult<StoredSilence> {
-    let definition: String = row.try_get("definition").map_err(db)?;
-    Ok(StoredSilence {
-        id: row.try_get("id").map_err(db)?,
-        silence: from_json(&definition, "silence")?,
-        created_by: row.try_get("created_by").map_err(db)?,
-        created_at: row.try_get("created_at").map_err(db)?,
-    })
-}
 
 fn unique_name(error: sqlx::Error) -> StoreError {
     conflict_if_unique(error, "a channel with this name exists")
@@ -46,7 +25,7 @@ async fn channel_in(conn: &mut SqliteConnection, id: i64) -> StoreResult<StoredC
         .await
         .map_err(db)?
         .ok_or(StoreError::NotFound)?;
-    channel_row(&row)
+    rows::channel(&row)
 }
 
 /// Queues notifications inside the caller's transaction.
@@ -81,7 +60,7 @@ pub(crate) async fn enqueue_in(
 impl SqliteStore {
     pub(crate) async fn channels(&self) -> StoreResult<Vec<StoredChannel>> {
         let found = sqlx::query("SELECT * FROM channels ORDER BY id").fetch_all(&self.reader).await.map_err(db)?;
-        found.iter().map(channel_row).collect()
+        found.iter().map(rows::channel).collect()
     }
 
     pub(crate) async fn channel(&self, id: i64) -> StoreResult<StoredChannel> {
@@ -142,7 +121,7 @@ impl SqliteStore {
                 .fetch_all(&self.reader)
                 .await
                 .map_err(db)?;
-        found.iter().map(silence_row).collect()
+        found.iter().map(rows::silence).collect()
     }
 
     pub(crate) async fn insert_silence(&self, silence: Silence, by: &str, now: i64) -> StoreResult<StoredSilence> {
@@ -161,7 +140,7 @@ impl SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
-        let stored = silence_row(&row)?;
+        let stored = rows::silence(&row)?;
         let scope = json!({"silence_id": stored.id, "servers": silence.servers, "tags": silence.tags,
                            "rules": silence.rules, "comment": silence.comment});
         let message = format!("silence {} set by {by}: {}", stored.id, silence.comment);
@@ -326,14 +305,7 @@ impl SqliteStore {
                 .await
                 .map_err(db)?
                 .iter()
-                .map(|a| {
-                    Ok(DeliveryAttempt {
-                        at: a.try_get("at").map_err(db)?,
-                        ok: a.try_get::<i64, _>("ok").map_err(db)? != 0,
-                        error: a.try_get("error").map_err(db)?,
-                        duration_ms: a.try_get("duration_ms").map_err(db)?,
-                    })
-                })
+                .map(rows::delivery_attempt)
                 .collect::<StoreResult<Vec<_>>>()?;
             records.push(NotificationRecord {
                 id,

@@ -8,8 +8,8 @@ use serverpulse_store::{RetentionOutcome, RetentionPolicy, StoreResult};
 use sqlx::Row;
 
 use crate::SqliteStore;
-use crate::rollups::{TIERS, bucket_of};
 use crate::rows::db;
+use serverpulse_store::history::{TIERS, bucket_of};
 
 /// Rows deleted per transaction.
 const CHUNK: i64 = 5_000;

@@ -9,103 +9,11 @@
 
 use std::collections::BTreeSet;
 
-use serverpulse_store::{Band, ChartBucket, Sample, ServerId, StoreResult};
+use serverpulse_store::history::{COLUMNS, Filling, TIERS, bucket_of, charted};
+use serverpulse_store::{Sample, ServerId, StoreResult};
 use sqlx::SqliteConnection;
 
 use crate::rows::db;
-
-/// Bucket widths in ms, finest first; each divides the next.
-pub(crate) const TIERS: [i64; 3] = [300_000, 3_600_000, 86_400_000];
-
-/// Columns of `performance_logs` a chart draws, in `ChartMetric::ALL` order.
-pub(crate) const COLUMNS: [&str; 8] = [
-    "cpu_usage",
-    "ram_usage",
-    "disk_usage",
-    "load_average",
-    "network_rx_rate",
-    "network_tx_rate",
-    "disk_io_read_rate",
-    "disk_io_write_rate",
-];
-
-/// The start of the bucket of width `width` holding `at`.
-pub(crate) fn bucket_of(at: i64, width: i64) -> i64 {
-    at.saturating_sub(at.rem_euclid(width)) // i64::MIN stays the open lower bound
-}
-
-/// One metric's figures merged so far in a bucket.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Summary {
-    pub(crate) min: Option<f64>,
-    pub(crate) max: Option<f64>,
-    pub(crate) sum: f64,
-    pub(crate) n: u64,
-}
-
-impl Summary {
-    pub(crate) fn merge(&mut self, min: f64, max: f64, sum: f64, n: u64) {
-        self.min = Some(self.min.map_or(min, |m| m.min(min)));
-        self.max = Some(self.max.map_or(max, |m| m.max(max)));
-        self.sum += sum;
-        self.n += n;
-    }
-}
-
-/// A chart bucket being filled: per metric a [`Summary`], and the values of the newest
-/// sample (or summed-up bucket) seen, by agent time.
-#[derive(Debug, Default)]
-pub(crate) struct Filling {
-    pub(crate) samples: u64,
-    pub(crate) metrics: [Summary; 8],
-    pub(crate) newest: Option<(i64, [Option<f64>; 8])>,
-}
-
-impl Filling {
-    pub(crate) fn take_newest(&mut self, at: i64, last: [Option<f64>; 8]) {
-        // Fed in (time, arrival) order: among equal times the later arrival is newest.
-        if self.newest.is_none_or(|(seen, _)| at >= seen) {
-            self.newest = Some((at, last));
-        }
-    }
-
-    pub(crate) fn add_sample(&mut self, at: i64, values: [Option<f64>; 8]) {
-        self.samples += 1;
-        for (summary, value) in self.metrics.iter_mut().zip(values) {
-            if let Some(v) = value {
-                summary.merge(v, v, v, 1);
-            }
-        }
-        self.take_newest(at, values);
-    }
-
-    pub(crate) fn finish(self, start: i64) -> ChartBucket {
-        let mut bands = [Band::default(); 8];
-        for (i, (band, summary)) in bands.iter_mut().zip(self.metrics).enumerate() {
-            *band = Band {
-                min: summary.min,
-                max: summary.max,
-                avg: (summary.n > 0).then(|| summary.sum / summary.n as f64),
-                last: self.newest.and_then(|(_, last)| last[i]),
-            };
-        }
-        ChartBucket { start, samples: u32::try_from(self.samples).unwrap_or(u32::MAX), bands }
-    }
-}
-
-/// The charted figures of a sample, in [`COLUMNS`] order.
-pub(crate) fn charted(s: &Sample) -> [Option<f64>; 8] {
-    [
-        s.cpu_usage,
-        s.memory_usage,
-        s.disk_usage,
-        s.load_average,
-        s.network_rx_rate,
-        s.network_tx_rate,
-        s.disk_io_read_rate,
-        s.disk_io_write_rate,
-    ]
-}
 
 fn aggregate_columns() -> String {
     COLUMNS.iter().map(|c| format!("{c}_min, {c}_max, {c}_sum, {c}_n, {c}_last")).collect::<Vec<_>>().join(", ")
@@ -291,14 +199,4 @@ pub(crate) async fn refresh(conn: &mut SqliteConnection, server: ServerId, times
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.map_err(db)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn buckets_floor_towards_the_past() {
-        assert_eq!(super::bucket_of(299_999, 300_000), 0);
-        assert_eq!(super::bucket_of(300_000, 300_000), 300_000);
-        assert_eq!(super::bucket_of(-1, 300_000), -300_000);
-    }
 }

@@ -8,12 +8,15 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use serverpulse_alerting::Rule;
 use serverpulse_alerting::notify::{Channel, Silence};
-use serverpulse_domain::rate::counter_rates;
 use serverpulse_domain::{AgentStatus, TokenDigest};
 use serverpulse_proto::alert::{AgentAlert, Severity};
 use serverpulse_proto::command::CommandAck;
 use serverpulse_proto::report::Report;
 use serverpulse_proto::settings::AgentSettings;
+use serverpulse_store::history::{
+    AGENT_ALERT_WINDOW_MS, CHUNK_SPAN, COUNTER_COLUMNS, Neighbour, UnitChange, UnitStates, bucket_of,
+    last_metrics_json, sample_of, unit_change_event,
+};
 use serverpulse_store::{
     AckOutcome, AgentContact, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord,
     AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, CompactionOutcome,
@@ -26,11 +29,7 @@ use serverpulse_store::{
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
-use crate::rows::{self, db};
-
-/// Agent alerts of one type on one server arriving within this long of the previous one
-/// join its episode instead of opening another.
-const AGENT_ALERT_WINDOW_MS: i64 = 10 * 60 * 1000;
+use crate::rows::{self, Cols, Columns, db};
 
 /// The SQLite store. Cheap to clone (two pool handles).
 #[derive(Debug, Clone)]
@@ -203,60 +202,15 @@ async fn mark_contact_from(conn: &mut SqliteConnection, server: ServerId, now: i
     Ok(())
 }
 
-/// Counters of the stored sample nearest before/after `at`.
-#[derive(Debug, Clone, Copy)]
-struct Neighbour {
-    id: i64,
-    at: i64,
-    uptime: Option<u64>,
-    counters: [Option<u64>; 4],
-}
-
-const COUNTER_COLUMNS: [&str; 4] = ["network_rx", "network_tx", "disk_io_read", "disk_io_write"];
-
 fn neighbour(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Neighbour> {
+    let row = Cols(row);
     let mut counters = [None; 4];
     for (slot, column) in counters.iter_mut().zip(COUNTER_COLUMNS) {
-        let value: Option<i64> = row.try_get(column).map_err(db)?;
-        *slot = value.and_then(|v| u64::try_from(v).ok());
+        *slot = row.opt_u64(column)?;
     }
-    let uptime: Option<i64> = row.try_get("uptime").map_err(db)?;
-    Ok(Neighbour {
-        id: row.try_get("id").map_err(db)?,
-        at: row.try_get("agent_time").map_err(db)?,
-        uptime: uptime.and_then(|v| u64::try_from(v).ok()),
-        counters,
-    })
+    Ok(Neighbour { id: row.int("id")?, at: row.int("agent_time")?, uptime: row.opt_u64("uptime")?, counters })
 }
 
-/// Rates of `current` relative to `previous`, one per counter.
-fn rates(previous: Option<&Neighbour>, current: &Neighbour) -> [Option<f64>; 4] {
-    counter_rates(previous.map(|p| (p.at, p.counters)), (current.at, current.counters), current.uptime)
-}
-
-/// The flat figures of a report as JSON, for `servers.last_metrics`.
-fn last_metrics_json(report: &Report, rates: &[Option<f64>; 4]) -> Value {
-    let m = &report.metrics;
-    json!({
-        "timestamp": serverpulse_proto::time::format_timestamp(report.timestamp),
-        "cpu_usage": m.cpu_usage.map(|p| p.get()),
-        "memory_usage": m.memory_usage.map(|p| p.get()),
-        "disk_usage": m.disk_usage.map(|p| p.get()),
-        "load_average": m.load_average,
-        "uptime": m.uptime,
-        "response_time": m.response_time,
-        "network_rx": m.network_rx,
-        "network_tx": m.network_tx,
-        "disk_io_read": m.disk_io_read,
-        "disk_io_write": m.disk_io_write,
-        "network_rx_rate": rates[0],
-        "network_tx_rate": rates[1],
-        "disk_io_read_rate": rates[2],
-        "disk_io_write_rate": rates[3],
-    })
-}
-
-/// Stores one report (its `seq` is known to be new). Returns its rates.
 /// What one statement finds around a new report: a stored sample with its `seq` (a
 /// replay), the samples just before and after it in agent time, and whether it falls in
 /// the compacted part of its day (`?4`; then that chunk is reopened first, and asked again).
@@ -276,14 +230,8 @@ async fn insert_report(
     report: &Report,
     received_at: i64,
 ) -> StoreResult<Option<([Option<f64>; 4], Option<i64>)>> {
-    let m = &report.metrics;
-    let current = Neighbour {
-        id: 0,
-        at: report.timestamp,
-        uptime: m.uptime,
-        counters: [m.network_rx, m.network_tx, m.disk_io_read, m.disk_io_write],
-    };
-    let day = crate::rollups::bucket_of(report.timestamp, crate::compaction::CHUNK_SPAN);
+    let current = Neighbour::of_report(report);
+    let day = bucket_of(report.timestamp, CHUNK_SPAN);
     let (mut before, mut after) = (None, None);
     loop {
         let found = sqlx::query(AROUND)
@@ -308,33 +256,14 @@ async fn insert_report(
         }
         (before, after) = (None, None);
     }
-    let own_rates = rates(before.as_ref(), &current);
-    let sample = Sample {
-        seq: report.seq,
-        at: report.timestamp,
-        received_at,
-        cpu_usage: m.cpu_usage.map(|p| p.get()),
-        memory_usage: m.memory_usage.map(|p| p.get()),
-        disk_usage: m.disk_usage.map(|p| p.get()),
-        load_average: m.load_average,
-        uptime: m.uptime,
-        response_time: m.response_time,
-        network_rx: m.network_rx,
-        network_tx: m.network_tx,
-        disk_io_read: m.disk_io_read,
-        disk_io_write: m.disk_io_write,
-        network_rx_rate: own_rates[0],
-        network_tx_rate: own_rates[1],
-        disk_io_read_rate: own_rates[2],
-        disk_io_write_rate: own_rates[3],
-        raw: Value::Null,
-    };
+    let own_rates = current.rates_after(before.as_ref());
+    let sample = sample_of(report, received_at, own_rates);
     crate::compaction::insert_sample(&mut *conn, server, &sample, &report.raw.to_string()).await?;
 
     // A replayed report can land between two stored ones: the later one's rates were
     // computed across the gap and are now measured against this report instead.
     if let Some(after) = &after {
-        let fixed = rates(Some(&current), after);
+        let fixed = after.rates_after(Some(&current));
         sqlx::query(
             "UPDATE performance_logs SET network_rx_rate = ?, network_tx_rate = ?, \
              disk_io_read_rate = ?, disk_io_write_rate = ? WHERE id = ?",
@@ -374,7 +303,7 @@ async fn ingest_in(
     outcome.previous_uptime = uptime.and_then(|u| u64::try_from(u).ok());
     let mut newest: Option<(i64, Value)> = None;
     let mut touched = std::collections::BTreeSet::new();
-    let mut units = UnitStates::load(&mut *tx, server).await?;
+    let mut units = load_units(&mut *tx, server).await?;
     for report in reports {
         let Some((report_rates, rerated_at)) = insert_report(&mut *tx, server, report, received_at).await? else {
             outcome.duplicate_seqs.extend(report.seq);
@@ -382,7 +311,7 @@ async fn ingest_in(
         };
         touched.insert(report.timestamp);
         touched.extend(rerated_at);
-        units.apply(&mut *tx, server, report).await?;
+        apply_units(&mut *tx, server, units.apply(report)).await?;
         outcome.stored += 1;
         outcome.stored_seqs.extend(report.seq);
         let newer_than_stored = last_at.is_none_or(|at| report.timestamp >= at);
@@ -405,101 +334,68 @@ async fn ingest_in(
     Ok(outcome)
 }
 
-/// The watched units of one server as stored, read once per ingest so that reports
-/// which change nothing write nothing.
-struct UnitStates {
-    /// name → (status, sub_state, details, agent time of the last change)
-    known: std::collections::HashMap<String, (String, Option<String>, String, i64)>,
-    /// Agent time of the newest report applied: an older one changes no unit.
-    newest: i64,
+/// The watched units of one server as stored.
+async fn load_units(conn: &mut SqliteConnection, server: ServerId) -> StoreResult<UnitStates> {
+    let rows =
+        sqlx::query("SELECT name, status, sub_state, details, updated_at FROM service_states WHERE server_id = ?")
+            .bind(server)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+    let mut known = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let row = Cols(row);
+        let record = (row.text("status")?, row.opt_text("sub_state")?, row.text("details")?, row.int("updated_at")?);
+        known.insert(row.text("name")?, record);
+    }
+    Ok(UnitStates::new(known))
 }
 
-impl UnitStates {
-    async fn load(conn: &mut SqliteConnection, server: ServerId) -> StoreResult<Self> {
-        let rows =
-            sqlx::query("SELECT name, status, sub_state, details, updated_at FROM service_states WHERE server_id = ?")
+/// Writes what a report changed about the watched units; a change of status goes to
+/// the history and the event log.
+async fn apply_units(conn: &mut SqliteConnection, server: ServerId, changes: Vec<UnitChange>) -> StoreResult<()> {
+    for change in changes {
+        match change {
+            UnitChange::Updated { name, record: (status, sub_state, details, at), from } => {
+                sqlx::query(
+                    "UPDATE service_states SET status = ?, sub_state = ?, details = ?, updated_at = ?, \
+                     since = CASE WHEN ? THEN ? ELSE since END WHERE server_id = ? AND name = ?",
+                )
+                .bind(&status)
+                .bind(&sub_state)
+                .bind(&details)
+                .bind(at)
+                .bind(from.is_some())
+                .bind(at)
                 .bind(server)
-                .fetch_all(&mut *conn)
+                .bind(&name)
+                .execute(&mut *conn)
                 .await
                 .map_err(db)?;
-        let mut known = std::collections::HashMap::with_capacity(rows.len());
-        let mut newest = i64::MIN;
-        for row in rows {
-            let updated_at: i64 = row.try_get("updated_at").map_err(db)?;
-            newest = newest.max(updated_at);
-            known.insert(
-                row.try_get("name").map_err(db)?,
-                (
-                    row.try_get("status").map_err(db)?,
-                    row.try_get("sub_state").map_err(db)?,
-                    row.try_get("details").map_err(db)?,
-                    updated_at,
-                ),
-            );
-        }
-        Ok(Self { known, newest })
-    }
-
-    /// Updates the units a report changes; a change of status goes to the history and
-    /// the event log. Reports older than the newest one applied roll nothing back.
-    async fn apply(&mut self, conn: &mut SqliteConnection, server: ServerId, report: &Report) -> StoreResult<()> {
-        if report.timestamp < self.newest {
-            return Ok(());
-        }
-        self.newest = report.timestamp;
-        for service in &report.services {
-            let status = service.status.as_str();
-            let details = service.details.to_string();
-            let entry = (status.to_owned(), service.sub_state.clone(), details, report.timestamp);
-            match self.known.get(&service.name) {
-                Some((old, sub_state, old_details, _))
-                    if old == status && *sub_state == service.sub_state && *old_details == entry.2 => {}
-                Some((old, ..)) => {
-                    let old = old.clone();
-                    let changed = old != status;
-                    sqlx::query(
-                        "UPDATE service_states SET status = ?, sub_state = ?, details = ?, updated_at = ?, \
-                         since = CASE WHEN ? THEN ? ELSE since END WHERE server_id = ? AND name = ?",
-                    )
-                    .bind(status)
-                    .bind(&service.sub_state)
-                    .bind(&entry.2)
-                    .bind(report.timestamp)
-                    .bind(changed)
-                    .bind(report.timestamp)
-                    .bind(server)
-                    .bind(&service.name)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db)?;
-                    if changed {
-                        record_service_change(conn, server, &service.name, Some(&old), status, report.timestamp)
-                            .await?;
-                    }
-                    self.known.insert(service.name.clone(), entry);
-                }
-                None => {
-                    sqlx::query(
-                        "INSERT INTO service_states (server_id, name, status, sub_state, since, updated_at, details) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(server)
-                    .bind(&service.name)
-                    .bind(status)
-                    .bind(&service.sub_state)
-                    .bind(report.timestamp)
-                    .bind(report.timestamp)
-                    .bind(&entry.2)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db)?;
-                    record_service_change(conn, server, &service.name, None, status, report.timestamp).await?;
-                    self.known.insert(service.name.clone(), entry);
+                if let Some(from) = from {
+                    record_service_change(conn, server, &name, Some(&from), &status, at).await?;
                 }
             }
+            UnitChange::Added { name, record: (status, sub_state, details, at) } => {
+                sqlx::query(
+                    "INSERT INTO service_states (server_id, name, status, sub_state, since, updated_at, details) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(server)
+                .bind(&name)
+                .bind(&status)
+                .bind(&sub_state)
+                .bind(at)
+                .bind(at)
+                .bind(&details)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+                record_service_change(conn, server, &name, None, &status, at).await?;
+            }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 async fn record_service_change(
@@ -519,25 +415,12 @@ async fn record_service_change(
         .execute(&mut *conn)
         .await
         .map_err(db)?;
-    // First sightings of healthy units are history, not news.
-    if from.is_none() && to != "failed" {
-        return Ok(());
+    match unit_change_event(name, from, to) {
+        Some((severity, message, details)) => {
+            record_event(conn, Some(server), EventKind::ServiceStatus, severity, &message, details, at).await
+        }
+        None => Ok(()),
     }
-    let severity = if to == "failed" { Severity::Error } else { Severity::Info };
-    let message = match from {
-        Some(from) => format!("service {name} changed from {from} to {to}"),
-        None => format!("service {name} is {to}"),
-    };
-    record_event(
-        conn,
-        Some(server),
-        EventKind::ServiceStatus,
-        severity,
-        &message,
-        json!({"service": name, "from": from, "to": to}),
-        at,
-    )
-    .await
 }
 
 /// Makes `credentials` the server's agent and records who it says it is.

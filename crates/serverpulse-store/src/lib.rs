@@ -9,7 +9,9 @@
 pub mod chunk;
 #[cfg(feature = "contract")]
 pub mod contract;
+pub mod history;
 pub mod model;
+pub mod rows;
 
 use async_trait::async_trait;
 use serverpulse_alerting::Rule;

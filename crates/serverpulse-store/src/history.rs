@@ -1,0 +1,354 @@
+//! How history is shaped, whatever database keeps it: the rollup tiers and chart
+//! buckets, the span of a compacted chunk, rates against neighbouring samples, the
+//! newest figures of a server, and which watched units a report changes.
+//!
+//! Everything here is a pure function of its inputs; each backend does the reading and
+//! writing around it, so the two databases cannot drift apart in what they compute.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use serverpulse_domain::rate::counter_rates;
+use serverpulse_proto::alert::Severity;
+use serverpulse_proto::report::Report;
+
+use crate::{Band, ChartBucket, Sample};
+
+/// Bucket widths of the rollup tiers in ms, finest first; each divides the next.
+pub const TIERS: [i64; 3] = [300_000, 3_600_000, 86_400_000];
+
+/// The span one compacted chunk covers: a day of agent time, aligned.
+pub const CHUNK_SPAN: i64 = 86_400_000;
+
+/// What moves into chunks at a time: whole hours.
+pub const COMPACTION_STEP: i64 = 3_600_000;
+
+/// Agent alerts of one type on one server arriving within this long of the previous one
+/// join its episode instead of opening another.
+pub const AGENT_ALERT_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+/// Sample columns a chart draws, in `ChartMetric::ALL` order.
+pub const COLUMNS: [&str; 8] = [
+    "cpu_usage",
+    "ram_usage",
+    "disk_usage",
+    "load_average",
+    "network_rx_rate",
+    "network_tx_rate",
+    "disk_io_read_rate",
+    "disk_io_write_rate",
+];
+
+/// The start of the bucket of width `width` holding `at`.
+pub fn bucket_of(at: i64, width: i64) -> i64 {
+    at.saturating_sub(at.rem_euclid(width)) // i64::MIN stays the open lower bound
+}
+
+/// One metric's figures merged so far in a bucket.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Summary {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub sum: f64,
+    pub n: u64,
+}
+
+impl Summary {
+    pub fn merge(&mut self, min: f64, max: f64, sum: f64, n: u64) {
+        self.min = Some(self.min.map_or(min, |m| m.min(min)));
+        self.max = Some(self.max.map_or(max, |m| m.max(max)));
+        self.sum += sum;
+        self.n += n;
+    }
+}
+
+/// A chart bucket being filled: per metric a [`Summary`], and the values of the newest
+/// sample (or summed-up bucket) seen, by agent time.
+#[derive(Debug, Default)]
+pub struct Filling {
+    pub samples: u64,
+    pub metrics: [Summary; 8],
+    pub newest: Option<(i64, [Option<f64>; 8])>,
+}
+
+impl Filling {
+    pub fn take_newest(&mut self, at: i64, last: [Option<f64>; 8]) {
+        // Fed in (time, arrival) order: among equal times the later arrival is newest.
+        if self.newest.is_none_or(|(seen, _)| at >= seen) {
+            self.newest = Some((at, last));
+        }
+    }
+
+    pub fn add_sample(&mut self, at: i64, values: [Option<f64>; 8]) {
+        self.samples += 1;
+        for (summary, value) in self.metrics.iter_mut().zip(values) {
+            if let Some(v) = value {
+                summary.merge(v, v, v, 1);
+            }
+        }
+        self.take_newest(at, values);
+    }
+
+    pub fn finish(self, start: i64) -> ChartBucket {
+        let mut bands = [Band::default(); 8];
+        for (i, (band, summary)) in bands.iter_mut().zip(self.metrics).enumerate() {
+            *band = Band {
+                min: summary.min,
+                max: summary.max,
+                avg: (summary.n > 0).then(|| summary.sum / summary.n as f64),
+                last: self.newest.and_then(|(_, last)| last[i]),
+            };
+        }
+        ChartBucket { start, samples: u32::try_from(self.samples).unwrap_or(u32::MAX), bands }
+    }
+}
+
+/// The charted figures of a sample, in [`COLUMNS`] order.
+pub fn charted(s: &Sample) -> [Option<f64>; 8] {
+    [
+        s.cpu_usage,
+        s.memory_usage,
+        s.disk_usage,
+        s.load_average,
+        s.network_rx_rate,
+        s.network_tx_rate,
+        s.disk_io_read_rate,
+        s.disk_io_write_rate,
+    ]
+}
+
+/// Which stored samples a chart counts, and where: by their own time, or (reading a
+/// tier) by the start of their tier bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct ChartPlan {
+    pub from: i64,
+    pub to: i64,
+    pub step: i64,
+    /// The coarsest tier whose buckets tile the chart's exactly, when `from` is aligned.
+    pub tier: Option<i64>,
+}
+
+impl ChartPlan {
+    pub fn new(from: i64, to: i64, step: i64) -> Self {
+        let step = step.max(1);
+        let tier = TIERS.iter().rev().find(|w| step % **w == 0 && from % **w == 0).copied();
+        Self { from, to, step, tier }
+    }
+
+    pub fn counts(&self, at: i64) -> bool {
+        let at = self.tier.map_or(at, |width| bucket_of(at, width));
+        at >= self.from && at < self.to
+    }
+
+    /// Whether compacted samples are read: they have no summaries of their own, so a
+    /// chart from raw rows or from the 5-minute tier takes them in.
+    pub fn reads_chunks(&self) -> bool {
+        self.tier.is_none_or(|width| width == TIERS[0])
+    }
+
+    /// Merges compacted samples into `buckets`, except those whose 5-minute bucket has a
+    /// stored summary (`summed`, as retention leaves where it cut a chunk).
+    pub fn add_chunk_samples(
+        &self,
+        buckets: &mut std::collections::BTreeMap<i64, Filling>,
+        samples: &[Sample],
+        summed: &std::collections::BTreeSet<i64>,
+    ) {
+        for sample in samples {
+            let summarised = self.tier.is_some() && summed.contains(&bucket_of(sample.at, TIERS[0]));
+            if self.counts(sample.at) && !summarised {
+                buckets.entry(bucket_of(sample.at, self.step)).or_default().add_sample(sample.at, charted(sample));
+            }
+        }
+    }
+}
+
+/// A stored sample next to a new one in agent time, with what its rates depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct Neighbour {
+    /// The backend's row id.
+    pub id: i64,
+    pub at: i64,
+    pub uptime: Option<u64>,
+    pub counters: [Option<u64>; 4],
+}
+
+/// Sample columns holding the monotonic counters, in [`Neighbour::counters`] order.
+pub const COUNTER_COLUMNS: [&str; 4] = ["network_rx", "network_tx", "disk_io_read", "disk_io_write"];
+
+impl Neighbour {
+    /// The new report itself, as the neighbour of the stored ones around it.
+    pub fn of_report(report: &Report) -> Self {
+        let m = &report.metrics;
+        Self {
+            id: 0,
+            at: report.timestamp,
+            uptime: m.uptime,
+            counters: [m.network_rx, m.network_tx, m.disk_io_read, m.disk_io_write],
+        }
+    }
+
+    /// Rates of `self` relative to `previous`, one per counter.
+    pub fn rates_after(&self, previous: Option<&Neighbour>) -> [Option<f64>; 4] {
+        counter_rates(previous.map(|p| (p.at, p.counters)), (self.at, self.counters), self.uptime)
+    }
+}
+
+/// The sample a report becomes, with its rates (`raw` is left null: backends keep the
+/// document as text beside it).
+pub fn sample_of(report: &Report, received_at: i64, rates: [Option<f64>; 4]) -> Sample {
+    let m = &report.metrics;
+    Sample {
+        seq: report.seq,
+        at: report.timestamp,
+        received_at,
+        cpu_usage: m.cpu_usage.map(|p| p.get()),
+        memory_usage: m.memory_usage.map(|p| p.get()),
+        disk_usage: m.disk_usage.map(|p| p.get()),
+        load_average: m.load_average,
+        uptime: m.uptime,
+        response_time: m.response_time,
+        network_rx: m.network_rx,
+        network_tx: m.network_tx,
+        disk_io_read: m.disk_io_read,
+        disk_io_write: m.disk_io_write,
+        network_rx_rate: rates[0],
+        network_tx_rate: rates[1],
+        disk_io_read_rate: rates[2],
+        disk_io_write_rate: rates[3],
+        raw: Value::Null,
+    }
+}
+
+/// The flat figures of a report as JSON, for a server's newest figures.
+pub fn last_metrics_json(report: &Report, rates: &[Option<f64>; 4]) -> Value {
+    let m = &report.metrics;
+    json!({
+        "timestamp": serverpulse_proto::time::format_timestamp(report.timestamp),
+        "cpu_usage": m.cpu_usage.map(|p| p.get()),
+        "memory_usage": m.memory_usage.map(|p| p.get()),
+        "disk_usage": m.disk_usage.map(|p| p.get()),
+        "load_average": m.load_average,
+        "uptime": m.uptime,
+        "response_time": m.response_time,
+        "network_rx": m.network_rx,
+        "network_tx": m.network_tx,
+        "disk_io_read": m.disk_io_read,
+        "disk_io_write": m.disk_io_write,
+        "network_rx_rate": rates[0],
+        "network_tx_rate": rates[1],
+        "disk_io_read_rate": rates[2],
+        "disk_io_write_rate": rates[3],
+    })
+}
+
+/// Interleaves a server's recent samples (rows, oldest first) with its compacted chunks
+/// (`(day start, samples)`, in order) into `[from, to]`, at most `limit`. A chunk's
+/// samples all precede the rows of its day, so whole chunks slot in.
+pub fn interleave(
+    recent: Vec<Sample>,
+    chunks: Vec<(i64, Vec<Sample>)>,
+    from: i64,
+    to: i64,
+    limit: usize,
+) -> Vec<Sample> {
+    let mut out = Vec::new();
+    let mut recent = recent.into_iter().peekable();
+    for (start, samples) in chunks {
+        while out.len() < limit {
+            match recent.next_if(|s| s.at < start) {
+                Some(s) => out.push(s),
+                None => break,
+            }
+        }
+        if out.len() >= limit {
+            break;
+        }
+        out.extend(samples.into_iter().filter(|s| s.at >= from && s.at <= to));
+    }
+    out.extend(recent);
+    out.truncate(limit);
+    out
+}
+
+/// A watched unit as stored: status, sub-state, details (JSON text), and the agent
+/// time of its last change.
+pub type UnitRecord = (String, Option<String>, String, i64);
+
+/// What one report does to one watched unit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UnitChange {
+    /// First seen: insert it (and log it).
+    Added { name: String, record: UnitRecord },
+    /// Something about it changed; `from` is the old status when the status itself did.
+    Updated { name: String, record: UnitRecord, from: Option<String> },
+}
+
+/// The watched units of one server as stored, read once per ingest so that reports
+/// which change nothing write nothing.
+#[derive(Debug, Default)]
+pub struct UnitStates {
+    pub known: HashMap<String, UnitRecord>,
+    /// Agent time of the newest report applied: an older one changes no unit.
+    pub newest: i64,
+}
+
+impl UnitStates {
+    pub fn new(known: HashMap<String, UnitRecord>) -> Self {
+        let newest = known.values().map(|(.., at)| *at).max().unwrap_or(i64::MIN);
+        Self { known, newest }
+    }
+
+    /// The changes `report` makes, remembered for the next report. A report older than
+    /// the newest one applied rolls nothing back.
+    pub fn apply(&mut self, report: &Report) -> Vec<UnitChange> {
+        if report.timestamp < self.newest {
+            return Vec::new();
+        }
+        self.newest = report.timestamp;
+        let mut changes = Vec::new();
+        for service in &report.services {
+            let status = service.status.as_str();
+            let record = (status.to_owned(), service.sub_state.clone(), service.details.to_string(), report.timestamp);
+            let name = service.name.clone();
+            match self.known.get(&service.name) {
+                Some((old, sub_state, old_details, _))
+                    if old == status && *sub_state == record.1 && *old_details == record.2 => {}
+                Some((old, ..)) => {
+                    let from = (old != status).then(|| old.clone());
+                    changes.push(UnitChange::Updated { name: name.clone(), record: record.clone(), from });
+                    self.known.insert(name, record);
+                }
+                None => {
+                    changes.push(UnitChange::Added { name: name.clone(), record: record.clone() });
+                    self.known.insert(name, record);
+                }
+            }
+        }
+        changes
+    }
+}
+
+/// The event log entry for a unit's status change, if it is news: first sightings of
+/// healthy units are history only.
+pub fn unit_change_event(name: &str, from: Option<&str>, to: &str) -> Option<(Severity, String, Value)> {
+    if from.is_none() && to != "failed" {
+        return None;
+    }
+    let severity = if to == "failed" { Severity::Error } else { Severity::Info };
+    let message = match from {
+        Some(from) => format!("service {name} changed from {from} to {to}"),
+        None => format!("service {name} is {to}"),
+    };
+    Some((severity, message, json!({"service": name, "from": from, "to": to})))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn buckets_floor_towards_the_past() {
+        assert_eq!(super::bucket_of(299_999, 300_000), 0);
+        assert_eq!(super::bucket_of(300_000, 300_000), 300_000);
+        assert_eq!(super::bucket_of(-1, 300_000), -300_000);
+    }
+}
