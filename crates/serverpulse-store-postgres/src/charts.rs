@@ -1,0 +1,136 @@
+//! What the dashboard reads in bulk: history reduced to chart buckets (min, max, mean
+//! and last per metric), and per-server counts for the fleet overview.
+//!
+//! A chart merges three sources into its buckets, in Rust: the rollup tier that tiles
+//! the request when there is one, else the raw samples; and, for hours compacted into
+//! chunks (which keep no 5-minute summaries), the samples decoded from those chunks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
+
+use serverpulse_store::{ChartBucket, FleetCounts, ServerId, StoreResult};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use crate::PgStore;
+use crate::rows::db;
+use serverpulse_store::history::{COLUMNS, ChartPlan, Filling, bucket_of};
+
+fn charted_row(row: &PgRow) -> StoreResult<[Option<f64>; 8]> {
+    let mut values = [None; 8];
+    for (value, column) in values.iter_mut().zip(COLUMNS) {
+        *value = row.try_get(column).map_err(db)?;
+    }
+    Ok(values)
+}
+
+/// Merges one summed-up tier bucket (a `rollups` row) into `filling`.
+fn add_tier_row(filling: &mut Filling, row: &PgRow) -> StoreResult<()> {
+    let samples: i64 = row.try_get("samples").map_err(db)?;
+    filling.samples += u64::try_from(samples).unwrap_or(0);
+    let mut last = [None; 8];
+    // Column names per metric: min, max, sum, n, last.
+    static NAMES: LazyLock<Vec<[String; 5]>> = LazyLock::new(|| {
+        COLUMNS.iter().map(|c| ["min", "max", "sum", "n", "last"].map(|part| format!("{c}_{part}"))).collect()
+    });
+    for ((summary, [min, max, sum, n, last_name]), last) in filling.metrics.iter_mut().zip(NAMES.iter()).zip(&mut last)
+    {
+        let n: Option<i64> = row.try_get(n.as_str()).map_err(db)?;
+        let n = n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        let min: Option<f64> = row.try_get(min.as_str()).map_err(db)?;
+        let max: Option<f64> = row.try_get(max.as_str()).map_err(db)?;
+        let sum: Option<f64> = row.try_get(sum.as_str()).map_err(db)?;
+        if let (Some(min), Some(max), Some(sum), true) = (min, max, sum, n > 0) {
+            summary.merge(min, max, sum, n);
+        }
+        *last = row.try_get(last_name.as_str()).map_err(db)?;
+    }
+    filling.take_newest(row.try_get("start").map_err(db)?, last);
+    Ok(())
+}
+
+impl PgStore {
+    pub(crate) async fn chart_buckets(
+        &self,
+        server: ServerId,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> StoreResult<Vec<ChartBucket>> {
+        let plan = ChartPlan::new(from, to, step);
+        // One read transaction: one snapshot of rows, summaries and chunks.
+        let mut snapshot = self.snapshot().await?;
+        let mut buckets: BTreeMap<i64, Filling> = BTreeMap::new();
+        let mut summed = std::collections::BTreeSet::new();
+        match plan.tier {
+            Some(width) => {
+                let rows = sqlx::query(
+                    "SELECT * FROM rollups WHERE server_id = $1 AND width = $2 AND start >= $3 AND start < $4 ORDER BY start",
+                )
+                .bind(server)
+                .bind(width)
+                .bind(from)
+                .bind(to)
+                .fetch_all(&mut *snapshot)
+                .await
+                .map_err(db)?;
+                for row in &rows {
+                    let start: i64 = row.try_get("start").map_err(db)?;
+                    summed.insert(start);
+                    add_tier_row(buckets.entry(bucket_of(start, plan.step)).or_default(), row)?;
+                }
+            }
+            None => {
+                let columns = COLUMNS.join(", ");
+                let sql = format!(
+                    "SELECT agent_time, {columns} FROM performance_logs \
+                     WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3 ORDER BY agent_time, id"
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(server)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(&mut *snapshot)
+                    .await
+                    .map_err(db)?;
+                for row in &rows {
+                    let at: i64 = row.try_get("agent_time").map_err(db)?;
+                    buckets.entry(bucket_of(at, plan.step)).or_default().add_sample(at, charted_row(row)?);
+                }
+            }
+        }
+        // Compacted hours have no 5-minute summaries (but where retention cut a chunk,
+        // the summary it wrote stands for the whole bucket): their samples stand in.
+        if plan.reads_chunks() {
+            let samples = Self::chunk_samples(&mut snapshot, server, from, to).await?;
+            plan.add_chunk_samples(&mut buckets, &samples, &summed);
+        }
+        Ok(buckets.into_iter().map(|(start, filling)| filling.finish(start)).collect())
+    }
+
+    pub(crate) async fn counts_per_server(&self) -> StoreResult<HashMap<ServerId, FleetCounts>> {
+        let mut counts: HashMap<ServerId, FleetCounts> = HashMap::new();
+        let alerts =
+            sqlx::query("SELECT server_id, COUNT(*) AS n FROM alerts WHERE status <> 'resolved' GROUP BY server_id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        for row in alerts {
+            let n: i64 = row.try_get("n").map_err(db)?;
+            counts.entry(row.try_get("server_id").map_err(db)?).or_default().open_alerts =
+                u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        let failed = sqlx::query(
+            "SELECT server_id, COUNT(*) AS n FROM service_states WHERE status = 'failed' GROUP BY server_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        for row in failed {
+            let n: i64 = row.try_get("n").map_err(db)?;
+            counts.entry(row.try_get("server_id").map_err(db)?).or_default().failed_services =
+                u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        Ok(counts)
+    }
+}

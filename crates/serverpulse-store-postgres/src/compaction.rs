@@ -1,0 +1,377 @@
+//! Compaction: samples past the detail window move, a whole hour at a time, from
+//! `performance_logs` (a row per report, with the report as received) into the
+//! compressed chunk of their server and day in `history_chunks` (migration 0010; format
+//! in [`serverpulse_store::chunk`]), and their 5-minute summaries go with them (a chart
+//! recomputes those from the chunk). A day's chunk covers the day up to its `until`;
+//! its later samples are still rows. Every sample is in exactly one of the two places: a
+//! report landing before a chunk's `until` [`reopen`]s the chunk first, so
+//! de-duplication by `seq`, rates and summaries work exactly as for recent data.
+
+use std::collections::BTreeSet;
+
+use serverpulse_store::{CompactionOutcome, Sample, ServerId, StoreError, StoreResult, chunk};
+use sqlx::PgConnection;
+
+use crate::PgStore;
+use serverpulse_store::history::{CHUNK_SPAN, COMPACTION_STEP as STEP, TIERS, bucket_of, interleave};
+
+use crate::rollups::{mark_dirty, write_summaries};
+use crate::rows::{self, db};
+
+/// Chunks written (or reopened) per transaction: few, so ingest's commits interleave.
+const CHUNKS_PER_TRANSACTION: usize = 32;
+
+/// Inserts one sample; the raw document as text (`null` once compacted).
+const INSERT_SAMPLE: &str = "INSERT INTO performance_logs (server_id, seq, agent_time, received_at, \
+     cpu_usage, ram_usage, disk_usage, load_average, uptime, response_time, network_rx, network_tx, disk_io_read, \
+     disk_io_write, network_rx_rate, network_tx_rate, disk_io_read_rate, disk_io_write_rate, raw) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+
+fn corrupt(error: chunk::ChunkError) -> StoreError {
+    StoreError::Corrupt(error.to_string())
+}
+
+fn to_i64(v: Option<u64>) -> Option<i64> {
+    v.and_then(|v| i64::try_from(v).ok())
+}
+
+/// Stores `s` as a row of `performance_logs` (its `raw` is not read: `raw` is the text).
+pub(crate) async fn insert_sample(conn: &mut PgConnection, server: ServerId, s: &Sample, raw: &str) -> StoreResult<()> {
+    sqlx::query(INSERT_SAMPLE)
+        .bind(server)
+        .bind(to_i64(s.seq))
+        .bind(s.at)
+        .bind(s.received_at)
+        .bind(s.cpu_usage)
+        .bind(s.memory_usage)
+        .bind(s.disk_usage)
+        .bind(s.load_average)
+        .bind(to_i64(s.uptime))
+        .bind(s.response_time)
+        .bind(to_i64(s.network_rx))
+        .bind(to_i64(s.network_tx))
+        .bind(to_i64(s.disk_io_read))
+        .bind(to_i64(s.disk_io_write))
+        .bind(s.network_rx_rate)
+        .bind(s.network_tx_rate)
+        .bind(s.disk_io_read_rate)
+        .bind(s.disk_io_write_rate)
+        .bind(raw)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// The samples of one stored chunk, in agent time.
+pub(crate) fn decode(data: &[u8]) -> StoreResult<Vec<Sample>> {
+    chunk::decode(data).map_err(corrupt)
+}
+
+/// Puts a compacted block's samples back among the recent ones (with `raw` null) and
+/// marks their summaries for recomputing. Returns whether there was a chunk.
+pub(crate) async fn reopen(conn: &mut PgConnection, server: ServerId, start: i64) -> StoreResult<bool> {
+    let data: Option<Vec<u8>> =
+        sqlx::query_scalar("DELETE FROM history_chunks WHERE server_id = $1 AND start = $2 RETURNING data")
+            .bind(server)
+            .bind(start)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+    let Some(data) = data else { return Ok(false) };
+    let samples = decode(&data)?;
+    for s in &samples {
+        insert_sample(conn, server, s, "null").await?;
+    }
+    mark_dirty(conn, server, &samples.iter().map(|s| s.at).collect()).await?;
+    Ok(true)
+}
+
+/// Compacts the recent samples of `server` in `[day, until)` into the day's chunk
+/// (merged with what it holds). Returns the samples moved and the chunk's bytes;
+/// nothing when there are none or their summaries are still to refresh.
+async fn compact_span(
+    conn: &mut PgConnection,
+    server: ServerId,
+    day: i64,
+    until: i64,
+) -> StoreResult<Option<(u64, u64)>> {
+    crate::store::lock_server(&mut *conn, server).await?;
+    let dirty: Option<i64> = sqlx::query_scalar(
+        "SELECT 1::bigint FROM rollup_dirty WHERE server_id = $1 AND start >= $2 AND start < $3 LIMIT 1",
+    )
+    .bind(server)
+    .bind(day)
+    .bind(until)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    if dirty.is_some() {
+        return Ok(None); // the next pass takes it, once its summaries are current
+    }
+    // Every column but the report's JSON, which the chunk does not keep.
+    let found = sqlx::query(
+        "SELECT seq, agent_time, received_at, cpu_usage, ram_usage, disk_usage, load_average, uptime, \
+         response_time, network_rx, network_tx, disk_io_read, disk_io_write, network_rx_rate, network_tx_rate, \
+         disk_io_read_rate, disk_io_write_rate, 'null' AS raw FROM performance_logs \
+         WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3 ORDER BY agent_time, id",
+    )
+    .bind(server)
+    .bind(day)
+    .bind(until)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let moved: Vec<Sample> = found.iter().map(rows::sample).collect::<StoreResult<_>>()?;
+    let existing: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = $1 AND start = $2")
+            .bind(server)
+            .bind(day)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+    let mut samples = match existing {
+        Some(existing) => decode(&existing)?,
+        None => Vec::new(),
+    };
+    let count = moved.len() as u64;
+    samples.extend(moved);
+    samples.sort_by_key(|s| s.at); // stable: among equal times, arrival order stays
+    let data = chunk::encode(&samples);
+    sqlx::query(
+        "INSERT INTO history_chunks (server_id, start, until, samples, data) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (server_id, start) DO UPDATE SET until = excluded.until, samples = excluded.samples, \
+         data = excluded.data",
+    )
+    .bind(server)
+    .bind(day)
+    .bind(until)
+    .bind(samples.len() as i64)
+    .bind(&data)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    sqlx::query("DELETE FROM performance_logs WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3")
+        .bind(server)
+        .bind(day)
+        .bind(until)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    // Summaries from before the raw horizon could not be recomputed: they stay.
+    sqlx::query(
+        "DELETE FROM rollups WHERE server_id = $1 AND width = $2 AND start >= $3 AND start < $4 AND start >= \
+         COALESCE((SELECT horizon FROM retention_horizons WHERE width = 0), start)",
+    )
+    .bind(server)
+    .bind(TIERS[0])
+    .bind(day)
+    .bind(until)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(Some((count, data.len() as u64)))
+}
+
+/// Removes the samples of one chunk older than `cutoff` (see
+/// [`PgStore::cut_chunks_before`]); returns how many went.
+async fn cut_chunk(conn: &mut PgConnection, server: ServerId, start: i64, cutoff: i64) -> StoreResult<u64> {
+    crate::store::lock_server(&mut *conn, server).await?;
+    let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = $1 AND start = $2")
+        .bind(server)
+        .bind(start)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+    let samples = decode(&data)?;
+    let gone: BTreeSet<i64> = samples.iter().filter(|s| s.at < cutoff).map(|s| bucket_of(s.at, TIERS[0])).collect();
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    write_summaries(conn, server, &samples, &gone).await?;
+    let (old, kept): (Vec<Sample>, Vec<Sample>) = samples.into_iter().partition(|s| s.at < cutoff);
+    // Emptied, the chunk goes; else it keeps its span (`until`) with fewer samples.
+    let done = if kept.is_empty() {
+        sqlx::query("DELETE FROM history_chunks WHERE server_id = $1 AND start = $2")
+            .bind(server)
+            .bind(start)
+            .execute(&mut *conn)
+            .await
+    } else {
+        sqlx::query("UPDATE history_chunks SET samples = $1, data = $2 WHERE server_id = $3 AND start = $4")
+            .bind(kept.len() as i64)
+            .bind(chunk::encode(&kept))
+            .bind(server)
+            .bind(start)
+            .execute(&mut *conn)
+            .await
+    };
+    done.map_err(db)?;
+    Ok(old.len() as u64)
+}
+
+impl PgStore {
+    /// The days of `server` holding recent samples older than `limit`, oldest first.
+    async fn recent_days_before(&self, server: ServerId, limit: i64) -> StoreResult<Vec<i64>> {
+        let mut days = Vec::new();
+        let mut cursor = i64::MIN;
+        loop {
+            let first: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(agent_time) FROM performance_logs WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3",
+            )
+            .bind(server)
+            .bind(cursor)
+            .bind(limit)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+            let Some(first) = first else { return Ok(days) };
+            let day = bucket_of(first, CHUNK_SPAN);
+            days.push(day);
+            cursor = day.saturating_add(CHUNK_SPAN);
+        }
+    }
+
+    async fn compact_spans(
+        &self,
+        spans: &[(ServerId, i64)],
+        limit: i64,
+        outcome: &mut CompactionOutcome,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for (server, day) in spans {
+            let until = limit.min(day.saturating_add(CHUNK_SPAN));
+            if let Some((samples, bytes)) = compact_span(&mut tx, *server, *day, until).await? {
+                outcome.chunks += 1;
+                outcome.samples += samples;
+                outcome.bytes += bytes;
+            }
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    pub(crate) async fn compact(&self, before: i64) -> StoreResult<CompactionOutcome> {
+        // Summaries take in every stored sample first; a span marked since waits a pass.
+        self.refresh_dirty(None).await?;
+        let limit = bucket_of(before, STEP);
+        let servers: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM servers ORDER BY id").fetch_all(&self.pool).await.map_err(db)?;
+        let mut outcome = CompactionOutcome::default();
+        let mut pending = Vec::new();
+        for server in servers {
+            for day in self.recent_days_before(server, limit).await? {
+                pending.push((server, day));
+                if pending.len() == CHUNKS_PER_TRANSACTION {
+                    self.compact_spans(&pending, limit, &mut outcome).await?;
+                    pending.clear();
+                }
+            }
+        }
+        if !pending.is_empty() {
+            self.compact_spans(&pending, limit, &mut outcome).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Removes the compacted samples older than `cutoff`, chunk by chunk, writing the
+    /// 5-minute summaries of the buckets they were in first (compacted hours have none,
+    /// and the summaries outlive the samples). Returns the samples removed.
+    pub(crate) async fn cut_chunks_before(&self, cutoff: i64) -> StoreResult<u64> {
+        let mut removed = 0;
+        let mut after = (i64::MIN, i64::MIN);
+        loop {
+            let chunks: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT server_id, start FROM history_chunks WHERE start < $1 AND (server_id, start) > ($2, $3) \
+                 ORDER BY server_id, start LIMIT $4",
+            )
+            .bind(cutoff)
+            .bind(after.0)
+            .bind(after.1)
+            .bind(CHUNKS_PER_TRANSACTION as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            let Some(last) = chunks.last() else { return Ok(removed) };
+            after = *last;
+            let mut tx = self.begin().await?;
+            for (server, start) in chunks {
+                removed += cut_chunk(&mut tx, server, start, cutoff).await?;
+            }
+            tx.commit().await.map_err(db)?;
+        }
+    }
+
+    /// The compacted samples of `server` whose chunk starts in `[from, to)` (the day
+    /// holding `from` included), each chunk's in agent time, chunks in order.
+    pub(crate) async fn chunk_samples(
+        conn: &mut PgConnection,
+        server: ServerId,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<Vec<Sample>> {
+        let chunks: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT data FROM history_chunks WHERE server_id = $1 AND start >= $2 AND start < $3 ORDER BY start",
+        )
+        .bind(server)
+        .bind(bucket_of(from, CHUNK_SPAN))
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        let mut samples = Vec::new();
+        for data in chunks {
+            samples.extend(decode(&data)?);
+        }
+        Ok(samples)
+    }
+
+    /// Stored samples of `server` with agent time in `[from, to]`, oldest first, at most
+    /// `limit`: recent ones from their rows, older ones from their chunks.
+    pub(crate) async fn samples_between(
+        &self,
+        server: ServerId,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Sample>> {
+        // One read transaction: one snapshot, so no sample is seen both as a row and in a
+        // chunk (or in neither) while compaction moves it.
+        let mut snapshot = self.snapshot().await?;
+        let recent = sqlx::query(
+            "SELECT * FROM performance_logs WHERE server_id = $1 AND agent_time BETWEEN $2 AND $3 \
+             ORDER BY agent_time, id LIMIT $4",
+        )
+        .bind(server)
+        .bind(from)
+        .bind(to)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *snapshot)
+        .await
+        .map_err(db)?;
+        let recent: Vec<Sample> = recent.iter().map(rows::sample).collect::<StoreResult<_>>()?;
+        let starts: Vec<i64> = sqlx::query_scalar(
+            "SELECT start FROM history_chunks WHERE server_id = $1 AND start >= $2 AND start <= $3 ORDER BY start",
+        )
+        .bind(server)
+        .bind(bucket_of(from, CHUNK_SPAN))
+        .bind(to)
+        .fetch_all(&mut *snapshot)
+        .await
+        .map_err(db)?;
+        let mut chunks = Vec::with_capacity(starts.len());
+        for start in starts {
+            let data: Vec<u8> =
+                sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = $1 AND start = $2")
+                    .bind(server)
+                    .bind(start)
+                    .fetch_one(&mut *snapshot)
+                    .await
+                    .map_err(db)?;
+            chunks.push((start, decode(&data)?));
+        }
+        Ok(interleave(recent, chunks, from, to, limit as usize))
+    }
+}

@@ -1,0 +1,146 @@
+//! Retention: raw samples and each rollup tier deleted past their age, and past the size
+//! cap the oldest history first (raw, then 5-minute, hourly, daily summaries). Deletion
+//! goes server by server over the primary indexes, in small transactions so ingest keeps
+//! its turn; each kind's horizon is recorded first, so no summary is ever recomputed
+//! from data that is being removed.
+
+use serverpulse_store::{RetentionOutcome, RetentionPolicy, StoreResult};
+
+use crate::PgStore;
+use crate::rows::db;
+use serverpulse_store::history::{TIERS, bucket_of};
+
+/// Rows deleted per transaction.
+const CHUNK: i64 = 5_000;
+
+impl PgStore {
+    /// Bytes of history held: the size of every sample row, summary and chunk as
+    /// PostgreSQL stores it (`pg_column_size` of the row). Not the files: PostgreSQL
+    /// reuses the space of deleted rows but gives it back to the system only on
+    /// `VACUUM FULL`, so a cap on files could never be met by deleting. It scans the
+    /// history tables: recent rows, summaries and chunks, not the whole history as rows.
+    async fn bytes_used(&self) -> StoreResult<u64> {
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COALESCE(SUM(pg_column_size(p.*)), 0) FROM performance_logs p)::bigint \
+             + (SELECT COALESCE(SUM(pg_column_size(r.*)), 0) FROM rollups r)::bigint \
+             + (SELECT COALESCE(SUM(pg_column_size(h.*)), 0) FROM history_chunks h)::bigint",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+
+    /// Deletes raw samples (`width` 0) or one tier's buckets older than `cutoff`, after
+    /// raising that kind's horizon to it. Returns the rows deleted.
+    async fn delete_before(&self, width: i64, cutoff: i64) -> StoreResult<u64> {
+        let servers: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM servers ORDER BY id").fetch_all(&self.pool).await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO retention_horizons (width, horizon) VALUES ($1, $2) \
+             ON CONFLICT (width) DO UPDATE SET horizon = GREATEST(retention_horizons.horizon, excluded.horizon)",
+        )
+        .bind(width)
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        // Compacted samples go chunk by chunk, leaving their 5-minute summaries.
+        let mut deleted = if width == 0 { self.cut_chunks_before(cutoff).await? } else { 0 };
+        for server in servers {
+            loop {
+                let done = if width == 0 {
+                    sqlx::query(
+                        "DELETE FROM performance_logs WHERE id IN (SELECT id FROM performance_logs \
+                         WHERE server_id = $1 AND agent_time < $2 LIMIT $3)",
+                    )
+                    .bind(server)
+                    .bind(cutoff)
+                    .bind(CHUNK)
+                    .execute(&self.pool)
+                    .await
+                } else {
+                    sqlx::query(
+                        "DELETE FROM rollups WHERE server_id = $1 AND width = $2 AND start IN (SELECT start FROM rollups \
+                         WHERE server_id = $1 AND width = $2 AND start + $2 <= $3 LIMIT $4)",
+                    )
+                    .bind(server)
+                    .bind(width)
+                    .bind(cutoff)
+                    .bind(CHUNK)
+                    .execute(&self.pool)
+                    .await
+                }
+                .map_err(db)?
+                .rows_affected();
+                deleted += done;
+                if done < CHUNK as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// The oldest moment `width`'s history still holds (raw: a sample; tiers: a bucket end).
+    async fn oldest(&self, width: i64) -> StoreResult<Option<i64>> {
+        if width == 0 {
+            sqlx::query_scalar(
+                "SELECT MIN(m) FROM (SELECT MIN(agent_time) AS m FROM performance_logs \
+                 UNION ALL SELECT MIN(start) FROM history_chunks) AS oldest",
+            )
+        } else {
+            sqlx::query_scalar("SELECT MIN(start) + $1 FROM rollups WHERE width = $1").bind(width)
+        }
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    pub(crate) async fn resolution_at(&self, from: i64) -> StoreResult<i64> {
+        let horizons: std::collections::HashMap<i64, i64> =
+            sqlx::query_as("SELECT width, horizon FROM retention_horizons")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?
+                .into_iter()
+                .collect();
+        let complete = |width: i64| horizons.get(&width).is_none_or(|horizon| from >= *horizon);
+        Ok([0, TIERS[0], TIERS[1]].into_iter().find(|w| complete(*w)).unwrap_or(TIERS[2]))
+    }
+
+    pub(crate) async fn retain(&self, policy: &RetentionPolicy, now: i64) -> StoreResult<RetentionOutcome> {
+        let mut outcome = RetentionOutcome::default();
+        // Summaries first take in everything stored, before their sources thin out.
+        self.refresh_dirty(None).await?;
+        if policy.raw_ms > 0 {
+            outcome.raw_deleted += self.delete_before(0, now - policy.raw_ms).await?;
+        }
+        for (width, keep) in TIERS.into_iter().zip([policy.five_minutes_ms, policy.hours_ms, policy.days_ms]) {
+            if keep > 0 {
+                outcome.rollups_deleted += self.delete_before(width, bucket_of(now - keep, width)).await?;
+            }
+        }
+        outcome.bytes_used = self.bytes_used().await?;
+        // Over the cap: the oldest day of the finest history left goes, until under it.
+        let kinds = [0, TIERS[0], TIERS[1], TIERS[2]];
+        let mut kind = 0;
+        while policy.max_bytes > 0 && outcome.bytes_used > policy.max_bytes && kind < kinds.len() {
+            let width = kinds[kind];
+            match self.oldest(width).await? {
+                None => kind += 1,
+                Some(oldest) => {
+                    let cutoff = bucket_of(oldest, 86_400_000) + 86_400_000;
+                    let deleted = self.delete_before(width, cutoff).await?;
+                    if width == 0 {
+                        outcome.raw_deleted += deleted;
+                    } else {
+                        outcome.rollups_deleted += deleted;
+                    }
+                    outcome.bytes_used = self.bytes_used().await?;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,1399 @@
+//! [`PgStore`]: the [`Store`] trait over one SQLite file.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use serverpulse_alerting::Rule;
+use serverpulse_alerting::notify::{Channel, Silence};
+use serverpulse_domain::{AgentStatus, TokenDigest};
+use serverpulse_proto::alert::{AgentAlert, Severity};
+use serverpulse_proto::command::CommandAck;
+use serverpulse_proto::report::Report;
+use serverpulse_proto::settings::AgentSettings;
+use serverpulse_store::history::{
+    AGENT_ALERT_WINDOW_MS, CHUNK_SPAN, COUNTER_COLUMNS, Neighbour, UnitChange, UnitStates, bucket_of,
+    last_metrics_json, sample_of, unit_change_event,
+};
+use serverpulse_store::{
+    AckOutcome, AgentContact, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord,
+    AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, CompactionOutcome,
+    DeliveryOutcome, DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, FleetCounts, IngestJob,
+    IngestOutcome, NewApiToken, NewCommand, NewNotification, NewServer, NewSession, NewUser, NotificationQuery,
+    NotificationRecord, Recipients, RegisterOutcome, RegistrationWay, RetentionOutcome, RetentionPolicy, RuleState,
+    Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError, StoreResult, StoredChannel,
+    StoredRule, StoredSilence, User, UserId, UserWithPassword, Versioned,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
+
+use crate::rows::{self, Cols, Columns, db};
+
+/// The PostgreSQL store. Cheap to clone (a pool handle).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+}
+
+/// The namespace of the per-server advisory locks (the first key of the pair).
+const SERVER_LOCK_SPACE: i32 = 0x5350;
+
+impl PgStore {
+    /// Connects to a `postgres://` URL and migrates the database.
+    pub async fn open_url(url: &str, now: i64) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(db)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        crate::migrate::run(&pool, now).await.map_err(db)?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(db)
+    }
+
+    /// A read-only transaction on one snapshot of the database.
+    pub(crate) async fn snapshot(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        Ok(tx)
+    }
+
+    async fn server_in(conn: &mut PgConnection, id: ServerId) -> StoreResult<Server> {
+        let sql = server_select_by_id();
+        let row =
+            sqlx::query(sql).bind(id).fetch_optional(&mut *conn).await.map_err(db)?.ok_or(StoreError::NotFound)?;
+        rows::server(&row)
+    }
+}
+
+/// The columns a [`Server`] is read from.
+const SERVER_COLUMNS: &str = "id, name, ip, created_at, hostname, agent_enabled, agent_id, agent_status, \
+     agent_version, agent_last_heartbeat, agent_last_contact, agent_config, last_metrics, last_metrics_at, tags";
+
+fn server_select_by_id() -> &'static str {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("SELECT {SERVER_COLUMNS} FROM servers WHERE id = $1"));
+    SQL.as_str()
+}
+
+fn to_i64(value: Option<u64>) -> Option<i64> {
+    value.and_then(|v| i64::try_from(v).ok())
+}
+
+/// Appends one entry to the unified event log.
+pub(crate) async fn record_event(
+    conn: &mut PgConnection,
+    server: Option<ServerId>,
+    kind: EventKind,
+    severity: Severity,
+    message: &str,
+    details: Value,
+    at: i64,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO events (server_id, kind, severity, message, details, at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(server)
+        .bind(kind.as_str())
+        .bind(severity.as_str())
+        .bind(message)
+        .bind(details.to_string())
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Serialises, until the transaction ends, the writers that read a server's history
+/// before writing it (ingest, compaction, summaries), on every replica.
+pub(crate) async fn lock_server(conn: &mut PgConnection, server: ServerId) -> StoreResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, ($2 % 2147483647)::int)")
+        .bind(SERVER_LOCK_SPACE)
+        .bind(server)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Records that the agent of `server` was heard from; brings it back from `disconnected`.
+async fn mark_contact(conn: &mut PgConnection, server: ServerId, now: i64) -> StoreResult<()> {
+    let previous: Option<String> = sqlx::query("SELECT agent_status FROM servers WHERE id = $1")
+        .bind(server)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .map(|row| row.try_get("agent_status"))
+        .transpose()
+        .map_err(db)?;
+    let Some(previous) = previous else {
+        return Err(StoreError::NotFound);
+    };
+    mark_contact_from(conn, server, now, &previous).await
+}
+
+/// [`mark_contact`] when the status before is known already.
+async fn mark_contact_from(conn: &mut PgConnection, server: ServerId, now: i64, previous: &str) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE servers SET agent_status = 'active', \
+         agent_last_contact = GREATEST(COALESCE(agent_last_contact, 0), $1) WHERE id = $2",
+    )
+    .bind(now)
+    .bind(server)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    if previous != AgentStatus::Active.as_str() {
+        let message =
+            if previous == AgentStatus::Disconnected.as_str() { "agent is active again" } else { "agent is active" };
+        record_event(
+            conn,
+            Some(server),
+            EventKind::AgentStatus,
+            Severity::Info,
+            message,
+            json!({"from": previous, "to": "active"}),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn neighbour(row: &sqlx::postgres::PgRow) -> StoreResult<Neighbour> {
+    let row = Cols(row);
+    let mut counters = [None; 4];
+    for (slot, column) in counters.iter_mut().zip(COUNTER_COLUMNS) {
+        *slot = row.opt_u64(column)?;
+    }
+    Ok(Neighbour { id: row.int("id")?, at: row.int("agent_time")?, uptime: row.opt_u64("uptime")?, counters })
+}
+
+/// What one statement finds around a new report: a stored sample with its `seq` (a
+/// replay), the samples just before and after it in agent time, and whether it falls in
+/// the compacted part of its day (`?4`; then that chunk is reopened first, and asked again).
+const AROUND: &str = "SELECT 0::bigint AS which, id, agent_time, uptime, network_rx, network_tx, disk_io_read, \
+     disk_io_write FROM performance_logs WHERE server_id = $1 AND seq = $3 \
+     UNION ALL SELECT * FROM (SELECT 1::bigint, id, agent_time, uptime, network_rx, network_tx, disk_io_read, \
+       disk_io_write FROM performance_logs WHERE server_id = $1 AND agent_time < $2 \
+       ORDER BY agent_time DESC, id DESC LIMIT 1) AS before \
+     UNION ALL SELECT * FROM (SELECT 2::bigint, id, agent_time, uptime, network_rx, network_tx, disk_io_read, \
+       disk_io_write FROM performance_logs WHERE server_id = $1 AND agent_time > $2 \
+       ORDER BY agent_time ASC, id ASC LIMIT 1) AS after \
+     UNION ALL SELECT 3::bigint, start, NULL, NULL, NULL, NULL, NULL, NULL FROM history_chunks \
+       WHERE server_id = $1 AND start = $4 AND $2 < until";
+
+/// Stores one report with its rates; `None` when its `seq` is stored already. Returns
+/// its rates and the agent time of the next sample if that one was re-rated.
+async fn insert_report(
+    conn: &mut PgConnection,
+    server: ServerId,
+    report: &Report,
+    received_at: i64,
+) -> StoreResult<Option<([Option<f64>; 4], Option<i64>)>> {
+    let current = Neighbour::of_report(report);
+    let day = bucket_of(report.timestamp, CHUNK_SPAN);
+    let (mut before, mut after) = (None, None);
+    loop {
+        let found = sqlx::query(AROUND)
+            .bind(server)
+            .bind(report.timestamp)
+            .bind(to_i64(report.seq))
+            .bind(day)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+        let mut compacted = false;
+        for row in &found {
+            match row.try_get::<i64, _>("which").map_err(db)? {
+                0 => return Ok(None),
+                1 => before = Some(neighbour(row)?),
+                2 => after = Some(neighbour(row)?),
+                _ => compacted = true,
+            }
+        }
+        if !compacted || !crate::compaction::reopen(&mut *conn, server, day).await? {
+            break;
+        }
+        (before, after) = (None, None);
+    }
+    let own_rates = current.rates_after(before.as_ref());
+    let sample = sample_of(report, received_at, own_rates);
+    crate::compaction::insert_sample(&mut *conn, server, &sample, &report.raw.to_string()).await?;
+
+    // A replayed report can land between two stored ones: the later one's rates were
+    // computed across the gap and are now measured against this report instead.
+    if let Some(after) = &after {
+        let fixed = after.rates_after(Some(&current));
+        sqlx::query(
+            "UPDATE performance_logs SET network_rx_rate = $1, network_tx_rate = $2, \
+             disk_io_read_rate = $3, disk_io_write_rate = $4 WHERE id = $5",
+        )
+        .bind(fixed[0])
+        .bind(fixed[1])
+        .bind(fixed[2])
+        .bind(fixed[3])
+        .bind(after.id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
+    Ok(Some((own_rates, after.map(|a| a.at))))
+}
+
+/// Stores one agent's reports on `tx` (the caller commits): each `seq` once, rates
+/// against the neighbours in agent time, services, the newest figures, the rollups.
+async fn ingest_in(
+    tx: &mut PgConnection,
+    server: ServerId,
+    reports: &[Report],
+    received_at: i64,
+) -> StoreResult<IngestOutcome> {
+    lock_server(&mut *tx, server).await?;
+    let mut outcome = IngestOutcome::default();
+    let row = sqlx::query(
+        "SELECT last_metrics_at, agent_status, (last_metrics::jsonb ->> 'uptime')::bigint AS uptime FROM servers WHERE id = $1",
+    )
+    .bind(server)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?
+    .ok_or(StoreError::NotFound)?;
+    let last_at: Option<i64> = row.try_get("last_metrics_at").map_err(db)?;
+    let status: String = row.try_get("agent_status").map_err(db)?;
+    let uptime: Option<i64> = row.try_get("uptime").map_err(db)?;
+    outcome.previous_uptime = uptime.and_then(|u| u64::try_from(u).ok());
+    let mut newest: Option<(i64, Value)> = None;
+    let mut touched = std::collections::BTreeSet::new();
+    let mut units = load_units(&mut *tx, server).await?;
+    for report in reports {
+        let Some((report_rates, rerated_at)) = insert_report(&mut *tx, server, report, received_at).await? else {
+            outcome.duplicate_seqs.extend(report.seq);
+            continue;
+        };
+        touched.insert(report.timestamp);
+        touched.extend(rerated_at);
+        apply_units(&mut *tx, server, units.apply(report)).await?;
+        outcome.stored += 1;
+        outcome.stored_seqs.extend(report.seq);
+        let newer_than_stored = last_at.is_none_or(|at| report.timestamp >= at);
+        let newer_than_batch = newest.as_ref().is_none_or(|(at, _)| report.timestamp >= *at);
+        if newer_than_stored && newer_than_batch {
+            newest = Some((report.timestamp, last_metrics_json(report, &report_rates)));
+        }
+    }
+    if let Some((at, metrics)) = newest {
+        sqlx::query("UPDATE servers SET last_metrics = $1, last_metrics_at = $2 WHERE id = $3")
+            .bind(metrics.to_string())
+            .bind(at)
+            .bind(server)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    crate::rollups::mark_dirty(&mut *tx, server, &touched).await?;
+    mark_contact_from(&mut *tx, server, received_at, &status).await?;
+    Ok(outcome)
+}
+
+/// The watched units of one server as stored.
+async fn load_units(conn: &mut PgConnection, server: ServerId) -> StoreResult<UnitStates> {
+    let rows =
+        sqlx::query("SELECT name, status, sub_state, details, updated_at FROM service_states WHERE server_id = $1")
+            .bind(server)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+    let mut known = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let row = Cols(row);
+        let record = (row.text("status")?, row.opt_text("sub_state")?, row.text("details")?, row.int("updated_at")?);
+        known.insert(row.text("name")?, record);
+    }
+    Ok(UnitStates::new(known))
+}
+
+/// Writes what a report changed about the watched units; a change of status goes to
+/// the history and the event log.
+async fn apply_units(conn: &mut PgConnection, server: ServerId, changes: Vec<UnitChange>) -> StoreResult<()> {
+    for change in changes {
+        match change {
+            UnitChange::Updated { name, record: (status, sub_state, details, at), from } => {
+                sqlx::query(
+                    "UPDATE service_states SET status = $1, sub_state = $2, details = $3, updated_at = $4, \
+                     since = CASE WHEN $5 THEN $6 ELSE since END WHERE server_id = $7 AND name = $8",
+                )
+                .bind(&status)
+                .bind(&sub_state)
+                .bind(&details)
+                .bind(at)
+                .bind(from.is_some())
+                .bind(at)
+                .bind(server)
+                .bind(&name)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+                if let Some(from) = from {
+                    record_service_change(conn, server, &name, Some(&from), &status, at).await?;
+                }
+            }
+            UnitChange::Added { name, record: (status, sub_state, details, at) } => {
+                sqlx::query(
+                    "INSERT INTO service_states (server_id, name, status, sub_state, since, updated_at, details) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(server)
+                .bind(&name)
+                .bind(&status)
+                .bind(&sub_state)
+                .bind(at)
+                .bind(at)
+                .bind(&details)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+                record_service_change(conn, server, &name, None, &status, at).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn record_service_change(
+    conn: &mut PgConnection,
+    server: ServerId,
+    name: &str,
+    from: Option<&str>,
+    to: &str,
+    at: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO service_history (server_id, name, from_status, to_status, at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(server)
+    .bind(name)
+    .bind(from)
+    .bind(to)
+    .bind(at)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    match unit_change_event(name, from, to) {
+        Some((severity, message, details)) => {
+            record_event(conn, Some(server), EventKind::ServiceStatus, severity, &message, details, at).await
+        }
+        None => Ok(()),
+    }
+}
+
+/// Makes `credentials` the server's agent and records who it says it is.
+async fn install_agent(
+    conn: &mut PgConnection,
+    server: ServerId,
+    credentials: &AgentCredentials,
+    profile: &AgentProfile,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE servers SET agent_id = $1, agent_token = $2, agent_enabled = TRUE, agent_status = 'active', \
+         hostname = $3, agent_version = $4, agent_config = $5, agent_last_contact = $6 WHERE id = $7",
+    )
+    .bind(&credentials.agent_id)
+    .bind(credentials.token.to_hex())
+    .bind(&profile.hostname)
+    .bind(&profile.agent_version)
+    .bind(profile.system_info.to_string())
+    .bind(now)
+    .bind(server)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_server(&self, new: NewServer, enrollment: EnrollmentGrant, now: i64) -> StoreResult<Server> {
+        let mut tx = self.begin().await?;
+        let id: i64 = sqlx::query("INSERT INTO servers (name, ip, created_at) VALUES ($1, $2, $3) RETURNING id")
+            .bind(&new.name)
+            .bind(new.ip.to_canonical().to_string())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?
+            .try_get("id")
+            .map_err(db)?;
+        insert_enrollment(&mut tx, id, &enrollment, now).await?;
+        record_event(
+            &mut tx,
+            Some(id),
+            EventKind::ServerAdded,
+            Severity::Info,
+            &format!("server {} added", new.name),
+            json!({"name": new.name, "ip": new.ip.to_string()}),
+            now,
+        )
+        .await?;
+        let server = Self::server_in(&mut tx, id).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(server)
+    }
+
+    async fn list_servers(&self) -> StoreResult<Vec<Server>> {
+        let sql = format!("SELECT {SERVER_COLUMNS} FROM servers ORDER BY id");
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(db)?;
+        found.iter().map(rows::server).collect()
+    }
+
+    async fn quiet_servers(&self, since: i64) -> StoreResult<Vec<Server>> {
+        let sql = format!(
+            "SELECT {SERVER_COLUMNS} FROM servers WHERE agent_status = 'disconnected' \
+             OR last_metrics_at < $1 \
+             OR id IN (SELECT server_id FROM alerts WHERE status <> 'resolved') ORDER BY id"
+        );
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(since).fetch_all(&self.pool).await.map_err(db)?;
+        found.iter().map(rows::server).collect()
+    }
+
+    async fn get_server(&self, id: ServerId) -> StoreResult<Server> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        Self::server_in(&mut conn, id).await
+    }
+
+    async fn update_server(&self, id: ServerId, patch: ServerPatch, now: i64) -> StoreResult<Server> {
+        let mut tx = self.begin().await?;
+        let before = Self::server_in(&mut tx, id).await?;
+        sqlx::query(
+            "UPDATE servers SET name = COALESCE($1, name), ip = COALESCE($2, ip), \
+             agent_enabled = COALESCE($3, agent_enabled), tags = COALESCE($4, tags) WHERE id = $5",
+        )
+        .bind(&patch.name)
+        .bind(patch.ip.map(|ip| ip.to_canonical().to_string()))
+        .bind(patch.agent_enabled)
+        .bind(patch.tags.as_ref().map(|t| json!(t).to_string()))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let after = Self::server_in(&mut tx, id).await?;
+        record_event(
+            &mut tx,
+            Some(id),
+            EventKind::ServerUpdated,
+            Severity::Info,
+            &format!("server {} updated", after.name),
+            json!({
+                "name": [before.name, after.name],
+                "ip": [before.ip.to_string(), after.ip.to_string()],
+                "agent_enabled": [before.agent_enabled, after.agent_enabled],
+                "tags": [before.tags, after.tags],
+            }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(after)
+    }
+
+    async fn delete_server(&self, id: ServerId, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let server = Self::server_in(&mut tx, id).await?;
+        sqlx::query("DELETE FROM servers WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db)?;
+        record_event(
+            &mut tx,
+            None,
+            EventKind::ServerRemoved,
+            Severity::Info,
+            &format!("server {} removed", server.name),
+            json!({"server_id": id, "name": server.name, "ip": server.ip.to_string()}),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn add_enrollment(&self, id: ServerId, enrollment: EnrollmentGrant, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        Self::server_in(&mut tx, id).await?;
+        insert_enrollment(&mut tx, id, &enrollment, now).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn enrollment_server(&self, token: &TokenDigest, now: i64) -> StoreResult<Option<Server>> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let found = sqlx::query(
+            "SELECT server_id FROM enrollment_tokens WHERE token = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(token.to_hex())
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+        match found {
+            Some(row) => Ok(Some(Self::server_in(&mut conn, row.try_get("server_id").map_err(db)?).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn set_agent_credentials(&self, id: ServerId, credentials: AgentCredentials, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let server = Self::server_in(&mut tx, id).await?;
+        sqlx::query("UPDATE servers SET agent_id = $1, agent_token = $2, agent_enabled = TRUE WHERE id = $3")
+            .bind(&credentials.agent_id)
+            .bind(credentials.token.to_hex())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        record_event(
+            &mut tx,
+            Some(id),
+            EventKind::CredentialsIssued,
+            Severity::Info,
+            &format!("agent credentials issued for {}", server.name),
+            json!({"agent_id": credentials.agent_id, "replaced": server.agent_id}),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn register_agent(
+        &self,
+        way: RegistrationWay,
+        profile: AgentProfile,
+        now: i64,
+    ) -> StoreResult<RegisterOutcome> {
+        let mut tx = self.begin().await?;
+        let (server_id, agent_id, issued_token, how) = match &way {
+            RegistrationWay::Enrollment { token, fresh } => {
+                let row =
+                    sqlx::query("SELECT id, server_id, expires_at, used_at FROM enrollment_tokens WHERE token = $1")
+                        .bind(token.to_hex())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                let Some(row) = row else {
+                    return Ok(RegisterOutcome::EnrollmentRefused);
+                };
+                let used_at: Option<i64> = row.try_get("used_at").map_err(db)?;
+                let expires_at: i64 = row.try_get("expires_at").map_err(db)?;
+                if used_at.is_some() || expires_at <= now {
+                    return Ok(RegisterOutcome::EnrollmentRefused);
+                }
+                let enrollment_id: i64 = row.try_get("id").map_err(db)?;
+                let server_id: i64 = row.try_get("server_id").map_err(db)?;
+                sqlx::query("UPDATE enrollment_tokens SET used_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(enrollment_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                install_agent(&mut tx, server_id, fresh, &profile, now).await?;
+                (server_id, fresh.agent_id.clone(), true, "enrollment token")
+            }
+            RegistrationWay::ExistingAgent { token } => {
+                let row = sqlx::query(
+                    "SELECT id, agent_id, agent_token FROM servers WHERE agent_token = $1 AND agent_enabled",
+                )
+                .bind(token.to_hex())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+                let Some(row) = row else {
+                    return Ok(RegisterOutcome::NoMatch);
+                };
+                let stored: String = row.try_get("agent_token").map_err(db)?;
+                let stored = rows::digest(&stored)?;
+                if stored != *token {
+                    return Ok(RegisterOutcome::NoMatch);
+                }
+                let server_id: i64 = row.try_get("id").map_err(db)?;
+                let agent_id: String = row.try_get("agent_id").map_err(db)?;
+                let credentials = AgentCredentials { agent_id: agent_id.clone(), token: stored };
+                install_agent(&mut tx, server_id, &credentials, &profile, now).await?;
+                (server_id, agent_id, false, "existing credentials")
+            }
+            RegistrationWay::ServerIp { ip, fresh } => {
+                let candidates =
+                    sqlx::query("SELECT id, agent_status, agent_enabled FROM servers WHERE ip = $1 ORDER BY id")
+                        .bind(ip.to_canonical().to_string())
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                let mut saw_active = false;
+                let mut chosen = None;
+                for row in &candidates {
+                    let status: String = row.try_get("agent_status").map_err(db)?;
+                    let enabled: bool = row.try_get("agent_enabled").map_err(db)?;
+                    if status == AgentStatus::Active.as_str() {
+                        saw_active = true;
+                    } else if enabled && chosen.is_none() {
+                        chosen = Some(row.try_get::<i64, _>("id").map_err(db)?);
+                    }
+                }
+                let Some(server_id) = chosen else {
+                    return Ok(if saw_active { RegisterOutcome::AgentActive } else { RegisterOutcome::NoMatch });
+                };
+                install_agent(&mut tx, server_id, fresh, &profile, now).await?;
+                (server_id, fresh.agent_id.clone(), true, "server address")
+            }
+        };
+        record_event(
+            &mut tx,
+            Some(server_id),
+            EventKind::AgentRegistered,
+            Severity::Info,
+            &format!("agent {agent_id} registered from {} by {how}", profile.hostname),
+            json!({"agent_id": agent_id, "hostname": profile.hostname, "agent_version": profile.agent_version, "by": how}),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(RegisterOutcome::Registered { server_id, agent_id, issued_token })
+    }
+
+    async fn agent_identity(&self, agent_id: &str) -> StoreResult<Option<AgentIdentity>> {
+        let row = sqlx::query("SELECT id, agent_id, agent_token, agent_enabled FROM servers WHERE agent_id = $1")
+            .bind(agent_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let token: Option<String> = row.try_get("agent_token").map_err(db)?;
+        let Some(token) = token else { return Ok(None) };
+        Ok(Some(AgentIdentity {
+            server_id: row.try_get("id").map_err(db)?,
+            agent_id: row.try_get("agent_id").map_err(db)?,
+            token: rows::digest(&token)?,
+            enabled: row.try_get("agent_enabled").map_err(db)?,
+        }))
+    }
+
+    async fn store_reports(
+        &self,
+        server: ServerId,
+        reports: &[Report],
+        received_at: i64,
+    ) -> StoreResult<IngestOutcome> {
+        let mut tx = self.begin().await?;
+        let outcome = ingest_in(&mut tx, server, reports, received_at).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(outcome)
+    }
+
+    async fn store_report_batch(&self, jobs: &[IngestJob]) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
+        let mut tx = self.begin().await?;
+        // Every server's lock up front, in one order on every replica: no deadlock.
+        let servers: std::collections::BTreeSet<ServerId> = jobs.iter().map(|job| job.server).collect();
+        for server in servers {
+            lock_server(&mut tx, server).await?;
+        }
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            // A savepoint each: one job's failure (its server removed meanwhile) undoes
+            // only its own writes.
+            sqlx::query("SAVEPOINT job").execute(&mut *tx).await.map_err(db)?;
+            let outcome = ingest_in(&mut tx, job.server, &job.reports, job.received_at).await;
+            let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+            sqlx::raw_sql(end).execute(&mut *tx).await.map_err(db)?;
+            outcomes.push(outcome);
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(outcomes)
+    }
+
+    async fn record_heartbeat(&self, server: ServerId, contact: AgentContact, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE servers SET agent_last_heartbeat = $1 WHERE id = $2")
+            .bind(now)
+            .bind(server)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        mark_contact(&mut tx, server, now).await?;
+        if contact.status.is_some() || contact.config_version.is_some() {
+            sqlx::query(
+                "UPDATE servers SET agent_config = jsonb_set(agent_config::jsonb, '{heartbeat}', $1::jsonb)::text WHERE id = $2",
+            )
+            .bind(json!({"status": contact.status, "config_version": contact.config_version}).to_string())
+            .bind(server)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn agent_settings(&self, server: ServerId) -> StoreResult<Versioned<AgentSettings>> {
+        let row = sqlx::query("SELECT agent_settings, agent_settings_version FROM servers WHERE id = $1")
+            .bind(server)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or(StoreError::NotFound)?;
+        let text: String = row.try_get("agent_settings").map_err(db)?;
+        let version: i64 = row.try_get("agent_settings_version").map_err(db)?;
+        let value = rows::from_json(&text, &format!("agent settings of server {server}"))?;
+        Ok(Versioned { version: u64::try_from(version).unwrap_or(0), value })
+    }
+
+    async fn set_agent_settings(
+        &self,
+        server: ServerId,
+        settings: AgentSettings,
+        now: i64,
+    ) -> StoreResult<Versioned<AgentSettings>> {
+        let mut tx = self.begin().await?;
+        let text = rows::to_json(&settings)?;
+        let version: i64 = sqlx::query(
+            "UPDATE servers SET agent_settings = $1, agent_settings_version = agent_settings_version + 1 \
+             WHERE id = $2 RETURNING agent_settings_version",
+        )
+        .bind(&text)
+        .bind(server)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound)?
+        .try_get(0)
+        .map_err(db)?;
+        record_event(
+            &mut tx,
+            Some(server),
+            EventKind::ServerUpdated,
+            Severity::Info,
+            &format!("agent settings changed (revision {version})"),
+            json!({"agent_settings": settings, "version": version}),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Versioned { version: u64::try_from(version).unwrap_or(0), value: settings })
+    }
+
+    async fn store_agent_alerts(
+        &self,
+        server: ServerId,
+        alerts: &[AgentAlert],
+        notify: &[Recipients],
+        now: i64,
+    ) -> StoreResult<Vec<AlertId>> {
+        let mut tx = self.begin().await?;
+        let mut ids = Vec::with_capacity(alerts.len());
+        for (index, alert) in alerts.iter().enumerate() {
+            let recipients = notify.get(index);
+            let channels = recipients.map(|r| r.channels.as_slice()).unwrap_or_default();
+            let silenced = recipients.is_some_and(|r| r.silenced);
+            // The episode this alert belongs to: an open agent alert of the same type
+            // seen within the window (a repeat), or none (a new episode).
+            let open: Option<AlertRecord> = sqlx::query(
+                "SELECT * FROM alerts WHERE server_id = $1 AND source = 'agent' AND type = $2 \
+                 AND status != 'resolved' AND updated_at >= $3 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(server)
+            .bind(&alert.kind)
+            .bind(now - AGENT_ALERT_WINDOW_MS)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .map(|row| rows::alert(&row))
+            .transpose()?;
+            let recovered = alert.details.get("state").and_then(Value::as_str) == Some("resolved");
+            let id = match (open, recovered) {
+                (Some(open), true) => {
+                    crate::alerting::close_alert(&mut tx, &open, "agent", now).await?;
+                    crate::notifications::enqueue_in(&mut tx, Some(open.id), channels, "resolved", now).await?;
+                    open.id
+                }
+                (Some(open), false) => {
+                    sqlx::query(
+                        "UPDATE alerts SET occurrences = occurrences + 1, updated_at = $1, message = $2, details = $3, \
+                         severity = $4, host_time = $5 WHERE id = $6",
+                    )
+                    .bind(now)
+                    .bind(&alert.message)
+                    .bind(alert.details.to_string())
+                    .bind(open.severity.max(alert.severity).as_str())
+                    .bind(alert.host_time)
+                    .bind(open.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    open.id
+                }
+                (None, _) => {
+                    let id: AlertId = sqlx::query(
+                        "INSERT INTO alerts (server_id, source, type, severity, message, details, host_time, \
+                         created_at, status, started_at, updated_at, silenced) \
+                         VALUES ($1, 'agent', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                    )
+                    .bind(server)
+                    .bind(&alert.kind)
+                    .bind(alert.severity.as_str())
+                    .bind(&alert.message)
+                    .bind(alert.details.to_string())
+                    .bind(alert.host_time)
+                    .bind(now)
+                    // A recovery notice with nothing open is kept in the history, already resolved.
+                    .bind(if recovered { "resolved" } else { "firing" })
+                    .bind(alert.host_time.unwrap_or(now))
+                    .bind(now)
+                    .bind(silenced && !recovered)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .try_get("id")
+                    .map_err(db)?;
+                    if !recovered {
+                        crate::notifications::enqueue_in(&mut tx, Some(id), channels, "firing", now).await?;
+                    }
+                    id
+                }
+            };
+            record_event(
+                &mut tx,
+                Some(server),
+                EventKind::AgentAlert,
+                alert.severity,
+                &alert.message,
+                json!({"alert_id": id, "type": alert.kind, "details": alert.details}),
+                now,
+            )
+            .await?;
+            ids.push(id);
+        }
+        mark_contact(&mut tx, server, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(ids)
+    }
+
+    async fn mark_silent_agents(&self, now: i64, offline_after_ms: i64) -> StoreResult<Vec<ServerId>> {
+        let mut tx = self.begin().await?;
+        let silent = sqlx::query(
+            "UPDATE servers SET agent_status = 'disconnected' \
+             WHERE agent_status = 'active' AND agent_enabled AND COALESCE(agent_last_contact, 0) < $1 \
+             RETURNING id, name, agent_last_contact",
+        )
+        .bind(now.saturating_sub(offline_after_ms))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut ids = Vec::with_capacity(silent.len());
+        for row in &silent {
+            let id: i64 = row.try_get("id").map_err(db)?;
+            let name: String = row.try_get("name").map_err(db)?;
+            let last: Option<i64> = row.try_get("agent_last_contact").map_err(db)?;
+            record_event(
+                &mut tx,
+                Some(id),
+                EventKind::AgentStatus,
+                Severity::Warning,
+                &format!("agent of {name} is disconnected"),
+                json!({"from": "active", "to": "disconnected", "last_contact": last}),
+                now,
+            )
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await.map_err(db)?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn enqueue_command(&self, server: ServerId, command: NewCommand, now: i64) -> StoreResult<CommandRecord> {
+        let mut tx = self.begin().await?;
+        Self::server_in(&mut tx, server).await?;
+        sqlx::query(
+            "INSERT INTO commands (id, server_id, type, args, issued_at, expires_at, issued_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&command.id)
+        .bind(server)
+        .bind(command.kind.as_str())
+        .bind(command.args.to_string())
+        .bind(now)
+        .bind(command.expires_at)
+        .bind(&command.issued_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        record_event(
+            &mut tx,
+            Some(server),
+            EventKind::CommandEnqueued,
+            Severity::Info,
+            &format!("command {} queued by {}", command.kind.as_str(), command.issued_by),
+            json!({"command_id": command.id, "type": command.kind, "args": command.args}),
+            now,
+        )
+        .await?;
+        let row = sqlx::query("SELECT * FROM commands WHERE id = $1")
+            .bind(&command.id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let record = rows::command(&row)?;
+        tx.commit().await.map_err(db)?;
+        Ok(record)
+    }
+
+    async fn pending_command_count(&self, server: ServerId, now: i64) -> StoreResult<u32> {
+        let count: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM commands WHERE server_id = $1 AND state = 'pending' AND expires_at > $2",
+        )
+        .bind(server)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?
+        .try_get("n")
+        .map_err(db)?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    async fn pending_commands(&self, server: ServerId, now: i64) -> StoreResult<Vec<CommandRecord>> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE commands SET state = 'delivered', delivered_at = $1 \
+             WHERE server_id = $2 AND state = 'pending' AND expires_at > $3",
+        )
+        .bind(now)
+        .bind(server)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let found = sqlx::query(
+            "SELECT * FROM commands WHERE server_id = $1 AND state = 'delivered' AND expires_at > $2 ORDER BY issued_at, id",
+        )
+        .bind(server)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let commands = found.iter().map(rows::command).collect::<StoreResult<Vec<_>>>()?;
+        mark_contact(&mut tx, server, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(commands)
+    }
+
+    async fn ack_command(
+        &self,
+        server: ServerId,
+        command_id: &str,
+        ack: &CommandAck,
+        now: i64,
+    ) -> StoreResult<AckOutcome> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT state, type FROM commands WHERE id = $1 AND server_id = $2")
+            .bind(command_id)
+            .bind(server)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let Some(row) = row else {
+            return Ok(AckOutcome::UnknownCommand);
+        };
+        let state: String = row.try_get("state").map_err(db)?;
+        let kind: String = row.try_get("type").map_err(db)?;
+        if !matches!(state.as_str(), "pending" | "delivered") {
+            mark_contact(&mut tx, server, now).await?;
+            tx.commit().await.map_err(db)?;
+            return Ok(AckOutcome::Duplicate);
+        }
+        let new_state = CommandState::from_ack(ack.status);
+        sqlx::query(
+            "UPDATE commands SET state = $1, acked_at = $2, output = $3, exit_code = $4, host_time = $5 WHERE id = $6",
+        )
+        .bind(new_state.as_str())
+        .bind(now)
+        .bind(&ack.output)
+        .bind(ack.exit_code)
+        .bind(ack.host_time)
+        .bind(command_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let severity = match new_state {
+            CommandState::Succeeded => Severity::Info,
+            _ => Severity::Warning,
+        };
+        record_event(
+            &mut tx,
+            Some(server),
+            EventKind::CommandAcked,
+            severity,
+            &format!("command {kind} {}", new_state.as_str()),
+            json!({"command_id": command_id, "status": new_state, "exit_code": ack.exit_code}),
+            now,
+        )
+        .await?;
+        mark_contact(&mut tx, server, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(AckOutcome::Recorded)
+    }
+
+    async fn list_commands(&self, server: ServerId, limit: u32) -> StoreResult<Vec<CommandRecord>> {
+        let found = sqlx::query("SELECT * FROM commands WHERE server_id = $1 ORDER BY issued_at DESC, id LIMIT $2")
+            .bind(server)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        found.iter().map(rows::command).collect()
+    }
+
+    async fn metrics_history(&self, server: ServerId, from: i64, to: i64, limit: u32) -> StoreResult<Vec<Sample>> {
+        self.samples_between(server, from, to, limit).await
+    }
+
+    async fn chart(&self, server: ServerId, from: i64, to: i64, step: i64) -> StoreResult<Vec<ChartBucket>> {
+        self.chart_buckets(server, from, to, step).await
+    }
+
+    async fn refresh_rollups(&self, server: Option<ServerId>) -> StoreResult<u64> {
+        self.refresh_dirty(server).await
+    }
+
+    async fn chart_resolution(&self, from: i64) -> StoreResult<i64> {
+        self.resolution_at(from).await
+    }
+
+    async fn apply_retention(&self, policy: &RetentionPolicy, now: i64) -> StoreResult<RetentionOutcome> {
+        self.retain(policy, now).await
+    }
+
+    async fn compact_history(&self, before: i64) -> StoreResult<CompactionOutcome> {
+        self.compact(before).await
+    }
+
+    async fn fleet_counts(&self) -> StoreResult<std::collections::HashMap<ServerId, FleetCounts>> {
+        self.counts_per_server().await
+    }
+
+    async fn services(&self, server: ServerId) -> StoreResult<Vec<ServiceRecord>> {
+        let found = sqlx::query("SELECT * FROM service_states WHERE server_id = $1 ORDER BY name COLLATE \"C\"")
+            .bind(server)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        found.iter().map(rows::service).collect()
+    }
+
+    async fn service_history(&self, server: ServerId, limit: u32) -> StoreResult<Vec<ServiceChange>> {
+        let found = sqlx::query("SELECT * FROM service_history WHERE server_id = $1 ORDER BY id DESC LIMIT $2")
+            .bind(server)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        found.iter().map(rows::service_change).collect()
+    }
+
+    async fn alerts(&self, query: AlertQuery) -> StoreResult<Vec<AlertRecord>> {
+        let found = sqlx::query(
+            "SELECT * FROM alerts WHERE ($1 IS NULL OR server_id = $2) AND ($3 IS NULL OR status = $4) \
+             AND ($5 IS NULL OR severity = $6) AND (NOT $7 OR status <> 'resolved') AND ($8 IS NULL OR rule_id = $9) \
+             AND ($10 IS NULL OR id < $11) ORDER BY id DESC LIMIT $12",
+        )
+        .bind(query.server_id)
+        .bind(query.server_id)
+        .bind(query.status.map(AlertStatus::as_str))
+        .bind(query.status.map(AlertStatus::as_str))
+        .bind(query.severity.map(Severity::as_str))
+        .bind(query.severity.map(Severity::as_str))
+        .bind(query.open)
+        .bind(query.rule_id)
+        .bind(query.rule_id)
+        .bind(query.before_id)
+        .bind(query.before_id)
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        found.iter().map(rows::alert).collect()
+    }
+
+    async fn list_channels(&self) -> StoreResult<Vec<StoredChannel>> {
+        self.channels().await
+    }
+
+    async fn get_channel(&self, id: i64) -> StoreResult<StoredChannel> {
+        self.channel(id).await
+    }
+
+    async fn create_channel(&self, channel: Channel, now: i64) -> StoreResult<StoredChannel> {
+        self.insert_channel(channel, now).await
+    }
+
+    async fn update_channel(&self, id: i64, channel: Channel, now: i64) -> StoreResult<StoredChannel> {
+        self.replace_channel(id, channel, now).await
+    }
+
+    async fn delete_channel(&self, id: i64, now: i64) -> StoreResult<()> {
+        self.remove_channel(id, now).await
+    }
+
+    async fn list_silences(&self, active_at: Option<i64>) -> StoreResult<Vec<StoredSilence>> {
+        self.silences(active_at).await
+    }
+
+    async fn create_silence(&self, silence: Silence, by: &str, now: i64) -> StoreResult<StoredSilence> {
+        self.insert_silence(silence, by, now).await
+    }
+
+    async fn delete_silence(&self, id: i64, now: i64) -> StoreResult<()> {
+        self.remove_silence(id, now).await
+    }
+
+    async fn enqueue_notifications(&self, notifications: Vec<NewNotification>, now: i64) -> StoreResult<Vec<i64>> {
+        self.enqueue(notifications, now).await
+    }
+
+    async fn due_notifications(&self, now: i64, limit: u32) -> StoreResult<Vec<DueNotification>> {
+        self.due(now, limit).await
+    }
+
+    async fn record_delivery(&self, id: i64, outcome: DeliveryOutcome, now: i64) -> StoreResult<()> {
+        self.record(id, outcome, now).await
+    }
+
+    async fn notifications(&self, query: NotificationQuery) -> StoreResult<Vec<NotificationRecord>> {
+        self.notification_log(query).await
+    }
+
+    async fn repeats_due(&self, now: i64) -> StoreResult<Vec<(AlertId, i64)>> {
+        self.repeats(now).await
+    }
+
+    async fn alert(&self, id: AlertId) -> StoreResult<AlertRecord> {
+        self.alert_by_id(id).await
+    }
+
+    async fn acknowledge_alert(&self, id: AlertId, by: &str, comment: &str, now: i64) -> StoreResult<AlertRecord> {
+        self.acknowledge(id, by, comment, now).await
+    }
+
+    async fn resolve_alert(&self, id: AlertId, by: &str, now: i64) -> StoreResult<AlertRecord> {
+        self.resolve_by_hand(id, by, now).await
+    }
+
+    async fn list_rules(&self) -> StoreResult<Vec<StoredRule>> {
+        self.rules().await
+    }
+
+    async fn get_rule(&self, id: i64) -> StoreResult<StoredRule> {
+        self.rule(id).await
+    }
+
+    async fn create_rule(&self, rule: Rule, now: i64) -> StoreResult<StoredRule> {
+        self.insert_rule(rule, now).await
+    }
+
+    async fn update_rule(&self, id: i64, rule: Rule, now: i64) -> StoreResult<StoredRule> {
+        self.replace_rule(id, rule, now).await
+    }
+
+    async fn delete_rule(&self, id: i64, now: i64) -> StoreResult<()> {
+        self.remove_rule(id, now).await
+    }
+
+    async fn rule_states(&self, server: ServerId) -> StoreResult<Vec<RuleState>> {
+        self.states_of(server).await
+    }
+
+    async fn apply_alerting(
+        &self,
+        server: ServerId,
+        changes: Vec<AlertingChange>,
+        now: i64,
+    ) -> StoreResult<Vec<AlertId>> {
+        self.apply(server, changes, now).await
+    }
+
+    async fn events(&self, query: EventQuery) -> StoreResult<Vec<EventRecord>> {
+        let found = sqlx::query(
+            "SELECT * FROM events WHERE ($1 IS NULL OR server_id = $2) AND ($3 IS NULL OR kind = $4) \
+             AND ($5 IS NULL OR severity = $6) AND ($7::text IS NULL OR strpos(lower(message), lower($8)) > 0) \
+             AND ($9 IS NULL OR id < $10) ORDER BY id DESC LIMIT $11",
+        )
+        .bind(query.server_id)
+        .bind(query.server_id)
+        .bind(query.kind.map(EventKind::as_str))
+        .bind(query.kind.map(EventKind::as_str))
+        .bind(query.severity.map(Severity::as_str))
+        .bind(query.severity.map(Severity::as_str))
+        .bind(&query.search)
+        .bind(&query.search)
+        .bind(query.before_id)
+        .bind(query.before_id)
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        found.iter().map(rows::event).collect()
+    }
+
+    async fn create_user(&self, new: NewUser, now: i64) -> StoreResult<User> {
+        let row = sqlx::query(
+            "INSERT INTO users (email, role, password_hash, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, email, role, created_at",
+        )
+        .bind(&new.email)
+        .bind(new.role.as_str())
+        .bind(&new.password_hash)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        rows::user(&row)
+    }
+
+    async fn create_first_user(&self, new: NewUser, now: i64) -> StoreResult<Option<User>> {
+        self.insert_first_user(new, now).await
+    }
+
+    async fn set_user_role(&self, id: UserId, role: serverpulse_domain::Role, by: &str, now: i64) -> StoreResult<User> {
+        self.change_role(id, role, by, now).await
+    }
+
+    async fn delete_user(&self, id: UserId, by: &str, now: i64) -> StoreResult<()> {
+        self.remove_user(id, by, now).await
+    }
+
+    async fn list_api_tokens(&self) -> StoreResult<Vec<(ApiToken, String)>> {
+        self.api_tokens().await
+    }
+
+    async fn revoke_api_token(&self, token_id: &str, by: &str, now: i64) -> StoreResult<()> {
+        self.revoke_token(token_id, by, now).await
+    }
+
+    async fn user_count(&self) -> StoreResult<u64> {
+        self.count_users().await
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<UserWithPassword> {
+        self.user_with_password(id).await
+    }
+
+    async fn set_password(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        keep: Option<&TokenDigest>,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.replace_password(id, password_hash, keep, now).await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let found = sqlx::query("SELECT id, email, role, created_at FROM users ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        found.iter().map(rows::user).collect()
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserWithPassword>> {
+        let row =
+            sqlx::query("SELECT id, email, role, created_at, password_hash FROM users WHERE lower(email) = lower($1)")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        row.map(|row| {
+            Ok(UserWithPassword { user: rows::user(&row)?, password_hash: row.try_get("password_hash").map_err(db)? })
+        })
+        .transpose()
+    }
+
+    async fn create_api_token(&self, new: NewApiToken, now: i64) -> StoreResult<ApiToken> {
+        let row = sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, name, secret, created_at) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING id, user_id, name, created_at",
+        )
+        .bind(&new.id)
+        .bind(new.user_id)
+        .bind(&new.name)
+        .bind(new.secret.to_hex())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(rows::missing_if_foreign_key)?;
+        rows::api_token(&row)
+    }
+
+    async fn api_token(&self, token_id: &str) -> StoreResult<Option<(ApiTokenSecret, User)>> {
+        let row = sqlx::query(
+            "SELECT t.id, t.user_id, t.name, t.created_at, t.secret, \
+                    u.email, u.role, u.created_at AS user_created_at \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.id = $1 AND t.revoked_at IS NULL",
+        )
+        .bind(token_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let secret: String = row.try_get("secret").map_err(db)?;
+        let role: String = row.try_get("role").map_err(db)?;
+        let token = rows::api_token(&row)?;
+        let user = User {
+            id: token.user_id,
+            email: row.try_get("email").map_err(db)?,
+            role: serverpulse_domain::Role::parse(&role)
+                .ok_or_else(|| StoreError::Corrupt(format!("role: {role:?}")))?,
+            created_at: row.try_get("user_created_at").map_err(db)?,
+        };
+        Ok(Some((ApiTokenSecret { token, secret: rows::digest(&secret)? }, user)))
+    }
+
+    async fn create_session(&self, session: NewSession, now: i64) -> StoreResult<()> {
+        self.insert_session(session, now).await
+    }
+
+    async fn session_user(&self, id: &TokenDigest, now: i64) -> StoreResult<Option<User>> {
+        self.user_of_session(id, now).await
+    }
+
+    async fn delete_session(&self, id: &TokenDigest, now: i64) -> StoreResult<()> {
+        self.end_session(id, now).await
+    }
+
+    async fn record_failed_login(&self, email: &str, now: i64) -> StoreResult<()> {
+        self.log_failed_login(email, now).await
+    }
+}
+
+async fn insert_enrollment(
+    conn: &mut PgConnection,
+    server: ServerId,
+    enrollment: &EnrollmentGrant,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO enrollment_tokens (server_id, token, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(server)
+        .bind(enrollment.token.to_hex())
+        .bind(now)
+        .bind(enrollment.expires_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
