@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use serverpulse_domain::Role;
 use serverpulse_proto::time::format_timestamp;
+use serverpulse_store::Store;
+use serverpulse_store_postgres::PgStore;
 use serverpulse_store_sqlite::SqliteStore;
 
 use crate::admin;
@@ -213,17 +215,50 @@ impl Cli {
     }
 }
 
+/// The configured database, opened.
+#[derive(Debug, Clone)]
+pub enum OpenedStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl OpenedStore {
+    pub fn shared(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(store) => Arc::new(store.clone()),
+            Self::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// Closes the connections (SQLite checkpoints its log).
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(store) => store.close().await,
+            Self::Postgres(store) => store.close().await,
+        }
+    }
+}
+
 /// Opens the configured database, creating the data directory (owner-only) if needed.
-pub async fn open_store(config: &HubConfig, now: i64) -> anyhow::Result<SqliteStore> {
+pub async fn open_store(config: &HubConfig, now: i64) -> anyhow::Result<OpenedStore> {
     match &config.database {
         DatabaseLocation::SqliteFile(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 create_private_dir(dir)?;
             }
-            SqliteStore::open(path, now).await.with_context(|| format!("opening the database {}", path.display()))
+            let store = SqliteStore::open(path, now).await;
+            Ok(OpenedStore::Sqlite(store.with_context(|| format!("opening the database {}", path.display()))?))
         }
         DatabaseLocation::SqliteUrl(url) => {
-            SqliteStore::open_url(url, now).await.with_context(|| "opening the database from database_url".to_owned())
+            let store = SqliteStore::open_url(url, now).await;
+            Ok(OpenedStore::Sqlite(store.with_context(|| "opening the database from database_url".to_owned())?))
+        }
+        // The URL may hold a password: it is never part of the message.
+        DatabaseLocation::PostgresUrl(url) => {
+            let store = PgStore::open_url(url, now).await;
+            Ok(OpenedStore::Postgres(
+                store.with_context(|| "opening the PostgreSQL database of database_url".to_owned())?,
+            ))
         }
     }
 }
@@ -266,7 +301,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(&config.log);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = open_store(&config, clock.now_ms()).await?;
-    let state = AppState::new(Arc::new(store.clone()), clock, config.settings.clone());
+    let state = AppState::new(store.shared(), clock, config.settings.clone());
     let admin = Admin::console();
     let outcome = match cli.command {
         Command::Serve(_) => serve(&config, state).await,
@@ -382,7 +417,9 @@ async fn quickstart(config: &HubConfig, state: AppState, admin: &Admin) -> anyho
 fn quickstart_agent_dir(config: &HubConfig) -> PathBuf {
     match &config.database {
         DatabaseLocation::SqliteFile(path) => path.parent().unwrap_or(std::path::Path::new(".")).join("agent"),
-        DatabaseLocation::SqliteUrl(_) => PathBuf::from(config::DEFAULT_DATA_DIR).join("agent"),
+        DatabaseLocation::SqliteUrl(_) | DatabaseLocation::PostgresUrl(_) => {
+            PathBuf::from(config::DEFAULT_DATA_DIR).join("agent")
+        }
     }
 }
 

@@ -25,6 +25,8 @@ pub enum DatabaseLocation {
     SqliteFile(PathBuf),
     /// An `sqlite:` URL given explicitly.
     SqliteUrl(String),
+    /// A `postgres://` (or `postgresql://`) URL: a database several hubs may share.
+    PostgresUrl(String),
 }
 
 /// Tunables that handlers and background tasks read.
@@ -197,11 +199,14 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
         .map_err(|_| bad("listen", format!("{listen_text:?} is not an address such as 127.0.0.1:8000")))?;
     let database = match values.database_url {
         Some(url) if url.starts_with("sqlite:") => DatabaseLocation::SqliteUrl(url),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            DatabaseLocation::PostgresUrl(url)
+        }
         Some(url) => {
             let scheme = url.split(':').next().unwrap_or_default().to_owned();
             return Err(bad(
                 "database_url",
-                format!("unsupported database {scheme:?}; this hub stores data in SQLite (sqlite:…)"),
+                format!("unsupported database {scheme:?}; use SQLite (sqlite:…) or PostgreSQL (postgres://…)"),
             ));
         }
         None => {
