@@ -60,9 +60,10 @@ CREATE TABLE performance_logs (
 CREATE UNIQUE INDEX performance_logs_seq ON performance_logs (server_id, seq) WHERE seq IS NOT NULL;
 CREATE INDEX performance_logs_time ON performance_logs (server_id, agent_time);
 
+-- Unit names sort byte by byte, as in SQLite, whatever the database's locale.
 CREATE TABLE service_states (
     server_id  BIGINT NOT NULL REFERENCES servers (id) ON DELETE CASCADE,
-    name       TEXT   NOT NULL,
+    name       TEXT   COLLATE "C" NOT NULL,
     status     TEXT   NOT NULL,
     sub_state  TEXT,
     since      BIGINT NOT NULL,

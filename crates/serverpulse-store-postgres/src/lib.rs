@@ -1,20 +1,38 @@
-//! The PostgreSQL backend of the ServerPulse store, for fleets past one machine.
+//! The PostgreSQL backend of the ServerPulse store, for fleets past one machine and
+//! several hub replicas on one database.
 //!
-//! Same tables, same contract suite, same history format as the SQLite backend (the
-//! shaping of history and the reading of rows are shared through `serverpulse-store`);
-//! what differs is the SQL dialect, and that several hub replicas may write at once:
-//! writes that read before they write (ingest, compaction, summaries) take a
-//! per-server transaction lock, so replicas serialise on a server, never on the fleet.
+//! The store itself (every `Store` method, in SQL) is shared with the SQLite backend:
+//! its modules live in `serverpulse-store/sql/` and are compiled here against this
+//! crate's [`dialect`] and [`rows`]. What differs is the dialect, and that several hub
+//! replicas may write at once: writers that read before they write (ingest, compaction,
+//! summaries) take a per-server transaction lock, so replicas serialise on a server,
+//! never on the fleet. This crate adds the connection pool and its own migrations.
 
-mod alerting;
-mod charts;
-mod compaction;
+mod dialect;
 mod migrate;
-mod notifications;
-mod retention;
-mod rollups;
+mod open;
 mod rows;
+
+#[path = "../../serverpulse-store/sql/alerting.rs"]
+mod alerting;
+#[path = "../../serverpulse-store/sql/charts.rs"]
+mod charts;
+#[path = "../../serverpulse-store/sql/compaction.rs"]
+mod compaction;
+#[path = "../../serverpulse-store/sql/errors.rs"]
+mod errors;
+#[path = "../../serverpulse-store/sql/notifications.rs"]
+mod notifications;
+#[path = "../../serverpulse-store/sql/retention.rs"]
+mod retention;
+#[path = "../../serverpulse-store/sql/rollups.rs"]
+mod rollups;
+#[path = "../../serverpulse-store/sql/store.rs"]
 mod store;
+#[path = "../../serverpulse-store/sql/users.rs"]
 mod users;
 
-pub use store::PgStore;
+pub(crate) use store::SqlStore;
+
+/// The PostgreSQL store. Cheap to clone (a pool handle).
+pub type PgStore = SqlStore;

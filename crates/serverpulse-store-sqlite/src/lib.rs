@@ -4,16 +4,37 @@
 //! disk. Writes go through a pool of exactly one connection (SQLite has one writer
 //! anyway; queueing in the pool avoids `SQLITE_BUSY` lock upgrades), reads through a
 //! small pool of their own that WAL lets run beside the writer.
+//!
+//! The store itself (every `Store` method, in SQL) is shared with the PostgreSQL
+//! backend: its modules live in `serverpulse-store/sql/` and are compiled here against
+//! this crate's [`dialect`] (what SQLite does differently) and [`rows`] (how its rows
+//! read). This crate adds the connection setup and its own migrations.
 
-mod alerting;
-mod charts;
-mod compaction;
+mod dialect;
 mod migrate;
-mod notifications;
-mod retention;
-mod rollups;
+mod open;
 mod rows;
+
+#[path = "../../serverpulse-store/sql/alerting.rs"]
+mod alerting;
+#[path = "../../serverpulse-store/sql/charts.rs"]
+mod charts;
+#[path = "../../serverpulse-store/sql/compaction.rs"]
+mod compaction;
+#[path = "../../serverpulse-store/sql/errors.rs"]
+mod errors;
+#[path = "../../serverpulse-store/sql/notifications.rs"]
+mod notifications;
+#[path = "../../serverpulse-store/sql/retention.rs"]
+mod retention;
+#[path = "../../serverpulse-store/sql/rollups.rs"]
+mod rollups;
+#[path = "../../serverpulse-store/sql/store.rs"]
 mod store;
+#[path = "../../serverpulse-store/sql/users.rs"]
 mod users;
 
-pub use store::SqliteStore;
+pub(crate) use store::SqlStore;
+
+/// The SQLite store. Cheap to clone (two pool handles).
+pub type SqliteStore = SqlStore;

@@ -75,6 +75,7 @@ macro_rules! contract_suite {
             retention_keeps_under_the_size_cap_oldest_first,
             compacted_hours_take_late_reports_once,
             readers_see_each_sample_once_while_compaction_moves_it,
+            events_are_searched_literally_in_any_case,
         );
     };
     (@each $make:expr, always; $($check:ident),* $(,)?) => {
@@ -1296,4 +1297,21 @@ pub async fn readers_see_each_sample_once_while_compaction_moves_it(store: &dyn 
     };
     let ((), reads) = tokio::join!(mover, reader);
     assert!(reads > 10, "the reads overlapped the moves ({reads})");
+}
+
+pub async fn events_are_searched_literally_in_any_case(store: &dyn Store) {
+    server(store, "Disk 50% full", "10.0.0.51").await;
+    server(store, "disk 500", "10.0.0.52").await;
+    server(store, "disk_5", "10.0.0.53").await;
+    let found = |text: &str| {
+        let query = EventQuery { search: Some(text.to_owned()), limit: 50, ..EventQuery::default() };
+        async move {
+            let events = store.events(query).await.expect("events");
+            events.into_iter().map(|e| e.message).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("50%").await, ["server Disk 50% full added"], "% is a character, not a wildcard");
+    assert_eq!(found("K_5").await, ["server disk_5 added"], "so is _, and case does not matter");
+    assert_eq!(found("DISK").await.len(), 3);
+    assert!(found("nowhere").await.is_empty());
 }

@@ -3,8 +3,12 @@
 //! The hub talks to its database only through [`Store`]. Each method is one atomic unit
 //! of work: it commits completely or leaves nothing behind, which is what lets the hub
 //! promise that a report it acknowledged is kept and a refused one left no trace.
-//! Backends live in their own crates (`serverpulse-store-sqlite`, …) and prove themselves
-//! against the [`contract`] suite.
+//! Backends live in their own crates (`serverpulse-store-sqlite`,
+//! `serverpulse-store-postgres`) and prove themselves against the [`contract`] suite.
+//!
+//! Beside this crate's sources, `sql/` holds the store written once in SQL that both
+//! backends compile (as modules, against their own `dialect` and `rows`): this crate
+//! does not compile it, since it depends on no database library.
 
 pub mod chunk;
 #[cfg(feature = "contract")]

@@ -5,37 +5,24 @@
 //! from data that is being removed.
 
 use serverpulse_store::{RetentionOutcome, RetentionPolicy, StoreResult};
-use sqlx::Row;
 
-use crate::SqliteStore;
+use crate::SqlStore;
 use crate::rows::db;
 use serverpulse_store::history::{TIERS, bucket_of};
 
 /// Rows deleted per transaction.
 const CHUNK: i64 = 5_000;
 
-impl SqliteStore {
-    /// Bytes of the database in use (pages not on the free list).
-    async fn bytes_used(&self) -> StoreResult<u64> {
-        let row = sqlx::query(
-            "SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count()) \
-             AS pages, (SELECT page_size FROM pragma_page_size()) AS size",
-        )
-        .fetch_one(&self.writer)
-        .await
-        .map_err(db)?;
-        let (pages, size): (i64, i64) = (row.try_get("pages").map_err(db)?, row.try_get("size").map_err(db)?);
-        Ok(u64::try_from(pages.max(0) * size).unwrap_or(0))
-    }
-
+impl SqlStore {
     /// Deletes raw samples (`width` 0) or one tier's buckets older than `cutoff`, after
     /// raising that kind's horizon to it. Returns the rows deleted.
     async fn delete_before(&self, width: i64, cutoff: i64) -> StoreResult<u64> {
         let servers: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM servers ORDER BY id").fetch_all(&self.writer).await.map_err(db)?;
         sqlx::query(
-            "INSERT INTO retention_horizons (width, horizon) VALUES (?, ?) \
-             ON CONFLICT (width) DO UPDATE SET horizon = MAX(horizon, excluded.horizon)",
+            "INSERT INTO retention_horizons (width, horizon) VALUES ($1, $2) \
+             ON CONFLICT (width) DO UPDATE SET horizon = CASE WHEN excluded.horizon > retention_horizons.horizon \
+             THEN excluded.horizon ELSE retention_horizons.horizon END",
         )
         .bind(width)
         .bind(cutoff)
@@ -49,7 +36,7 @@ impl SqliteStore {
                 let done = if width == 0 {
                     sqlx::query(
                         "DELETE FROM performance_logs WHERE id IN (SELECT id FROM performance_logs \
-                         WHERE server_id = ? AND agent_time < ? LIMIT ?)",
+                         WHERE server_id = $1 AND agent_time < $2 LIMIT $3)",
                     )
                     .bind(server)
                     .bind(cutoff)
@@ -58,8 +45,8 @@ impl SqliteStore {
                     .await
                 } else {
                     sqlx::query(
-                        "DELETE FROM rollups WHERE server_id = ?1 AND width = ?2 AND start IN (SELECT start FROM rollups \
-                         WHERE server_id = ?1 AND width = ?2 AND start + ?2 <= ?3 LIMIT ?4)",
+                        "DELETE FROM rollups WHERE server_id = $1 AND width = $2 AND start IN (SELECT start FROM rollups \
+                         WHERE server_id = $1 AND width = $2 AND start + $2 <= $3 LIMIT $4)",
                     )
                     .bind(server)
                     .bind(width)
@@ -84,10 +71,10 @@ impl SqliteStore {
         if width == 0 {
             sqlx::query_scalar(
                 "SELECT MIN(m) FROM (SELECT MIN(agent_time) AS m FROM performance_logs \
-                 UNION ALL SELECT MIN(start) FROM history_chunks)",
+                 UNION ALL SELECT MIN(start) FROM history_chunks) AS oldest",
             )
         } else {
-            sqlx::query_scalar("SELECT MIN(start) + ?1 FROM rollups WHERE width = ?1").bind(width)
+            sqlx::query_scalar("SELECT MIN(start) + $1 FROM rollups WHERE width = $1").bind(width)
         }
         .fetch_one(&self.writer)
         .await
@@ -118,7 +105,7 @@ impl SqliteStore {
                 outcome.rollups_deleted += self.delete_before(width, bucket_of(now - keep, width)).await?;
             }
         }
-        outcome.bytes_used = self.bytes_used().await?;
+        outcome.bytes_used = crate::dialect::bytes_used(&self.writer).await?;
         // Over the cap: the oldest day of the finest history left goes, until under it.
         let kinds = [0, TIERS[0], TIERS[1], TIERS[2]];
         let mut kind = 0;
@@ -134,19 +121,13 @@ impl SqliteStore {
                     } else {
                         outcome.rollups_deleted += deleted;
                     }
-                    outcome.bytes_used = self.bytes_used().await?;
+                    outcome.bytes_used = crate::dialect::bytes_used(&self.writer).await?;
                 }
             }
         }
         if outcome.raw_deleted + outcome.rollups_deleted > 0 {
-            checkpoint(self).await?;
+            crate::dialect::after_deleting(&self.writer).await?;
         }
         Ok(outcome)
     }
-}
-
-/// Lets the freed pages be reused first; the file itself shrinks only with VACUUM.
-async fn checkpoint(store: &SqliteStore) -> StoreResult<()> {
-    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&store.writer).await.map_err(db)?;
-    Ok(())
 }

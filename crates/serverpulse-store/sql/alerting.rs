@@ -8,18 +8,20 @@ use serverpulse_store::{
     AlertAction, AlertId, AlertRecord, AlertStatus, AlertingChange, EventKind, RuleState, ServerId, StoreError,
     StoreResult, StoredRule,
 };
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
+
+use crate::dialect::Conn;
 
 use crate::notifications::enqueue_in;
 use crate::rows::{self, conflict_if_unique, db, to_json};
-use crate::store::{SqliteStore, record_event};
+use crate::store::{SqlStore, record_event};
 
 fn unique_name(error: sqlx::Error) -> StoreError {
     conflict_if_unique(error, "a rule with this name exists")
 }
 
-async fn alert_in(conn: &mut SqliteConnection, id: AlertId) -> StoreResult<AlertRecord> {
-    let row = sqlx::query("SELECT * FROM alerts WHERE id = ?")
+async fn alert_in(conn: &mut Conn, id: AlertId) -> StoreResult<AlertRecord> {
+    let row = sqlx::query("SELECT * FROM alerts WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
@@ -28,8 +30,8 @@ async fn alert_in(conn: &mut SqliteConnection, id: AlertId) -> StoreResult<Alert
     rows::alert(&row)
 }
 
-async fn rule_in(conn: &mut SqliteConnection, id: i64) -> StoreResult<StoredRule> {
-    let row = sqlx::query("SELECT * FROM alert_rules WHERE id = ?")
+async fn rule_in(conn: &mut Conn, id: i64) -> StoreResult<StoredRule> {
+    let row = sqlx::query("SELECT * FROM alert_rules WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
@@ -38,7 +40,7 @@ async fn rule_in(conn: &mut SqliteConnection, id: i64) -> StoreResult<StoredRule
     rows::rule(&row)
 }
 
-impl SqliteStore {
+impl SqlStore {
     pub(crate) async fn alert_by_id(&self, id: AlertId) -> StoreResult<AlertRecord> {
         let mut conn = self.reader.acquire().await.map_err(db)?;
         alert_in(&mut conn, id).await
@@ -51,8 +53,8 @@ impl SqliteStore {
             return Err(StoreError::Conflict("the alert is resolved".to_owned()));
         }
         sqlx::query(
-            "UPDATE alerts SET status = 'acknowledged', acknowledged_at = ?, acknowledged_by = ?, ack_comment = ?, \
-             updated_at = ? WHERE id = ?",
+            "UPDATE alerts SET status = 'acknowledged', acknowledged_at = $1, acknowledged_by = $2, ack_comment = $3, \
+             updated_at = $4 WHERE id = $5",
         )
         .bind(now)
         .bind(by)
@@ -86,7 +88,7 @@ impl SqliteStore {
         close_alert(&mut tx, &alert, by, now).await?;
         // The rule's episode ends with it: a condition that still holds starts a new one.
         let ok = to_json(&EpisodeState { updated_at: now, ..EpisodeState::default() })?;
-        sqlx::query("UPDATE alert_states SET state = ?, alert_id = NULL WHERE alert_id = ?")
+        sqlx::query("UPDATE alert_states SET state = $1, alert_id = NULL WHERE alert_id = $2")
             .bind(ok)
             .bind(id)
             .execute(&mut *tx)
@@ -110,7 +112,7 @@ impl SqliteStore {
     pub(crate) async fn insert_rule(&self, rule: Rule, now: i64) -> StoreResult<StoredRule> {
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query(
-            "INSERT INTO alert_rules (name, definition, builtin, created_at, updated_at) VALUES (?, ?, 0, ?, ?) \
+            "INSERT INTO alert_rules (name, definition, builtin, created_at, updated_at) VALUES ($1, $2, FALSE, $3, $4) \
              RETURNING id",
         )
         .bind(&rule.name)
@@ -131,7 +133,7 @@ impl SqliteStore {
     pub(crate) async fn replace_rule(&self, id: i64, rule: Rule, now: i64) -> StoreResult<StoredRule> {
         let mut tx = self.begin().await?;
         let before = rule_in(&mut tx, id).await?;
-        sqlx::query("UPDATE alert_rules SET name = ?, definition = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE alert_rules SET name = $1, definition = $2, updated_at = $3 WHERE id = $4")
             .bind(&rule.name)
             .bind(to_json(&rule)?)
             .bind(now)
@@ -141,7 +143,7 @@ impl SqliteStore {
             .map_err(unique_name)?;
         // A different metric or scope makes the old episodes meaningless; thresholds alone do not.
         if before.rule.metric != rule.metric || before.rule.scope != rule.scope {
-            sqlx::query("DELETE FROM alert_states WHERE rule_id = ?").bind(id).execute(&mut *tx).await.map_err(db)?;
+            sqlx::query("DELETE FROM alert_states WHERE rule_id = $1").bind(id).execute(&mut *tx).await.map_err(db)?;
         }
         rule_event(&mut tx, &format!("rule {} changed", rule.name), id, now).await?;
         let stored = rule_in(&mut tx, id).await?;
@@ -152,13 +154,13 @@ impl SqliteStore {
     pub(crate) async fn remove_rule(&self, id: i64, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let rule = rule_in(&mut tx, id).await?;
-        sqlx::query("DELETE FROM alert_rules WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query("DELETE FROM alert_rules WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db)?;
         rule_event(&mut tx, &format!("rule {} removed", rule.rule.name), id, now).await?;
         tx.commit().await.map_err(db)
     }
 
     pub(crate) async fn states_of(&self, server: ServerId) -> StoreResult<Vec<RuleState>> {
-        let found = sqlx::query("SELECT rule_id, subject, state, alert_id FROM alert_states WHERE server_id = ?")
+        let found = sqlx::query("SELECT rule_id, subject, state, alert_id FROM alert_states WHERE server_id = $1")
             .bind(server)
             .fetch_all(&self.reader)
             .await
@@ -176,7 +178,7 @@ impl SqliteStore {
         let mut touched = Vec::new();
         for change in changes {
             let open: Option<AlertId> =
-                sqlx::query("SELECT alert_id FROM alert_states WHERE rule_id = ? AND server_id = ? AND subject = ?")
+                sqlx::query("SELECT alert_id FROM alert_states WHERE rule_id = $1 AND server_id = $2 AND subject = $3")
                     .bind(change.rule_id)
                     .bind(server)
                     .bind(&change.subject)
@@ -193,7 +195,7 @@ impl SqliteStore {
                     let id: AlertId = sqlx::query(
                         "INSERT INTO alerts (server_id, source, type, severity, message, details, created_at, status, \
                          rule_id, subject, value, threshold, started_at, updated_at, silenced) \
-                         VALUES (?, 'rule', ?, ?, ?, ?, ?, 'firing', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                         VALUES ($1, 'rule', $2, $3, $4, $5, $6, 'firing', $7, $8, $9, $10, $11, $12, $13) RETURNING id",
                     )
                     .bind(server)
                     .bind(&kind)
@@ -230,8 +232,8 @@ impl SqliteStore {
                 Some(AlertAction::Escalate { severity, message, value, threshold }) => {
                     if let Some(id) = open {
                         sqlx::query(
-                            "UPDATE alerts SET severity = ?, message = ?, value = ?, threshold = ?, updated_at = ? \
-                             WHERE id = ? AND status != 'resolved'",
+                            "UPDATE alerts SET severity = $1, message = $2, value = $3, threshold = $4, updated_at = $5 \
+                             WHERE id = $6 AND status != 'resolved'",
                         )
                         .bind(severity.as_str())
                         .bind(&message)
@@ -264,7 +266,7 @@ impl SqliteStore {
                     if let Some(id) = open {
                         let alert = alert_in(&mut tx, id).await?;
                         if alert.status != AlertStatus::Resolved {
-                            sqlx::query("UPDATE alerts SET value = ?, message = ? WHERE id = ?")
+                            sqlx::query("UPDATE alerts SET value = $1, message = $2 WHERE id = $3")
                                 .bind(value)
                                 .bind(&message)
                                 .bind(id)
@@ -285,7 +287,7 @@ impl SqliteStore {
             let alert_id = if matches!(change.state.phase, Phase::Ok) { None } else { alert_id };
             let state = to_json(&change.state)?;
             sqlx::query(
-                "INSERT INTO alert_states (rule_id, server_id, subject, state, alert_id) VALUES (?, ?, ?, ?, ?) \
+                "INSERT INTO alert_states (rule_id, server_id, subject, state, alert_id) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (rule_id, server_id, subject) DO UPDATE SET state = excluded.state, \
                  alert_id = excluded.alert_id",
             )
@@ -304,20 +306,17 @@ impl SqliteStore {
 }
 
 /// Marks an alert resolved (by recovery, the agent, or a person) and logs it.
-pub(crate) async fn close_alert(
-    conn: &mut SqliteConnection,
-    alert: &AlertRecord,
-    by: &str,
-    now: i64,
-) -> StoreResult<()> {
-    sqlx::query("UPDATE alerts SET status = 'resolved', resolved_at = ?, resolved_by = ?, updated_at = ? WHERE id = ?")
-        .bind(now)
-        .bind(by)
-        .bind(now)
-        .bind(alert.id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+pub(crate) async fn close_alert(conn: &mut Conn, alert: &AlertRecord, by: &str, now: i64) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE alerts SET status = 'resolved', resolved_at = $1, resolved_by = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(now)
+    .bind(by)
+    .bind(now)
+    .bind(alert.id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
     record_event(
         conn,
         Some(alert.server_id),
@@ -330,6 +329,6 @@ pub(crate) async fn close_alert(
     .await
 }
 
-async fn rule_event(conn: &mut SqliteConnection, message: &str, id: i64, now: i64) -> StoreResult<()> {
+async fn rule_event(conn: &mut Conn, message: &str, id: i64, now: i64) -> StoreResult<()> {
     record_event(conn, None, EventKind::RuleChanged, Severity::Info, message, json!({"rule_id": id}), now).await
 }

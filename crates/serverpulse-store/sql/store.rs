@@ -1,7 +1,5 @@
-//! [`PgStore`]: the [`Store`] trait over one SQLite file.
-
-use std::str::FromStr;
-use std::time::Duration;
+//! [`SqlStore`]: the [`Store`] trait over a SQL database, for every backend. What the
+//! databases do differently (JSON, locks, snapshots, sizes) is in each backend's `dialect`.
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -25,54 +23,76 @@ use serverpulse_store::{
     Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError, StoreResult, StoredChannel,
     StoredRule, StoredSilence, User, UserId, UserWithPassword, Versioned,
 };
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
+use sqlx::{Pool, Row, Transaction};
 
+use crate::dialect::{Conn, Db, DbRow};
 use crate::rows::{self, Cols, Columns, db};
 
-/// The PostgreSQL store. Cheap to clone (a pool handle).
+/// The store over one database. Cheap to clone (pool handles). Writes go through
+/// `writer`, reads through `reader`: two pools on SQLite (one writer connection, readers
+/// beside it), one pool twice on PostgreSQL.
 #[derive(Debug, Clone)]
-pub struct PgStore {
-    pub(crate) pool: PgPool,
+pub struct SqlStore {
+    pub(crate) writer: Pool<Db>,
+    pub(crate) reader: Pool<Db>,
 }
 
-/// The namespace of the per-server advisory locks (the first key of the pair).
-const SERVER_LOCK_SPACE: i32 = 0x5350;
-
-impl PgStore {
-    /// Connects to a `postgres://` URL and migrates the database.
-    pub async fn open_url(url: &str, now: i64) -> StoreResult<Self> {
-        let options = PgConnectOptions::from_str(url).map_err(db)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(db)?;
-        crate::migrate::run(&pool, now).await.map_err(db)?;
-        Ok(Self { pool })
-    }
-
-    /// Closes the pool.
+impl SqlStore {
+    /// Closes the connections.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.reader.close().await;
+        self.writer.close().await;
     }
 
-    pub(crate) async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
-        self.pool.begin().await.map_err(db)
+    /// Adds many servers whose agents already hold credentials, in one transaction and
+    /// with one event: for load tests and mass imports, where a transaction (and a
+    /// commit) per server would take minutes. Returns the new servers' ids, in order.
+    pub async fn provision_agents_in_bulk(
+        &self,
+        agents: &[(NewServer, AgentCredentials)],
+        now: i64,
+    ) -> StoreResult<Vec<ServerId>> {
+        let mut tx = self.begin().await?;
+        let mut ids = Vec::with_capacity(agents.len());
+        for (server, credentials) in agents {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO servers (name, ip, created_at, agent_id, agent_token) VALUES ($1, $2, $3, $4, $5) \
+                 RETURNING id",
+            )
+            .bind(&server.name)
+            .bind(server.ip.to_canonical().to_string())
+            .bind(now)
+            .bind(&credentials.agent_id)
+            .bind(credentials.token.to_hex())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| rows::conflict_if_unique(e, "an agent id is in use already"))?;
+            ids.push(id);
+        }
+        record_event(
+            &mut tx,
+            None,
+            EventKind::ServerAdded,
+            Severity::Info,
+            &format!("{} servers provisioned in bulk with agent credentials", agents.len()),
+            json!({"servers": agents.len()}),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(ids)
+    }
+
+    pub(crate) async fn begin(&self) -> StoreResult<Transaction<'static, Db>> {
+        self.writer.begin().await.map_err(db)
     }
 
     /// A read-only transaction on one snapshot of the database.
-    pub(crate) async fn snapshot(&self) -> StoreResult<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        Ok(tx)
+    pub(crate) async fn snapshot(&self) -> StoreResult<Transaction<'static, Db>> {
+        crate::dialect::snapshot(&self.reader).await
     }
 
-    async fn server_in(conn: &mut PgConnection, id: ServerId) -> StoreResult<Server> {
+    async fn server_in(conn: &mut Conn, id: ServerId) -> StoreResult<Server> {
         let sql = server_select_by_id();
         let row =
             sqlx::query(sql).bind(id).fetch_optional(&mut *conn).await.map_err(db)?.ok_or(StoreError::NotFound)?;
@@ -94,9 +114,23 @@ fn to_i64(value: Option<u64>) -> Option<i64> {
     value.and_then(|v| i64::try_from(v).ok())
 }
 
+/// A `LIKE` pattern matching text that contains `needle` (escaped with `\\`).
+fn like_containing(needle: &str) -> String {
+    let mut pattern = String::with_capacity(needle.len() + 2);
+    pattern.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// Appends one entry to the unified event log.
 pub(crate) async fn record_event(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     server: Option<ServerId>,
     kind: EventKind,
     severity: Severity,
@@ -117,20 +151,8 @@ pub(crate) async fn record_event(
     Ok(())
 }
 
-/// Serialises, until the transaction ends, the writers that read a server's history
-/// before writing it (ingest, compaction, summaries), on every replica.
-pub(crate) async fn lock_server(conn: &mut PgConnection, server: ServerId) -> StoreResult<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, ($2 % 2147483647)::int)")
-        .bind(SERVER_LOCK_SPACE)
-        .bind(server)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-    Ok(())
-}
-
 /// Records that the agent of `server` was heard from; brings it back from `disconnected`.
-async fn mark_contact(conn: &mut PgConnection, server: ServerId, now: i64) -> StoreResult<()> {
+async fn mark_contact(conn: &mut Conn, server: ServerId, now: i64) -> StoreResult<()> {
     let previous: Option<String> = sqlx::query("SELECT agent_status FROM servers WHERE id = $1")
         .bind(server)
         .fetch_optional(&mut *conn)
@@ -146,10 +168,11 @@ async fn mark_contact(conn: &mut PgConnection, server: ServerId, now: i64) -> St
 }
 
 /// [`mark_contact`] when the status before is known already.
-async fn mark_contact_from(conn: &mut PgConnection, server: ServerId, now: i64, previous: &str) -> StoreResult<()> {
+async fn mark_contact_from(conn: &mut Conn, server: ServerId, now: i64, previous: &str) -> StoreResult<()> {
     sqlx::query(
         "UPDATE servers SET agent_status = 'active', \
-         agent_last_contact = GREATEST(COALESCE(agent_last_contact, 0), $1) WHERE id = $2",
+         agent_last_contact = CASE WHEN COALESCE(agent_last_contact, 0) < $1 THEN $1 ELSE agent_last_contact END \
+         WHERE id = $2",
     )
     .bind(now)
     .bind(server)
@@ -173,7 +196,7 @@ async fn mark_contact_from(conn: &mut PgConnection, server: ServerId, now: i64, 
     Ok(())
 }
 
-fn neighbour(row: &sqlx::postgres::PgRow) -> StoreResult<Neighbour> {
+fn neighbour(row: &DbRow) -> StoreResult<Neighbour> {
     let row = Cols(row);
     let mut counters = [None; 4];
     for (slot, column) in counters.iter_mut().zip(COUNTER_COLUMNS) {
@@ -185,21 +208,21 @@ fn neighbour(row: &sqlx::postgres::PgRow) -> StoreResult<Neighbour> {
 /// What one statement finds around a new report: a stored sample with its `seq` (a
 /// replay), the samples just before and after it in agent time, and whether it falls in
 /// the compacted part of its day (`?4`; then that chunk is reopened first, and asked again).
-const AROUND: &str = "SELECT 0::bigint AS which, id, agent_time, uptime, network_rx, network_tx, disk_io_read, \
+const AROUND: &str = "SELECT CAST(0 AS BIGINT) AS which, id, agent_time, uptime, network_rx, network_tx, disk_io_read, \
      disk_io_write FROM performance_logs WHERE server_id = $1 AND seq = $3 \
-     UNION ALL SELECT * FROM (SELECT 1::bigint, id, agent_time, uptime, network_rx, network_tx, disk_io_read, \
+     UNION ALL SELECT * FROM (SELECT CAST(1 AS BIGINT), id, agent_time, uptime, network_rx, network_tx, disk_io_read, \
        disk_io_write FROM performance_logs WHERE server_id = $1 AND agent_time < $2 \
-       ORDER BY agent_time DESC, id DESC LIMIT 1) AS before \
-     UNION ALL SELECT * FROM (SELECT 2::bigint, id, agent_time, uptime, network_rx, network_tx, disk_io_read, \
+       ORDER BY agent_time DESC, id DESC LIMIT 1) AS earlier \
+     UNION ALL SELECT * FROM (SELECT CAST(2 AS BIGINT), id, agent_time, uptime, network_rx, network_tx, disk_io_read, \
        disk_io_write FROM performance_logs WHERE server_id = $1 AND agent_time > $2 \
-       ORDER BY agent_time ASC, id ASC LIMIT 1) AS after \
-     UNION ALL SELECT 3::bigint, start, NULL, NULL, NULL, NULL, NULL, NULL FROM history_chunks \
+       ORDER BY agent_time ASC, id ASC LIMIT 1) AS later \
+     UNION ALL SELECT CAST(3 AS BIGINT), start, NULL, NULL, NULL, NULL, NULL, NULL FROM history_chunks \
        WHERE server_id = $1 AND start = $4 AND $2 < until";
 
 /// Stores one report with its rates; `None` when its `seq` is stored already. Returns
 /// its rates and the agent time of the next sample if that one was re-rated.
 async fn insert_report(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     server: ServerId,
     report: &Report,
     received_at: i64,
@@ -257,21 +280,19 @@ async fn insert_report(
 /// Stores one agent's reports on `tx` (the caller commits): each `seq` once, rates
 /// against the neighbours in agent time, services, the newest figures, the rollups.
 async fn ingest_in(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     server: ServerId,
     reports: &[Report],
     received_at: i64,
 ) -> StoreResult<IngestOutcome> {
-    lock_server(&mut *tx, server).await?;
+    crate::dialect::lock_server(&mut *tx, server).await?;
     let mut outcome = IngestOutcome::default();
-    let row = sqlx::query(
-        "SELECT last_metrics_at, agent_status, (last_metrics::jsonb ->> 'uptime')::bigint AS uptime FROM servers WHERE id = $1",
-    )
-    .bind(server)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db)?
-    .ok_or(StoreError::NotFound)?;
+    let row = sqlx::query(crate::dialect::INGEST_STATE)
+        .bind(server)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound)?;
     let last_at: Option<i64> = row.try_get("last_metrics_at").map_err(db)?;
     let status: String = row.try_get("agent_status").map_err(db)?;
     let uptime: Option<i64> = row.try_get("uptime").map_err(db)?;
@@ -310,7 +331,7 @@ async fn ingest_in(
 }
 
 /// The watched units of one server as stored.
-async fn load_units(conn: &mut PgConnection, server: ServerId) -> StoreResult<UnitStates> {
+async fn load_units(conn: &mut Conn, server: ServerId) -> StoreResult<UnitStates> {
     let rows =
         sqlx::query("SELECT name, status, sub_state, details, updated_at FROM service_states WHERE server_id = $1")
             .bind(server)
@@ -328,7 +349,7 @@ async fn load_units(conn: &mut PgConnection, server: ServerId) -> StoreResult<Un
 
 /// Writes what a report changed about the watched units; a change of status goes to
 /// the history and the event log.
-async fn apply_units(conn: &mut PgConnection, server: ServerId, changes: Vec<UnitChange>) -> StoreResult<()> {
+async fn apply_units(conn: &mut Conn, server: ServerId, changes: Vec<UnitChange>) -> StoreResult<()> {
     for change in changes {
         match change {
             UnitChange::Updated { name, record: (status, sub_state, details, at), from } => {
@@ -374,7 +395,7 @@ async fn apply_units(conn: &mut PgConnection, server: ServerId, changes: Vec<Uni
 }
 
 async fn record_service_change(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     server: ServerId,
     name: &str,
     from: Option<&str>,
@@ -402,7 +423,7 @@ async fn record_service_change(
 
 /// Makes `credentials` the server's agent and records who it says it is.
 async fn install_agent(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     server: ServerId,
     credentials: &AgentCredentials,
     profile: &AgentProfile,
@@ -426,7 +447,7 @@ async fn install_agent(
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl Store for SqlStore {
     async fn create_server(&self, new: NewServer, enrollment: EnrollmentGrant, now: i64) -> StoreResult<Server> {
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query("INSERT INTO servers (name, ip, created_at) VALUES ($1, $2, $3) RETURNING id")
@@ -456,7 +477,7 @@ impl Store for PgStore {
 
     async fn list_servers(&self) -> StoreResult<Vec<Server>> {
         let sql = format!("SELECT {SERVER_COLUMNS} FROM servers ORDER BY id");
-        let found = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await.map_err(db)?;
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.reader).await.map_err(db)?;
         found.iter().map(rows::server).collect()
     }
 
@@ -466,12 +487,12 @@ impl Store for PgStore {
              OR last_metrics_at < $1 \
              OR id IN (SELECT server_id FROM alerts WHERE status <> 'resolved') ORDER BY id"
         );
-        let found = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(since).fetch_all(&self.pool).await.map_err(db)?;
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(since).fetch_all(&self.reader).await.map_err(db)?;
         found.iter().map(rows::server).collect()
     }
 
     async fn get_server(&self, id: ServerId) -> StoreResult<Server> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut conn = self.reader.acquire().await.map_err(db)?;
         Self::server_in(&mut conn, id).await
     }
 
@@ -535,7 +556,7 @@ impl Store for PgStore {
     }
 
     async fn enrollment_server(&self, token: &TokenDigest, now: i64) -> StoreResult<Option<Server>> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut conn = self.reader.acquire().await.map_err(db)?;
         let found = sqlx::query(
             "SELECT server_id FROM enrollment_tokens WHERE token = $1 AND used_at IS NULL AND expires_at > $2",
         )
@@ -640,7 +661,7 @@ impl Store for PgStore {
                 let mut chosen = None;
                 for row in &candidates {
                     let status: String = row.try_get("agent_status").map_err(db)?;
-                    let enabled: bool = row.try_get("agent_enabled").map_err(db)?;
+                    let enabled = Cols(row).flag("agent_enabled")?;
                     if status == AgentStatus::Active.as_str() {
                         saw_active = true;
                     } else if enabled && chosen.is_none() {
@@ -671,7 +692,7 @@ impl Store for PgStore {
     async fn agent_identity(&self, agent_id: &str) -> StoreResult<Option<AgentIdentity>> {
         let row = sqlx::query("SELECT id, agent_id, agent_token, agent_enabled FROM servers WHERE agent_id = $1")
             .bind(agent_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await
             .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
@@ -681,7 +702,7 @@ impl Store for PgStore {
             server_id: row.try_get("id").map_err(db)?,
             agent_id: row.try_get("agent_id").map_err(db)?,
             token: rows::digest(&token)?,
-            enabled: row.try_get("agent_enabled").map_err(db)?,
+            enabled: Cols(&row).flag("agent_enabled")?,
         }))
     }
 
@@ -702,7 +723,7 @@ impl Store for PgStore {
         // Every server's lock up front, in one order on every replica: no deadlock.
         let servers: std::collections::BTreeSet<ServerId> = jobs.iter().map(|job| job.server).collect();
         for server in servers {
-            lock_server(&mut tx, server).await?;
+            crate::dialect::lock_server(&mut tx, server).await?;
         }
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -728,14 +749,12 @@ impl Store for PgStore {
             .map_err(db)?;
         mark_contact(&mut tx, server, now).await?;
         if contact.status.is_some() || contact.config_version.is_some() {
-            sqlx::query(
-                "UPDATE servers SET agent_config = jsonb_set(agent_config::jsonb, '{heartbeat}', $1::jsonb)::text WHERE id = $2",
-            )
-            .bind(json!({"status": contact.status, "config_version": contact.config_version}).to_string())
-            .bind(server)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            sqlx::query(crate::dialect::SET_HEARTBEAT_STATUS)
+                .bind(json!({"status": contact.status, "config_version": contact.config_version}).to_string())
+                .bind(server)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         tx.commit().await.map_err(db)
     }
@@ -743,7 +762,7 @@ impl Store for PgStore {
     async fn agent_settings(&self, server: ServerId) -> StoreResult<Versioned<AgentSettings>> {
         let row = sqlx::query("SELECT agent_settings, agent_settings_version FROM servers WHERE id = $1")
             .bind(server)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await
             .map_err(db)?
             .ok_or(StoreError::NotFound)?;
@@ -958,7 +977,7 @@ impl Store for PgStore {
         )
         .bind(server)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reader)
         .await
         .map_err(db)?
         .try_get("n")
@@ -1052,7 +1071,7 @@ impl Store for PgStore {
         let found = sqlx::query("SELECT * FROM commands WHERE server_id = $1 ORDER BY issued_at DESC, id LIMIT $2")
             .bind(server)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await
             .map_err(db)?;
         found.iter().map(rows::command).collect()
@@ -1087,9 +1106,9 @@ impl Store for PgStore {
     }
 
     async fn services(&self, server: ServerId) -> StoreResult<Vec<ServiceRecord>> {
-        let found = sqlx::query("SELECT * FROM service_states WHERE server_id = $1 ORDER BY name COLLATE \"C\"")
+        let found = sqlx::query("SELECT * FROM service_states WHERE server_id = $1 ORDER BY name")
             .bind(server)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await
             .map_err(db)?;
         found.iter().map(rows::service).collect()
@@ -1099,7 +1118,7 @@ impl Store for PgStore {
         let found = sqlx::query("SELECT * FROM service_history WHERE server_id = $1 ORDER BY id DESC LIMIT $2")
             .bind(server)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await
             .map_err(db)?;
         found.iter().map(rows::service_change).collect()
@@ -1123,7 +1142,7 @@ impl Store for PgStore {
         .bind(query.before_id)
         .bind(query.before_id)
         .bind(i64::from(query.limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await
         .map_err(db)?;
         found.iter().map(rows::alert).collect()
@@ -1229,7 +1248,7 @@ impl Store for PgStore {
     async fn events(&self, query: EventQuery) -> StoreResult<Vec<EventRecord>> {
         let found = sqlx::query(
             "SELECT * FROM events WHERE ($1 IS NULL OR server_id = $2) AND ($3 IS NULL OR kind = $4) \
-             AND ($5 IS NULL OR severity = $6) AND ($7::text IS NULL OR strpos(lower(message), lower($8)) > 0) \
+             AND ($5 IS NULL OR severity = $6) AND (NOT $7 OR lower(message) LIKE lower($8) ESCAPE '\\') \
              AND ($9 IS NULL OR id < $10) ORDER BY id DESC LIMIT $11",
         )
         .bind(query.server_id)
@@ -1238,12 +1257,12 @@ impl Store for PgStore {
         .bind(query.kind.map(EventKind::as_str))
         .bind(query.severity.map(Severity::as_str))
         .bind(query.severity.map(Severity::as_str))
-        .bind(&query.search)
-        .bind(&query.search)
+        .bind(query.search.is_some())
+        .bind(query.search.as_deref().map(like_containing))
         .bind(query.before_id)
         .bind(query.before_id)
         .bind(i64::from(query.limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await
         .map_err(db)?;
         found.iter().map(rows::event).collect()
@@ -1258,7 +1277,7 @@ impl Store for PgStore {
         .bind(new.role.as_str())
         .bind(&new.password_hash)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(db)?;
         rows::user(&row)
@@ -1304,7 +1323,7 @@ impl Store for PgStore {
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
         let found = sqlx::query("SELECT id, email, role, created_at FROM users ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await
             .map_err(db)?;
         found.iter().map(rows::user).collect()
@@ -1314,7 +1333,7 @@ impl Store for PgStore {
         let row =
             sqlx::query("SELECT id, email, role, created_at, password_hash FROM users WHERE lower(email) = lower($1)")
                 .bind(email)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reader)
                 .await
                 .map_err(db)?;
         row.map(|row| {
@@ -1333,7 +1352,7 @@ impl Store for PgStore {
         .bind(&new.name)
         .bind(new.secret.to_hex())
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(rows::missing_if_foreign_key)?;
         rows::api_token(&row)
@@ -1347,7 +1366,7 @@ impl Store for PgStore {
              WHERE t.id = $1 AND t.revoked_at IS NULL",
         )
         .bind(token_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await
         .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
@@ -1382,7 +1401,7 @@ impl Store for PgStore {
 }
 
 async fn insert_enrollment(
-    conn: &mut PgConnection,
+    conn: &mut Conn,
     server: ServerId,
     enrollment: &EnrollmentGrant,
     now: i64,

@@ -8,15 +8,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
+use crate::dialect::DbRow;
 use serverpulse_store::{ChartBucket, FleetCounts, ServerId, StoreResult};
 use sqlx::Row;
-use sqlx::postgres::PgRow;
 
-use crate::PgStore;
+use crate::SqlStore;
 use crate::rows::db;
 use serverpulse_store::history::{COLUMNS, ChartPlan, Filling, bucket_of};
 
-fn charted_row(row: &PgRow) -> StoreResult<[Option<f64>; 8]> {
+fn charted_row(row: &DbRow) -> StoreResult<[Option<f64>; 8]> {
     let mut values = [None; 8];
     for (value, column) in values.iter_mut().zip(COLUMNS) {
         *value = row.try_get(column).map_err(db)?;
@@ -25,7 +25,7 @@ fn charted_row(row: &PgRow) -> StoreResult<[Option<f64>; 8]> {
 }
 
 /// Merges one summed-up tier bucket (a `rollups` row) into `filling`.
-fn add_tier_row(filling: &mut Filling, row: &PgRow) -> StoreResult<()> {
+fn add_tier_row(filling: &mut Filling, row: &DbRow) -> StoreResult<()> {
     let samples: i64 = row.try_get("samples").map_err(db)?;
     filling.samples += u64::try_from(samples).unwrap_or(0);
     let mut last = [None; 8];
@@ -49,7 +49,7 @@ fn add_tier_row(filling: &mut Filling, row: &PgRow) -> StoreResult<()> {
     Ok(())
 }
 
-impl PgStore {
+impl SqlStore {
     pub(crate) async fn chart_buckets(
         &self,
         server: ServerId,
@@ -112,7 +112,7 @@ impl PgStore {
         let mut counts: HashMap<ServerId, FleetCounts> = HashMap::new();
         let alerts =
             sqlx::query("SELECT server_id, COUNT(*) AS n FROM alerts WHERE status <> 'resolved' GROUP BY server_id")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reader)
                 .await
                 .map_err(db)?;
         for row in alerts {
@@ -123,7 +123,7 @@ impl PgStore {
         let failed = sqlx::query(
             "SELECT server_id, COUNT(*) AS n FROM service_states WHERE status = 'failed' GROUP BY server_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await
         .map_err(db)?;
         for row in failed {

@@ -9,10 +9,10 @@
 
 use std::collections::BTreeSet;
 
+use crate::dialect::Conn;
 use serverpulse_store::{CompactionOutcome, Sample, ServerId, StoreError, StoreResult, chunk};
-use sqlx::SqliteConnection;
 
-use crate::SqliteStore;
+use crate::SqlStore;
 use serverpulse_store::history::{CHUNK_SPAN, COMPACTION_STEP as STEP, TIERS, bucket_of, interleave};
 
 use crate::rollups::{mark_dirty, write_summaries};
@@ -25,7 +25,7 @@ const CHUNKS_PER_TRANSACTION: usize = 32;
 const INSERT_SAMPLE: &str = "INSERT INTO performance_logs (server_id, seq, agent_time, received_at, \
      cpu_usage, ram_usage, disk_usage, load_average, uptime, response_time, network_rx, network_tx, disk_io_read, \
      disk_io_write, network_rx_rate, network_tx_rate, disk_io_read_rate, disk_io_write_rate, raw) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 
 fn corrupt(error: chunk::ChunkError) -> StoreError {
     StoreError::Corrupt(error.to_string())
@@ -36,12 +36,7 @@ fn to_i64(v: Option<u64>) -> Option<i64> {
 }
 
 /// Stores `s` as a row of `performance_logs` (its `raw` is not read: `raw` is the text).
-pub(crate) async fn insert_sample(
-    conn: &mut SqliteConnection,
-    server: ServerId,
-    s: &Sample,
-    raw: &str,
-) -> StoreResult<()> {
+pub(crate) async fn insert_sample(conn: &mut Conn, server: ServerId, s: &Sample, raw: &str) -> StoreResult<()> {
     sqlx::query(INSERT_SAMPLE)
         .bind(server)
         .bind(to_i64(s.seq))
@@ -75,9 +70,9 @@ pub(crate) fn decode(data: &[u8]) -> StoreResult<Vec<Sample>> {
 
 /// Puts a compacted block's samples back among the recent ones (with `raw` null) and
 /// marks their summaries for recomputing. Returns whether there was a chunk.
-pub(crate) async fn reopen(conn: &mut SqliteConnection, server: ServerId, start: i64) -> StoreResult<bool> {
+pub(crate) async fn reopen(conn: &mut Conn, server: ServerId, start: i64) -> StoreResult<bool> {
     let data: Option<Vec<u8>> =
-        sqlx::query_scalar("DELETE FROM history_chunks WHERE server_id = ? AND start = ? RETURNING data")
+        sqlx::query_scalar("DELETE FROM history_chunks WHERE server_id = $1 AND start = $2 RETURNING data")
             .bind(server)
             .bind(start)
             .fetch_optional(&mut *conn)
@@ -95,20 +90,17 @@ pub(crate) async fn reopen(conn: &mut SqliteConnection, server: ServerId, start:
 /// Compacts the recent samples of `server` in `[day, until)` into the day's chunk
 /// (merged with what it holds). Returns the samples moved and the chunk's bytes;
 /// nothing when there are none or their summaries are still to refresh.
-async fn compact_span(
-    conn: &mut SqliteConnection,
-    server: ServerId,
-    day: i64,
-    until: i64,
-) -> StoreResult<Option<(u64, u64)>> {
-    let dirty: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM rollup_dirty WHERE server_id = ? AND start >= ? AND start < ? LIMIT 1")
-            .bind(server)
-            .bind(day)
-            .bind(until)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
+async fn compact_span(conn: &mut Conn, server: ServerId, day: i64, until: i64) -> StoreResult<Option<(u64, u64)>> {
+    crate::dialect::lock_server(&mut *conn, server).await?;
+    let dirty: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(1 AS BIGINT) FROM rollup_dirty WHERE server_id = $1 AND start >= $2 AND start < $3 LIMIT 1",
+    )
+    .bind(server)
+    .bind(day)
+    .bind(until)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
     if dirty.is_some() {
         return Ok(None); // the next pass takes it, once its summaries are current
     }
@@ -117,7 +109,7 @@ async fn compact_span(
         "SELECT seq, agent_time, received_at, cpu_usage, ram_usage, disk_usage, load_average, uptime, \
          response_time, network_rx, network_tx, disk_io_read, disk_io_write, network_rx_rate, network_tx_rate, \
          disk_io_read_rate, disk_io_write_rate, 'null' AS raw FROM performance_logs \
-         WHERE server_id = ? AND agent_time >= ? AND agent_time < ? ORDER BY agent_time, id",
+         WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3 ORDER BY agent_time, id",
     )
     .bind(server)
     .bind(day)
@@ -130,7 +122,7 @@ async fn compact_span(
     }
     let moved: Vec<Sample> = found.iter().map(rows::sample).collect::<StoreResult<_>>()?;
     let existing: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = ? AND start = ?")
+        sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = $1 AND start = $2")
             .bind(server)
             .bind(day)
             .fetch_optional(&mut *conn)
@@ -145,7 +137,9 @@ async fn compact_span(
     samples.sort_by_key(|s| s.at); // stable: among equal times, arrival order stays
     let data = chunk::encode(&samples);
     sqlx::query(
-        "INSERT OR REPLACE INTO history_chunks (server_id, start, until, samples, data) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO history_chunks (server_id, start, until, samples, data) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (server_id, start) DO UPDATE SET until = excluded.until, samples = excluded.samples, \
+         data = excluded.data",
     )
     .bind(server)
     .bind(day)
@@ -155,7 +149,7 @@ async fn compact_span(
     .execute(&mut *conn)
     .await
     .map_err(db)?;
-    sqlx::query("DELETE FROM performance_logs WHERE server_id = ? AND agent_time >= ? AND agent_time < ?")
+    sqlx::query("DELETE FROM performance_logs WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3")
         .bind(server)
         .bind(day)
         .bind(until)
@@ -164,7 +158,7 @@ async fn compact_span(
         .map_err(db)?;
     // Summaries from before the raw horizon could not be recomputed: they stay.
     sqlx::query(
-        "DELETE FROM rollups WHERE server_id = ? AND width = ? AND start >= ? AND start < ? AND start >= \
+        "DELETE FROM rollups WHERE server_id = $1 AND width = $2 AND start >= $3 AND start < $4 AND start >= \
          COALESCE((SELECT horizon FROM retention_horizons WHERE width = 0), start)",
     )
     .bind(server)
@@ -178,9 +172,10 @@ async fn compact_span(
 }
 
 /// Removes the samples of one chunk older than `cutoff` (see
-/// [`SqliteStore::cut_chunks_before`]); returns how many went.
-async fn cut_chunk(conn: &mut SqliteConnection, server: ServerId, start: i64, cutoff: i64) -> StoreResult<u64> {
-    let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = ? AND start = ?")
+/// [`SqlStore::cut_chunks_before`]); returns how many went.
+async fn cut_chunk(conn: &mut Conn, server: ServerId, start: i64, cutoff: i64) -> StoreResult<u64> {
+    crate::dialect::lock_server(&mut *conn, server).await?;
+    let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = $1 AND start = $2")
         .bind(server)
         .bind(start)
         .fetch_one(&mut *conn)
@@ -195,13 +190,13 @@ async fn cut_chunk(conn: &mut SqliteConnection, server: ServerId, start: i64, cu
     let (old, kept): (Vec<Sample>, Vec<Sample>) = samples.into_iter().partition(|s| s.at < cutoff);
     // Emptied, the chunk goes; else it keeps its span (`until`) with fewer samples.
     let done = if kept.is_empty() {
-        sqlx::query("DELETE FROM history_chunks WHERE server_id = ? AND start = ?")
+        sqlx::query("DELETE FROM history_chunks WHERE server_id = $1 AND start = $2")
             .bind(server)
             .bind(start)
             .execute(&mut *conn)
             .await
     } else {
-        sqlx::query("UPDATE history_chunks SET samples = ?, data = ? WHERE server_id = ? AND start = ?")
+        sqlx::query("UPDATE history_chunks SET samples = $1, data = $2 WHERE server_id = $3 AND start = $4")
             .bind(kept.len() as i64)
             .bind(chunk::encode(&kept))
             .bind(server)
@@ -213,14 +208,14 @@ async fn cut_chunk(conn: &mut SqliteConnection, server: ServerId, start: i64, cu
     Ok(old.len() as u64)
 }
 
-impl SqliteStore {
+impl SqlStore {
     /// The days of `server` holding recent samples older than `limit`, oldest first.
     async fn recent_days_before(&self, server: ServerId, limit: i64) -> StoreResult<Vec<i64>> {
         let mut days = Vec::new();
         let mut cursor = i64::MIN;
         loop {
             let first: Option<i64> = sqlx::query_scalar(
-                "SELECT MIN(agent_time) FROM performance_logs WHERE server_id = ? AND agent_time >= ? AND agent_time < ?",
+                "SELECT MIN(agent_time) FROM performance_logs WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3",
             )
             .bind(server)
             .bind(cursor)
@@ -284,8 +279,8 @@ impl SqliteStore {
         let mut after = (i64::MIN, i64::MIN);
         loop {
             let chunks: Vec<(i64, i64)> = sqlx::query_as(
-                "SELECT server_id, start FROM history_chunks WHERE start < ?1 AND (server_id, start) > (?2, ?3) \
-                 ORDER BY server_id, start LIMIT ?4",
+                "SELECT server_id, start FROM history_chunks WHERE start < $1 AND (server_id, start) > ($2, $3) \
+                 ORDER BY server_id, start LIMIT $4",
             )
             .bind(cutoff)
             .bind(after.0)
@@ -307,13 +302,13 @@ impl SqliteStore {
     /// The compacted samples of `server` whose chunk starts in `[from, to)` (the day
     /// holding `from` included), each chunk's in agent time, chunks in order.
     pub(crate) async fn chunk_samples(
-        conn: &mut SqliteConnection,
+        conn: &mut Conn,
         server: ServerId,
         from: i64,
         to: i64,
     ) -> StoreResult<Vec<Sample>> {
         let chunks: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT data FROM history_chunks WHERE server_id = ? AND start >= ? AND start < ? ORDER BY start",
+            "SELECT data FROM history_chunks WHERE server_id = $1 AND start >= $2 AND start < $3 ORDER BY start",
         )
         .bind(server)
         .bind(bucket_of(from, CHUNK_SPAN))
@@ -339,10 +334,10 @@ impl SqliteStore {
     ) -> StoreResult<Vec<Sample>> {
         // One read transaction: one snapshot, so no sample is seen both as a row and in a
         // chunk (or in neither) while compaction moves it.
-        let mut snapshot = self.reader.begin().await.map_err(db)?;
+        let mut snapshot = self.snapshot().await?;
         let recent = sqlx::query(
-            "SELECT * FROM performance_logs WHERE server_id = ? AND agent_time BETWEEN ? AND ? \
-             ORDER BY agent_time, id LIMIT ?",
+            "SELECT * FROM performance_logs WHERE server_id = $1 AND agent_time BETWEEN $2 AND $3 \
+             ORDER BY agent_time, id LIMIT $4",
         )
         .bind(server)
         .bind(from)
@@ -353,7 +348,7 @@ impl SqliteStore {
         .map_err(db)?;
         let recent: Vec<Sample> = recent.iter().map(rows::sample).collect::<StoreResult<_>>()?;
         let starts: Vec<i64> = sqlx::query_scalar(
-            "SELECT start FROM history_chunks WHERE server_id = ? AND start >= ? AND start <= ? ORDER BY start",
+            "SELECT start FROM history_chunks WHERE server_id = $1 AND start >= $2 AND start <= $3 ORDER BY start",
         )
         .bind(server)
         .bind(bucket_of(from, CHUNK_SPAN))
@@ -363,12 +358,13 @@ impl SqliteStore {
         .map_err(db)?;
         let mut chunks = Vec::with_capacity(starts.len());
         for start in starts {
-            let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = ? AND start = ?")
-                .bind(server)
-                .bind(start)
-                .fetch_one(&mut *snapshot)
-                .await
-                .map_err(db)?;
+            let data: Vec<u8> =
+                sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = $1 AND start = $2")
+                    .bind(server)
+                    .bind(start)
+                    .fetch_one(&mut *snapshot)
+                    .await
+                    .map_err(db)?;
             chunks.push((start, decode(&data)?));
         }
         Ok(interleave(recent, chunks, from, to, limit as usize))

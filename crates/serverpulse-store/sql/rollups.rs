@@ -1,7 +1,7 @@
 //! Keeping the rollup tiers (5 min, 1 h, 1 d; migration 0006) current as samples land.
 //!
 //! Ingest marks the 5-minute buckets its samples (stored or re-rated) fall in as dirty,
-//! in the transaction that stores them ([`mark_dirty`]); [`SqliteStore::refresh_dirty`]
+//! in the transaction that stores them ([`mark_dirty`]); [`SqlStore::refresh_dirty`]
 //! later recomputes each dirty bucket whole — the 5-minute one from its raw samples, each
 //! coarser one from the finer buckets inside it — and clears the marks, in one
 //! transaction. A bucket can never drift from a recomputation from scratch, and a crash
@@ -9,9 +9,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::dialect::Conn;
 use serverpulse_store::history::{COLUMNS, Filling, TIERS, bucket_of, charted};
 use serverpulse_store::{Sample, ServerId, StoreResult};
-use sqlx::SqliteConnection;
 
 use crate::rows::db;
 
@@ -55,7 +55,7 @@ fn from_tier(sql: &mut String, server: ServerId, width: i64, start: i64, finer: 
         .iter()
         .map(|c| {
             format!(
-                "MIN({c}_min), MAX({c}_max), SUM({c}_sum), SUM({c}_n), (SELECT {c}_last FROM rollups \
+                "MIN({c}_min), MAX({c}_max), SUM({c}_sum), CAST(SUM({c}_n) AS BIGINT), (SELECT {c}_last FROM rollups \
                  WHERE server_id = {server} AND width = {finer} AND start >= {start} AND start < {end} \
                  ORDER BY start DESC LIMIT 1)"
             )
@@ -64,7 +64,7 @@ fn from_tier(sql: &mut String, server: ServerId, width: i64, start: i64, finer: 
     sql.push_str(&format!(
         "DELETE FROM rollups WHERE server_id = {server} AND width = {width} AND start = {start};\n\
          INSERT INTO rollups (server_id, width, start, samples, {columns}) \
-         SELECT {server}, {width}, {start}, SUM(samples), {aggregates} FROM rollups \
+         SELECT {server}, {width}, {start}, CAST(SUM(samples) AS BIGINT), {aggregates} FROM rollups \
          WHERE server_id = {server} AND width = {finer} AND start >= {start} AND start < {end} HAVING COUNT(*) > 0;\n",
         columns = aggregate_columns(),
         aggregates = aggregates.join(", "),
@@ -72,17 +72,14 @@ fn from_tier(sql: &mut String, server: ServerId, width: i64, start: i64, finer: 
 }
 
 /// Marks the 5-minute buckets holding `times` (agent time) of `server` for refreshing.
-pub(crate) async fn mark_dirty(
-    conn: &mut SqliteConnection,
-    server: ServerId,
-    times: &BTreeSet<i64>,
-) -> StoreResult<()> {
+pub(crate) async fn mark_dirty(conn: &mut Conn, server: ServerId, times: &BTreeSet<i64>) -> StoreResult<()> {
     let starts: BTreeSet<i64> = times.iter().map(|t| bucket_of(*t, TIERS[0])).collect();
     if starts.is_empty() {
         return Ok(());
     }
     let values: Vec<String> = starts.iter().map(|s| format!("({server}, {s})")).collect();
-    let sql = format!("INSERT OR IGNORE INTO rollup_dirty (server_id, start) VALUES {}", values.join(", "));
+    let sql =
+        format!("INSERT INTO rollup_dirty (server_id, start) VALUES {} ON CONFLICT DO NOTHING", values.join(", "));
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.map_err(db)?;
     Ok(())
 }
@@ -91,7 +88,7 @@ pub(crate) async fn mark_dirty(
 /// in agent time, every sample of those buckets), where none is stored yet: what
 /// retention leaves of compacted hours whose samples it removes.
 pub(crate) async fn write_summaries(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     server: ServerId,
     samples: &[Sample],
     buckets: &BTreeSet<i64>,
@@ -104,9 +101,10 @@ pub(crate) async fn write_summaries(
             filled.entry(start).or_default().add_sample(s.at, charted(s));
         }
     }
-    let placeholders = vec!["?"; 4 + 5 * COLUMNS.len()].join(", ");
+    let placeholders: Vec<String> = (1..=4 + 5 * COLUMNS.len()).map(|i| format!("${i}")).collect();
+    let placeholders = placeholders.join(", ");
     let sql = format!(
-        "INSERT OR IGNORE INTO rollups (server_id, width, start, samples, {}) VALUES ({placeholders})",
+        "INSERT INTO rollups (server_id, width, start, samples, {}) VALUES ({placeholders}) ON CONFLICT DO NOTHING",
         aggregate_columns()
     );
     for (start, filling) in filled {
@@ -132,15 +130,15 @@ pub(crate) async fn write_summaries(
 /// Dirty buckets taken per refresh transaction: small, so ingest's commits interleave.
 const REFRESH_BATCH: i64 = 256;
 
-impl crate::SqliteStore {
+impl crate::SqlStore {
     /// Recomputes the dirty buckets and clears their marks; returns how many were done.
     pub(crate) async fn refresh_dirty(&self, only: Option<ServerId>) -> StoreResult<u64> {
         let mut total = 0;
         loop {
             let mut tx = self.begin().await?;
             let dirty: Vec<(i64, i64)> = sqlx::query_as(
-                "SELECT server_id, start FROM rollup_dirty WHERE ?1 IS NULL OR server_id = ?1 \
-                 ORDER BY server_id, start LIMIT ?2",
+                "SELECT server_id, start FROM rollup_dirty WHERE $1 IS NULL OR server_id = $1 \
+                 ORDER BY server_id, start LIMIT $2",
             )
             .bind(only)
             .bind(REFRESH_BATCH)
@@ -155,6 +153,7 @@ impl crate::SqliteStore {
                 by_server.entry(*server).or_default().insert(*start);
             }
             for (server, starts) in &by_server {
+                crate::dialect::lock_server(&mut tx, *server).await?;
                 refresh(&mut tx, *server, starts).await?;
                 let list: Vec<String> = starts.iter().map(i64::to_string).collect();
                 let sql =
@@ -172,7 +171,7 @@ impl crate::SqliteStore {
 
 /// Recomputes every bucket, in every tier, that holds one of `times` (agent time): one
 /// round trip to SQLite for all of them.
-pub(crate) async fn refresh(conn: &mut SqliteConnection, server: ServerId, times: &BTreeSet<i64>) -> StoreResult<()> {
+pub(crate) async fn refresh(conn: &mut Conn, server: ServerId, times: &BTreeSet<i64>) -> StoreResult<()> {
     if times.is_empty() {
         return Ok(());
     }

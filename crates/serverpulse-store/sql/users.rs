@@ -9,16 +9,17 @@ use serverpulse_store::{
 };
 use sqlx::Row;
 
-use crate::SqliteStore;
+use crate::SqlStore;
 use crate::rows::{self, db};
 use crate::store::record_event;
 
-impl SqliteStore {
+impl SqlStore {
     pub(crate) async fn insert_first_user(&self, new: NewUser, now: i64) -> StoreResult<Option<User>> {
         let mut tx = self.begin().await?;
+        crate::dialect::lock_users(&mut tx).await?;
         let row = sqlx::query(
             "INSERT INTO users (email, role, password_hash, created_at) \
-             SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM users) \
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM users) \
              RETURNING id, email, role, created_at",
         )
         .bind(&new.email)
@@ -37,14 +38,17 @@ impl SqliteStore {
         Ok(Some(user))
     }
 
-    /// Fails with a conflict when `id` is the only administrator left.
-    async fn keep_an_admin(tx: &mut sqlx::SqliteConnection, id: UserId) -> StoreResult<()> {
-        let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND id <> ?")
+    /// Fails with a conflict when `id` is the only administrator left. Holds the users
+    /// table against other writers until the transaction ends, so two replicas cannot
+    /// each demote one of the last two administrators.
+    async fn keep_an_admin(tx: &mut crate::dialect::Conn, id: UserId) -> StoreResult<()> {
+        crate::dialect::lock_users(&mut *tx).await?;
+        let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND id <> $1")
             .bind(id)
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
-        let is_admin: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = ?")
+        let is_admin: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await
@@ -63,7 +67,7 @@ impl SqliteStore {
         if role != Role::Admin {
             Self::keep_an_admin(&mut tx, id).await?;
         }
-        let row = sqlx::query("UPDATE users SET role = ? WHERE id = ? RETURNING id, email, role, created_at")
+        let row = sqlx::query("UPDATE users SET role = $1 WHERE id = $2 RETURNING id, email, role, created_at")
             .bind(role.as_str())
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -81,7 +85,7 @@ impl SqliteStore {
     pub(crate) async fn remove_user(&self, id: UserId, by: &str, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         Self::keep_an_admin(&mut tx, id).await?;
-        let email: String = sqlx::query_scalar("DELETE FROM users WHERE id = ? RETURNING email")
+        let email: String = sqlx::query_scalar("DELETE FROM users WHERE id = $1 RETURNING email")
             .bind(id)
             .fetch_one(&mut *tx)
             .await
@@ -106,7 +110,7 @@ impl SqliteStore {
     pub(crate) async fn revoke_token(&self, token_id: &str, by: &str, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let row = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL \
+            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
              RETURNING name, (SELECT email FROM users WHERE users.id = user_id) AS email",
         )
         .bind(now)
@@ -128,7 +132,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn user_with_password(&self, id: UserId) -> StoreResult<UserWithPassword> {
-        let row = sqlx::query("SELECT id, email, role, created_at, password_hash FROM users WHERE id = ?")
+        let row = sqlx::query("SELECT id, email, role, created_at, password_hash FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.reader)
             .await
@@ -146,14 +150,14 @@ impl SqliteStore {
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let email: Option<String> =
-            sqlx::query_scalar("UPDATE users SET password_hash = ? WHERE id = ? RETURNING email")
+            sqlx::query_scalar("UPDATE users SET password_hash = $1 WHERE id = $2 RETURNING email")
                 .bind(password_hash)
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db)?;
         let email = email.ok_or(StoreError::NotFound)?;
-        let ended = sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id IS NOT ?")
+        let ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id IS DISTINCT FROM $2")
             .bind(id)
             .bind(keep.map(TokenDigest::to_hex))
             .execute(&mut *tx)
@@ -168,9 +172,9 @@ impl SqliteStore {
 
     pub(crate) async fn insert_session(&self, session: NewSession, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM sessions WHERE expires_at <= ?").bind(now).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now).execute(&mut *tx).await.map_err(db)?;
         let email: String = sqlx::query_scalar(
-            "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4) \
              RETURNING (SELECT email FROM users WHERE id = user_id)",
         )
         .bind(session.id.to_hex())
@@ -179,10 +183,7 @@ impl SqliteStore {
         .bind(session.expires_at)
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| match db(e) {
-            StoreError::Backend(msg) if msg.contains("FOREIGN KEY") => StoreError::NotFound,
-            other => other,
-        })?;
+        .map_err(rows::missing_if_foreign_key)?;
         let message = format!("{email} signed in");
         record_event(&mut tx, None, EventKind::UserSession, Severity::Info, &message, json!({"user": email}), now)
             .await?;
@@ -192,7 +193,7 @@ impl SqliteStore {
     pub(crate) async fn user_of_session(&self, id: &TokenDigest, now: i64) -> StoreResult<Option<User>> {
         let row = sqlx::query(
             "SELECT u.id, u.email, u.role, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.id = ? AND s.expires_at > ?",
+             WHERE s.id = $1 AND s.expires_at > $2",
         )
         .bind(id.to_hex())
         .bind(now)
@@ -205,7 +206,7 @@ impl SqliteStore {
     pub(crate) async fn end_session(&self, id: &TokenDigest, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let email: Option<String> = sqlx::query_scalar(
-            "DELETE FROM sessions WHERE id = ? RETURNING (SELECT email FROM users WHERE users.id = user_id)",
+            "DELETE FROM sessions WHERE id = $1 RETURNING (SELECT email FROM users WHERE users.id = user_id)",
         )
         .bind(id.to_hex())
         .fetch_optional(&mut *tx)

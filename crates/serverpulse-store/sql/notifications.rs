@@ -9,17 +9,19 @@ use serverpulse_store::{
     AlertId, DeliveryOutcome, DueNotification, EventKind, NewNotification, NotificationQuery, NotificationRecord,
     StoreError, StoreResult, StoredChannel, StoredSilence,
 };
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
+
+use crate::dialect::Conn;
 
 use crate::rows::{self, conflict_if_unique, db, from_json, to_json};
-use crate::store::{SqliteStore, record_event};
+use crate::store::{SqlStore, record_event};
 
 fn unique_name(error: sqlx::Error) -> StoreError {
     conflict_if_unique(error, "a channel with this name exists")
 }
 
-async fn channel_in(conn: &mut SqliteConnection, id: i64) -> StoreResult<StoredChannel> {
-    let row = sqlx::query("SELECT * FROM channels WHERE id = ?")
+async fn channel_in(conn: &mut Conn, id: i64) -> StoreResult<StoredChannel> {
+    let row = sqlx::query("SELECT * FROM channels WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
@@ -30,7 +32,7 @@ async fn channel_in(conn: &mut SqliteConnection, id: i64) -> StoreResult<StoredC
 
 /// Queues notifications inside the caller's transaction.
 pub(crate) async fn enqueue_in(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     alert_id: Option<AlertId>,
     channels: &[i64],
     event: &str,
@@ -40,7 +42,7 @@ pub(crate) async fn enqueue_in(
     for channel in channels {
         let id: i64 = sqlx::query(
             "INSERT INTO notifications (alert_id, channel_id, event, next_attempt_at, created_at) \
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(alert_id)
         .bind(channel)
@@ -57,7 +59,7 @@ pub(crate) async fn enqueue_in(
     Ok(ids)
 }
 
-impl SqliteStore {
+impl SqlStore {
     pub(crate) async fn channels(&self) -> StoreResult<Vec<StoredChannel>> {
         let found = sqlx::query("SELECT * FROM channels ORDER BY id").fetch_all(&self.reader).await.map_err(db)?;
         found.iter().map(rows::channel).collect()
@@ -71,7 +73,7 @@ impl SqliteStore {
     pub(crate) async fn insert_channel(&self, channel: Channel, now: i64) -> StoreResult<StoredChannel> {
         let mut tx = self.begin().await?;
         let id: i64 = sqlx::query(
-            "INSERT INTO channels (name, definition, created_at, updated_at) VALUES (?, ?, ?, ?) RETURNING id",
+            "INSERT INTO channels (name, definition, created_at, updated_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(&channel.name)
         .bind(to_json(&channel)?)
@@ -91,7 +93,7 @@ impl SqliteStore {
     pub(crate) async fn replace_channel(&self, id: i64, channel: Channel, now: i64) -> StoreResult<StoredChannel> {
         let mut tx = self.begin().await?;
         channel_in(&mut tx, id).await?;
-        sqlx::query("UPDATE channels SET name = ?, definition = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE channels SET name = $1, definition = $2, updated_at = $3 WHERE id = $4")
             .bind(&channel.name)
             .bind(to_json(&channel)?)
             .bind(now)
@@ -108,19 +110,20 @@ impl SqliteStore {
     pub(crate) async fn remove_channel(&self, id: i64, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let channel = channel_in(&mut tx, id).await?;
-        sqlx::query("DELETE FROM channels WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(db)?;
+        sqlx::query("DELETE FROM channels WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db)?;
         channel_event(&mut tx, &format!("channel {} removed", channel.channel.name), id, now).await?;
         tx.commit().await.map_err(db)
     }
 
     pub(crate) async fn silences(&self, active_at: Option<i64>) -> StoreResult<Vec<StoredSilence>> {
-        let found =
-            sqlx::query("SELECT * FROM silences WHERE (? IS NULL OR ends_at IS NULL OR ends_at > ?) ORDER BY id DESC")
-                .bind(active_at)
-                .bind(active_at)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(db)?;
+        let found = sqlx::query(
+            "SELECT * FROM silences WHERE ($1 IS NULL OR ends_at IS NULL OR ends_at > $2) ORDER BY id DESC",
+        )
+        .bind(active_at)
+        .bind(active_at)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
         found.iter().map(rows::silence).collect()
     }
 
@@ -131,7 +134,7 @@ impl SqliteStore {
             Schedule::Weekly { .. } => None,
         };
         let row = sqlx::query(
-            "INSERT INTO silences (definition, created_by, created_at, ends_at) VALUES (?, ?, ?, ?) RETURNING *",
+            "INSERT INTO silences (definition, created_by, created_at, ends_at) VALUES ($1, $2, $3, $4) RETURNING *",
         )
         .bind(to_json(&silence)?)
         .bind(by)
@@ -152,7 +155,7 @@ impl SqliteStore {
 
     pub(crate) async fn remove_silence(&self, id: i64, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let removed = sqlx::query("DELETE FROM silences WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(db)?;
+        let removed = sqlx::query("DELETE FROM silences WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db)?;
         if removed.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -185,7 +188,7 @@ impl SqliteStore {
             "SELECT n.id, n.event, n.attempts, n.alert_id, c.id AS c_id, c.definition AS c_definition, \
              c.created_at AS c_created_at, c.updated_at AS c_updated_at \
              FROM notifications n JOIN channels c ON c.id = n.channel_id \
-             WHERE n.status = 'pending' AND n.next_attempt_at <= ? ORDER BY n.next_attempt_at, n.id LIMIT ?",
+             WHERE n.status = 'pending' AND n.next_attempt_at <= $1 ORDER BY n.next_attempt_at, n.id LIMIT $2",
         )
         .bind(now)
         .bind(i64::from(limit))
@@ -220,7 +223,7 @@ impl SqliteStore {
         let mut tx = self.begin().await?;
         let ok = outcome.error.is_none();
         sqlx::query(
-            "INSERT INTO notification_attempts (notification_id, at, ok, error, duration_ms) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO notification_attempts (notification_id, at, ok, error, duration_ms) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id)
         .bind(now)
@@ -236,8 +239,8 @@ impl SqliteStore {
             (false, None) => ("failed", now),
         };
         let updated = sqlx::query(
-            "UPDATE notifications SET status = ?, attempts = attempts + 1, next_attempt_at = ?, last_error = ?, \
-             sent_at = CASE WHEN ? THEN ? ELSE sent_at END WHERE id = ?",
+            "UPDATE notifications SET status = $1, attempts = attempts + 1, next_attempt_at = $2, last_error = $3, \
+             sent_at = CASE WHEN $4 THEN $5 ELSE sent_at END WHERE id = $6",
         )
         .bind(status)
         .bind(next)
@@ -253,7 +256,7 @@ impl SqliteStore {
         }
         let row = sqlx::query(
             "SELECT n.event, n.attempts, n.alert_id, c.name AS channel, a.server_id FROM notifications n \
-             JOIN channels c ON c.id = n.channel_id LEFT JOIN alerts a ON a.id = n.alert_id WHERE n.id = ?",
+             JOIN channels c ON c.id = n.channel_id LEFT JOIN alerts a ON a.id = n.alert_id WHERE n.id = $1",
         )
         .bind(id)
         .fetch_one(&mut *tx)
@@ -283,8 +286,8 @@ impl SqliteStore {
 
     pub(crate) async fn notification_log(&self, query: NotificationQuery) -> StoreResult<Vec<NotificationRecord>> {
         let found = sqlx::query(
-            "SELECT * FROM notifications WHERE (? IS NULL OR alert_id = ?) AND (? IS NULL OR channel_id = ?) \
-             AND (? IS NULL OR status = ?) ORDER BY id DESC LIMIT ?",
+            "SELECT * FROM notifications WHERE ($1 IS NULL OR alert_id = $2) AND ($3 IS NULL OR channel_id = $4) \
+             AND ($5 IS NULL OR status = $6) ORDER BY id DESC LIMIT $7",
         )
         .bind(query.alert_id)
         .bind(query.alert_id)
@@ -299,7 +302,7 @@ impl SqliteStore {
         let mut records = Vec::with_capacity(found.len());
         for row in found {
             let id: i64 = row.try_get("id").map_err(db)?;
-            let history = sqlx::query("SELECT * FROM notification_attempts WHERE notification_id = ? ORDER BY id")
+            let history = sqlx::query("SELECT * FROM notification_attempts WHERE notification_id = $1 ORDER BY id")
                 .bind(id)
                 .fetch_all(&self.reader)
                 .await
@@ -325,21 +328,11 @@ impl SqliteStore {
     }
 
     pub(crate) async fn repeats(&self, now: i64) -> StoreResult<Vec<(AlertId, i64)>> {
-        let found = sqlx::query(
-            "SELECT n.alert_id, n.channel_id FROM notifications n \
-             JOIN alerts a ON a.id = n.alert_id JOIN channels c ON c.id = n.channel_id \
-             WHERE a.status = 'firing' AND json_extract(c.definition, '$.repeat_every') > 0 \
-             GROUP BY n.alert_id, n.channel_id \
-             HAVING MAX(n.created_at) <= ? - json_extract(c.definition, '$.repeat_every') * 1000",
-        )
-        .bind(now)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db)?;
+        let found = sqlx::query(crate::dialect::REPEATS_DUE).bind(now).fetch_all(&self.reader).await.map_err(db)?;
         found.iter().map(|row| Ok((row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?))).collect()
     }
 }
 
-async fn channel_event(conn: &mut SqliteConnection, message: &str, id: i64, now: i64) -> StoreResult<()> {
+async fn channel_event(conn: &mut Conn, message: &str, id: i64, now: i64) -> StoreResult<()> {
     record_event(conn, None, EventKind::ChannelChanged, Severity::Info, message, json!({"channel_id": id}), now).await
 }

@@ -1,0 +1,62 @@
+//! What SQLite does differently from the SQL the shared store speaks: its JSON
+//! functions, no locks to take (one writer connection runs transactions one at a time),
+//! snapshots that begin with the first read, and the size of the file in pages.
+
+use serverpulse_store::{ServerId, StoreResult};
+use sqlx::{Row, SqlitePool, Transaction};
+
+use crate::rows::db;
+
+pub(crate) type Db = sqlx::Sqlite;
+pub(crate) type Conn = sqlx::SqliteConnection;
+pub(crate) type DbRow = sqlx::sqlite::SqliteRow;
+
+/// What ingest reads of a server first: its newest report's time and uptime, its status.
+pub(crate) const INGEST_STATE: &str = "SELECT last_metrics_at, agent_status, \
+     json_extract(last_metrics, '$.uptime') AS uptime FROM servers WHERE id = $1";
+
+/// Keeps what a heartbeat says (`$1`, JSON) in the server's `agent_config`.
+pub(crate) const SET_HEARTBEAT_STATUS: &str =
+    "UPDATE servers SET agent_config = json_set(agent_config, '$.heartbeat', json($1)) WHERE id = $2";
+
+/// (alert, channel) pairs due a repeated notice at `$1`.
+pub(crate) const REPEATS_DUE: &str = "SELECT n.alert_id, n.channel_id FROM notifications n \
+     JOIN alerts a ON a.id = n.alert_id JOIN channels c ON c.id = n.channel_id \
+     WHERE a.status = 'firing' AND json_extract(c.definition, '$.repeat_every') > 0 \
+     GROUP BY n.alert_id, n.channel_id \
+     HAVING MAX(n.created_at) <= $1 - json_extract(c.definition, '$.repeat_every') * 1000";
+
+/// Nothing to do: the single writer connection already serialises every writer.
+pub(crate) async fn lock_server(_conn: &mut Conn, _server: ServerId) -> StoreResult<()> {
+    Ok(())
+}
+
+/// Nothing to do, as for [`lock_server`].
+pub(crate) async fn lock_users(_conn: &mut Conn) -> StoreResult<()> {
+    Ok(())
+}
+
+/// A read transaction: SQLite takes its snapshot at the first read and keeps it.
+pub(crate) async fn snapshot(reader: &SqlitePool) -> StoreResult<Transaction<'static, Db>> {
+    reader.begin().await.map_err(db)
+}
+
+/// Bytes of the database in use (pages not on the free list).
+pub(crate) async fn bytes_used(writer: &SqlitePool) -> StoreResult<u64> {
+    let row = sqlx::query(
+        "SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count()) \
+         AS pages, (SELECT page_size FROM pragma_page_size()) AS size",
+    )
+    .fetch_one(writer)
+    .await
+    .map_err(db)?;
+    let (pages, size): (i64, i64) = (row.try_get("pages").map_err(db)?, row.try_get("size").map_err(db)?);
+    Ok(u64::try_from(pages.max(0) * size).unwrap_or(0))
+}
+
+/// After retention deleted history: a checkpoint lets the freed pages be reused first
+/// (the file itself shrinks only with VACUUM).
+pub(crate) async fn after_deleting(writer: &SqlitePool) -> StoreResult<()> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(writer).await.map_err(db)?;
+    Ok(())
+}

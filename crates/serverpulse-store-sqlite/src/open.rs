@@ -1,0 +1,39 @@
+//! Opening an SQLite file: WAL, full sync, foreign keys, one writer and a few readers.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serverpulse_store::StoreResult;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::SqlStore;
+use crate::rows::db;
+
+impl SqlStore {
+    /// Opens (creating if needed) the database file at `path` and migrates it.
+    pub async fn open(path: &Path, now: i64) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new().filename(path);
+        Self::connect(options, now).await
+    }
+
+    /// Opens a `sqlite:` URL (e.g. `sqlite://serverpulse-data/serverpulse.db`).
+    pub async fn open_url(url: &str, now: i64) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url).map_err(db)?;
+        Self::connect(options, now).await
+    }
+
+    async fn connect(options: SqliteConnectOptions, now: i64) -> StoreResult<Self> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(db)?;
+        crate::migrate::run(&writer, now).await.map_err(db)?;
+        let reader =
+            SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.map_err(db)?;
+        Ok(Self { writer, reader })
+    }
+}
