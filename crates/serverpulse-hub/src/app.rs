@@ -37,6 +37,9 @@ pub struct AppState {
     pub ingest: crate::ingest::Ingest,
     /// Where stored reports are pushed too, when export is configured.
     pub exporter: Option<crate::export::Exporter>,
+    /// Whether this hub runs the background work on its database (see
+    /// [`crate::leadership`]); from the start where no other hub can share it.
+    pub leader: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -63,7 +66,9 @@ impl AppState {
             crate::ingest::Ingest::new(store.clone(), settings.ingest_queue, settings.ingest_max_wait);
         let http = crate::notifier::http_client();
         let exporter = settings.export_url.as_deref().map(|url| crate::export::Exporter::start(url, http.clone()));
+        let leader = Arc::new(std::sync::atomic::AtomicBool::new(!store.is_shared()));
         let state = Self {
+            leader,
             ingest,
             exporter,
             store,
@@ -76,6 +81,12 @@ impl AppState {
             login_throttle: Arc::default(),
         };
         (state, writer)
+    }
+
+    /// Whether this hub runs the background work (sweeps, notifications, summaries,
+    /// retention) now.
+    pub fn leads(&self) -> bool {
+        self.leader.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn now(&self) -> i64 {
@@ -150,6 +161,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let leadership = tokio::spawn(crate::leadership::run(state.clone(), stop_rx.clone()));
+    let sharing = tokio::spawn(crate::live::share(state.clone(), stop_rx.clone()));
     let sweeper = tokio::spawn(crate::sweeper::run(state.clone(), stop_rx.clone()));
     let notifier = tokio::spawn(crate::notifier::run(state.clone(), stop_rx.clone()));
     let retention = tokio::spawn(crate::retention::run(state.clone(), stop_rx.clone()));
@@ -162,6 +175,8 @@ pub async fn serve(
     let _ = notifier.await;
     let _ = retention.await;
     let _ = summaries.await;
+    let _ = sharing.await;
+    let _ = leadership.await;
     result
 }
 

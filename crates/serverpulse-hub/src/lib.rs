@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod error;
 pub mod export;
 pub mod ingest;
+pub mod leadership;
 pub mod live;
 pub mod notifier;
 pub mod openapi;

@@ -5,9 +5,12 @@
 //! message is rendered once and shared by every open stream; a browser that falls behind
 //! gets a `resync` event and reloads what it shows, so the hub never buffers without
 //! bound for a slow client.
+//!
+//! Several hubs on one database pass their messages to each other through it ([`share`]):
+//! a browser on one hub sees the reports another hub took in.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -16,7 +19,7 @@ use futures_util::Stream;
 use serde::Serialize;
 use serverpulse_domain::AgentStatus;
 use serverpulse_store::{Server, ServerId};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::app::AppState;
 use crate::auth::Viewer;
@@ -35,27 +38,128 @@ pub struct LiveMessage {
 #[derive(Debug, Clone)]
 pub struct LiveFeed {
     sender: broadcast::Sender<LiveMessage>,
+    /// Where messages also go for the other hubs on the database, once [`share`] runs.
+    relay: Arc<OnceLock<mpsc::Sender<LiveMessage>>>,
 }
 
 impl Default for LiveFeed {
     fn default() -> Self {
-        Self { sender: broadcast::channel(BACKLOG).0 }
+        Self { sender: broadcast::channel(BACKLOG).0, relay: Arc::default() }
     }
 }
 
 impl LiveFeed {
     pub fn send(&self, event: &'static str, data: String) {
+        let message = LiveMessage { event, data: data.into() };
+        if let Some(relay) = self.relay.get() {
+            // Full: the other hubs' browsers miss this one (and resync on their next gap).
+            let _ = relay.try_send(message.clone());
+        }
+        self.send_here(message);
+    }
+
+    /// To this hub's streams only.
+    fn send_here(&self, message: LiveMessage) {
         // No receiver (no browser open) is the common case, not an error.
-        let _ = self.sender.send(LiveMessage { event, data: data.into() });
+        let _ = self.sender.send(message);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveMessage> {
         self.sender.subscribe()
     }
 
-    /// Whether any stream is open: with none, there is nothing to render.
+    /// Whether any stream may be open: here, or on another hub of the database. With
+    /// none, there is nothing to render.
     pub fn is_watched(&self) -> bool {
-        self.sender.receiver_count() > 0
+        self.sender.receiver_count() > 0 || self.relay.get().is_some()
+    }
+}
+
+/// Bytes of messages one broadcast carries at most (PostgreSQL's limit is 8,000).
+const BROADCAST_BYTES: usize = 7_000;
+
+/// What goes between hubs: who sent it, and the messages.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Broadcast {
+    from: String,
+    messages: Vec<(String, String)>,
+}
+
+/// The events browsers know, by name, for messages from other hubs.
+fn known_event(name: &str) -> Option<&'static str> {
+    ["server", "alerts"].into_iter().find(|known| *known == name)
+}
+
+/// Where the store lets other hubs share the database: passes this hub's messages to
+/// them (batched: one broadcast carries what queued meanwhile) and theirs to this hub's
+/// streams, until `stop` turns true. Returns at once for a database of one hub.
+pub async fn share(state: AppState, mut stop: watch::Receiver<bool>) {
+    if !state.store.is_shared() {
+        return;
+    }
+    let me = match serverpulse_domain::Secret::generate() {
+        Ok(secret) => secret.expose()[..16].to_owned(),
+        Err(e) => {
+            tracing::error!(error = %e, "no randomness for a hub id: live updates stay on this hub");
+            return;
+        }
+    };
+    let (relay, mut outgoing) = mpsc::channel::<LiveMessage>(BACKLOG);
+    if state.live.relay.set(relay).is_err() {
+        return; // shared already (one serve loop per state)
+    }
+    let follower = tokio::spawn(follow(state.clone(), me.clone()));
+    loop {
+        let first = tokio::select! {
+            message = outgoing.recv() => message,
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() { break; }
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
+        let mut size = first.data.len();
+        let mut messages = vec![(first.event.to_owned(), first.data.to_string())];
+        while size < BROADCAST_BYTES {
+            match outgoing.try_recv() {
+                Ok(message) if size + message.data.len() <= BROADCAST_BYTES => {
+                    size += message.data.len();
+                    messages.push((message.event.to_owned(), message.data.to_string()));
+                }
+                _ => break, // the rest waits for the next broadcast (or is too big to share)
+            }
+        }
+        let payload = serde_json::json!(Broadcast { from: me.clone(), messages }).to_string();
+        if payload.len() > BROADCAST_BYTES + 1_000 {
+            tracing::warn!(bytes = payload.len(), "a live update too large to share with other hubs");
+            continue;
+        }
+        if let Err(e) = state.store.broadcast(&payload).await {
+            tracing::warn!(error = %e, "cannot share live updates with other hubs");
+        }
+    }
+    follower.abort();
+}
+
+/// Hands other hubs' messages to this hub's streams, following again after a failure.
+async fn follow(state: AppState, me: String) {
+    let feed = state.live.clone();
+    let deliver = move |payload: String| {
+        let Ok(broadcast) = serde_json::from_str::<Broadcast>(&payload) else { return };
+        if broadcast.from == me {
+            return;
+        }
+        for (event, data) in broadcast.messages {
+            if let Some(event) = known_event(&event) {
+                feed.send_here(LiveMessage { event, data: data.into() });
+            }
+        }
+    };
+    loop {
+        if let Err(e) = state.store.follow_broadcasts(&deliver).await {
+            tracing::warn!(error = %e, "lost the live updates of other hubs; following again");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -115,7 +115,9 @@ pub async fn queue_repeats(state: &AppState, now: i64) -> Result<usize, StoreErr
 /// Delivers until `stop` turns true: at once when woken, else every second.
 pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = deliver_due(&state, state.now()).await {
+        if state.leads()
+            && let Err(e) = deliver_due(&state, state.now()).await
+        {
             tracing::warn!(error = %e, "notification delivery round failed; will retry");
         }
         tokio::select! {

@@ -46,6 +46,9 @@ async fn remove_old_history(state: &AppState, now: i64) -> Result<RetentionOutco
 /// A pass right away, then every [`EVERY`], until `stop` turns true.
 pub async fn run(state: AppState, stop: watch::Receiver<bool>) {
     crate::background::every(EVERY, stop, || async {
+        if !state.leads() {
+            return;
+        }
         if let Err(e) = retention_once(&state, state.now()).await {
             tracing::warn!(error = %e, "retention pass failed; will retry");
         }

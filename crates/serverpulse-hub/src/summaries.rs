@@ -15,6 +15,9 @@ pub const EVERY: Duration = Duration::from_secs(60);
 /// Refreshes every [`EVERY`] until `stop` turns true.
 pub async fn run(state: AppState, stop: watch::Receiver<bool>) {
     crate::background::every(EVERY, stop, || async {
+        if !state.leads() {
+            return;
+        }
         if let Err(e) = state.store.refresh_rollups(None).await {
             tracing::warn!(error = %e, "refreshing history summaries failed; will retry");
         }

@@ -27,6 +27,9 @@ pub async fn sweep_once(state: &AppState, now: i64) -> Result<Vec<i64>, serverpu
 /// Sweeps every `sweep_interval` until `stop` turns true.
 pub async fn run(state: AppState, stop: watch::Receiver<bool>) {
     crate::background::every(state.settings.sweep_interval, stop, || async {
+        if !state.leads() {
+            return;
+        }
         if let Err(e) = sweep_once(&state, state.now()).await {
             tracing::warn!(error = %e, "agent status sweep failed; will retry");
         }

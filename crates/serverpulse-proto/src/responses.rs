@@ -11,6 +11,10 @@ use crate::settings::{AgentSettings, LogRule, ThresholdSettings};
 pub struct Health {
     pub status: String,
     pub version: String,
+    /// Whether this hub runs the background work (sweeps, notifications, retention) for
+    /// its database; with several hubs on one PostgreSQL database, exactly one does.
+    #[serde(default)]
+    pub leader: bool,
 }
 
 /// What the hub hands an agent at registration and on every heartbeat: intervals (always),

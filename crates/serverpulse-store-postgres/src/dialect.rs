@@ -3,7 +3,10 @@
 //! and history's size counted by rows (files do not shrink when rows go).
 
 use serverpulse_store::{ServerId, StoreResult};
-use sqlx::{PgPool, Transaction};
+use std::sync::Arc;
+
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgPool, Transaction};
 
 use crate::rows::db;
 
@@ -75,4 +78,90 @@ pub(crate) async fn bytes_used(pool: &PgPool) -> StoreResult<u64> {
 /// Nothing to do after retention: autovacuum makes the space of deleted rows reusable.
 pub(crate) async fn after_deleting(_pool: &PgPool) -> StoreResult<()> {
     Ok(())
+}
+
+/// The advisory lock the leading hub holds for as long as its connection lives
+/// ("SPLEADER" in ASCII).
+const LEADER_LOCK: i64 = 0x5350_4c45_4144_4552;
+
+/// The channel live updates go through.
+const LIVE_CHANNEL: &str = "serverpulse_live";
+
+/// How hubs on one database agree on a leader and pass live updates: the leader holds a
+/// session-level advisory lock on a connection of its own, so the lock goes the moment
+/// that hub dies (PostgreSQL ends the session) and another hub's next claim takes it.
+#[derive(Debug, Default)]
+pub(crate) struct Coordination {
+    /// The connection that holds (or tries for) the lock, and whether it holds it.
+    claim: Arc<tokio::sync::Mutex<Option<(Conn, bool)>>>,
+}
+
+impl Clone for Coordination {
+    fn clone(&self) -> Self {
+        Self { claim: Arc::clone(&self.claim) }
+    }
+}
+
+impl Coordination {
+    pub(crate) const SHARED: bool = true;
+
+    pub(crate) async fn lead(&self, pool: &PgPool) -> StoreResult<bool> {
+        let mut claim = self.claim.lock().await;
+        if let Some((conn, held)) = claim.as_mut() {
+            // The lock lives as long as this connection: check that it still does.
+            if *held {
+                match tokio::time::timeout(std::time::Duration::from_secs(5), conn.ping()).await {
+                    Ok(Ok(())) => return Ok(true),
+                    _ => {
+                        tracing::warn!("lost the connection holding leadership; background work stops here");
+                        *claim = None;
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        if claim.is_none() {
+            let conn = pool.acquire().await.map_err(db)?.detach();
+            *claim = Some((conn, false));
+        }
+        let Some((conn, held)) = claim.as_mut() else { return Ok(false) };
+        match sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_LOCK)
+            .fetch_one(&mut *conn)
+            .await
+        {
+            Ok(won) => {
+                if won {
+                    tracing::info!("this hub now leads the background work");
+                }
+                *held = won;
+                Ok(won)
+            }
+            Err(e) => {
+                *claim = None;
+                Err(db(e))
+            }
+        }
+    }
+
+    /// Ends the session holding (or trying for) the lock: another hub may lead now.
+    pub(crate) async fn release(&self) {
+        if let Some((conn, _)) = self.claim.lock().await.take() {
+            let _ = conn.close().await;
+        }
+    }
+
+    pub(crate) async fn broadcast(&self, pool: &PgPool, payload: &str) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(LIVE_CHANNEL).bind(payload).execute(pool).await.map_err(db)?;
+        Ok(())
+    }
+
+    pub(crate) async fn follow(&self, pool: &PgPool, deliver: &(dyn Fn(String) + Send + Sync)) -> StoreResult<()> {
+        let mut listener = PgListener::connect_with(pool).await.map_err(db)?;
+        listener.listen(LIVE_CHANNEL).await.map_err(db)?;
+        loop {
+            let notification = listener.recv().await.map_err(db)?;
+            deliver(notification.payload().to_owned());
+        }
+    }
 }

@@ -12,6 +12,8 @@ mod dialect;
 mod migrate;
 mod open;
 mod rows;
+#[cfg(feature = "scratch")]
+pub mod scratch;
 
 #[path = "../../serverpulse-store/sql/alerting.rs"]
 mod alerting;

@@ -25,6 +25,6 @@ impl SqlStore {
             .await
             .map_err(db)?;
         crate::migrate::run(&pool, now).await.map_err(db)?;
-        Ok(Self { writer: pool.clone(), reader: pool })
+        Ok(Self { writer: pool.clone(), reader: pool, coordination: crate::dialect::Coordination::default() })
     }
 }

@@ -1,72 +1,14 @@
 //! The storage contract suite against PostgreSQL: a fresh database per test on the
-//! server named by `SERVERPULSE_TEST_POSTGRES` (a `postgres://` URL whose user may
-//! create databases; `.ci/run` starts one on 127.0.0.1). Without it the checks are
-//! skipped with a note, except under CI, where a missing server is a failure.
+//! server named by `SERVERPULSE_TEST_POSTGRES` (see [`ScratchDatabase`]). Without it the
+//! checks are skipped with a note, except under CI, where a missing server is a failure.
 
 use serverpulse_store_postgres::PgStore;
+use serverpulse_store_postgres::scratch::ScratchDatabase;
 
-/// Drops the test's database when the test ends.
-struct FreshDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for FreshDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // The test's runtime is shutting down: drop from a runtime of our own.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            runtime.block_on(async {
-                use sqlx::Connection;
-                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-async fn fresh_store() -> Option<(FreshDatabase, PgStore)> {
-    let Ok(admin_url) = std::env::var("SERVERPULSE_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the PostgreSQL contract suite: set SERVERPULSE_TEST_POSTGRES"
-        );
-        eprintln!("SERVERPULSE_TEST_POSTGRES is not set: skipping the PostgreSQL contract check");
-        return None;
-    };
-    use sqlx::Connection;
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let name = format!(
-        "serverpulse_contract_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connect to SERVERPULSE_TEST_POSTGRES");
-    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.expect("drop old");
-    let sql = format!("CREATE DATABASE {name}");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.expect("create database");
-    let url = database_url(&admin_url, &name);
-    let store = PgStore::open_url(&url, serverpulse_store::contract::T0).await.expect("open");
-    Some((FreshDatabase { admin_url, name }, store))
-}
-
-/// `url` with its database replaced by `name`.
-fn database_url(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_end..].find('/') {
-        Some(slash) => &base[..authority_end + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
-    }
+async fn fresh_store() -> Option<(ScratchDatabase, PgStore)> {
+    let database = ScratchDatabase::create("contract").await?;
+    let store = PgStore::open_url(&database.url(), serverpulse_store::contract::T0).await.expect("open");
+    Some((database, store))
 }
 
 serverpulse_store::contract_suite!(optional fresh_store());
@@ -90,4 +32,52 @@ mod properties {
             });
         }
     }
+}
+
+/// Two hubs on one database: exactly one leads; when its session ends, the other takes
+/// over; and what one broadcasts, the other receives.
+#[tokio::test]
+async fn one_hub_leads_and_broadcasts_reach_the_others() {
+    use serverpulse_store::Store;
+    let Some((database, first)) = fresh_store().await else { return };
+    let second = PgStore::open_url(&database.url(), serverpulse_store::contract::T0).await.expect("second hub");
+    assert!(first.is_shared());
+    assert!(first.lead().await.expect("lead"), "the first to ask leads");
+    assert!(first.lead().await.expect("lead"), "and keeps leading");
+    assert!(!second.lead().await.expect("lead"), "one leader at a time");
+
+    let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel();
+    let follower = {
+        let second = second.clone();
+        tokio::spawn(async move {
+            let deliver = move |payload: String| {
+                let _ = heard.send(payload);
+            };
+            second.follow_broadcasts(&deliver).await
+        })
+    };
+    // Following starts asynchronously: broadcast until the first one arrives.
+    let received = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            first.broadcast("{\"hello\":1}").await.expect("broadcast");
+            tokio::select! {
+                payload = hearing.recv() => return payload,
+                () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            }
+        }
+    })
+    .await
+    .expect("a broadcast arrives");
+    assert_eq!(received.as_deref(), Some("{\"hello\":1}"));
+    follower.abort();
+
+    first.close().await; // the leader's sessions end, as when its process dies
+    let took_over = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while !second.lead().await.expect("lead") {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(took_over.is_ok(), "the other hub leads once the leader is gone");
+    second.close().await;
 }

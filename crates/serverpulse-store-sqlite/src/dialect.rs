@@ -60,3 +60,29 @@ pub(crate) async fn after_deleting(writer: &SqlitePool) -> StoreResult<()> {
     sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(writer).await.map_err(db)?;
     Ok(())
 }
+
+/// One hub per file: it always leads, and has nobody to pass live updates to.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Coordination;
+
+impl Coordination {
+    pub(crate) const SHARED: bool = false;
+
+    pub(crate) async fn lead(&self, _pool: &SqlitePool) -> StoreResult<bool> {
+        Ok(true)
+    }
+
+    pub(crate) async fn release(&self) {}
+
+    pub(crate) async fn broadcast(&self, _pool: &SqlitePool, _payload: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
+    pub(crate) async fn follow(
+        &self,
+        _pool: &SqlitePool,
+        _deliver: &(dyn Fn(String) + Send + Sync),
+    ) -> StoreResult<()> {
+        Ok(())
+    }
+}

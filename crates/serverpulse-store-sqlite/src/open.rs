@@ -34,6 +34,6 @@ impl SqlStore {
         crate::migrate::run(&writer, now).await.map_err(db)?;
         let reader =
             SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.map_err(db)?;
-        Ok(Self { writer, reader })
+        Ok(Self { writer, reader, coordination: crate::dialect::Coordination })
     }
 }

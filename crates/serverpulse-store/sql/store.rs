@@ -35,11 +35,14 @@ use crate::rows::{self, Cols, Columns, db};
 pub struct SqlStore {
     pub(crate) writer: Pool<Db>,
     pub(crate) reader: Pool<Db>,
+    /// How hubs sharing the database agree on a leader and pass live updates.
+    pub(crate) coordination: crate::dialect::Coordination,
 }
 
 impl SqlStore {
-    /// Closes the connections.
+    /// Closes the connections (giving up the lead, where this hub had it).
     pub async fn close(&self) {
+        self.coordination.release().await;
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -1397,6 +1400,22 @@ impl Store for SqlStore {
 
     async fn record_failed_login(&self, email: &str, now: i64) -> StoreResult<()> {
         self.log_failed_login(email, now).await
+    }
+
+    async fn lead(&self) -> StoreResult<bool> {
+        self.coordination.lead(&self.writer).await
+    }
+
+    fn is_shared(&self) -> bool {
+        crate::dialect::Coordination::SHARED
+    }
+
+    async fn broadcast(&self, payload: &str) -> StoreResult<()> {
+        self.coordination.broadcast(&self.writer, payload).await
+    }
+
+    async fn follow_broadcasts(&self, deliver: &(dyn Fn(String) + Send + Sync)) -> StoreResult<()> {
+        self.coordination.follow(&self.writer, deliver).await
     }
 }
 

@@ -248,6 +248,37 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, id: &TokenDigest, now: i64) -> StoreResult<()>;
     /// Records a refused sign-in (the address tried, never the password).
     async fn record_failed_login(&self, email: &str, now: i64) -> StoreResult<()>;
+
+    // --- several hubs on one database ----------------------------------------
+
+    /// Whether this hub is the one that runs the background work (sweeps, notifications,
+    /// summaries, retention, compaction) on this database: claims the role when it is
+    /// free and keeps it while it holds it; `false` while another hub holds it, or once
+    /// this hub lost its hold. A database only one hub can open always says `true`.
+    async fn lead(&self) -> StoreResult<bool> {
+        Ok(true)
+    }
+
+    /// Whether other hubs may share this database, so live updates must reach them
+    /// through [`Store::broadcast`].
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Hands `payload` to every hub following this database's broadcasts, this one
+    /// included (at most 7,900 bytes). Nothing to do where no other hub can follow.
+    async fn broadcast(&self, payload: &str) -> StoreResult<()> {
+        let _ = payload;
+        Ok(())
+    }
+
+    /// Calls `deliver` with each payload broadcast on this database, in order, until the
+    /// connection fails (an error; the caller follows again). Returns at once where
+    /// there is nothing to follow.
+    async fn follow_broadcasts(&self, deliver: &(dyn Fn(String) + Send + Sync)) -> StoreResult<()> {
+        let _ = deliver;
+        Ok(())
+    }
 }
 
 /// An agent's secret as stored: only its digest.

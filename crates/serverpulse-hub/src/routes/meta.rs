@@ -9,8 +9,8 @@ use crate::app::AppState;
 /// Liveness; needs no credentials.
 #[utoipa::path(get, path = "/api/v1/health", tag = "meta",
     responses((status = 200, description = "The hub is serving", body = Health)))]
-pub async fn health(State(_): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok".to_owned(), version: env!("CARGO_PKG_VERSION").to_owned() })
+pub async fn health(State(state): State<AppState>) -> Json<Health> {
+    Json(Health { status: "ok".to_owned(), version: env!("CARGO_PKG_VERSION").to_owned(), leader: state.leads() })
 }
 
 /// This API's OpenAPI 3.1 description, generated from the handlers.
