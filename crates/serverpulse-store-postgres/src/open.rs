@@ -21,6 +21,10 @@ impl SqlStore {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
+            // No reaper task: sqlx 0.9.0's can spin at 100 % CPU and hang `close` (sqlx
+            // issue #3645). A broken connection is found and replaced when next used.
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
             .await
             .map_err(db)?;

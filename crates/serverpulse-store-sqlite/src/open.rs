@@ -30,10 +30,17 @@ impl SqlStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(db)?;
+        let writer = pool_options(1).connect_with(options.clone()).await.map_err(db)?;
         crate::migrate::run(&writer, now).await.map_err(db)?;
-        let reader =
-            SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.map_err(db)?;
+        let reader = pool_options(4).connect_with(options.read_only(true)).await.map_err(db)?;
         Ok(Self { writer, reader, coordination: crate::dialect::Coordination })
     }
+}
+
+/// Connections are kept for the life of the process: no idle timeout, no maximum
+/// lifetime, so sqlx runs no reaper task. (sqlx 0.9.0's reaper can spin at 100 % CPU
+/// and hang `close` when its idle count underflows — sqlx issue #3645; seen here as
+/// `serverpulse server add` never exiting.)
+pub(crate) fn pool_options(connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new().max_connections(connections).idle_timeout(None).max_lifetime(None)
 }

@@ -114,7 +114,11 @@ async fn agent_settings_reach_the_agent_and_its_answer_comes_back() {
 async fn health_and_openapi_document() {
     let hub = spawn_app().await;
     let health = hub.get("/api/v1/health", None).await.expect(200);
-    assert_eq!(health, json!({"status":"ok","version": env!("CARGO_PKG_VERSION")}));
+    assert_eq!(
+        health,
+        json!({"status":"ok","version": env!("CARGO_PKG_VERSION"), "leader": true}),
+        "one hub on SQLite leads"
+    );
     let doc = hub.get("/api/openapi.json", None).await.expect(200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
