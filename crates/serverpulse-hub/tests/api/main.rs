@@ -16,6 +16,7 @@ mod ingest;
 mod notifications;
 mod pipeline;
 mod registration;
+mod replicas;
 mod rest;
 mod roles;
 mod support;

@@ -4,55 +4,16 @@
 //! server (Python's aiosmtpd, from PyPI) receives the mail; a silenced alert is
 //! recorded but not sent; a failing channel is retried, logged, and holds up nobody.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State as Extract;
-use axum::http::{HeaderMap, StatusCode, Uri};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use serverpulse_domain::Role;
 use sha2::Sha256;
 
-use crate::support::{T0, TestHub, spawn_app};
-
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-#[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<Received>>>);
-
-impl Receiver {
-    /// Serves on 127.0.0.1:0; paths under `/fail` answer 500.
-    async fn start() -> (Self, SocketAddr) {
-        let receiver = Self::default();
-        let app = axum::Router::new().fallback(record).with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (receiver, address)
-    }
-
-    fn at(&self, path: &str) -> Vec<Received> {
-        self.0.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
-    }
-}
-
-async fn record(Extract(receiver): Extract<Receiver>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let path = uri.path().to_owned();
-    let failing = path.starts_with("/fail");
-    receiver.0.lock().unwrap().push(Received { path, headers, body });
-    if failing { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
-}
+use crate::support::{Receiver, T0, TestHub, spawn_app};
 
 fn report(at_ms: i64, cpu: f64) -> Value {
     let timestamp = chrono::DateTime::from_timestamp_millis(at_ms).unwrap().to_rfc3339();

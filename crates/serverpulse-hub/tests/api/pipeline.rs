@@ -3,14 +3,14 @@
 //! with SIGKILL mid-load keeps every report it acknowledged, each once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use serverpulse_domain::Role;
 use serverpulse_hub::config::Settings;
 
-use crate::support::{T0, spawn_paused};
+use crate::support::{HubProcess, T0, spawn_paused};
 
 fn report(seq: u64) -> Value {
     report_at(seq, T0)
@@ -88,37 +88,6 @@ async fn requests_are_refused_while_requests_take_too_long() {
     assert_eq!(next.await.unwrap().status(), 200);
 }
 
-/// The real `serverpulse serve` process on a temporary data directory.
-struct HubProcess {
-    child: Child,
-    base: String,
-}
-
-impl HubProcess {
-    fn start(data: &std::path::Path, port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_serverpulse"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data)
-            .env("SERVERPULSE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the hub");
-        Self { child, base: format!("http://127.0.0.1:{port}") }
-    }
-
-    async fn wait_ready(&self) {
-        crate::support::wait_until_up(&format!("{}/api/v1/health", self.base)).await;
-    }
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_killed_mid_load_keeps_every_acknowledged_report_once() {
     serverpulse_hub::notifier::install_crypto_provider();
@@ -141,7 +110,7 @@ async fn a_hub_killed_mid_load_keeps_every_acknowledged_report_once() {
         agents.push((added["agent_id"].as_str().unwrap().to_owned(), added["auth_token"].as_str().unwrap().to_owned()));
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut hub = HubProcess::start(&data, port);
+    let mut hub = HubProcess::on_data_dir(&data, port);
     hub.wait_ready().await;
 
     // Each agent sends seq 1, 2, 3, … as fast as answers come; what got a 200 is recorded.
@@ -181,7 +150,7 @@ async fn a_hub_killed_mid_load_keeps_every_acknowledged_report_once() {
     assert!(total >= 50, "the load run was too short to mean anything ({total} reports)");
 
     // Restarted on the same data: every acknowledged seq is there, none twice.
-    let hub = HubProcess::start(&data, port);
+    let hub = HubProcess::on_data_dir(&data, port);
     hub.wait_ready().await;
     let db = sqlx::SqlitePool::connect_with(
         sqlx::sqlite::SqliteConnectOptions::new().filename(data.join("serverpulse.db")).read_only(true),

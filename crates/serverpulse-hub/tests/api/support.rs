@@ -1,10 +1,18 @@
 //! `spawn_app()`: the real hub on 127.0.0.1:0 over a fresh SQLite file, with a manual
 //! clock; plus helpers to drive it over HTTP and to read the database behind it.
 
+use std::ffi::OsStr;
 use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::State as Extract;
+use axum::http::{HeaderMap, Uri};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use serverpulse_domain::Role;
@@ -263,4 +271,84 @@ fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed).to_string()
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Clone, Default)]
+pub struct Receiver(Arc<Mutex<Vec<Received>>>);
+
+/// Something on 127.0.0.1 notifications go to (webhooks, chats): records every request.
+impl Receiver {
+    /// Serves on 127.0.0.1:0; paths under `/fail` answer 500.
+    pub async fn start() -> (Self, SocketAddr) {
+        let receiver = Self::default();
+        let app = axum::Router::new().fallback(record).with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (receiver, address)
+    }
+
+    pub fn at(&self, path: &str) -> Vec<Received> {
+        self.0.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
+    }
+}
+
+async fn record(Extract(receiver): Extract<Receiver>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let path = uri.path().to_owned();
+    let failing = path.starts_with("/fail");
+    receiver.0.lock().unwrap().push(Received { path, headers, body });
+    if failing { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
+}
+
+/// The real `serverpulse serve` process, killed (SIGKILL) when dropped.
+pub struct HubProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+impl HubProcess {
+    /// On a data directory (the embedded SQLite database).
+    pub fn on_data_dir(data: &Path, port: u16) -> Self {
+        Self::serve(port, &["--data-dir".as_ref(), data.as_os_str()])
+    }
+
+    /// `serverpulse <args> serve --listen 127.0.0.1:<port>`, logging warnings only.
+    pub fn serve(port: u16, args: &[&OsStr]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_serverpulse"))
+            .args(args)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("SERVERPULSE_CONFIG")
+            .env_remove("SERVERPULSE_DATABASE_URL")
+            .env("SERVERPULSE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the hub");
+        Self { child, base: format!("http://127.0.0.1:{port}") }
+    }
+
+    pub async fn wait_ready(&self) {
+        wait_until_up(&format!("{}/api/v1/health", self.base)).await;
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port on 127.0.0.1 nothing listens on right now.
+pub fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    probe.local_addr().expect("address").port()
 }
