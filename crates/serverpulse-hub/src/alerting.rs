@@ -4,8 +4,10 @@
 //! one transaction. Runs after every stored report and, for absence rules (agent
 //! offline, no data), on the sweeper's timer.
 //!
-//! Evaluations are serialised by one lock: an episode's state is read, stepped and
-//! written back without another evaluation of the same server in between.
+//! Evaluations of one server are serialised ([`ServerLocks`]): an episode's state is
+//! read, stepped and written back without another evaluation of the same server in
+//! between, while other servers' evaluations run beside it. Rules are read from the
+//! store at most every few seconds ([`RuleCache`]), not on every report.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,6 +23,53 @@ use serverpulse_store::{
 
 use crate::app::AppState;
 
+/// Locks serialising the evaluations of one server (by id, over a fixed set of locks:
+/// two servers may share one, which only makes one wait).
+#[derive(Debug)]
+pub struct ServerLocks([tokio::sync::Mutex<()>; 64]);
+
+impl Default for ServerLocks {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
+    }
+}
+
+impl ServerLocks {
+    pub async fn lock(&self, server: serverpulse_store::ServerId) -> tokio::sync::MutexGuard<'_, ()> {
+        let slot = usize::try_from(server.rem_euclid(64)).unwrap_or(0);
+        self.0[slot].lock().await
+    }
+}
+
+/// The alert rules, read from the store at most every [`RuleCache::FRESH_FOR`] and at
+/// once after this hub changed one ([`RuleCache::forget`]). Another hub's change on a
+/// shared database applies here within that time.
+#[derive(Debug, Default)]
+pub struct RuleCache(tokio::sync::RwLock<Option<(std::time::Instant, std::sync::Arc<Vec<StoredRule>>)>>);
+
+impl RuleCache {
+    pub const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+    pub async fn get(
+        &self,
+        store: &dyn serverpulse_store::Store,
+    ) -> Result<std::sync::Arc<Vec<StoredRule>>, StoreError> {
+        if let Some((read_at, rules)) = self.0.read().await.as_ref()
+            && read_at.elapsed() < Self::FRESH_FOR
+        {
+            return Ok(rules.clone());
+        }
+        let rules = std::sync::Arc::new(store.list_rules().await?);
+        *self.0.write().await = Some((std::time::Instant::now(), rules.clone()));
+        Ok(rules)
+    }
+
+    /// Makes the next [`RuleCache::get`] read the store.
+    pub async fn forget(&self) {
+        *self.0.write().await = None;
+    }
+}
+
 /// Evaluates every applicable rule against the newest of `reports` (already stored);
 /// `server` as it is after storing them. `previous_uptime` is the uptime of the report
 /// before them, for reboot detection.
@@ -31,7 +80,7 @@ pub async fn on_reports(
     previous_uptime: Option<u64>,
 ) -> Result<Vec<AlertId>, StoreError> {
     let Some(newest) = reports.iter().max_by_key(|r| r.timestamp) else { return Ok(Vec::new()) };
-    let _serial = state.alerting.lock().await;
+    let _serial = state.alerting.lock(server.id).await;
     let now = state.now();
     let mut snapshot = snapshot_of(newest, now);
     snapshot.rebooted = match (previous_uptime, newest.metrics.uptime) {
@@ -48,7 +97,7 @@ pub async fn on_reports(
         snapshot.disk_read_rate = rate("disk_io_read_rate");
         snapshot.disk_write_rate = rate("disk_io_write_rate");
     }
-    let rules = state.store.list_rules().await?;
+    let rules = state.rules.get(&*state.store).await?;
     evaluate_server(state, &rules, server, &snapshot, false, now).await
 }
 
@@ -57,15 +106,15 @@ pub async fn on_reports(
 /// no-data threshold, and those with an alert open. (A server that reports again has
 /// every rule evaluated then.) A large fleet that reports costs the sweep nothing.
 pub async fn sweep(state: &AppState, now: i64) -> Result<Vec<AlertId>, StoreError> {
-    let rules = state.store.list_rules().await?;
+    let rules = state.rules.get(&*state.store).await?;
     let absence: Vec<&StoredRule> = rules.iter().filter(|r| r.rule.enabled && r.rule.metric.is_absence()).collect();
     if absence.is_empty() {
         return Ok(Vec::new());
     }
     let since = quiet_since(&absence, now);
-    let _serial = state.alerting.lock().await;
     let mut touched = Vec::new();
     for server in state.store.quiet_servers(since).await? {
+        let _serial = state.alerting.lock(server.id).await;
         let snapshot = Snapshot {
             at: now,
             agent_offline: server.agent_status == AgentStatus::Disconnected,

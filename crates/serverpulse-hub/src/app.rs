@@ -23,8 +23,10 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
-    /// Serialises alert evaluations (see [`crate::alerting`]).
-    pub alerting: Arc<tokio::sync::Mutex<()>>,
+    /// Serialises each server's alert evaluations (see [`crate::alerting`]).
+    pub alerting: Arc<crate::alerting::ServerLocks>,
+    /// The alert rules, cached for evaluations.
+    pub rules: Arc<crate::alerting::RuleCache>,
     /// The client notifications go out with.
     pub http: reqwest::Client,
     /// Rung when notifications were queued, so they leave at once.
@@ -75,6 +77,7 @@ impl AppState {
             clock,
             settings: Arc::new(settings),
             alerting: Arc::default(),
+            rules: Arc::default(),
             http,
             wake_notifier: Arc::default(),
             live: crate::live::LiveFeed::default(),

@@ -182,6 +182,11 @@ async fn mark_contact_from(conn: &mut Conn, server: ServerId, now: i64, previous
     .execute(&mut *conn)
     .await
     .map_err(db)?;
+    contact_event(conn, server, now, previous).await
+}
+
+/// Logs the agent's return when its status `previous` to a contact was not active.
+async fn contact_event(conn: &mut Conn, server: ServerId, now: i64, previous: &str) -> StoreResult<()> {
     if previous != AgentStatus::Active.as_str() {
         let message =
             if previous == AgentStatus::Disconnected.as_str() { "agent is active again" } else { "agent is active" };
@@ -319,18 +324,34 @@ async fn ingest_in(
             newest = Some((report.timestamp, last_metrics_json(report, &report_rates)));
         }
     }
-    if let Some((at, metrics)) = newest {
-        sqlx::query("UPDATE servers SET last_metrics = $1, last_metrics_at = $2 WHERE id = $3")
-            .bind(metrics.to_string())
-            .bind(at)
-            .bind(server)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-    }
     crate::rollups::mark_dirty(&mut *tx, server, &touched).await?;
-    mark_contact_from(&mut *tx, server, received_at, &status).await?;
+    // The newest figures and the contact in one statement, which gives the server back.
+    let (at, metrics) = newest.map_or((None, None), |(at, metrics)| (Some(at), Some(metrics.to_string())));
+    let row = sqlx::query(after_ingest())
+        .bind(metrics)
+        .bind(at)
+        .bind(received_at)
+        .bind(server)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+    outcome.server = Some(rows::server(&row)?);
+    contact_event(&mut *tx, server, received_at, &status).await?;
     Ok(outcome)
+}
+
+/// Stores a server's newest figures (`$1`, `$2`; kept when null) and its agent's contact
+/// at `$3`; gives the server row back.
+fn after_ingest() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "UPDATE servers SET last_metrics = COALESCE($1, last_metrics), \
+             last_metrics_at = COALESCE($2, last_metrics_at), agent_status = 'active', \
+             agent_last_contact = CASE WHEN COALESCE(agent_last_contact, 0) < $3 THEN $3 ELSE agent_last_contact END \
+             WHERE id = $4 RETURNING {SERVER_COLUMNS}"
+        )
+    });
+    SQL.as_str()
 }
 
 /// The watched units of one server as stored.

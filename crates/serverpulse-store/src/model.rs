@@ -121,6 +121,9 @@ pub struct IngestOutcome {
     /// The uptime of the server's newest report before these (reboot detection).
     #[serde(skip)]
     pub previous_uptime: Option<u64>,
+    /// The server as these reports left it (newest figures, status, contact).
+    #[serde(skip)]
+    pub server: Option<Server>,
 }
 
 /// Who hears of one alert: the channels to notify, and whether a silence covers it (then

@@ -182,24 +182,20 @@ pub async fn metrics(
         Err(ApiError::NotFound(_)) => return Err(ApiError::Unauthorized),
         other => other?,
     };
-    if outcome.stored > 0 {
+    // The server as the commit left it comes with the outcome.
+    if outcome.stored > 0
+        && let Some(server) = &outcome.server
+    {
         // The reports are stored whatever the rules make of them: a failed evaluation is
         // logged, never turned into a refusal of data already kept.
         let stored: Vec<Report> =
             reports.into_iter().filter(|r| r.seq.is_none_or(|seq| outcome.stored_seqs.contains(&seq))).collect();
-        match state.store.get_server(agent.server_id).await {
-            Ok(server) => {
-                if let Err(e) = alerting::on_reports(&state, &server, &stored, outcome.previous_uptime).await {
-                    tracing::error!(server_id = agent.server_id, error = %e, "alert evaluation failed");
-                }
-                crate::live::publish_server_row(&state, &server);
-                if let Some(exporter) = &state.exporter {
-                    exporter.offer(&server, &stored);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(server_id = agent.server_id, error = %e, "cannot read the server after its report")
-            }
+        if let Err(e) = alerting::on_reports(&state, server, &stored, outcome.previous_uptime).await {
+            tracing::error!(server_id = agent.server_id, error = %e, "alert evaluation failed");
+        }
+        crate::live::publish_server_row(&state, server);
+        if let Some(exporter) = &state.exporter {
+            exporter.offer(server, &stored);
         }
     }
     let commands_pending = state.store.pending_command_count(agent.server_id, now).await?;
