@@ -44,6 +44,21 @@ pub(crate) async fn lock_server(conn: &mut Conn, server: ServerId) -> StoreResul
     Ok(())
 }
 
+/// [`lock_server`] for several servers in one statement, in id order (so two writers
+/// taking overlapping sets never wait on each other crosswise).
+pub(crate) async fn lock_servers(conn: &mut Conn, servers: &std::collections::BTreeSet<ServerId>) -> StoreResult<()> {
+    let ids: Vec<i64> = servers.iter().copied().collect();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock($1, (id % 2147483647)::int) FROM unnest($2::bigint[]) AS ids(id) ORDER BY id",
+    )
+    .bind(SERVER_LOCK_SPACE)
+    .bind(ids)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
 /// Serialises the writers that count users before they change them (the first user,
 /// the last administrator), on every replica.
 pub(crate) async fn lock_users(conn: &mut Conn) -> StoreResult<()> {

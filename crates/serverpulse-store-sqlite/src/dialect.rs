@@ -32,6 +32,11 @@ pub(crate) async fn lock_server(_conn: &mut Conn, _server: ServerId) -> StoreRes
 }
 
 /// Nothing to do, as for [`lock_server`].
+pub(crate) async fn lock_servers(_conn: &mut Conn, _servers: &std::collections::BTreeSet<ServerId>) -> StoreResult<()> {
+    Ok(())
+}
+
+/// Nothing to do, as for [`lock_server`].
 pub(crate) async fn lock_users(_conn: &mut Conn) -> StoreResult<()> {
     Ok(())
 }

@@ -19,53 +19,71 @@ fn aggregate_columns() -> String {
     COLUMNS.iter().map(|c| format!("{c}_min, {c}_max, {c}_sum, {c}_n, {c}_last")).collect::<Vec<_>>().join(", ")
 }
 
-/// Recomputes one bucket of the finest tier from raw samples; nothing stays when the
-/// bucket holds no sample. Only integers are spliced in.
-fn from_raw(sql: &mut String, server: ServerId, width: i64, start: i64, horizon: i64) {
-    let end = start + width;
-    let aggregates: Vec<String> = COLUMNS
-        .iter()
-        .map(|c| {
-            format!(
-                "MIN({c}), MAX({c}), SUM({c}), COUNT({c}), (SELECT {c} FROM performance_logs WHERE server_id = {server} \
-                 AND agent_time >= {start} AND agent_time < {end} ORDER BY agent_time DESC, id DESC LIMIT 1)"
-            )
-        })
-        .collect();
-    if start < horizon {
-        return; // its raw samples may be gone: the bucket stays as it was summed up
-    }
-    sql.push_str(&format!(
-        "DELETE FROM rollups WHERE server_id = {server} AND width = {width} AND start = {start};\n\
-         INSERT INTO rollups (server_id, width, start, samples, {columns}) \
-         SELECT {server}, {width}, {start}, COUNT(*), {aggregates} FROM performance_logs \
-         WHERE server_id = {server} AND agent_time >= {start} AND agent_time < {end} HAVING COUNT(*) > 0;\n",
-        columns = aggregate_columns(),
-        aggregates = aggregates.join(", "),
-    ));
+/// `WITH b(server_id, start) AS (VALUES …)`: the buckets one refresh recomputes.
+/// Only integers are spliced in.
+fn buckets_cte(buckets: &BTreeSet<(ServerId, i64)>) -> String {
+    let values: Vec<String> = buckets.iter().map(|(server, start)| format!("({server}, {start})")).collect();
+    format!("WITH b(server_id, start) AS (VALUES {})", values.join(", "))
 }
 
-/// Recomputes one bucket of a coarser tier from the finer tier below it.
-fn from_tier(sql: &mut String, server: ServerId, width: i64, start: i64, finer: i64, horizon: i64) {
-    if start < horizon {
-        return; // the finer buckets may be gone: this one stays as it was summed up
+/// Recomputes the `buckets` of tier `width` whole, in two statements whatever their
+/// number: those of the finest tier from raw samples, the coarser ones from the tier
+/// `finer` below. Buckets left empty go; buckets starting before `horizon` (their
+/// sources may be gone) stay as they were summed up.
+fn recompute(
+    sql: &mut String,
+    buckets: &BTreeSet<(ServerId, i64)>,
+    width: i64,
+    finer: Option<i64>,
+    horizon: Option<i64>,
+) {
+    if buckets.is_empty() {
+        return;
     }
-    let end = start + width;
-    let aggregates: Vec<String> = COLUMNS
-        .iter()
-        .map(|c| {
-            format!(
-                "MIN({c}_min), MAX({c}_max), SUM({c}_sum), CAST(SUM({c}_n) AS BIGINT), (SELECT {c}_last FROM rollups \
-                 WHERE server_id = {server} AND width = {finer} AND start >= {start} AND start < {end} \
-                 ORDER BY start DESC LIMIT 1)"
-            )
-        })
-        .collect();
+    let cte = buckets_cte(buckets);
+    let complete = horizon.map_or_else(|| "1 = 1".to_owned(), |h| format!("b.start >= {h}"));
+    let (source, samples, aggregates) = match finer {
+        None => {
+            let aggregates: Vec<String> = COLUMNS
+                .iter()
+                .map(|c| {
+                    format!(
+                        "MIN(s.{c}), MAX(s.{c}), SUM(s.{c}), COUNT(s.{c}), (SELECT q.{c} FROM performance_logs q \
+                         WHERE q.server_id = b.server_id AND q.agent_time >= b.start AND q.agent_time < b.start + {width} \
+                         ORDER BY q.agent_time DESC, q.id DESC LIMIT 1)"
+                    )
+                })
+                .collect();
+            let source = format!(
+                "performance_logs s ON s.server_id = b.server_id AND s.agent_time >= b.start \
+                 AND s.agent_time < b.start + {width}"
+            );
+            (source, "COUNT(*)".to_owned(), aggregates)
+        }
+        Some(finer) => {
+            let aggregates: Vec<String> = COLUMNS
+                .iter()
+                .map(|c| {
+                    format!(
+                        "MIN(s.{c}_min), MAX(s.{c}_max), SUM(s.{c}_sum), CAST(SUM(s.{c}_n) AS BIGINT), \
+                         (SELECT q.{c}_last FROM rollups q WHERE q.server_id = b.server_id AND q.width = {finer} \
+                         AND q.start >= b.start AND q.start < b.start + {width} ORDER BY q.start DESC LIMIT 1)"
+                    )
+                })
+                .collect();
+            let source = format!(
+                "rollups s ON s.server_id = b.server_id AND s.width = {finer} AND s.start >= b.start \
+                 AND s.start < b.start + {width}"
+            );
+            (source, "CAST(SUM(s.samples) AS BIGINT)".to_owned(), aggregates)
+        }
+    };
     sql.push_str(&format!(
-        "DELETE FROM rollups WHERE server_id = {server} AND width = {width} AND start = {start};\n\
-         INSERT INTO rollups (server_id, width, start, samples, {columns}) \
-         SELECT {server}, {width}, {start}, CAST(SUM(samples) AS BIGINT), {aggregates} FROM rollups \
-         WHERE server_id = {server} AND width = {finer} AND start >= {start} AND start < {end} HAVING COUNT(*) > 0;\n",
+        "{cte} DELETE FROM rollups WHERE width = {width} \
+         AND (server_id, start) IN (SELECT server_id, start FROM b WHERE {complete});\n\
+         {cte} INSERT INTO rollups (server_id, width, start, samples, {columns}) \
+         SELECT b.server_id, {width}, b.start, {samples}, {aggregates} FROM b JOIN {source} \
+         WHERE {complete} GROUP BY b.server_id, b.start;\n",
         columns = aggregate_columns(),
         aggregates = aggregates.join(", "),
     ));
@@ -127,8 +145,9 @@ pub(crate) async fn write_summaries(
     Ok(())
 }
 
-/// Dirty buckets taken per refresh transaction: small, so ingest's commits interleave.
-const REFRESH_BATCH: i64 = 256;
+/// Dirty buckets taken per refresh transaction: enough that a fleet's minute of marks
+/// takes a few statements, few enough that ingest's commits interleave.
+const REFRESH_BATCH: i64 = 4_096;
 
 impl crate::SqlStore {
     /// Recomputes the dirty buckets and clears their marks; returns how many were done.
@@ -148,18 +167,15 @@ impl crate::SqlStore {
             if dirty.is_empty() {
                 return Ok(total);
             }
-            let mut by_server: std::collections::BTreeMap<i64, BTreeSet<i64>> = std::collections::BTreeMap::new();
-            for (server, start) in &dirty {
-                by_server.entry(*server).or_default().insert(*start);
-            }
-            for (server, starts) in &by_server {
-                crate::dialect::lock_server(&mut tx, *server).await?;
-                refresh(&mut tx, *server, starts).await?;
-                let list: Vec<String> = starts.iter().map(i64::to_string).collect();
-                let sql =
-                    format!("DELETE FROM rollup_dirty WHERE server_id = {server} AND start IN ({})", list.join(","));
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(db)?;
-            }
+            let servers: BTreeSet<ServerId> = dirty.iter().map(|(server, _)| *server).collect();
+            crate::dialect::lock_servers(&mut tx, &servers).await?;
+            let buckets: BTreeSet<(ServerId, i64)> = dirty.iter().copied().collect();
+            let mut sql = refresh(&mut tx, &buckets).await?;
+            sql.push_str(&format!(
+                "{} DELETE FROM rollup_dirty WHERE (server_id, start) IN (SELECT server_id, start FROM b);\n",
+                buckets_cte(&buckets)
+            ));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(db)?;
             tx.commit().await.map_err(db)?;
             total += dirty.len() as u64;
             if (dirty.len() as i64) < REFRESH_BATCH {
@@ -169,33 +185,23 @@ impl crate::SqlStore {
     }
 }
 
-/// Recomputes every bucket, in every tier, that holds one of `times` (agent time): one
-/// round trip to SQLite for all of them.
-pub(crate) async fn refresh(conn: &mut Conn, server: ServerId, times: &BTreeSet<i64>) -> StoreResult<()> {
-    if times.is_empty() {
-        return Ok(());
-    }
+/// The SQL recomputing every bucket, in every tier, that holds one of the 5-minute
+/// `buckets` ((server, start) pairs): a few statements whatever their number.
+pub(crate) async fn refresh(conn: &mut Conn, buckets: &BTreeSet<(ServerId, i64)>) -> StoreResult<String> {
     let horizons: std::collections::HashMap<i64, i64> = sqlx::query_as("SELECT width, horizon FROM retention_horizons")
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?
         .into_iter()
         .collect();
-    let horizon = |width: i64| horizons.get(&width).copied().unwrap_or(i64::MIN);
+    let horizon = |width: i64| horizons.get(&width).copied();
     let mut sql = String::new();
-    let mut starts: BTreeSet<i64> = times.iter().map(|t| bucket_of(*t, TIERS[0])).collect();
-    for start in &starts {
-        from_raw(&mut sql, server, TIERS[0], *start, horizon(0));
-    }
+    let mut tier: BTreeSet<(ServerId, i64)> = buckets.iter().map(|(s, t)| (*s, bucket_of(*t, TIERS[0]))).collect();
+    recompute(&mut sql, &tier, TIERS[0], None, horizon(0));
     for pair in TIERS.windows(2) {
         let (finer, width) = (pair[0], pair[1]);
-        starts = starts.iter().map(|s| bucket_of(*s, width)).collect();
-        for start in &starts {
-            from_tier(&mut sql, server, width, *start, finer, horizon(finer));
-        }
+        tier = tier.iter().map(|(s, t)| (*s, bucket_of(*t, width))).collect();
+        recompute(&mut sql, &tier, width, Some(finer), horizon(finer));
     }
-    if !sql.is_empty() {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.map_err(db)?;
-    }
-    Ok(())
+    Ok(sql)
 }

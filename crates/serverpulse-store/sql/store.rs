@@ -746,9 +746,7 @@ impl Store for SqlStore {
         let mut tx = self.begin().await?;
         // Every server's lock up front, in one order on every replica: no deadlock.
         let servers: std::collections::BTreeSet<ServerId> = jobs.iter().map(|job| job.server).collect();
-        for server in servers {
-            crate::dialect::lock_server(&mut tx, server).await?;
-        }
+        crate::dialect::lock_servers(&mut tx, &servers).await?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
             // A savepoint each: one job's failure (its server removed meanwhile) undoes
