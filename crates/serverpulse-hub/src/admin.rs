@@ -135,6 +135,7 @@ pub async fn issue_credentials(state: &AppState, _: &Admin, server: ServerId) ->
         )
         .await
         .map_err(|e| not_found_as(e, "server"))?;
+    state.agents.forget_all();
     Ok(IssuedCredentials { server_id: server, agent_id, auth_token: secret.expose().to_owned() })
 }
 
@@ -144,7 +145,9 @@ pub async fn update_server(
     server: ServerId,
     patch: ServerPatch,
 ) -> Result<Server, ApiError> {
-    state.store.update_server(server, patch, state.now()).await.map_err(|e| not_found_as(e, "server"))
+    let updated = state.store.update_server(server, patch, state.now()).await.map_err(|e| not_found_as(e, "server"))?;
+    state.agents.forget_all(); // the agent may have been disabled
+    Ok(updated)
 }
 
 /// Replaces a server's agent settings (validated by the caller); agents pick them up at
@@ -159,7 +162,9 @@ pub async fn set_agent_settings(
 }
 
 pub async fn remove_server(state: &AppState, _: &Admin, server: ServerId) -> Result<(), ApiError> {
-    state.store.delete_server(server, state.now()).await.map_err(|e| not_found_as(e, "server"))
+    state.store.delete_server(server, state.now()).await.map_err(|e| not_found_as(e, "server"))?;
+    state.agents.forget_all();
+    Ok(())
 }
 
 /// Adds a user. Without a password one is generated and returned (shown once).

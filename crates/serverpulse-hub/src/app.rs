@@ -27,6 +27,8 @@ pub struct AppState {
     pub alerting: Arc<crate::alerting::ServerLocks>,
     /// The alert rules, cached for evaluations.
     pub rules: Arc<crate::alerting::RuleCache>,
+    /// Agents' identities, cached for their authentication.
+    pub agents: Arc<crate::auth::AgentIdentities>,
     /// The client notifications go out with.
     pub http: reqwest::Client,
     /// Rung when notifications were queued, so they leave at once.
@@ -78,6 +80,7 @@ impl AppState {
             settings: Arc::new(settings),
             alerting: Arc::default(),
             rules: Arc::default(),
+            agents: Arc::default(),
             http,
             wake_notifier: Arc::default(),
             live: crate::live::LiveFeed::default(),

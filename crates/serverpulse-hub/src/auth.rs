@@ -10,12 +10,16 @@
 //! argument; the only way to get one is to present a token whose user has at least that
 //! role. Failing that, the request ends with 401 (no or bad credentials) or 403 (role too
 //! low) before the handler runs.
+//!
+//! Agents authenticate on every report, so their identities are kept in memory for a
+//! few seconds ([`AgentIdentities`]); every change of an agent's credentials or status
+//! made through this hub forgets them at once.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use serverpulse_domain::{Role, Secret, TokenDigest};
-use serverpulse_store::{ServerId, User};
+use serverpulse_store::{AgentIdentity, ServerId, Store, StoreError, User};
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -49,12 +53,48 @@ impl FromRequestParts<AppState> for AuthenticatedAgent {
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
         // Hash before looking anything up, so unknown ids and wrong tokens cost the same.
         let presented = TokenDigest::of(token);
-        let identity = state.store.agent_identity(&agent_id).await?;
+        let identity = state.agents.get(&*state.store, &agent_id).await?;
         match identity {
             Some(identity) if identity.enabled && identity.token == presented => {
                 Ok(Self { server_id: identity.server_id, agent_id: identity.agent_id, token: identity.token })
             }
             _ => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// The agent identities the store gave, kept for [`AgentIdentities::FRESH_FOR`]: one
+/// read fewer per report. Only identities that exist are kept, so the map is bounded by
+/// the fleet. A change made on another hub sharing the database (a removed server, a
+/// disabled agent, new credentials) applies here within that time.
+#[derive(Debug, Default)]
+pub struct AgentIdentities(std::sync::RwLock<std::collections::HashMap<String, (std::time::Instant, AgentIdentity)>>);
+
+impl AgentIdentities {
+    pub const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+    pub async fn get(&self, store: &dyn Store, agent_id: &str) -> Result<Option<AgentIdentity>, StoreError> {
+        if let Ok(known) = self.0.read()
+            && let Some((read_at, identity)) = known.get(agent_id)
+            && read_at.elapsed() < Self::FRESH_FOR
+        {
+            return Ok(Some(identity.clone()));
+        }
+        let found = store.agent_identity(agent_id).await?;
+        if let Ok(mut known) = self.0.write() {
+            match &found {
+                Some(identity) => known.insert(agent_id.to_owned(), (std::time::Instant::now(), identity.clone())),
+                None => known.remove(agent_id),
+            };
+        }
+        Ok(found)
+    }
+
+    /// After any change of agents' credentials or status: the next request of each reads
+    /// the store.
+    pub fn forget_all(&self) {
+        if let Ok(mut known) = self.0.write() {
+            known.clear();
         }
     }
 }

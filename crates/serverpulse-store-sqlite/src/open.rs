@@ -40,7 +40,13 @@ impl SqlStore {
 /// Connections are kept for the life of the process: no idle timeout, no maximum
 /// lifetime, so sqlx runs no reaper task. (sqlx 0.9.0's reaper can spin at 100 % CPU
 /// and hang `close` when its idle count underflows — sqlx issue #3645; seen here as
-/// `serverpulse server add` never exiting.)
+/// `serverpulse server add` never exiting.) Nor are they pinged before each use: a
+/// connection to a local file does not break, and the ping was a second round trip to
+/// the connection's thread for every read (a profile showed it on every request).
 pub(crate) fn pool_options(connections: u32) -> SqlitePoolOptions {
-    SqlitePoolOptions::new().max_connections(connections).idle_timeout(None).max_lifetime(None)
+    SqlitePoolOptions::new()
+        .max_connections(connections)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .test_before_acquire(false)
 }

@@ -151,6 +151,8 @@ async fn registered(
     secret: Option<Secret>,
 ) -> ApiResult<Json<RegisterResponse>> {
     tracing::info!(server_id, agent_id, new_token = secret.is_some(), "agent registered");
+    // The server's agent may have been replaced: its old credentials stop now.
+    state.agents.forget_all();
     crate::live::publish_server(state, server_id).await;
     Ok(Json(RegisterResponse {
         success: true,
