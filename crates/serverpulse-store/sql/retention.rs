@@ -17,8 +17,26 @@ impl SqlStore {
     /// Deletes raw samples (`width` 0) or one tier's buckets older than `cutoff`, after
     /// raising that kind's horizon to it. Returns the rows deleted.
     async fn delete_before(&self, width: i64, cutoff: i64) -> StoreResult<u64> {
-        let servers: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM servers ORDER BY id").fetch_all(&self.writer).await.map_err(db)?;
+        // Only the servers holding something that old, found in one statement (an index
+        // probe each): usually none, since compaction keeps few rows and retention is
+        // far older — a pass then costs no write per server.
+        let servers: Vec<i64> = if width == 0 {
+            sqlx::query_scalar(
+                "SELECT s.id FROM servers s WHERE EXISTS (SELECT 1 FROM performance_logs p \
+                 WHERE p.server_id = s.id AND p.agent_time < $1) ORDER BY s.id",
+            )
+            .bind(cutoff)
+        } else {
+            sqlx::query_scalar(
+                "SELECT s.id FROM servers s WHERE EXISTS (SELECT 1 FROM rollups r \
+                 WHERE r.server_id = s.id AND r.width = $1 AND r.start <= $2 - $1) ORDER BY s.id",
+            )
+            .bind(width)
+            .bind(cutoff)
+        }
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
         sqlx::query(
             "INSERT INTO retention_horizons (width, horizon) VALUES ($1, $2) \
              ON CONFLICT (width) DO UPDATE SET horizon = CASE WHEN excluded.horizon > retention_horizons.horizon \
