@@ -336,19 +336,22 @@ async fn ingest_in(
         .await
         .map_err(db)?;
     outcome.server = Some(rows::server(&row)?);
+    outcome.commands_pending = Cols(&row).count("commands_pending")?;
     contact_event(&mut *tx, server, received_at, &status).await?;
     Ok(outcome)
 }
 
 /// Stores a server's newest figures (`$1`, `$2`; kept when null) and its agent's contact
-/// at `$3`; gives the server row back.
+/// at `$3`; gives the server row back, with the commands waiting for its agent then.
 fn after_ingest() -> &'static str {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "UPDATE servers SET last_metrics = COALESCE($1, last_metrics), \
              last_metrics_at = COALESCE($2, last_metrics_at), agent_status = 'active', \
              agent_last_contact = CASE WHEN COALESCE(agent_last_contact, 0) < $3 THEN $3 ELSE agent_last_contact END \
-             WHERE id = $4 RETURNING {SERVER_COLUMNS}"
+             WHERE id = $4 RETURNING {SERVER_COLUMNS}, (SELECT COUNT(*) FROM commands \
+             WHERE commands.server_id = servers.id AND commands.state = 'pending' AND commands.expires_at > $3) \
+             AS commands_pending"
         )
     });
     SQL.as_str()

@@ -400,6 +400,11 @@ pub async fn commands_are_delivered_until_acknowledged_once(store: &dyn Store) {
     enqueue("c2", T0 + 100).await.expect("enqueue");
     assert_eq!(store.pending_command_count(id, T0 + 50).await.expect("count"), 2);
     assert_eq!(store.pending_command_count(id, T0 + 200).await.expect("count"), 1, "c2 expired");
+    // A report's answer says how many wait, as of its arrival.
+    let stored = store.store_reports(id, &[report(Some(70), T0 + 40, 0, json!([]))], T0 + 50).await.expect("report");
+    assert_eq!(stored.commands_pending, 2);
+    let stored = store.store_reports(id, &[report(Some(71), T0 + 190, 0, json!([]))], T0 + 200).await.expect("report");
+    assert_eq!(stored.commands_pending, 1, "c2 expired");
     let pending = store.pending_commands(id, T0 + 200).await.expect("pending");
     assert_eq!(store.pending_command_count(id, T0 + 200).await.expect("count"), 0, "delivered now");
     assert_eq!(pending.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c1"], "expired c2 is not handed out");

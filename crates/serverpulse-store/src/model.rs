@@ -124,6 +124,10 @@ pub struct IngestOutcome {
     /// The server as these reports left it (newest figures, status, contact).
     #[serde(skip)]
     pub server: Option<Server>,
+    /// Unexpired commands waiting for the server's agent (not yet delivered), as of the
+    /// reports' arrival.
+    #[serde(skip)]
+    pub commands_pending: u32,
 }
 
 /// Who hears of one alert: the channels to notify, and whether a silence covers it (then

@@ -200,7 +200,7 @@ pub async fn metrics(
             exporter.offer(server, &stored);
         }
     }
-    let commands_pending = state.store.pending_command_count(agent.server_id, now).await?;
+    let commands_pending = outcome.commands_pending;
     Ok(Json(MetricsAccepted {
         success: true,
         stored: outcome.stored,
