@@ -23,6 +23,7 @@ use serverpulse_bench::measure::{FsyncCounter, cpu_seconds, pss_bytes, quantile}
 use serverpulse_bench::series::Series;
 use serverpulse_domain::Secret;
 use serverpulse_store::{AgentCredentials, NewServer};
+use serverpulse_store_postgres::PgStore;
 use serverpulse_store_sqlite::SqliteStore;
 
 #[derive(Debug, Parser)]
@@ -57,6 +58,10 @@ struct LoadArgs {
     /// Skip the floor run.
     #[arg(long)]
     no_floor: bool,
+    /// Run the hub on this empty PostgreSQL database (`postgres://…`) instead of a fresh
+    /// SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -302,6 +307,29 @@ async fn measure(client: &reqwest::Client, target: &Target, schedule: &Schedule<
     )
 }
 
+/// Where the agents are provisioned: the database the hub will run on.
+enum Provisioner {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Provisioner {
+    async fn provision(&self, agents: &[(NewServer, AgentCredentials)]) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.provision_agents_in_bulk(agents, now_ms()).await?,
+            Self::Postgres(store) => store.provision_agents_in_bulk(agents, now_ms()).await?,
+        };
+        Ok(())
+    }
+
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(store) => store.close().await,
+            Self::Postgres(store) => store.close().await,
+        }
+    }
+}
+
 async fn load(args: LoadArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let beside = exe.parent().context("the bench binary has no directory")?.to_path_buf();
@@ -313,7 +341,10 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     let data = tempfile::Builder::new().prefix("load-run").tempdir_in(beside.parent().unwrap_or(&beside))?;
 
     let provisioning = Instant::now();
-    let store = SqliteStore::open(&data.path().join("serverpulse.db"), now_ms()).await?;
+    let store = match &args.database_url {
+        Some(url) => Provisioner::Postgres(PgStore::open_url(url, now_ms()).await?),
+        None => Provisioner::Sqlite(SqliteStore::open(&data.path().join("serverpulse.db"), now_ms()).await?),
+    };
     let mut agents = Vec::with_capacity(args.agents);
     let mut batch = Vec::new();
     for i in 0..args.agents {
@@ -326,7 +357,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         ));
         agents.push((agent_id, secret.expose().to_owned()));
         if batch.len() == 10_000 || i + 1 == args.agents {
-            store.provision_agents_in_bulk(&batch, now_ms()).await?;
+            store.provision(&batch).await?;
             batch.clear();
         }
     }
@@ -346,11 +377,18 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
 
     let address = free_port()?;
     let log = std::fs::File::create(data.path().join("hub.log"))?;
+    let database: Vec<std::ffi::OsString> = match &args.database_url {
+        Some(url) => vec!["--database-url".into(), url.into()],
+        None => vec!["--data-dir".into(), data.path().into()],
+    };
     let mut hub = Target {
-        name: "hub (`serverpulse serve`)",
+        name: if args.database_url.is_some() {
+            "hub (`serverpulse serve`, PostgreSQL)"
+        } else {
+            "hub (`serverpulse serve`)"
+        },
         child: Command::new(&hub_binary)
-            .arg("--data-dir")
-            .arg(data.path())
+            .args(&database)
             .args(["serve", "--listen", &address.to_string(), "--log", "warn"])
             .stdout(Stdio::null())
             .stderr(log)
