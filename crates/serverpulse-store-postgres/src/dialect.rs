@@ -14,6 +14,12 @@ pub(crate) type Db = sqlx::Postgres;
 pub(crate) type Conn = sqlx::PgConnection;
 pub(crate) type DbRow = sqlx::postgres::PgRow;
 
+/// A yes/no column: a boolean.
+pub(crate) fn flag(row: &DbRow, column: &str) -> StoreResult<bool> {
+    use sqlx::Row;
+    row.try_get(column).map_err(db)
+}
+
 /// What ingest reads of a server first: its newest report's time and uptime, its status.
 pub(crate) const INGEST_STATE: &str = "SELECT last_metrics_at, agent_status, \
      (last_metrics::jsonb ->> 'uptime')::bigint AS uptime FROM servers WHERE id = $1";

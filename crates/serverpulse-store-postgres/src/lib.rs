@@ -3,7 +3,7 @@
 //!
 //! The store itself (every `Store` method, in SQL) is shared with the SQLite backend:
 //! its modules live in `serverpulse-store/sql/` and are compiled here against this
-//! crate's [`dialect`] and [`rows`]. What differs is the dialect, and that several hub
+//! crate's [`dialect`]. What differs is the dialect, and that several hub
 //! replicas may write at once: writers that read before they write (ingest, compaction,
 //! summaries) take a per-server transaction lock, so replicas serialise on a server,
 //! never on the fleet. This crate adds the connection pool and its own migrations.
@@ -11,7 +11,6 @@
 mod dialect;
 mod migrate;
 mod open;
-mod rows;
 #[cfg(feature = "scratch")]
 pub mod scratch;
 
@@ -29,6 +28,8 @@ mod notifications;
 mod retention;
 #[path = "../../serverpulse-store/sql/rollups.rs"]
 mod rollups;
+#[path = "../../serverpulse-store/sql/rows.rs"]
+mod rows;
 #[path = "../../serverpulse-store/sql/store.rs"]
 mod store;
 #[path = "../../serverpulse-store/sql/users.rs"]

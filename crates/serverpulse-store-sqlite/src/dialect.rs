@@ -11,6 +11,12 @@ pub(crate) type Db = sqlx::Sqlite;
 pub(crate) type Conn = sqlx::SqliteConnection;
 pub(crate) type DbRow = sqlx::sqlite::SqliteRow;
 
+/// A yes/no column: an integer, 0 for no.
+pub(crate) fn flag(row: &DbRow, column: &str) -> StoreResult<bool> {
+    use sqlx::Row;
+    Ok(row.try_get::<i64, _>(column).map_err(db)? != 0)
+}
+
 /// What ingest reads of a server first: its newest report's time and uptime, its status.
 pub(crate) const INGEST_STATE: &str = "SELECT last_metrics_at, agent_status, \
      json_extract(last_metrics, '$.uptime') AS uptime FROM servers WHERE id = $1";

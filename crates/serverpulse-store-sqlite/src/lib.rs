@@ -7,13 +7,12 @@
 //!
 //! The store itself (every `Store` method, in SQL) is shared with the PostgreSQL
 //! backend: its modules live in `serverpulse-store/sql/` and are compiled here against
-//! this crate's [`dialect`] (what SQLite does differently) and [`rows`] (how its rows
-//! read). This crate adds the connection setup and its own migrations.
+//! this crate's [`dialect`] (what SQLite does differently, down to how a flag column
+//! reads). This crate adds the connection setup and its own migrations.
 
 mod dialect;
 mod migrate;
 mod open;
-mod rows;
 
 #[path = "../../serverpulse-store/sql/alerting.rs"]
 mod alerting;
@@ -29,6 +28,8 @@ mod notifications;
 mod retention;
 #[path = "../../serverpulse-store/sql/rollups.rs"]
 mod rollups;
+#[path = "../../serverpulse-store/sql/rows.rs"]
+mod rows;
 #[path = "../../serverpulse-store/sql/store.rs"]
 mod store;
 #[path = "../../serverpulse-store/sql/users.rs"]

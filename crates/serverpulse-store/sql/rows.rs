@@ -1,15 +1,17 @@
-//! Reading SQLite rows back into store records: the [`Columns`] of a row (flags are
-//! integers here). The decoders themselves, and the mapping of errors, are shared by
-//! every backend.
+//! Reading rows back into store records: a row of the backend's database as
+//! [`Columns`] (how a flag is read is the dialect's: an integer in SQLite, a boolean in
+//! PostgreSQL), the shared decoders for the backend's own row type, and the mapping of
+//! errors.
 
 pub(crate) use crate::errors::{conflict_if_unique, db, missing_if_foreign_key};
 use serverpulse_store::StoreResult;
 pub(crate) use serverpulse_store::rows::{Columns, digest, from_json, to_json};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-/// A SQLite row, read column by column.
-pub(crate) struct Cols<'r>(pub(crate) &'r SqliteRow);
+use crate::dialect::DbRow;
+
+/// A row, read column by column.
+pub(crate) struct Cols<'r>(pub(crate) &'r DbRow);
 
 impl Columns for Cols<'_> {
     fn text(&self, column: &str) -> StoreResult<String> {
@@ -28,8 +30,8 @@ impl Columns for Cols<'_> {
         self.0.try_get(column).map_err(db)
     }
     fn flag(&self, column: &str) -> StoreResult<bool> {
-        Ok(self.0.try_get::<i64, _>(column).map_err(db)? != 0)
+        crate::dialect::flag(self.0, column)
     }
 }
 
-serverpulse_store::row_decoders!(SqliteRow, Cols);
+serverpulse_store::row_decoders!(DbRow, Cols);
