@@ -167,11 +167,6 @@ async fn mark_contact(conn: &mut Conn, server: ServerId, now: i64) -> StoreResul
     let Some(previous) = previous else {
         return Err(StoreError::NotFound);
     };
-    mark_contact_from(conn, server, now, &previous).await
-}
-
-/// [`mark_contact`] when the status before is known already.
-async fn mark_contact_from(conn: &mut Conn, server: ServerId, now: i64, previous: &str) -> StoreResult<()> {
     sqlx::query(
         "UPDATE servers SET agent_status = 'active', \
          agent_last_contact = CASE WHEN COALESCE(agent_last_contact, 0) < $1 THEN $1 ELSE agent_last_contact END \
@@ -182,7 +177,7 @@ async fn mark_contact_from(conn: &mut Conn, server: ServerId, now: i64, previous
     .execute(&mut *conn)
     .await
     .map_err(db)?;
-    contact_event(conn, server, now, previous).await
+    contact_event(conn, server, now, &previous).await
 }
 
 /// Logs the agent's return when its status `previous` to a contact was not active.
@@ -285,15 +280,15 @@ async fn insert_report(
     Ok(Some((own_rates, after.map(|a| a.at))))
 }
 
-/// Stores one agent's reports on `tx` (the caller commits): each `seq` once, rates
-/// against the neighbours in agent time, services, the newest figures, the rollups.
+/// Stores one agent's reports on `tx` (the caller commits, and holds the server's lock):
+/// each `seq` once, rates against the neighbours in agent time, services, the newest
+/// figures, the rollups.
 async fn ingest_in(
     tx: &mut Conn,
     server: ServerId,
     reports: &[Report],
     received_at: i64,
 ) -> StoreResult<IngestOutcome> {
-    crate::dialect::lock_server(&mut *tx, server).await?;
     let mut outcome = IngestOutcome::default();
     let row = sqlx::query(crate::dialect::INGEST_STATE)
         .bind(server)
@@ -740,6 +735,7 @@ impl Store for SqlStore {
         received_at: i64,
     ) -> StoreResult<IngestOutcome> {
         let mut tx = self.begin().await?;
+        crate::dialect::lock_server(&mut tx, server).await?;
         let outcome = ingest_in(&mut tx, server, reports, received_at).await?;
         tx.commit().await.map_err(db)?;
         Ok(outcome)
