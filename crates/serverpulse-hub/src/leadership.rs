@@ -39,7 +39,7 @@ pub async fn check_once(state: &AppState) -> bool {
 
 /// Checks every [`CHECK_EVERY`] until `stop` turns true.
 pub async fn run(state: AppState, stop: watch::Receiver<bool>) {
-    crate::background::every(CHECK_EVERY, stop, || async {
+    crate::background::every("leadership", CHECK_EVERY, stop, || async {
         check_once(&state).await;
     })
     .await;

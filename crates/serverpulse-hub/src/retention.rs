@@ -45,7 +45,7 @@ async fn remove_old_history(state: &AppState, now: i64) -> Result<RetentionOutco
 
 /// A pass right away, then every [`EVERY`], until `stop` turns true.
 pub async fn run(state: AppState, stop: watch::Receiver<bool>) {
-    crate::background::every(EVERY, stop, || async {
+    crate::background::every("retention", EVERY, stop, || async {
         if !state.leads() {
             return;
         }

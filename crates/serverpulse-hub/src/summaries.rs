@@ -14,7 +14,7 @@ pub const EVERY: Duration = Duration::from_secs(60);
 
 /// Refreshes every [`EVERY`] until `stop` turns true.
 pub async fn run(state: AppState, stop: watch::Receiver<bool>) {
-    crate::background::every(EVERY, stop, || async {
+    crate::background::every("summaries", EVERY, stop, || async {
         if !state.leads() {
             return;
         }

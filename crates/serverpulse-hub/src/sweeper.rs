@@ -26,7 +26,7 @@ pub async fn sweep_once(state: &AppState, now: i64) -> Result<Vec<i64>, serverpu
 
 /// Sweeps every `sweep_interval` until `stop` turns true.
 pub async fn run(state: AppState, stop: watch::Receiver<bool>) {
-    crate::background::every(state.settings.sweep_interval, stop, || async {
+    crate::background::every("sweeper", state.settings.sweep_interval, stop, || async {
         if !state.leads() {
             return;
         }

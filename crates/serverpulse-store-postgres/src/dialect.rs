@@ -20,9 +20,8 @@ pub(crate) fn flag(row: &DbRow, column: &str) -> StoreResult<bool> {
     row.try_get(column).map_err(db)
 }
 
-/// What ingest reads of a server first: its newest report's time and uptime, its status.
-pub(crate) const INGEST_STATE: &str = "SELECT last_metrics_at, agent_status, \
-     (last_metrics::jsonb ->> 'uptime')::bigint AS uptime FROM servers WHERE id = $1";
+/// The uptime in a server's newest figures (`last_metrics`, JSON text).
+pub(crate) const LAST_UPTIME: &str = "(last_metrics::jsonb ->> 'uptime')::bigint";
 
 /// Keeps what a heartbeat says (`$1`, JSON) in the server's `agent_config`.
 pub(crate) const SET_HEARTBEAT_STATUS: &str =

@@ -16,12 +16,16 @@ pub mod scratch;
 
 #[path = "../../serverpulse-store/sql/alerting.rs"]
 mod alerting;
+#[path = "../../serverpulse-store/sql/batched.rs"]
+mod batched;
 #[path = "../../serverpulse-store/sql/charts.rs"]
 mod charts;
 #[path = "../../serverpulse-store/sql/compaction.rs"]
 mod compaction;
 #[path = "../../serverpulse-store/sql/errors.rs"]
 mod errors;
+#[path = "../../serverpulse-store/sql/ingest.rs"]
+mod ingest;
 #[path = "../../serverpulse-store/sql/notifications.rs"]
 mod notifications;
 #[path = "../../serverpulse-store/sql/retention.rs"]

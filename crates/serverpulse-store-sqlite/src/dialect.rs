@@ -17,9 +17,8 @@ pub(crate) fn flag(row: &DbRow, column: &str) -> StoreResult<bool> {
     Ok(row.try_get::<i64, _>(column).map_err(db)? != 0)
 }
 
-/// What ingest reads of a server first: its newest report's time and uptime, its status.
-pub(crate) const INGEST_STATE: &str = "SELECT last_metrics_at, agent_status, \
-     json_extract(last_metrics, '$.uptime') AS uptime FROM servers WHERE id = $1";
+/// The uptime in a server's newest figures (`last_metrics`, JSON text).
+pub(crate) const LAST_UPTIME: &str = "json_extract(last_metrics, '$.uptime')";
 
 /// Keeps what a heartbeat says (`$1`, JSON) in the server's `agent_config`.
 pub(crate) const SET_HEARTBEAT_STATUS: &str =

@@ -15,52 +15,15 @@ use serverpulse_store::{CompactionOutcome, Sample, ServerId, StoreError, StoreRe
 use crate::SqlStore;
 use serverpulse_store::history::{CHUNK_SPAN, COMPACTION_STEP as STEP, TIERS, bucket_of, interleave};
 
+use crate::batched::{chunks, values_cte};
 use crate::rollups::{mark_dirty, write_summaries};
 use crate::rows::{self, db};
 
 /// Chunks written (or reopened) per transaction: few, so ingest's commits interleave.
 const CHUNKS_PER_TRANSACTION: usize = 32;
 
-/// Inserts one sample; the raw document as text (`null` once compacted).
-const INSERT_SAMPLE: &str = "INSERT INTO performance_logs (server_id, seq, agent_time, received_at, \
-     cpu_usage, ram_usage, disk_usage, load_average, uptime, response_time, network_rx, network_tx, disk_io_read, \
-     disk_io_write, network_rx_rate, network_tx_rate, disk_io_read_rate, disk_io_write_rate, raw) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
-
 fn corrupt(error: chunk::ChunkError) -> StoreError {
     StoreError::Corrupt(error.to_string())
-}
-
-fn to_i64(v: Option<u64>) -> Option<i64> {
-    v.and_then(|v| i64::try_from(v).ok())
-}
-
-/// Stores `s` as a row of `performance_logs` (its `raw` is not read: `raw` is the text).
-pub(crate) async fn insert_sample(conn: &mut Conn, server: ServerId, s: &Sample, raw: &str) -> StoreResult<()> {
-    sqlx::query(INSERT_SAMPLE)
-        .bind(server)
-        .bind(to_i64(s.seq))
-        .bind(s.at)
-        .bind(s.received_at)
-        .bind(s.cpu_usage)
-        .bind(s.memory_usage)
-        .bind(s.disk_usage)
-        .bind(s.load_average)
-        .bind(to_i64(s.uptime))
-        .bind(s.response_time)
-        .bind(to_i64(s.network_rx))
-        .bind(to_i64(s.network_tx))
-        .bind(to_i64(s.disk_io_read))
-        .bind(to_i64(s.disk_io_write))
-        .bind(s.network_rx_rate)
-        .bind(s.network_tx_rate)
-        .bind(s.disk_io_read_rate)
-        .bind(s.disk_io_write_rate)
-        .bind(raw)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-    Ok(())
 }
 
 /// The samples of one stored chunk, in agent time.
@@ -80,10 +43,9 @@ pub(crate) async fn reopen(conn: &mut Conn, server: ServerId, start: i64) -> Sto
             .map_err(db)?;
     let Some(data) = data else { return Ok(false) };
     let samples = decode(&data)?;
-    for s in &samples {
-        insert_sample(conn, server, s, "null").await?;
-    }
-    mark_dirty(conn, server, &samples.iter().map(|s| s.at).collect()).await?;
+    let rows: Vec<(ServerId, &Sample, String)> = samples.iter().map(|s| (server, s, "null".to_owned())).collect();
+    crate::ingest::insert_samples(&mut *conn, &rows).await?;
+    mark_dirty(conn, &samples.iter().map(|s| (server, s.at)).collect()).await?;
     Ok(true)
 }
 
@@ -209,25 +171,52 @@ async fn cut_chunk(conn: &mut Conn, server: ServerId, start: i64, cutoff: i64) -
 }
 
 impl SqlStore {
-    /// The days of `server` holding recent samples older than `limit`, oldest first.
-    async fn recent_days_before(&self, server: ServerId, limit: i64) -> StoreResult<Vec<i64>> {
-        let mut days = Vec::new();
-        let mut cursor = i64::MIN;
-        loop {
-            let first: Option<i64> = sqlx::query_scalar(
-                "SELECT MIN(agent_time) FROM performance_logs WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3",
+    /// The first day holding recent samples older than `limit` of every server with
+    /// some (`after` none), or of each server listed from its day `after` on. One
+    /// statement over the fleet (an index probe per server), or one per
+    /// [`crate::batched::MAX_ROWS`] servers listed.
+    async fn first_days_before(
+        &self,
+        after: Option<&[(ServerId, i64)]>,
+        limit: i64,
+    ) -> StoreResult<Vec<(ServerId, i64)>> {
+        let first = |source: &str, from: &str, limit: &str| {
+            format!(
+                "SELECT server_id, first FROM (SELECT {source}.server_id, (SELECT MIN(p.agent_time) \
+                 FROM performance_logs p WHERE p.server_id = {source}.server_id AND p.agent_time >= {from} \
+                 AND p.agent_time < {limit}) AS first FROM {source}) AS f WHERE first IS NOT NULL ORDER BY server_id"
             )
-            .bind(server)
-            .bind(cursor)
-            .bind(limit)
-            .fetch_one(&self.writer)
-            .await
-            .map_err(db)?;
-            let Some(first) = first else { return Ok(days) };
-            let day = bucket_of(first, CHUNK_SPAN);
-            days.push(day);
-            cursor = day.saturating_add(CHUNK_SPAN);
-        }
+        };
+        let found: Vec<(ServerId, i64)> = match after {
+            None => {
+                let sql = format!("WITH s AS (SELECT id AS server_id FROM servers) {}", first("s", "$1", "$2"));
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(i64::MIN)
+                    .bind(limit)
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(db)?
+            }
+            Some(cursors) => {
+                let mut found = Vec::new();
+                for chunk in chunks(cursors.len()) {
+                    let limit_at = format!("CAST(${} AS BIGINT)", 2 * chunk.shape + 1);
+                    let sql = format!(
+                        "{}{}",
+                        values_cte("c", &[("server_id", "BIGINT"), ("after", "BIGINT")], chunk.shape),
+                        first("c", "c.after", &limit_at)
+                    );
+                    let mut query = sqlx::query_as::<_, (ServerId, i64)>(sqlx::AssertSqlSafe(sql));
+                    for i in 0..chunk.shape {
+                        let cursor = chunk.row(cursors, i);
+                        query = query.bind(cursor.map(|(server, _)| *server)).bind(cursor.map(|(_, after)| *after));
+                    }
+                    found.extend(query.bind(limit).fetch_all(&self.reader).await.map_err(db)?);
+                }
+                found
+            }
+        };
+        Ok(found.into_iter().map(|(server, first)| (server, bucket_of(first, CHUNK_SPAN))).collect())
     }
 
     async fn compact_spans(
@@ -252,21 +241,16 @@ impl SqlStore {
         // Summaries take in every stored sample first; a span marked since waits a pass.
         self.refresh_dirty(None).await?;
         let limit = bucket_of(before, STEP);
-        let servers: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM servers ORDER BY id").fetch_all(&self.writer).await.map_err(db)?;
         let mut outcome = CompactionOutcome::default();
-        let mut pending = Vec::new();
-        for server in servers {
-            for day in self.recent_days_before(server, limit).await? {
-                pending.push((server, day));
-                if pending.len() == CHUNKS_PER_TRANSACTION {
-                    self.compact_spans(&pending, limit, &mut outcome).await?;
-                    pending.clear();
-                }
+        // Day by day: each round compacts the next day of every server with more.
+        let mut spans = self.first_days_before(None, limit).await?;
+        while !spans.is_empty() {
+            for some in spans.chunks(CHUNKS_PER_TRANSACTION) {
+                self.compact_spans(some, limit, &mut outcome).await?;
             }
-        }
-        if !pending.is_empty() {
-            self.compact_spans(&pending, limit, &mut outcome).await?;
+            let next: Vec<(ServerId, i64)> =
+                spans.iter().map(|(server, day)| (*server, day.saturating_add(CHUNK_SPAN))).collect();
+            spans = self.first_days_before(Some(&next), limit).await?;
         }
         Ok(outcome)
     }

@@ -13,6 +13,7 @@ use crate::dialect::Conn;
 use serverpulse_store::history::{COLUMNS, Filling, TIERS, bucket_of, charted};
 use serverpulse_store::{Sample, ServerId, StoreResult};
 
+use crate::batched::{chunks, values_cte};
 use crate::rows::db;
 
 fn aggregate_columns() -> String {
@@ -89,16 +90,23 @@ fn recompute(
     ));
 }
 
-/// Marks the 5-minute buckets holding `times` (agent time) of `server` for refreshing.
-pub(crate) async fn mark_dirty(conn: &mut Conn, server: ServerId, times: &BTreeSet<i64>) -> StoreResult<()> {
-    let starts: BTreeSet<i64> = times.iter().map(|t| bucket_of(*t, TIERS[0])).collect();
-    if starts.is_empty() {
-        return Ok(());
+/// Marks the 5-minute buckets holding the samples `(server, agent time)` for refreshing.
+pub(crate) async fn mark_dirty(conn: &mut Conn, samples: &BTreeSet<(ServerId, i64)>) -> StoreResult<()> {
+    let buckets: BTreeSet<(ServerId, i64)> = samples.iter().map(|(s, t)| (*s, bucket_of(*t, TIERS[0]))).collect();
+    let buckets: Vec<(ServerId, i64)> = buckets.into_iter().collect();
+    for chunk in chunks(buckets.len()) {
+        let sql = format!(
+            "{}INSERT INTO rollup_dirty (server_id, start) SELECT server_id, start FROM d \
+             WHERE server_id IS NOT NULL ON CONFLICT DO NOTHING",
+            values_cte("d", &[("server_id", "BIGINT"), ("start", "BIGINT")], chunk.shape)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in 0..chunk.shape {
+            let bucket = chunk.row(&buckets, i);
+            query = query.bind(bucket.map(|(server, _)| *server)).bind(bucket.map(|(_, start)| *start));
+        }
+        query.execute(&mut *conn).await.map_err(db)?;
     }
-    let values: Vec<String> = starts.iter().map(|s| format!("({server}, {s})")).collect();
-    let sql =
-        format!("INSERT INTO rollup_dirty (server_id, start) VALUES {} ON CONFLICT DO NOTHING", values.join(", "));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.map_err(db)?;
     Ok(())
 }
 

@@ -10,10 +10,7 @@ use serverpulse_proto::alert::{AgentAlert, Severity};
 use serverpulse_proto::command::CommandAck;
 use serverpulse_proto::report::Report;
 use serverpulse_proto::settings::AgentSettings;
-use serverpulse_store::history::{
-    AGENT_ALERT_WINDOW_MS, CHUNK_SPAN, COUNTER_COLUMNS, Neighbour, UnitChange, UnitStates, bucket_of,
-    last_metrics_json, sample_of, unit_change_event,
-};
+use serverpulse_store::history::AGENT_ALERT_WINDOW_MS;
 use serverpulse_store::{
     AckOutcome, AgentContact, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord,
     AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, CompactionOutcome,
@@ -25,7 +22,7 @@ use serverpulse_store::{
 };
 use sqlx::{Pool, Row, Transaction};
 
-use crate::dialect::{Conn, Db, DbRow};
+use crate::dialect::{Conn, Db};
 use crate::rows::{self, Cols, Columns, db};
 
 /// The store over one database. Cheap to clone (pool handles). Writes go through
@@ -104,17 +101,13 @@ impl SqlStore {
 }
 
 /// The columns a [`Server`] is read from.
-const SERVER_COLUMNS: &str = "id, name, ip, created_at, hostname, agent_enabled, agent_id, agent_status, \
+pub(crate) const SERVER_COLUMNS: &str = "id, name, ip, created_at, hostname, agent_enabled, agent_id, agent_status, \
      agent_version, agent_last_heartbeat, agent_last_contact, agent_config, last_metrics, last_metrics_at, tags";
 
 fn server_select_by_id() -> &'static str {
     static SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| format!("SELECT {SERVER_COLUMNS} FROM servers WHERE id = $1"));
     SQL.as_str()
-}
-
-fn to_i64(value: Option<u64>) -> Option<i64> {
-    value.and_then(|v| i64::try_from(v).ok())
 }
 
 /// A `LIKE` pattern matching text that contains `needle` (escaped with `\\`).
@@ -181,7 +174,7 @@ async fn mark_contact(conn: &mut Conn, server: ServerId, now: i64) -> StoreResul
 }
 
 /// Logs the agent's return when its status `previous` to a contact was not active.
-async fn contact_event(conn: &mut Conn, server: ServerId, now: i64, previous: &str) -> StoreResult<()> {
+pub(crate) async fn contact_event(conn: &mut Conn, server: ServerId, now: i64, previous: &str) -> StoreResult<()> {
     if previous != AgentStatus::Active.as_str() {
         let message =
             if previous == AgentStatus::Disconnected.as_str() { "agent is active again" } else { "agent is active" };
@@ -197,250 +190,6 @@ async fn contact_event(conn: &mut Conn, server: ServerId, now: i64, previous: &s
         .await?;
     }
     Ok(())
-}
-
-fn neighbour(row: &DbRow) -> StoreResult<Neighbour> {
-    let row = Cols(row);
-    let mut counters = [None; 4];
-    for (slot, column) in counters.iter_mut().zip(COUNTER_COLUMNS) {
-        *slot = row.opt_u64(column)?;
-    }
-    Ok(Neighbour { id: row.int("id")?, at: row.int("agent_time")?, uptime: row.opt_u64("uptime")?, counters })
-}
-
-/// What one statement finds around a new report: a stored sample with its `seq` (a
-/// replay), the samples just before and after it in agent time, and whether it falls in
-/// the compacted part of its day (`?4`; then that chunk is reopened first, and asked again).
-const AROUND: &str = "SELECT CAST(0 AS BIGINT) AS which, id, agent_time, uptime, network_rx, network_tx, disk_io_read, \
-     disk_io_write FROM performance_logs WHERE server_id = $1 AND seq = $3 \
-     UNION ALL SELECT * FROM (SELECT CAST(1 AS BIGINT), id, agent_time, uptime, network_rx, network_tx, disk_io_read, \
-       disk_io_write FROM performance_logs WHERE server_id = $1 AND agent_time < $2 \
-       ORDER BY agent_time DESC, id DESC LIMIT 1) AS earlier \
-     UNION ALL SELECT * FROM (SELECT CAST(2 AS BIGINT), id, agent_time, uptime, network_rx, network_tx, disk_io_read, \
-       disk_io_write FROM performance_logs WHERE server_id = $1 AND agent_time > $2 \
-       ORDER BY agent_time ASC, id ASC LIMIT 1) AS later \
-     UNION ALL SELECT CAST(3 AS BIGINT), start, NULL, NULL, NULL, NULL, NULL, NULL FROM history_chunks \
-       WHERE server_id = $1 AND start = $4 AND $2 < until";
-
-/// Stores one report with its rates; `None` when its `seq` is stored already. Returns
-/// its rates and the agent time of the next sample if that one was re-rated.
-async fn insert_report(
-    conn: &mut Conn,
-    server: ServerId,
-    report: &Report,
-    received_at: i64,
-) -> StoreResult<Option<([Option<f64>; 4], Option<i64>)>> {
-    let current = Neighbour::of_report(report);
-    let day = bucket_of(report.timestamp, CHUNK_SPAN);
-    let (mut before, mut after) = (None, None);
-    loop {
-        let found = sqlx::query(AROUND)
-            .bind(server)
-            .bind(report.timestamp)
-            .bind(to_i64(report.seq))
-            .bind(day)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-        let mut compacted = false;
-        for row in &found {
-            match row.try_get::<i64, _>("which").map_err(db)? {
-                0 => return Ok(None),
-                1 => before = Some(neighbour(row)?),
-                2 => after = Some(neighbour(row)?),
-                _ => compacted = true,
-            }
-        }
-        if !compacted || !crate::compaction::reopen(&mut *conn, server, day).await? {
-            break;
-        }
-        (before, after) = (None, None);
-    }
-    let own_rates = current.rates_after(before.as_ref());
-    let sample = sample_of(report, received_at, own_rates);
-    crate::compaction::insert_sample(&mut *conn, server, &sample, &report.raw.to_string()).await?;
-
-    // A replayed report can land between two stored ones: the later one's rates were
-    // computed across the gap and are now measured against this report instead.
-    if let Some(after) = &after {
-        let fixed = after.rates_after(Some(&current));
-        sqlx::query(
-            "UPDATE performance_logs SET network_rx_rate = $1, network_tx_rate = $2, \
-             disk_io_read_rate = $3, disk_io_write_rate = $4 WHERE id = $5",
-        )
-        .bind(fixed[0])
-        .bind(fixed[1])
-        .bind(fixed[2])
-        .bind(fixed[3])
-        .bind(after.id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-    }
-    Ok(Some((own_rates, after.map(|a| a.at))))
-}
-
-/// Stores one agent's reports on `tx` (the caller commits, and holds the server's lock):
-/// each `seq` once, rates against the neighbours in agent time, services, the newest
-/// figures, the rollups.
-async fn ingest_in(
-    tx: &mut Conn,
-    server: ServerId,
-    reports: &[Report],
-    received_at: i64,
-) -> StoreResult<IngestOutcome> {
-    let mut outcome = IngestOutcome::default();
-    let row = sqlx::query(crate::dialect::INGEST_STATE)
-        .bind(server)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?
-        .ok_or(StoreError::NotFound)?;
-    let last_at: Option<i64> = row.try_get("last_metrics_at").map_err(db)?;
-    let status: String = row.try_get("agent_status").map_err(db)?;
-    let uptime: Option<i64> = row.try_get("uptime").map_err(db)?;
-    outcome.previous_uptime = uptime.and_then(|u| u64::try_from(u).ok());
-    let mut newest: Option<(i64, Value)> = None;
-    let mut touched = std::collections::BTreeSet::new();
-    let mut units = load_units(&mut *tx, server).await?;
-    for report in reports {
-        let Some((report_rates, rerated_at)) = insert_report(&mut *tx, server, report, received_at).await? else {
-            outcome.duplicate_seqs.extend(report.seq);
-            continue;
-        };
-        touched.insert(report.timestamp);
-        touched.extend(rerated_at);
-        apply_units(&mut *tx, server, units.apply(report)).await?;
-        outcome.stored += 1;
-        outcome.stored_seqs.extend(report.seq);
-        let newer_than_stored = last_at.is_none_or(|at| report.timestamp >= at);
-        let newer_than_batch = newest.as_ref().is_none_or(|(at, _)| report.timestamp >= *at);
-        if newer_than_stored && newer_than_batch {
-            newest = Some((report.timestamp, last_metrics_json(report, &report_rates)));
-        }
-    }
-    crate::rollups::mark_dirty(&mut *tx, server, &touched).await?;
-    // The newest figures and the contact in one statement, which gives the server back.
-    let (at, metrics) = newest.map_or((None, None), |(at, metrics)| (Some(at), Some(metrics.to_string())));
-    let row = sqlx::query(after_ingest())
-        .bind(metrics)
-        .bind(at)
-        .bind(received_at)
-        .bind(server)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-    outcome.server = Some(rows::server(&row)?);
-    outcome.commands_pending = Cols(&row).count("commands_pending")?;
-    contact_event(&mut *tx, server, received_at, &status).await?;
-    Ok(outcome)
-}
-
-/// Stores a server's newest figures (`$1`, `$2`; kept when null) and its agent's contact
-/// at `$3`; gives the server row back, with the commands waiting for its agent then.
-fn after_ingest() -> &'static str {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "UPDATE servers SET last_metrics = COALESCE($1, last_metrics), \
-             last_metrics_at = COALESCE($2, last_metrics_at), agent_status = 'active', \
-             agent_last_contact = CASE WHEN COALESCE(agent_last_contact, 0) < $3 THEN $3 ELSE agent_last_contact END \
-             WHERE id = $4 RETURNING {SERVER_COLUMNS}, (SELECT COUNT(*) FROM commands \
-             WHERE commands.server_id = servers.id AND commands.state = 'pending' AND commands.expires_at > $3) \
-             AS commands_pending"
-        )
-    });
-    SQL.as_str()
-}
-
-/// The watched units of one server as stored.
-async fn load_units(conn: &mut Conn, server: ServerId) -> StoreResult<UnitStates> {
-    let rows =
-        sqlx::query("SELECT name, status, sub_state, details, updated_at FROM service_states WHERE server_id = $1")
-            .bind(server)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-    let mut known = std::collections::HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let row = Cols(row);
-        let record = (row.text("status")?, row.opt_text("sub_state")?, row.text("details")?, row.int("updated_at")?);
-        known.insert(row.text("name")?, record);
-    }
-    Ok(UnitStates::new(known))
-}
-
-/// Writes what a report changed about the watched units; a change of status goes to
-/// the history and the event log.
-async fn apply_units(conn: &mut Conn, server: ServerId, changes: Vec<UnitChange>) -> StoreResult<()> {
-    for change in changes {
-        match change {
-            UnitChange::Updated { name, record: (status, sub_state, details, at), from } => {
-                sqlx::query(
-                    "UPDATE service_states SET status = $1, sub_state = $2, details = $3, updated_at = $4, \
-                     since = CASE WHEN $5 THEN $6 ELSE since END WHERE server_id = $7 AND name = $8",
-                )
-                .bind(&status)
-                .bind(&sub_state)
-                .bind(&details)
-                .bind(at)
-                .bind(from.is_some())
-                .bind(at)
-                .bind(server)
-                .bind(&name)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
-                if let Some(from) = from {
-                    record_service_change(conn, server, &name, Some(&from), &status, at).await?;
-                }
-            }
-            UnitChange::Added { name, record: (status, sub_state, details, at) } => {
-                sqlx::query(
-                    "INSERT INTO service_states (server_id, name, status, sub_state, since, updated_at, details) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(server)
-                .bind(&name)
-                .bind(&status)
-                .bind(&sub_state)
-                .bind(at)
-                .bind(at)
-                .bind(&details)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
-                record_service_change(conn, server, &name, None, &status, at).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn record_service_change(
-    conn: &mut Conn,
-    server: ServerId,
-    name: &str,
-    from: Option<&str>,
-    to: &str,
-    at: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO service_history (server_id, name, from_status, to_status, at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(server)
-    .bind(name)
-    .bind(from)
-    .bind(to)
-    .bind(at)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
-    match unit_change_event(name, from, to) {
-        Some((severity, message, details)) => {
-            record_event(conn, Some(server), EventKind::ServiceStatus, severity, &message, details, at).await
-        }
-        None => Ok(()),
-    }
 }
 
 /// Makes `credentials` the server's agent and records who it says it is.
@@ -555,6 +304,8 @@ impl Store for SqlStore {
 
     async fn delete_server(&self, id: ServerId, now: i64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
+        // Waits for a batch storing its reports, which finds it gone afterwards.
+        crate::dialect::lock_server(&mut tx, id).await?;
         let server = Self::server_in(&mut tx, id).await?;
         sqlx::query("DELETE FROM servers WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db)?;
         record_event(
@@ -734,28 +485,13 @@ impl Store for SqlStore {
         reports: &[Report],
         received_at: i64,
     ) -> StoreResult<IngestOutcome> {
-        let mut tx = self.begin().await?;
-        crate::dialect::lock_server(&mut tx, server).await?;
-        let outcome = ingest_in(&mut tx, server, reports, received_at).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(outcome)
+        let job = IngestJob { server, reports: reports.to_vec(), received_at };
+        self.store_report_batch(std::slice::from_ref(&job)).await?.pop().unwrap_or(Err(StoreError::NotFound))
     }
 
     async fn store_report_batch(&self, jobs: &[IngestJob]) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
         let mut tx = self.begin().await?;
-        // Every server's lock up front, in one order on every replica: no deadlock.
-        let servers: std::collections::BTreeSet<ServerId> = jobs.iter().map(|job| job.server).collect();
-        crate::dialect::lock_servers(&mut tx, &servers).await?;
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            // A savepoint each: one job's failure (its server removed meanwhile) undoes
-            // only its own writes.
-            sqlx::query("SAVEPOINT job").execute(&mut *tx).await.map_err(db)?;
-            let outcome = ingest_in(&mut tx, job.server, &job.reports, job.received_at).await;
-            let end = if outcome.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-            sqlx::raw_sql(end).execute(&mut *tx).await.map_err(db)?;
-            outcomes.push(outcome);
-        }
+        let outcomes = crate::ingest::store_batch(&mut tx, jobs).await?;
         tx.commit().await.map_err(db)?;
         Ok(outcomes)
     }

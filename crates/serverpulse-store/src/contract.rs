@@ -71,6 +71,7 @@ macro_rules! contract_suite {
             roles_change_tokens_revoke_and_an_admin_remains,
             long_range_charts_match_the_raw_samples,
             a_batch_commits_jobs_together_and_fails_them_alone,
+            a_batch_rates_reports_against_their_neighbours_in_agent_time,
             retention_removes_exactly_what_is_past_its_age,
             retention_keeps_under_the_size_cap_oldest_first,
             compacted_hours_take_late_reports_once,
@@ -1083,6 +1084,47 @@ pub async fn a_batch_commits_jobs_together_and_fails_them_alone(store: &dyn Stor
     assert_eq!(history.iter().map(|s| s.seq).collect::<Vec<_>>(), [Some(1), Some(2), Some(3)]);
     assert_eq!(store.metrics_history(b, 0, i64::MAX, 100).await.expect("history").len(), 1);
     assert!(store.store_report_batch(&[]).await.expect("empty batch").is_empty());
+}
+
+/// Reports of one server spread over several jobs of a batch, out of order and around
+/// stored ones, end up rated exactly as if they had come one by one.
+pub async fn a_batch_rates_reports_against_their_neighbours_in_agent_time(store: &dyn Store) {
+    let id = agent(store, "batch-rates", "10.0.0.47").await;
+    let stored = [report(Some(1), T0, 0, json!([])), report(Some(4), T0 + 90_000, 9_000, json!([]))];
+    store.store_reports(id, &stored, T0).await.expect("stored before");
+    let job = |reports: Vec<Report>| IngestJob { server: id, reports, received_at: T0 + 200_000 };
+    let jobs = [
+        job(vec![report(Some(3), T0 + 60_000, 6_000, json!([]))]),
+        job(vec![report(Some(2), T0 + 30_000, 1_500, json!([])), report(Some(4), T0 + 90_000, 9_000, json!([]))]),
+        job(vec![report(Some(5), T0 + 120_000, 12_000, json!([]))]),
+    ];
+    let outcomes = store.store_report_batch(&jobs).await.expect("batch");
+    let seqs: Vec<(Vec<u64>, Vec<u64>)> = outcomes
+        .iter()
+        .map(|o| o.as_ref().map(|o| (o.stored_seqs.clone(), o.duplicate_seqs.clone())).expect("outcome"))
+        .collect();
+    assert_eq!(seqs, [(vec![3], vec![]), (vec![2], vec![4]), (vec![5], vec![])]);
+    let rates: Vec<(Option<u64>, Option<f64>)> = store
+        .metrics_history(id, T0, T0 + 120_000, 10)
+        .await
+        .expect("history")
+        .iter()
+        .map(|s| (s.seq, s.network_rx_rate))
+        .collect();
+    assert_eq!(
+        rates,
+        [
+            (Some(1), None),
+            (Some(2), Some(50.0)),
+            (Some(3), Some(150.0)),
+            (Some(4), Some(100.0)),
+            (Some(5), Some(100.0))
+        ],
+        "each sample against the one before it in agent time, stored or in the batch"
+    );
+    let server = outcomes[2].as_ref().expect("outcome").server.clone().expect("server row");
+    assert_eq!(server.last_metrics_at, Some(T0 + 120_000));
+    assert_eq!(server.last_metrics.expect("newest figures")["network_rx_rate"], json!(100.0));
 }
 
 const DAY: i64 = 86_400_000;

@@ -14,6 +14,7 @@ pub mod chunk;
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod history;
+pub mod landing;
 pub mod model;
 pub mod rows;
 

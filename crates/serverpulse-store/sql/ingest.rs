@@ -1,0 +1,414 @@
+//! Storing a batch of reports — the group-commit writer's transaction — in a few
+//! statements whatever the batch's size.
+//!
+//! One statement reads the batch's servers, one what is stored around every report
+//! (a stored `seq`, the neighbours in agent time, a compacted chunk to reopen), and
+//! [`land`] decides the rest in memory; then multi-row statements write the samples,
+//! the dirty marks and every server's newest figures and contact (returning the
+//! server rows). Only what is rare goes row by row: re-rated samples (a report landing
+//! before stored ones), watched units that changed, agents coming back. A statement is
+//! a round trip to the database (a thread hand-off on SQLite, a network one on
+//! PostgreSQL), so this is what keeps a report's cost near its share of the work.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serverpulse_store::history::{CHUNK_SPAN, Neighbour, UnitChange, UnitStates, bucket_of, unit_change_event};
+use serverpulse_store::landing::{Around, Before, Landing, ServerLanding, land};
+use serverpulse_store::{EventKind, IngestJob, IngestOutcome, Sample, Server, ServerId, StoreResult};
+use sqlx::Row;
+
+use crate::batched::{chunks, values_cte};
+use crate::dialect::{Conn, DbRow};
+use crate::rows::{self, Cols, Columns, db};
+use crate::store::{SERVER_COLUMNS, contact_event, record_event};
+
+fn to_i64(value: Option<u64>) -> Option<i64> {
+    value.and_then(|v| i64::try_from(v).ok())
+}
+
+/// Stores `jobs` on `tx` (the caller commits): their outcomes in order, a job failing
+/// alone (`NotFound`) when its server is gone.
+pub(crate) async fn store_batch(tx: &mut Conn, jobs: &[IngestJob]) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Every server's lock up front, in one order on every replica: no deadlock.
+    let servers: BTreeSet<ServerId> = jobs.iter().map(|job| job.server).collect();
+    crate::dialect::lock_servers(&mut *tx, &servers).await?;
+    let before = servers_before(&mut *tx, &servers).await?;
+    let around = around(&mut *tx, jobs, &before).await?;
+    let mut landing = land(jobs, &before, &around);
+
+    let samples: Vec<(ServerId, &Sample, String)> =
+        landing.stored.iter().map(|(server, report, sample)| (*server, sample, report.raw.to_string())).collect();
+    insert_samples(&mut *tx, &samples).await?;
+    rerate(&mut *tx, &landing.rerated).await?;
+    write_units(&mut *tx, &landing).await?;
+    crate::rollups::mark_dirty(&mut *tx, &landing.touched).await?;
+    let rows = after_ingest(&mut *tx, &landing.servers).await?;
+    for (server, landed) in &landing.servers {
+        contact_event(&mut *tx, *server, landed.first_arrival, &landed.status_before).await?;
+    }
+    for (outcome, job) in landing.outcomes.iter_mut().zip(jobs) {
+        if let Ok(outcome) = outcome {
+            let (server, pending) = rows.get(&job.server).ok_or(serverpulse_store::StoreError::NotFound)?;
+            outcome.server = Some(server.clone());
+            outcome.commands_pending = *pending;
+        }
+    }
+    Ok(landing.outcomes)
+}
+
+/// The batch's servers that exist, as they are before it.
+async fn servers_before(conn: &mut Conn, servers: &BTreeSet<ServerId>) -> StoreResult<HashMap<ServerId, Before>> {
+    let ids: Vec<ServerId> = servers.iter().copied().collect();
+    let mut before = HashMap::with_capacity(ids.len());
+    for chunk in chunks(ids.len()) {
+        let sql = format!(
+            "{}SELECT s.id, s.last_metrics_at, s.agent_status, {} AS uptime FROM servers s JOIN ids ON s.id = ids.id",
+            values_cte("ids", &[("id", "BIGINT")], chunk.shape),
+            crate::dialect::LAST_UPTIME,
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in 0..chunk.shape {
+            query = query.bind(chunk.row(&ids, i).copied());
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
+            let row = Cols(&row);
+            let state = Before {
+                last_at: row.opt_int("last_metrics_at")?,
+                uptime: row.opt_u64("uptime")?,
+                status: row.text("agent_status")?,
+            };
+            before.insert(row.int("id")?, state);
+        }
+    }
+    Ok(before)
+}
+
+fn neighbour(row: &DbRow) -> StoreResult<Neighbour> {
+    let row = Cols(row);
+    let mut counters = [None; 4];
+    for (slot, column) in counters.iter_mut().zip(serverpulse_store::history::COUNTER_COLUMNS) {
+        *slot = row.opt_u64(column)?;
+    }
+    Ok(Neighbour { id: row.int("id")?, at: row.int("agent_time")?, uptime: row.opt_u64("uptime")?, counters })
+}
+
+/// What one statement finds around each report `r` (`k`: its position in the batch): a
+/// stored sample with its `seq` (which 0), the samples just before (1) and after (2) it
+/// in agent time, and whether it falls in the compacted part of its day (3).
+fn around_sql(rows: usize) -> String {
+    let reports = values_cte(
+        "r",
+        &[("k", "BIGINT"), ("server_id", "BIGINT"), ("at", "BIGINT"), ("seq", "BIGINT"), ("day", "BIGINT")],
+        rows,
+    );
+    let columns = "p.id, p.agent_time, p.uptime, p.network_rx, p.network_tx, p.disk_io_read, p.disk_io_write";
+    let nearest = |op: &str, order: &str| {
+        format!(
+            "(SELECT q.id FROM performance_logs q WHERE q.server_id = r.server_id AND q.agent_time {op} r.at \
+             ORDER BY q.agent_time {order}, q.id {order} LIMIT 1)"
+        )
+    };
+    format!(
+        "{reports}SELECT r.k, CAST(0 AS BIGINT) AS which, {columns} FROM r \
+           JOIN performance_logs p ON p.server_id = r.server_id AND p.seq = r.seq \
+         UNION ALL SELECT r.k, CAST(1 AS BIGINT), {columns} FROM r JOIN performance_logs p ON p.id = {earlier} \
+         UNION ALL SELECT r.k, CAST(2 AS BIGINT), {columns} FROM r JOIN performance_logs p ON p.id = {later} \
+         UNION ALL SELECT r.k, CAST(3 AS BIGINT), c.start, c.server_id, NULL, NULL, NULL, NULL, NULL FROM r \
+           JOIN history_chunks c ON c.server_id = r.server_id AND c.start = r.day AND r.at < c.until",
+        earlier = nearest("<", "DESC"),
+        later = nearest(">", "ASC"),
+    )
+}
+
+/// What is stored around every report of the batch whose server exists (in batch
+/// order). Compacted chunks the reports fall into are reopened first, so that each is
+/// judged against every stored sample.
+async fn around(conn: &mut Conn, jobs: &[IngestJob], before: &HashMap<ServerId, Before>) -> StoreResult<Vec<Around>> {
+    // (position, server, agent time, seq, day) of each report whose server exists.
+    let mut reports: Vec<[Option<i64>; 5]> = Vec::new();
+    let mut position: i64 = 0;
+    for job in jobs {
+        for report in &job.reports {
+            if before.contains_key(&job.server) {
+                let day = bucket_of(report.timestamp, CHUNK_SPAN);
+                reports.push([Some(position), Some(job.server), Some(report.timestamp), to_i64(report.seq), Some(day)]);
+            }
+            position += 1;
+        }
+    }
+    let mut found = vec![Around::default(); usize::try_from(position).unwrap_or(0)];
+    loop {
+        let mut compacted = BTreeSet::new();
+        for chunk in chunks(reports.len()) {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(around_sql(chunk.shape)));
+            for i in 0..chunk.shape {
+                for column in 0..5 {
+                    query = query.bind(chunk.row(&reports, i).and_then(|r| r[column]));
+                }
+            }
+            for row in query.fetch_all(&mut *conn).await.map_err(db)? {
+                let position = usize::try_from(row.try_get::<i64, _>("k").map_err(db)?).unwrap_or(usize::MAX);
+                let Some(slot) = found.get_mut(position) else { continue };
+                match row.try_get::<i64, _>("which").map_err(db)? {
+                    0 => slot.seq_stored = true,
+                    1 => slot.earlier = Some(neighbour(&row)?),
+                    2 => slot.later = Some(neighbour(&row)?),
+                    // Row 3 carries the chunk's start in `id` and its server in `agent_time`.
+                    _ => {
+                        let server: i64 = row.try_get("agent_time").map_err(db)?;
+                        compacted.insert((server, row.try_get::<i64, _>("id").map_err(db)?));
+                    }
+                }
+            }
+        }
+        if compacted.is_empty() {
+            return Ok(found);
+        }
+        for (server, day) in compacted {
+            crate::compaction::reopen(&mut *conn, server, day).await?;
+        }
+        found.iter_mut().for_each(|slot| *slot = Around::default());
+    }
+}
+
+/// The columns of a sample row, with their types.
+const SAMPLE_COLUMNS: [(&str, &str); 19] = [
+    ("server_id", "BIGINT"),
+    ("seq", "BIGINT"),
+    ("agent_time", "BIGINT"),
+    ("received_at", "BIGINT"),
+    ("cpu_usage", "DOUBLE PRECISION"),
+    ("ram_usage", "DOUBLE PRECISION"),
+    ("disk_usage", "DOUBLE PRECISION"),
+    ("load_average", "DOUBLE PRECISION"),
+    ("uptime", "BIGINT"),
+    ("response_time", "DOUBLE PRECISION"),
+    ("network_rx", "BIGINT"),
+    ("network_tx", "BIGINT"),
+    ("disk_io_read", "BIGINT"),
+    ("disk_io_write", "BIGINT"),
+    ("network_rx_rate", "DOUBLE PRECISION"),
+    ("network_tx_rate", "DOUBLE PRECISION"),
+    ("disk_io_read_rate", "DOUBLE PRECISION"),
+    ("disk_io_write_rate", "DOUBLE PRECISION"),
+    ("raw", "TEXT"),
+];
+
+/// Inserts samples of any servers (with each one's raw document as text, `null` once
+/// compacted), up to [`crate::batched::MAX_ROWS`] a statement.
+pub(crate) async fn insert_samples(conn: &mut Conn, samples: &[(ServerId, &Sample, String)]) -> StoreResult<()> {
+    let names: Vec<&str> = SAMPLE_COLUMNS.iter().map(|(name, _)| *name).collect();
+    let names = names.join(", ");
+    for chunk in chunks(samples.len()) {
+        let sql = format!(
+            "{}INSERT INTO performance_logs ({names}) SELECT {names} FROM v WHERE server_id IS NOT NULL",
+            values_cte("v", &SAMPLE_COLUMNS, chunk.shape)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in 0..chunk.shape {
+            let row = chunk.row(samples, i);
+            let sample = row.map(|(_, s, _)| *s);
+            query = query
+                .bind(row.map(|(server, ..)| *server))
+                .bind(sample.and_then(|s| to_i64(s.seq)))
+                .bind(sample.map(|s| s.at))
+                .bind(sample.map(|s| s.received_at))
+                .bind(sample.and_then(|s| s.cpu_usage))
+                .bind(sample.and_then(|s| s.memory_usage))
+                .bind(sample.and_then(|s| s.disk_usage))
+                .bind(sample.and_then(|s| s.load_average))
+                .bind(sample.and_then(|s| to_i64(s.uptime)))
+                .bind(sample.and_then(|s| s.response_time))
+                .bind(sample.and_then(|s| to_i64(s.network_rx)))
+                .bind(sample.and_then(|s| to_i64(s.network_tx)))
+                .bind(sample.and_then(|s| to_i64(s.disk_io_read)))
+                .bind(sample.and_then(|s| to_i64(s.disk_io_write)))
+                .bind(sample.and_then(|s| s.network_rx_rate))
+                .bind(sample.and_then(|s| s.network_tx_rate))
+                .bind(sample.and_then(|s| s.disk_io_read_rate))
+                .bind(sample.and_then(|s| s.disk_io_write_rate))
+                .bind(row.map(|(.., raw)| raw.as_str()));
+        }
+        query.execute(&mut *conn).await.map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Stores new rates of samples a report landed just before (rare: replays).
+async fn rerate(conn: &mut Conn, rerated: &BTreeMap<i64, [Option<f64>; 4]>) -> StoreResult<()> {
+    for (id, rates) in rerated {
+        sqlx::query(
+            "UPDATE performance_logs SET network_rx_rate = $1, network_tx_rate = $2, \
+             disk_io_read_rate = $3, disk_io_write_rate = $4 WHERE id = $5",
+        )
+        .bind(rates[0])
+        .bind(rates[1])
+        .bind(rates[2])
+        .bind(rates[3])
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Writes what the stored reports changed about their servers' watched units; read in
+/// one statement, written only where something changed.
+async fn write_units(conn: &mut Conn, landing: &Landing<'_>) -> StoreResult<()> {
+    let reporting: BTreeSet<ServerId> = landing
+        .stored
+        .iter()
+        .filter(|(_, report, _)| !report.services.is_empty())
+        .map(|(server, ..)| *server)
+        .collect();
+    if reporting.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<ServerId> = reporting.iter().copied().collect();
+    let mut known: HashMap<ServerId, HashMap<String, serverpulse_store::history::UnitRecord>> = HashMap::new();
+    for chunk in chunks(ids.len()) {
+        let sql = format!(
+            "{}SELECT u.server_id, u.name, u.status, u.sub_state, u.details, u.updated_at FROM service_states u \
+             JOIN ids ON u.server_id = ids.id",
+            values_cte("ids", &[("id", "BIGINT")], chunk.shape)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in 0..chunk.shape {
+            query = query.bind(chunk.row(&ids, i).copied());
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
+            let row = Cols(&row);
+            let record =
+                (row.text("status")?, row.opt_text("sub_state")?, row.text("details")?, row.int("updated_at")?);
+            known.entry(row.int("server_id")?).or_default().insert(row.text("name")?, record);
+        }
+    }
+    let mut units: HashMap<ServerId, UnitStates> =
+        reporting.iter().map(|server| (*server, UnitStates::new(known.remove(server).unwrap_or_default()))).collect();
+    for (server, report, _) in &landing.stored {
+        if let Some(states) = units.get_mut(server) {
+            apply_units(&mut *conn, *server, states.apply(report)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes what a report changed about the watched units; a change of status goes to
+/// the history and the event log.
+async fn apply_units(conn: &mut Conn, server: ServerId, changes: Vec<UnitChange>) -> StoreResult<()> {
+    for change in changes {
+        match change {
+            UnitChange::Updated { name, record: (status, sub_state, details, at), from } => {
+                sqlx::query(
+                    "UPDATE service_states SET status = $1, sub_state = $2, details = $3, updated_at = $4, \
+                     since = CASE WHEN $5 THEN $6 ELSE since END WHERE server_id = $7 AND name = $8",
+                )
+                .bind(&status)
+                .bind(&sub_state)
+                .bind(&details)
+                .bind(at)
+                .bind(from.is_some())
+                .bind(at)
+                .bind(server)
+                .bind(&name)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+                if let Some(from) = from {
+                    record_service_change(conn, server, &name, Some(&from), &status, at).await?;
+                }
+            }
+            UnitChange::Added { name, record: (status, sub_state, details, at) } => {
+                sqlx::query(
+                    "INSERT INTO service_states (server_id, name, status, sub_state, since, updated_at, details) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(server)
+                .bind(&name)
+                .bind(&status)
+                .bind(&sub_state)
+                .bind(at)
+                .bind(at)
+                .bind(&details)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+                record_service_change(conn, server, &name, None, &status, at).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn record_service_change(
+    conn: &mut Conn,
+    server: ServerId,
+    name: &str,
+    from: Option<&str>,
+    to: &str,
+    at: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO service_history (server_id, name, from_status, to_status, at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(server)
+    .bind(name)
+    .bind(from)
+    .bind(to)
+    .bind(at)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    match unit_change_event(name, from, to) {
+        Some((severity, message, details)) => {
+            record_event(conn, Some(server), EventKind::ServiceStatus, severity, &message, details, at).await
+        }
+        None => Ok(()),
+    }
+}
+
+/// Stores every server's newest figures (kept when the batch has none newer) and its
+/// agent's contact; gives each server row back, with the commands waiting for its
+/// agent as of that contact.
+async fn after_ingest(
+    conn: &mut Conn,
+    servers: &BTreeMap<ServerId, ServerLanding>,
+) -> StoreResult<HashMap<ServerId, (Server, u32)>> {
+    let servers: Vec<(&ServerId, &ServerLanding)> = servers.iter().collect();
+    let mut out = HashMap::with_capacity(servers.len());
+    for chunk in chunks(servers.len()) {
+        let values = values_cte(
+            "v",
+            &[("v_server", "BIGINT"), ("v_metrics", "TEXT"), ("v_at", "BIGINT"), ("v_contact", "BIGINT")],
+            chunk.shape,
+        );
+        let sql = format!(
+            "{values}UPDATE servers SET last_metrics = COALESCE(v.v_metrics, servers.last_metrics), \
+             last_metrics_at = COALESCE(v.v_at, servers.last_metrics_at), agent_status = 'active', \
+             agent_last_contact = CASE WHEN COALESCE(servers.agent_last_contact, 0) < v.v_contact \
+             THEN v.v_contact ELSE servers.agent_last_contact END \
+             FROM v WHERE servers.id = v.v_server \
+             RETURNING {SERVER_COLUMNS}, (SELECT COUNT(*) FROM commands WHERE commands.server_id = servers.id \
+             AND commands.state = 'pending' AND commands.expires_at > servers.agent_last_contact) AS commands_pending"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in 0..chunk.shape {
+            let row = chunk.row(&servers, i);
+            let newest = row.and_then(|(_, landed)| landed.newest.as_ref());
+            query = query
+                .bind(row.map(|(server, _)| **server))
+                .bind(newest.map(|(_, metrics)| metrics.to_string()))
+                .bind(newest.map(|(at, _)| *at))
+                .bind(row.map(|(_, landed)| landed.contact));
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
+            let server = rows::server(&row)?;
+            out.insert(server.id, (server, Cols(&row).count("commands_pending")?));
+        }
+    }
+    Ok(out)
+}
