@@ -175,24 +175,90 @@ impl SqlStore {
         now: i64,
     ) -> StoreResult<Vec<AlertId>> {
         let mut tx = self.begin().await?;
-        let mut touched = Vec::new();
-        for change in changes {
-            let open: Option<AlertId> =
-                sqlx::query("SELECT alert_id FROM alert_states WHERE rule_id = $1 AND server_id = $2 AND subject = $3")
-                    .bind(change.rule_id)
-                    .bind(server)
-                    .bind(&change.subject)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db)?
-                    .map(|row| row.try_get::<Option<AlertId>, _>(0))
-                    .transpose()
-                    .map_err(db)?
-                    .flatten();
-            let alert_id = match change.action {
-                None => open,
-                Some(AlertAction::Open { kind, severity, message, value, threshold, since, details }) => {
-                    let id: AlertId = sqlx::query(
+        crate::dialect::lock_server(&mut tx, server).await?;
+        let changes = changes.into_iter().map(|change| (server, change)).collect();
+        let touched = apply_in(&mut tx, changes, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(touched.into_iter().map(|(_, id)| id).collect())
+    }
+}
+
+/// A change that only records where an episode stands: nothing to announce, and the
+/// episode quiet (so no alert is attached to it).
+fn is_quiet(change: &AlertingChange) -> bool {
+    change.action.is_none() && matches!(change.state.phase, Phase::Ok)
+}
+
+/// Writes the episode changes of any servers on `conn`: the quiet ones in one statement
+/// per [`crate::batched::MAX_ROWS`], the others (alerts opened, escalated, resolved, or
+/// an episode pending or firing) one by one. Returns the alerts touched, by server.
+pub(crate) async fn apply_in(
+    conn: &mut Conn,
+    changes: Vec<(ServerId, AlertingChange)>,
+    now: i64,
+) -> StoreResult<Vec<(ServerId, AlertId)>> {
+    let (quiet, others): (Vec<_>, Vec<_>) = changes.into_iter().partition(|(_, change)| is_quiet(change));
+    let quiet: Vec<(ServerId, AlertingChange, String)> = quiet
+        .into_iter()
+        .map(|(server, change)| Ok((server, to_json(&change.state)?, change)))
+        .map(|row: StoreResult<_>| row.map(|(server, state, change)| (server, change, state)))
+        .collect::<StoreResult<_>>()?;
+    for chunk in crate::batched::chunks(quiet.len()) {
+        let sql = format!(
+            "{}INSERT INTO alert_states (rule_id, server_id, subject, state, alert_id) \
+             SELECT rule_id, server_id, subject, state, NULL FROM q WHERE rule_id IS NOT NULL \
+             ON CONFLICT (rule_id, server_id, subject) DO UPDATE SET state = excluded.state, alert_id = NULL",
+            crate::batched::values_cte(
+                "q",
+                &[("rule_id", "BIGINT"), ("server_id", "BIGINT"), ("subject", "TEXT"), ("state", "TEXT")],
+                chunk.shape
+            )
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in 0..chunk.shape {
+            let row = chunk.row(&quiet, i);
+            query = query
+                .bind(row.map(|(_, change, _)| change.rule_id))
+                .bind(row.map(|(server, ..)| *server))
+                .bind(row.map(|(_, change, _)| change.subject.as_str()))
+                .bind(row.map(|(.., state)| state.as_str()));
+        }
+        query.execute(&mut *conn).await.map_err(db)?;
+    }
+    let mut touched = Vec::new();
+    for (server, change) in others {
+        if let Some(id) = apply_one(&mut *conn, server, change, now).await? {
+            touched.push((server, id));
+        }
+    }
+    Ok(touched)
+}
+
+/// Writes one episode change, and the alert it opens, escalates or resolves (returned).
+async fn apply_one(
+    conn: &mut Conn,
+    server: ServerId,
+    change: AlertingChange,
+    now: i64,
+) -> StoreResult<Option<AlertId>> {
+    let mut tx = conn;
+    let mut touched = None;
+    let open: Option<AlertId> =
+        sqlx::query("SELECT alert_id FROM alert_states WHERE rule_id = $1 AND server_id = $2 AND subject = $3")
+            .bind(change.rule_id)
+            .bind(server)
+            .bind(&change.subject)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .map(|row| row.try_get::<Option<AlertId>, _>(0))
+            .transpose()
+            .map_err(db)?
+            .flatten();
+    let alert_id = match change.action {
+        None => open,
+        Some(AlertAction::Open { kind, severity, message, value, threshold, since, details }) => {
+            let id: AlertId = sqlx::query(
                         "INSERT INTO alerts (server_id, source, type, severity, message, details, created_at, status, \
                          rule_id, subject, value, threshold, started_at, updated_at, silenced) \
                          VALUES ($1, 'rule', $2, $3, $4, $5, $6, 'firing', $7, $8, $9, $10, $11, $12, $13) RETURNING id",
@@ -215,94 +281,91 @@ impl SqlStore {
                     .map_err(db)?
                     .try_get(0)
                     .map_err(db)?;
-                    record_event(
-                        &mut tx,
-                        Some(server),
-                        EventKind::AlertFired,
-                        severity,
-                        &message,
-                        json!({"alert_id": id, "rule_id": change.rule_id, "subject": change.subject, "value": value}),
-                        now,
-                    )
-                    .await?;
-                    enqueue_in(&mut tx, Some(id), &change.notify, "firing", now).await?;
-                    touched.push(id);
-                    Some(id)
-                }
-                Some(AlertAction::Escalate { severity, message, value, threshold }) => {
-                    if let Some(id) = open {
-                        sqlx::query(
-                            "UPDATE alerts SET severity = $1, message = $2, value = $3, threshold = $4, updated_at = $5 \
+            record_event(
+                &mut tx,
+                Some(server),
+                EventKind::AlertFired,
+                severity,
+                &message,
+                json!({"alert_id": id, "rule_id": change.rule_id, "subject": change.subject, "value": value}),
+                now,
+            )
+            .await?;
+            enqueue_in(&mut tx, Some(id), &change.notify, "firing", now).await?;
+            touched = Some(id);
+            Some(id)
+        }
+        Some(AlertAction::Escalate { severity, message, value, threshold }) => {
+            if let Some(id) = open {
+                sqlx::query(
+                    "UPDATE alerts SET severity = $1, message = $2, value = $3, threshold = $4, updated_at = $5 \
                              WHERE id = $6 AND status != 'resolved'",
-                        )
-                        .bind(severity.as_str())
-                        .bind(&message)
+                )
+                .bind(severity.as_str())
+                .bind(&message)
+                .bind(value)
+                .bind(threshold)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                record_event(
+                    &mut tx,
+                    Some(server),
+                    EventKind::AlertEscalated,
+                    severity,
+                    &message,
+                    json!({"alert_id": id, "value": value}),
+                    now,
+                )
+                .await?;
+                // Nobody heard of a silenced episode: its later changes stay quiet too.
+                if !alert_in(&mut tx, id).await?.silenced {
+                    enqueue_in(&mut tx, Some(id), &change.notify, "escalated", now).await?;
+                }
+                touched = Some(id);
+            }
+            open
+        }
+        Some(AlertAction::Resolve { message, value }) => {
+            if let Some(id) = open {
+                let alert = alert_in(&mut tx, id).await?;
+                if alert.status != AlertStatus::Resolved {
+                    sqlx::query("UPDATE alerts SET value = $1, message = $2 WHERE id = $3")
                         .bind(value)
-                        .bind(threshold)
-                        .bind(now)
+                        .bind(&message)
                         .bind(id)
                         .execute(&mut *tx)
                         .await
                         .map_err(db)?;
-                        record_event(
-                            &mut tx,
-                            Some(server),
-                            EventKind::AlertEscalated,
-                            severity,
-                            &message,
-                            json!({"alert_id": id, "value": value}),
-                            now,
-                        )
-                        .await?;
-                        // Nobody heard of a silenced episode: its later changes stay quiet too.
-                        if !alert_in(&mut tx, id).await?.silenced {
-                            enqueue_in(&mut tx, Some(id), &change.notify, "escalated", now).await?;
-                        }
-                        touched.push(id);
+                    let silenced = alert.silenced;
+                    close_alert(&mut tx, &AlertRecord { message, ..alert }, "recovery", now).await?;
+                    if !silenced {
+                        enqueue_in(&mut tx, Some(id), &change.notify, "resolved", now).await?;
                     }
-                    open
+                    touched = Some(id);
                 }
-                Some(AlertAction::Resolve { message, value }) => {
-                    if let Some(id) = open {
-                        let alert = alert_in(&mut tx, id).await?;
-                        if alert.status != AlertStatus::Resolved {
-                            sqlx::query("UPDATE alerts SET value = $1, message = $2 WHERE id = $3")
-                                .bind(value)
-                                .bind(&message)
-                                .bind(id)
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(db)?;
-                            let silenced = alert.silenced;
-                            close_alert(&mut tx, &AlertRecord { message, ..alert }, "recovery", now).await?;
-                            if !silenced {
-                                enqueue_in(&mut tx, Some(id), &change.notify, "resolved", now).await?;
-                            }
-                            touched.push(id);
-                        }
-                    }
-                    None
-                }
-            };
-            let alert_id = if matches!(change.state.phase, Phase::Ok) { None } else { alert_id };
-            let state = to_json(&change.state)?;
-            sqlx::query(
-                "INSERT INTO alert_states (rule_id, server_id, subject, state, alert_id) VALUES ($1, $2, $3, $4, $5) \
+            }
+            None
+        }
+    };
+    let alert_id = if matches!(change.state.phase, Phase::Ok) { None } else { alert_id };
+    let state = to_json(&change.state)?;
+    sqlx::query(
+        "INSERT INTO alert_states (rule_id, server_id, subject, state, alert_id) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (rule_id, server_id, subject) DO UPDATE SET state = excluded.state, \
                  alert_id = excluded.alert_id",
-            )
-            .bind(change.rule_id)
-            .bind(server)
-            .bind(&change.subject)
-            .bind(state)
-            .bind(alert_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(touched)
-    }
+    )
+    .bind(change.rule_id)
+    .bind(server)
+    .bind(&change.subject)
+    .bind(state)
+    .bind(alert_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    Ok(touched)
 }
 
 /// Marks an alert resolved (by recovery, the agent, or a person) and logs it.

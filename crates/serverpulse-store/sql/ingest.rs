@@ -12,9 +12,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use serverpulse_proto::report::Report;
 use serverpulse_store::history::{CHUNK_SPAN, Neighbour, UnitChange, UnitStates, bucket_of, unit_change_event};
 use serverpulse_store::landing::{Around, Before, Landing, ServerLanding, land};
-use serverpulse_store::{EventKind, IngestJob, IngestOutcome, Sample, Server, ServerId, StoreResult};
+use serverpulse_store::{
+    AlertId, EventKind, IngestJob, IngestOutcome, Judge, RuleState, Sample, Server, ServerId, StoreResult,
+};
 use sqlx::Row;
 
 use crate::batched::{chunks, values_cte};
@@ -28,7 +31,11 @@ fn to_i64(value: Option<u64>) -> Option<i64> {
 
 /// Stores `jobs` on `tx` (the caller commits): their outcomes in order, a job failing
 /// alone (`NotFound`) when its server is gone.
-pub(crate) async fn store_batch(tx: &mut Conn, jobs: &[IngestJob]) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
+pub(crate) async fn store_batch(
+    tx: &mut Conn,
+    jobs: &[IngestJob],
+    judge: Option<&dyn Judge>,
+) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
@@ -40,7 +47,7 @@ pub(crate) async fn store_batch(tx: &mut Conn, jobs: &[IngestJob]) -> StoreResul
     let mut landing = land(jobs, &before, &around);
 
     let samples: Vec<(ServerId, &Sample, String)> =
-        landing.stored.iter().map(|(server, report, sample)| (*server, sample, report.raw.to_string())).collect();
+        landing.stored.iter().map(|s| (s.server, &s.sample, s.report.raw.to_string())).collect();
     insert_samples(&mut *tx, &samples).await?;
     rerate(&mut *tx, &landing.rerated).await?;
     write_units(&mut *tx, &landing).await?;
@@ -49,14 +56,102 @@ pub(crate) async fn store_batch(tx: &mut Conn, jobs: &[IngestJob]) -> StoreResul
     for (server, landed) in &landing.servers {
         contact_event(&mut *tx, *server, landed.first_arrival, &landed.status_before).await?;
     }
+    let judged = match judge {
+        Some(judge) => judge_rules(&mut *tx, &landing, &rows, judge).await?,
+        None => HashMap::new(),
+    };
     for (outcome, job) in landing.outcomes.iter_mut().zip(jobs) {
         if let Ok(outcome) = outcome {
             let (server, pending) = rows.get(&job.server).ok_or(serverpulse_store::StoreError::NotFound)?;
             outcome.server = Some(server.clone());
             outcome.commands_pending = *pending;
+            if let Some((touched, notifies)) = judged.get(&job.server) {
+                outcome.alerts_touched.clone_from(touched);
+                outcome.notifies = *notifies;
+            }
         }
     }
     Ok(landing.outcomes)
+}
+
+/// Judges each server's rules on the reports the batch stored for it (all its jobs'
+/// together), against its episodes as stored, and writes the changes: per server, the
+/// alerts touched and whether notifications were queued. A failure here is logged and
+/// undone alone (a savepoint): the reports are kept whatever the rules make of them.
+async fn judge_rules(
+    conn: &mut Conn,
+    landing: &Landing<'_>,
+    rows: &HashMap<ServerId, (Server, u32)>,
+    judge: &dyn Judge,
+) -> StoreResult<HashMap<ServerId, (Vec<AlertId>, bool)>> {
+    let mut reports: BTreeMap<ServerId, Vec<&Report>> = BTreeMap::new();
+    for stored in &landing.stored {
+        reports.entry(stored.server).or_default().push(stored.report);
+    }
+    if reports.is_empty() {
+        return Ok(HashMap::new());
+    }
+    sqlx::query("SAVEPOINT judging").execute(&mut *conn).await.map_err(db)?;
+    let judged = async {
+        let mut states = states_of(&mut *conn, reports.keys()).await?;
+        let mut changes = Vec::new();
+        let mut notifies = HashMap::new();
+        for (server, reports) in &reports {
+            let (Some((row, _)), Some(first_job)) =
+                (rows.get(server), landing.stored.iter().find(|s| s.server == *server).map(|s| s.job))
+            else {
+                continue;
+            };
+            let previous_uptime = landing.outcomes[first_job].as_ref().ok().and_then(|o| o.previous_uptime);
+            let judged = judge.judge(row, reports, previous_uptime, &states.remove(server).unwrap_or_default());
+            notifies.insert(*server, judged.iter().any(|change| !change.notify.is_empty()));
+            changes.extend(judged.into_iter().map(|change| (*server, change)));
+        }
+        let touched = crate::alerting::apply_in(&mut *conn, changes, landing_now(landing)).await?;
+        let mut out: HashMap<ServerId, (Vec<AlertId>, bool)> =
+            notifies.into_iter().map(|(server, notifies)| (server, (Vec::new(), notifies))).collect();
+        for (server, id) in touched {
+            out.entry(server).or_default().0.push(id);
+        }
+        StoreResult::Ok(out)
+    }
+    .await;
+    let end = if judged.is_ok() { "RELEASE judging" } else { "ROLLBACK TO judging; RELEASE judging" };
+    sqlx::raw_sql(end).execute(&mut *conn).await.map_err(db)?;
+    judged.or_else(|error| {
+        tracing::error!(error = %error, "alert evaluation failed; the reports are stored");
+        Ok(HashMap::new())
+    })
+}
+
+/// The time alerting changes are recorded at: the batch's latest arrival.
+fn landing_now(landing: &Landing<'_>) -> i64 {
+    landing.servers.values().map(|s| s.contact).max().unwrap_or_default()
+}
+
+/// The rule episodes of `servers`, as stored.
+async fn states_of(
+    conn: &mut Conn,
+    servers: impl Iterator<Item = &ServerId>,
+) -> StoreResult<HashMap<ServerId, Vec<RuleState>>> {
+    let ids: Vec<ServerId> = servers.copied().collect();
+    let mut states: HashMap<ServerId, Vec<RuleState>> = HashMap::new();
+    for chunk in chunks(ids.len()) {
+        let sql = format!(
+            "{}SELECT a.server_id, a.rule_id, a.subject, a.state, a.alert_id FROM alert_states a \
+             JOIN ids ON a.server_id = ids.id",
+            values_cte("ids", &[("id", "BIGINT")], chunk.shape)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in 0..chunk.shape {
+            query = query.bind(chunk.row(&ids, i).copied());
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
+            let server = Cols(&row).int("server_id")?;
+            states.entry(server).or_default().push(rows::rule_state(&row)?);
+        }
+    }
+    Ok(states)
 }
 
 /// The batch's servers that exist, as they are before it.
@@ -259,12 +354,8 @@ async fn rerate(conn: &mut Conn, rerated: &BTreeMap<i64, [Option<f64>; 4]>) -> S
 /// Writes what the stored reports changed about their servers' watched units; read in
 /// one statement, written only where something changed.
 async fn write_units(conn: &mut Conn, landing: &Landing<'_>) -> StoreResult<()> {
-    let reporting: BTreeSet<ServerId> = landing
-        .stored
-        .iter()
-        .filter(|(_, report, _)| !report.services.is_empty())
-        .map(|(server, ..)| *server)
-        .collect();
+    let reporting: BTreeSet<ServerId> =
+        landing.stored.iter().filter(|s| !s.report.services.is_empty()).map(|s| s.server).collect();
     if reporting.is_empty() {
         return Ok(());
     }
@@ -289,9 +380,9 @@ async fn write_units(conn: &mut Conn, landing: &Landing<'_>) -> StoreResult<()> 
     }
     let mut units: HashMap<ServerId, UnitStates> =
         reporting.iter().map(|server| (*server, UnitStates::new(known.remove(server).unwrap_or_default()))).collect();
-    for (server, report, _) in &landing.stored {
-        if let Some(states) = units.get_mut(server) {
-            apply_units(&mut *conn, *server, states.apply(report)).await?;
+    for stored in &landing.stored {
+        if let Some(states) = units.get_mut(&stored.server) {
+            apply_units(&mut *conn, stored.server, states.apply(stored.report)).await?;
         }
     }
     Ok(())

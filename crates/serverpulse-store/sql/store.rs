@@ -486,12 +486,16 @@ impl Store for SqlStore {
         received_at: i64,
     ) -> StoreResult<IngestOutcome> {
         let job = IngestJob { server, reports: reports.to_vec(), received_at };
-        self.store_report_batch(std::slice::from_ref(&job)).await?.pop().unwrap_or(Err(StoreError::NotFound))
+        self.store_report_batch(std::slice::from_ref(&job), None).await?.pop().unwrap_or(Err(StoreError::NotFound))
     }
 
-    async fn store_report_batch(&self, jobs: &[IngestJob]) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
+    async fn store_report_batch(
+        &self,
+        jobs: &[IngestJob],
+        judge: Option<&dyn serverpulse_store::Judge>,
+    ) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
         let mut tx = self.begin().await?;
-        let outcomes = crate::ingest::store_batch(&mut tx, jobs).await?;
+        let outcomes = crate::ingest::store_batch(&mut tx, jobs, judge).await?;
         tx.commit().await.map_err(db)?;
         Ok(outcomes)
     }

@@ -72,6 +72,7 @@ macro_rules! contract_suite {
             long_range_charts_match_the_raw_samples,
             a_batch_commits_jobs_together_and_fails_them_alone,
             a_batch_rates_reports_against_their_neighbours_in_agent_time,
+            a_batch_judges_each_servers_rules_against_its_stored_episodes,
             retention_removes_exactly_what_is_past_its_age,
             retention_keeps_under_the_size_cap_oldest_first,
             compacted_hours_take_late_reports_once,
@@ -1069,7 +1070,7 @@ pub async fn a_batch_commits_jobs_together_and_fails_them_alone(store: &dyn Stor
         received_at: T0 + 10_000,
     };
     let jobs = [job(a, &[1, 2]), job(gone, &[1]), job(b, &[1]), job(a, &[2, 3])];
-    let outcomes = store.store_report_batch(&jobs).await.expect("batch");
+    let outcomes = store.store_report_batch(&jobs, None).await.expect("batch");
     assert_eq!(outcomes.len(), 4);
     assert_eq!(outcomes[0].as_ref().expect("a").stored_seqs, [1, 2]);
     assert!(matches!(outcomes[1], Err(StoreError::NotFound)), "a removed server fails alone");
@@ -1083,7 +1084,7 @@ pub async fn a_batch_commits_jobs_together_and_fails_them_alone(store: &dyn Stor
     let history = store.metrics_history(a, 0, i64::MAX, 100).await.expect("history");
     assert_eq!(history.iter().map(|s| s.seq).collect::<Vec<_>>(), [Some(1), Some(2), Some(3)]);
     assert_eq!(store.metrics_history(b, 0, i64::MAX, 100).await.expect("history").len(), 1);
-    assert!(store.store_report_batch(&[]).await.expect("empty batch").is_empty());
+    assert!(store.store_report_batch(&[], None).await.expect("empty batch").is_empty());
 }
 
 /// Reports of one server spread over several jobs of a batch, out of order and around
@@ -1098,7 +1099,7 @@ pub async fn a_batch_rates_reports_against_their_neighbours_in_agent_time(store:
         job(vec![report(Some(2), T0 + 30_000, 1_500, json!([])), report(Some(4), T0 + 90_000, 9_000, json!([]))]),
         job(vec![report(Some(5), T0 + 120_000, 12_000, json!([]))]),
     ];
-    let outcomes = store.store_report_batch(&jobs).await.expect("batch");
+    let outcomes = store.store_report_batch(&jobs, None).await.expect("batch");
     let seqs: Vec<(Vec<u64>, Vec<u64>)> = outcomes
         .iter()
         .map(|o| o.as_ref().map(|o| (o.stored_seqs.clone(), o.duplicate_seqs.clone())).expect("outcome"))
@@ -1125,6 +1126,76 @@ pub async fn a_batch_rates_reports_against_their_neighbours_in_agent_time(store:
     let server = outcomes[2].as_ref().expect("outcome").server.clone().expect("server row");
     assert_eq!(server.last_metrics_at, Some(T0 + 120_000));
     assert_eq!(server.last_metrics.expect("newest figures")["network_rx_rate"], json!(100.0));
+}
+
+/// Opens an alert of the built-in CPU rule when a report is over 50 %, else records the
+/// episode as quiet; remembers what it was shown.
+struct CpuOver50 {
+    rule: i64,
+    seen: std::sync::Mutex<Vec<(ServerId, usize, Option<u64>, usize)>>,
+}
+
+impl crate::Judge for CpuOver50 {
+    fn judge(
+        &self,
+        server: &crate::Server,
+        reports: &[&Report],
+        previous_uptime: Option<u64>,
+        states: &[crate::RuleState],
+    ) -> Vec<AlertingChange> {
+        self.seen.lock().expect("seen").push((server.id, reports.len(), previous_uptime, states.len()));
+        let cpu = reports.iter().filter_map(|r| r.metrics.cpu_usage.map(|p| p.get())).fold(0.0, f64::max);
+        let firing = states.iter().any(|s| s.alert_id.is_some());
+        let (phase, action) = if cpu > 50.0 && !firing {
+            let open = AlertAction::Open {
+                kind: "cpu".into(),
+                severity: Severity::Warning,
+                message: format!("cpu at {cpu}"),
+                value: cpu,
+                threshold: Some(50.0),
+                since: T0,
+                details: json!({}),
+            };
+            (Phase::Firing { since: T0, level: Level::Warning, recovered_since: None }, Some(open))
+        } else {
+            (Phase::Ok, None)
+        };
+        if firing {
+            return Vec::new();
+        }
+        let state = EpisodeState { phase, value: Some(cpu), updated_at: T0 };
+        vec![AlertingChange { rule_id: self.rule, subject: String::new(), state, action, notify: vec![], silenced: false }]
+    }
+}
+
+/// Alert rules are judged in the batch that stores the reports: once per server on all
+/// its new reports, against its episodes as stored, the changes written with them.
+pub async fn a_batch_judges_each_servers_rules_against_its_stored_episodes(store: &dyn Store) {
+    let calm = agent(store, "judged-calm", "10.0.0.48").await;
+    let busy = agent(store, "judged-busy", "10.0.0.50").await;
+    let rule = store.list_rules().await.expect("rules").into_iter().find(|r| r.rule.name == "CPU").expect("CPU");
+    let judge = CpuOver50 { rule: rule.id, seen: std::sync::Mutex::default() };
+    let at = |seq: u64, cpu: f64| sample_at(seq, T0 + seq as i64 * 1_000, cpu);
+    let job = |server, reports| IngestJob { server, reports, received_at: T0 + 10_000 };
+    let jobs = [job(calm, vec![at(1, 10.0)]), job(busy, vec![at(1, 20.0)]), job(busy, vec![at(2, 90.0), at(1, 20.0)])];
+    let outcomes = store.store_report_batch(&jobs, Some(&judge)).await.expect("batch");
+    let seen = judge.seen.lock().expect("seen").clone();
+    assert_eq!(seen, [(calm, 1, None, 0), (busy, 2, None, 0)], "once per server, on all its new reports");
+    let outcome = |i: usize| outcomes[i].as_ref().expect("outcome").clone();
+    assert!(outcome(0).alerts_touched.is_empty());
+    let opened = outcome(2).alerts_touched.clone();
+    assert_eq!(opened.len(), 1);
+    assert_eq!(outcome(1).alerts_touched, opened, "every job of the server hears of it");
+    assert_eq!(store.alert(opened[0]).await.expect("alert").status, AlertStatus::Firing);
+    let states = store.rule_states(calm).await.expect("states");
+    assert_eq!((states.len(), states[0].state.phase, states[0].alert_id), (1, Phase::Ok, None));
+    assert_eq!(store.rule_states(busy).await.expect("states")[0].alert_id, Some(opened[0]));
+
+    // The next batch sees the episodes as stored, and a duplicate report judges nothing.
+    let again = [job(busy, vec![at(3, 95.0)]), job(calm, vec![at(1, 10.0)])];
+    let outcomes = store.store_report_batch(&again, Some(&judge)).await.expect("batch");
+    assert_eq!(judge.seen.lock().expect("seen")[2..], [(busy, 1, None, 1)]);
+    assert!(outcomes.iter().all(|o| o.as_ref().expect("outcome").alerts_touched.is_empty()));
 }
 
 const DAY: i64 = 86_400_000;

@@ -61,8 +61,8 @@ pub struct Landing<'j> {
     /// Per job, in order: its outcome (without the server row and pending commands,
     /// which come back from the write), or `NotFound` when its server is gone.
     pub outcomes: Vec<StoreResult<IngestOutcome>>,
-    /// The reports to store, in job order, each with its sample.
-    pub stored: Vec<(ServerId, &'j Report, Sample)>,
+    /// The reports to store, in the batch's order.
+    pub stored: Vec<Stored<'j>>,
     /// Stored samples (row id) whose rates change, with their new rates.
     pub rerated: BTreeMap<i64, [Option<f64>; 4]>,
     /// (server, agent time) of every sample written or re-rated: their summaries are
@@ -70,6 +70,16 @@ pub struct Landing<'j> {
     pub touched: BTreeSet<(ServerId, i64)>,
     /// Every server of the batch that exists.
     pub servers: BTreeMap<ServerId, ServerLanding>,
+}
+
+/// A report of the batch to store.
+#[derive(Debug)]
+pub struct Stored<'j> {
+    pub server: ServerId,
+    /// The position of its job in the batch.
+    pub job: usize,
+    pub report: &'j Report,
+    pub sample: Sample,
 }
 
 /// A server's newest figures as the jobs so far leave them: agent time, uptime, and the
@@ -171,7 +181,8 @@ pub fn land<'j>(jobs: &'j [IngestJob], before: &HashMap<ServerId, Before>, aroun
     order.sort_unstable();
     for (position, server, job) in order {
         let report = reports[position];
-        landing.stored.push((server, report, sample_of(report, jobs[job].received_at, rates[&position])));
+        let sample = sample_of(report, jobs[job].received_at, rates[&position]);
+        landing.stored.push(Stored { server, job, report, sample });
     }
 
     for (server, Newest { position, .. }) in newest {
@@ -216,7 +227,7 @@ mod tests {
         let landing = land(&jobs, &before, &around);
         assert_eq!(landing.rerated.len(), 1);
         assert_eq!(landing.rerated[&41][0], Some(200.0), "against the report at +20 s, not +10 s");
-        let rates: Vec<Option<f64>> = landing.stored.iter().map(|(_, _, s)| s.network_rx_rate).collect();
+        let rates: Vec<Option<f64>> = landing.stored.iter().map(|s| s.sample.network_rx_rate).collect();
         assert_eq!(rates, [Some(150.0), Some(50.0)], "in the batch's order, each against its predecessor");
         assert_eq!(landing.servers[&7].newest, None, "older than the stored newest figures");
         let touched: Vec<i64> = landing.touched.iter().map(|(_, at)| at - T0).collect();

@@ -48,6 +48,22 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What newly stored reports mean for a server's alert rules, decided inside the
+/// transaction that stores them (so no other evaluation of the server comes between
+/// reading its episodes and writing them back).
+pub trait Judge: Send + Sync {
+    /// The changes to `server`'s rule episodes (`states`, as stored) made by `reports`
+    /// (just stored, in arrival order); `previous_uptime` is the uptime of the newest
+    /// report before them (reboot detection). `server` is as the reports left it.
+    fn judge(
+        &self,
+        server: &Server,
+        reports: &[&Report],
+        previous_uptime: Option<u64>,
+        states: &[RuleState],
+    ) -> Vec<AlertingChange>;
+}
+
 /// Everything the hub keeps. Times are Unix milliseconds, passed in by the caller so
 /// tests drive them with an injected clock.
 #[async_trait]
@@ -89,8 +105,15 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<IngestOutcome>;
     /// Stores several agents' reports in one transaction — one commit, one fsync — each
     /// job succeeding or failing on its own; the outcomes come back in the jobs' order.
-    /// `Err` only when nothing could be committed.
-    async fn store_report_batch(&self, jobs: &[IngestJob]) -> StoreResult<Vec<StoreResult<IngestOutcome>>>;
+    /// `Err` only when nothing could be committed. With a `judge`, each server's alert
+    /// rules are judged on its newly stored reports against its episodes as stored, and
+    /// the changes written in the same transaction (reports are kept even if that part
+    /// fails, which is logged).
+    async fn store_report_batch(
+        &self,
+        jobs: &[IngestJob],
+        judge: Option<&dyn Judge>,
+    ) -> StoreResult<Vec<StoreResult<IngestOutcome>>>;
     async fn record_heartbeat(&self, server: ServerId, contact: AgentContact, now: i64) -> StoreResult<()>;
     /// The server's agent settings and their revision (0 and empty settings until first set).
     async fn agent_settings(&self, server: ServerId) -> StoreResult<Versioned<AgentSettings>>;

@@ -128,6 +128,12 @@ pub struct IngestOutcome {
     /// reports' arrival.
     #[serde(skip)]
     pub commands_pending: u32,
+    /// Alerts the server's rules opened, escalated or resolved on these reports.
+    #[serde(skip)]
+    pub alerts_touched: Vec<AlertId>,
+    /// Notifications were queued on these reports.
+    #[serde(skip)]
+    pub notifies: bool,
 }
 
 /// Who hears of one alert: the channels to notify, and whether a silence covers it (then
