@@ -99,7 +99,7 @@ async fn main() {
             jobs.push(IngestJob { server: *id, reports, received_at: now });
         }
         let started = Instant::now();
-        for outcome in store.store_report_batch(&jobs).await.unwrap() {
+        for outcome in store.store_report_batch(&jobs, None).await.unwrap() {
             outcome.unwrap();
         }
         store_time += started.elapsed();

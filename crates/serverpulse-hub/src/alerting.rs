@@ -1,15 +1,17 @@
 //! The hub side of alerting: what a server's newest report (or its silence) means for
 //! every rule that applies to it. Builds a [`Snapshot`], runs each (rule, subject)
-//! episode one step with `serverpulse-alerting`, and hands the outcome to the store in
-//! one transaction. Runs after every stored report and, for absence rules (agent
-//! offline, no data), on the sweeper's timer.
+//! episode one step with `serverpulse-alerting`, and has the store write the outcome.
 //!
-//! Evaluations of one server are serialised ([`ServerLocks`]): an episode's state is
-//! read, stepped and written back without another evaluation of the same server in
-//! between, while other servers' evaluations run beside it. Rules are read from the
-//! store at most every few seconds ([`RuleCache`]), not on every report.
+//! On reports, this runs inside the ingest writer's transaction ([`ReportJudge`], a
+//! [`Judge`]): the episodes are read, stepped and written with the reports, in the same
+//! commit, once per server per batch. The sweeper evaluates the absence rules (agent
+//! offline, no data) on its timer, reading episodes and then writing them; the writer
+//! and the sweeper hold a server's [`ServerLocks`] slot meanwhile, so no evaluation of
+//! the server comes in between. Rules, channels and silences are read from the store at
+//! most every few seconds ([`Cached`]), not on every report.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use serverpulse_alerting::rule::Level;
@@ -18,7 +20,8 @@ use serverpulse_domain::AgentStatus;
 use serverpulse_proto::alert::Severity;
 use serverpulse_proto::report::Report;
 use serverpulse_store::{
-    AlertAction, AlertId, AlertingChange, Sample, Server, StoreError, StoredChannel, StoredRule, StoredSilence,
+    AlertAction, AlertId, AlertingChange, Judge, RuleState, Sample, Server, ServerId, Store, StoreError, StoredChannel,
+    StoredRule, StoredSilence,
 };
 
 use crate::app::AppState;
@@ -35,70 +38,126 @@ impl Default for ServerLocks {
 }
 
 impl ServerLocks {
-    pub async fn lock(&self, server: serverpulse_store::ServerId) -> tokio::sync::MutexGuard<'_, ()> {
-        let slot = usize::try_from(server.rem_euclid(64)).unwrap_or(0);
-        self.0[slot].lock().await
+    fn slot(server: ServerId) -> usize {
+        usize::try_from(server.rem_euclid(64)).unwrap_or(0)
+    }
+
+    pub async fn lock(&self, server: ServerId) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0[Self::slot(server)].lock().await
+    }
+
+    /// The locks of all `servers`, taken in one order (whoever holds one lock at a time
+    /// cannot deadlock with this).
+    pub async fn lock_all(&self, servers: impl IntoIterator<Item = ServerId>) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let slots: std::collections::BTreeSet<usize> = servers.into_iter().map(Self::slot).collect();
+        let mut guards = Vec::with_capacity(slots.len());
+        for slot in slots {
+            guards.push(self.0[slot].lock().await);
+        }
+        guards
     }
 }
 
-/// The alert rules, read from the store at most every [`RuleCache::FRESH_FOR`] and at
-/// once after this hub changed one ([`RuleCache::forget`]). Another hub's change on a
-/// shared database applies here within that time.
-#[derive(Debug, Default)]
-pub struct RuleCache(tokio::sync::RwLock<Option<(std::time::Instant, std::sync::Arc<Vec<StoredRule>>)>>);
+/// A value read from the store at most every [`Cached::FRESH_FOR`] and at once after
+/// this hub changed it ([`Cached::forget`]). Another hub's change on a shared database
+/// applies here within that time.
+#[derive(Debug)]
+pub struct Cached<T>(tokio::sync::RwLock<Option<(std::time::Instant, Arc<T>)>>);
 
-impl RuleCache {
+impl<T> Default for Cached<T> {
+    fn default() -> Self {
+        Self(tokio::sync::RwLock::new(None))
+    }
+}
+
+impl<T> Cached<T> {
     pub const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
-    pub async fn get(
+    /// The value, read with `load` when not fresh.
+    pub async fn get<F: Future<Output = Result<T, StoreError>>>(
         &self,
-        store: &dyn serverpulse_store::Store,
-    ) -> Result<std::sync::Arc<Vec<StoredRule>>, StoreError> {
-        if let Some((read_at, rules)) = self.0.read().await.as_ref()
+        load: impl FnOnce() -> F,
+    ) -> Result<Arc<T>, StoreError> {
+        if let Some((read_at, value)) = self.0.read().await.as_ref()
             && read_at.elapsed() < Self::FRESH_FOR
         {
-            return Ok(rules.clone());
+            return Ok(value.clone());
         }
-        let rules = std::sync::Arc::new(store.list_rules().await?);
-        *self.0.write().await = Some((std::time::Instant::now(), rules.clone()));
-        Ok(rules)
+        let value = Arc::new(load().await?);
+        *self.0.write().await = Some((std::time::Instant::now(), value.clone()));
+        Ok(value)
     }
 
-    /// Makes the next [`RuleCache::get`] read the store.
+    /// Makes the next [`Cached::get`] read the store.
     pub async fn forget(&self) {
         *self.0.write().await = None;
     }
 }
 
-/// Evaluates every applicable rule against the newest of `reports` (already stored);
-/// `server` as it is after storing them. `previous_uptime` is the uptime of the report
-/// before them, for reboot detection.
-pub async fn on_reports(
-    state: &AppState,
-    server: &Server,
-    reports: &[Report],
-    previous_uptime: Option<u64>,
-) -> Result<Vec<AlertId>, StoreError> {
-    let Some(newest) = reports.iter().max_by_key(|r| r.timestamp) else { return Ok(Vec::new()) };
-    let _serial = state.alerting.lock(server.id).await;
-    let now = state.now();
-    let mut snapshot = snapshot_of(newest, now);
-    snapshot.rebooted = match (previous_uptime, newest.metrics.uptime) {
-        (Some(before), Some(after)) => after < before,
-        _ => false,
-    };
-    snapshot.agent_offline = server.agent_status == AgentStatus::Disconnected;
-    snapshot.last_report_at = Some(newest.timestamp);
-    // Rates are derived by the store from consecutive counters; it keeps the newest.
-    if let Some(latest) = &server.last_metrics {
-        let rate = |key: &str| latest[key].as_f64();
-        snapshot.network_rx_rate = rate("network_rx_rate");
-        snapshot.network_tx_rate = rate("network_tx_rate");
-        snapshot.disk_read_rate = rate("disk_io_read_rate");
-        snapshot.disk_write_rate = rate("disk_io_write_rate");
+/// What evaluations need beside the store: the locks, and the cached rules and audience.
+#[derive(Debug, Clone, Default)]
+pub struct Alerting {
+    pub locks: Arc<ServerLocks>,
+    pub rules: Arc<Cached<Vec<StoredRule>>>,
+    pub audience: Arc<Cached<Audience>>,
+}
+
+impl Alerting {
+    pub async fn rules(&self, store: &dyn Store) -> Result<Arc<Vec<StoredRule>>, StoreError> {
+        self.rules.get(|| store.list_rules()).await
     }
-    let rules = state.rules.get(&*state.store).await?;
-    evaluate_server(state, &rules, server, &snapshot, false, now).await
+
+    pub async fn audience(&self, store: &dyn Store) -> Result<Arc<Audience>, StoreError> {
+        self.audience.get(|| Audience::load(store)).await
+    }
+
+    /// A judge of reports arriving now, or `None` (logged) when the rules or audience
+    /// cannot be read: reports are stored all the same.
+    pub async fn judge(&self, store: &dyn Store, now: i64) -> Option<ReportJudge> {
+        match tokio::try_join!(self.rules(store), self.audience(store)) {
+            Ok((rules, audience)) => Some(ReportJudge { rules, audience, now }),
+            Err(error) => {
+                tracing::error!(error = %error, "alert rules unreadable; reports are stored unjudged");
+                None
+            }
+        }
+    }
+}
+
+/// Judges stored reports for the ingest writer (see the module documentation).
+#[derive(Debug)]
+pub struct ReportJudge {
+    rules: Arc<Vec<StoredRule>>,
+    audience: Arc<Audience>,
+    now: i64,
+}
+
+impl Judge for ReportJudge {
+    fn judge(
+        &self,
+        server: &Server,
+        reports: &[&Report],
+        previous_uptime: Option<u64>,
+        states: &[RuleState],
+    ) -> Vec<AlertingChange> {
+        let Some(newest) = reports.iter().max_by_key(|r| r.timestamp) else { return Vec::new() };
+        let mut snapshot = snapshot_of(newest, self.now);
+        snapshot.rebooted = match (previous_uptime, newest.metrics.uptime) {
+            (Some(before), Some(after)) => after < before,
+            _ => false,
+        };
+        snapshot.agent_offline = server.agent_status == AgentStatus::Disconnected;
+        snapshot.last_report_at = Some(newest.timestamp);
+        // Rates are derived by the store from consecutive counters; it keeps the newest.
+        if let Some(latest) = &server.last_metrics {
+            let rate = |key: &str| latest[key].as_f64();
+            snapshot.network_rx_rate = rate("network_rx_rate");
+            snapshot.network_tx_rate = rate("network_tx_rate");
+            snapshot.disk_read_rate = rate("disk_io_read_rate");
+            snapshot.disk_write_rate = rate("disk_io_write_rate");
+        }
+        changes_for(&self.rules, server, &snapshot, states, false, &self.audience, self.now)
+    }
 }
 
 /// Evaluates the absence rules (agent offline, no data) at `now`, on the servers they
@@ -106,7 +165,7 @@ pub async fn on_reports(
 /// no-data threshold, and those with an alert open. (A server that reports again has
 /// every rule evaluated then.) A large fleet that reports costs the sweep nothing.
 pub async fn sweep(state: &AppState, now: i64) -> Result<Vec<AlertId>, StoreError> {
-    let rules = state.rules.get(&*state.store).await?;
+    let rules = state.alerting.rules(&*state.store).await?;
     let absence: Vec<&StoredRule> = rules.iter().filter(|r| r.rule.enabled && r.rule.metric.is_absence()).collect();
     if absence.is_empty() {
         return Ok(Vec::new());
@@ -114,14 +173,14 @@ pub async fn sweep(state: &AppState, now: i64) -> Result<Vec<AlertId>, StoreErro
     let since = quiet_since(&absence, now);
     let mut touched = Vec::new();
     for server in state.store.quiet_servers(since).await? {
-        let _serial = state.alerting.lock(server.id).await;
+        let _serial = state.alerting.locks.lock(server.id).await;
         let snapshot = Snapshot {
             at: now,
             agent_offline: server.agent_status == AgentStatus::Disconnected,
             last_report_at: server.last_metrics_at,
             ..Snapshot::default()
         };
-        touched.extend(evaluate_server(state, &rules, &server, &snapshot, true, now).await?);
+        touched.extend(evaluate_absence(state, &rules, &server, &snapshot, now).await?);
     }
     Ok(touched)
 }
@@ -160,18 +219,50 @@ pub fn applicable<'r>(rules: &'r [StoredRule], server: &Server) -> Vec<&'r Store
     ranked.into_iter().filter(|(rank, r)| best.get(&r.rule.metric) == Some(rank)).map(|(_, r)| r).collect()
 }
 
-async fn evaluate_server(
+/// Evaluates the absence rules of `server` (its lock held) and writes the outcome.
+async fn evaluate_absence(
     state: &AppState,
     rules: &[StoredRule],
     server: &Server,
     snapshot: &Snapshot,
-    absence_only: bool,
     now: i64,
 ) -> Result<Vec<AlertId>, StoreError> {
-    // Channels and silences are read only when something is to be announced.
-    let mut audience: Option<Audience> = None;
-    let states: HashMap<(i64, String), EpisodeState> =
-        state.store.rule_states(server.id).await?.into_iter().map(|s| ((s.rule_id, s.subject), s.state)).collect();
+    let states = state.store.rule_states(server.id).await?;
+    let audience = state.alerting.audience(&*state.store).await?;
+    let changes = changes_for(rules, server, snapshot, &states, true, &audience, now);
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let notifies = changes.iter().any(|c| !c.notify.is_empty());
+    let touched = state.store.apply_alerting(server.id, changes, now).await?;
+    announce(state, server.id, &touched, notifies).await;
+    Ok(touched)
+}
+
+/// Tells whoever waits that evaluations of `server` queued notifications or touched
+/// alerts.
+pub async fn announce(state: &AppState, server: ServerId, touched: &[AlertId], notifies: bool) {
+    if notifies {
+        state.wake_notifier.notify_one();
+    }
+    if !touched.is_empty() {
+        crate::live::publish_alerts(state, server).await;
+    }
+}
+
+/// What `snapshot` does to every rule of `server` (or only the absence rules), given
+/// its episodes `states` as stored: one change per (rule, subject) that moved.
+fn changes_for(
+    rules: &[StoredRule],
+    server: &Server,
+    snapshot: &Snapshot,
+    states: &[RuleState],
+    absence_only: bool,
+    audience: &Audience,
+    now: i64,
+) -> Vec<AlertingChange> {
+    let states: HashMap<(i64, &str), EpisodeState> =
+        states.iter().map(|s| ((s.rule_id, s.subject.as_str()), s.state)).collect();
     let mut changes = Vec::new();
     for stored in applicable(rules, server) {
         let rule = &stored.rule;
@@ -179,7 +270,7 @@ async fn evaluate_server(
             continue;
         }
         for (subject, value) in rule.metric.values(snapshot) {
-            let before = states.get(&(stored.id, subject.clone())).copied().unwrap_or_default();
+            let before = states.get(&(stored.id, subject.as_str())).copied().unwrap_or_default();
             let (after, transition) = evaluate(rule, before, value, now);
             // Quiet episodes that stay quiet are not rewritten on every report.
             let quiet = matches!(after.phase, serverpulse_alerting::Phase::Ok);
@@ -193,29 +284,13 @@ async fn evaluate_server(
                 _ => Severity::Info,
             };
             let (notify, silenced) = match &action {
-                Some(_) => {
-                    if audience.is_none() {
-                        audience = Some(Audience::load(state, now).await?);
-                    }
-                    audience.as_ref().map_or((Vec::new(), false), |a| a.recipients(level, server, Some(stored.id), now))
-                }
+                Some(_) => audience.recipients(level, server, Some(stored.id), now),
                 None => (Vec::new(), false),
             };
             changes.push(AlertingChange { rule_id: stored.id, subject, state: after, action, notify, silenced });
         }
     }
-    if changes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let notifies = changes.iter().any(|c| !c.notify.is_empty());
-    let touched = state.store.apply_alerting(server.id, changes, now).await?;
-    if notifies {
-        state.wake_notifier.notify_one();
-    }
-    if !touched.is_empty() {
-        crate::live::publish_alerts(state, server.id).await;
-    }
-    Ok(touched)
+    changes
 }
 
 /// Who is told about an alert: the enabled channels whose route takes it, unless an
@@ -236,8 +311,9 @@ impl std::fmt::Debug for Audience {
 }
 
 impl Audience {
-    pub async fn load(state: &AppState, now: i64) -> Result<Self, StoreError> {
-        Ok(Self { channels: state.store.list_channels().await?, silences: state.store.list_silences(Some(now)).await? })
+    /// Every channel and silence (a silence covers only while it is active).
+    pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
+        Ok(Self { channels: store.list_channels().await?, silences: store.list_silences(None).await? })
     }
 
     /// (channels to notify, silenced) for an alert of `severity` on `server` from `rule`.

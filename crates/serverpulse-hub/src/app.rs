@@ -23,10 +23,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
-    /// Serialises each server's alert evaluations (see [`crate::alerting`]).
-    pub alerting: Arc<crate::alerting::ServerLocks>,
-    /// The alert rules, cached for evaluations.
-    pub rules: Arc<crate::alerting::RuleCache>,
+    /// What alert evaluations share: each server's lock, the cached rules and audience
+    /// (see [`crate::alerting`]).
+    pub alerting: crate::alerting::Alerting,
     /// Agents' identities, cached for their authentication.
     pub agents: Arc<crate::auth::AgentIdentities>,
     /// The client notifications go out with.
@@ -66,8 +65,12 @@ impl AppState {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> (Self, crate::ingest::Writer) {
-        let (ingest, writer) =
-            crate::ingest::Ingest::new(store.clone(), settings.ingest_queue, settings.ingest_max_wait);
+        let alerting = crate::alerting::Alerting::default();
+        let (ingest, writer) = crate::ingest::Ingest::new(
+            crate::ingest::WriterParts { store: store.clone(), alerting: alerting.clone(), clock: clock.clone() },
+            settings.ingest_queue,
+            settings.ingest_max_wait,
+        );
         let http = crate::notifier::http_client();
         let exporter = settings.export_url.as_deref().map(|url| crate::export::Exporter::start(url, http.clone()));
         let leader = Arc::new(std::sync::atomic::AtomicBool::new(!store.is_shared()));
@@ -78,8 +81,7 @@ impl AppState {
             store,
             clock,
             settings: Arc::new(settings),
-            alerting: Arc::default(),
-            rules: Arc::default(),
+            alerting,
             agents: Arc::default(),
             http,
             wake_notifier: Arc::default(),

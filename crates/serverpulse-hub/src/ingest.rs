@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serverpulse_proto::report::Report;
-use serverpulse_store::{IngestJob, IngestOutcome, ServerId, Store, StoreError};
+use serverpulse_store::{IngestJob, IngestOutcome, Judge, ServerId, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
@@ -24,7 +24,7 @@ use crate::error::ApiError;
 /// Most jobs committed in one transaction.
 pub const MAX_BATCH: usize = 512;
 
-/// The reports go back with the outcome: the handler evaluates alerts on them.
+/// The reports go back with the outcome: the handler exports them.
 type Reply = (Result<IngestOutcome, StoreError>, Vec<Report>);
 
 struct Queued {
@@ -88,22 +88,31 @@ impl std::fmt::Debug for Ingest {
     }
 }
 
+/// What the writer works with: the store, the alerting it judges reports with, the
+/// clock it judges them by.
+#[allow(missing_debug_implementations)]
+pub struct WriterParts {
+    pub store: Arc<dyn Store>,
+    pub alerting: crate::alerting::Alerting,
+    pub clock: Arc<dyn crate::clock::Clock>,
+}
+
 /// The writer's half: run it with [`Writer::run`].
 #[allow(missing_debug_implementations)]
 pub struct Writer {
     receiver: mpsc::Receiver<Queued>,
-    store: Arc<dyn Store>,
+    parts: WriterParts,
     stats: Arc<IngestStats>,
 }
 
 impl Ingest {
     /// A queue of `capacity` requests, refusing more while its requests wait longer
     /// than `max_wait`, and its writer.
-    pub fn new(store: Arc<dyn Store>, capacity: usize, max_wait: std::time::Duration) -> (Self, Writer) {
+    pub fn new(parts: WriterParts, capacity: usize, max_wait: std::time::Duration) -> (Self, Writer) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let stats = Arc::<IngestStats>::default();
         let max_wait_ms = u64::try_from(max_wait.as_millis()).unwrap_or(u64::MAX);
-        (Self { sender, stats: stats.clone(), max_wait_ms }, Writer { receiver, store, stats })
+        (Self { sender, stats: stats.clone(), max_wait_ms }, Writer { receiver, parts, stats })
     }
 
     /// (commits, requests committed) so far.
@@ -186,13 +195,19 @@ impl Writer {
         let count = jobs.len();
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.jobs.fetch_add(count as u64, Ordering::Relaxed);
-        let outcomes = match self.store.store_report_batch(&jobs).await {
+        // Alert rules are judged in the same commit, with the batch's servers' evaluation
+        // locks held (the sweeper's evaluations of them wait, and see the outcome).
+        let WriterParts { store, alerting, clock } = &self.parts;
+        let judge = alerting.judge(&**store, clock.now_ms()).await;
+        let locks = alerting.locks.lock_all(jobs.iter().map(|job| job.server)).await;
+        let outcomes = match store.store_report_batch(&jobs, judge.as_ref().map(|j| j as &dyn Judge)).await {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 tracing::warn!(jobs = count, error = %error, "ingest batch failed; nothing of it was stored");
                 vec![Err(error); count]
             }
         };
+        drop(locks);
         for ((reply, outcome), job) in replies.into_iter().zip(outcomes).zip(jobs) {
             // The request may have gone (client hung up): its reports are kept anyway.
             let _ = reply.send((outcome, job.reports));

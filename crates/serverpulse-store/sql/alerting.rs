@@ -235,13 +235,7 @@ pub(crate) async fn apply_in(
 }
 
 /// Writes one episode change, and the alert it opens, escalates or resolves (returned).
-async fn apply_one(
-    conn: &mut Conn,
-    server: ServerId,
-    change: AlertingChange,
-    now: i64,
-) -> StoreResult<Option<AlertId>> {
-    let mut tx = conn;
+async fn apply_one(tx: &mut Conn, server: ServerId, change: AlertingChange, now: i64) -> StoreResult<Option<AlertId>> {
     let mut touched = None;
     let open: Option<AlertId> =
         sqlx::query("SELECT alert_id FROM alert_states WHERE rule_id = $1 AND server_id = $2 AND subject = $3")
@@ -282,7 +276,7 @@ async fn apply_one(
                     .try_get(0)
                     .map_err(db)?;
             record_event(
-                &mut tx,
+                &mut *tx,
                 Some(server),
                 EventKind::AlertFired,
                 severity,
@@ -291,7 +285,7 @@ async fn apply_one(
                 now,
             )
             .await?;
-            enqueue_in(&mut tx, Some(id), &change.notify, "firing", now).await?;
+            enqueue_in(&mut *tx, Some(id), &change.notify, "firing", now).await?;
             touched = Some(id);
             Some(id)
         }
@@ -311,7 +305,7 @@ async fn apply_one(
                 .await
                 .map_err(db)?;
                 record_event(
-                    &mut tx,
+                    &mut *tx,
                     Some(server),
                     EventKind::AlertEscalated,
                     severity,
@@ -321,8 +315,8 @@ async fn apply_one(
                 )
                 .await?;
                 // Nobody heard of a silenced episode: its later changes stay quiet too.
-                if !alert_in(&mut tx, id).await?.silenced {
-                    enqueue_in(&mut tx, Some(id), &change.notify, "escalated", now).await?;
+                if !alert_in(&mut *tx, id).await?.silenced {
+                    enqueue_in(&mut *tx, Some(id), &change.notify, "escalated", now).await?;
                 }
                 touched = Some(id);
             }
@@ -330,7 +324,7 @@ async fn apply_one(
         }
         Some(AlertAction::Resolve { message, value }) => {
             if let Some(id) = open {
-                let alert = alert_in(&mut tx, id).await?;
+                let alert = alert_in(&mut *tx, id).await?;
                 if alert.status != AlertStatus::Resolved {
                     sqlx::query("UPDATE alerts SET value = $1, message = $2 WHERE id = $3")
                         .bind(value)
@@ -340,9 +334,9 @@ async fn apply_one(
                         .await
                         .map_err(db)?;
                     let silenced = alert.silenced;
-                    close_alert(&mut tx, &AlertRecord { message, ..alert }, "recovery", now).await?;
+                    close_alert(&mut *tx, &AlertRecord { message, ..alert }, "recovery", now).await?;
                     if !silenced {
-                        enqueue_in(&mut tx, Some(id), &change.notify, "resolved", now).await?;
+                        enqueue_in(&mut *tx, Some(id), &change.notify, "resolved", now).await?;
                     }
                     touched = Some(id);
                 }

@@ -1132,8 +1132,11 @@ pub async fn a_batch_rates_reports_against_their_neighbours_in_agent_time(store:
 /// episode as quiet; remembers what it was shown.
 struct CpuOver50 {
     rule: i64,
-    seen: std::sync::Mutex<Vec<(ServerId, usize, Option<u64>, usize)>>,
+    /// Per call: the server, its reports, the previous uptime, its episodes.
+    seen: std::sync::Mutex<Vec<Judged>>,
 }
+
+type Judged = (ServerId, usize, Option<u64>, usize);
 
 impl crate::Judge for CpuOver50 {
     fn judge(
@@ -1164,7 +1167,14 @@ impl crate::Judge for CpuOver50 {
             return Vec::new();
         }
         let state = EpisodeState { phase, value: Some(cpu), updated_at: T0 };
-        vec![AlertingChange { rule_id: self.rule, subject: String::new(), state, action, notify: vec![], silenced: false }]
+        vec![AlertingChange {
+            rule_id: self.rule,
+            subject: String::new(),
+            state,
+            action,
+            notify: vec![],
+            silenced: false,
+        }]
     }
 }
 

@@ -184,19 +184,16 @@ pub async fn metrics(
         Err(ApiError::NotFound(_)) => return Err(ApiError::Unauthorized),
         other => other?,
     };
-    // The server as the commit left it comes with the outcome.
+    // The server as the commit left it comes with the outcome, and what its alert
+    // rules made of the reports (judged in the same commit).
     if outcome.stored > 0
         && let Some(server) = &outcome.server
     {
-        // The reports are stored whatever the rules make of them: a failed evaluation is
-        // logged, never turned into a refusal of data already kept.
-        let stored: Vec<Report> =
-            reports.into_iter().filter(|r| r.seq.is_none_or(|seq| outcome.stored_seqs.contains(&seq))).collect();
-        if let Err(e) = alerting::on_reports(&state, server, &stored, outcome.previous_uptime).await {
-            tracing::error!(server_id = agent.server_id, error = %e, "alert evaluation failed");
-        }
+        alerting::announce(&state, server.id, &outcome.alerts_touched, outcome.notifies).await;
         crate::live::publish_server_row(&state, server);
         if let Some(exporter) = &state.exporter {
+            let stored: Vec<Report> =
+                reports.into_iter().filter(|r| r.seq.is_none_or(|seq| outcome.stored_seqs.contains(&seq))).collect();
             exporter.offer(server, &stored);
         }
     }
@@ -250,7 +247,7 @@ pub async fn alerts(
     let alerts = decode_alerts(&document)?;
     let now = state.now();
     let server = state.store.get_server(agent.server_id).await.map_err(agent_gone)?;
-    let audience = alerting::Audience::load(&state, now).await?;
+    let audience = state.alerting.audience(&*state.store).await?;
     let notify: Vec<serverpulse_store::Recipients> = alerts
         .iter()
         .map(|a| {
@@ -307,6 +304,7 @@ pub async fn maintenance(
     };
     let by = format!("agent on {}", server.hostname.as_deref().unwrap_or(&server.name));
     let stored = state.store.create_silence(silence, &by, now).await.map_err(agent_gone)?;
+    state.alerting.audience.forget().await;
     Ok((axum::http::StatusCode::CREATED, Json(MaintenanceOpened { success: true, silence_id: stored.id, ends_at })))
 }
 

@@ -200,7 +200,7 @@ pub async fn create_rule(
 ) -> ApiResult<(StatusCode, Json<StoredRule>)> {
     let rule = checked_rule(&state, body).await?;
     let stored = state.store.create_rule(rule, state.now()).await.map_err(name_taken)?;
-    state.rules.forget().await;
+    state.alerting.rules.forget().await;
     Ok((StatusCode::CREATED, Json(stored)))
 }
 
@@ -215,7 +215,7 @@ pub async fn update_rule(
 ) -> ApiResult<Json<StoredRule>> {
     let rule = checked_rule(&state, body).await?;
     let stored = state.store.update_rule(id, rule, state.now()).await.map_err(name_taken)?;
-    state.rules.forget().await;
+    state.alerting.rules.forget().await;
     Ok(Json(stored))
 }
 
@@ -224,7 +224,7 @@ pub async fn update_rule(
     security(("api_token" = [])))]
 pub async fn delete_rule(State(state): State<AppState>, _: Admin, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Done>> {
     state.store.delete_rule(id, state.now()).await.map_err(|e| not_found_as(e, "rule"))?;
-    state.rules.forget().await;
+    state.alerting.rules.forget().await;
     Ok(Json(Done { success: true }))
 }
 

@@ -84,6 +84,7 @@ pub async fn create_channel(
 ) -> ApiResult<(StatusCode, Json<ChannelView>)> {
     let channel = decode_channel(&body.required()?)?;
     let stored = state.store.create_channel(channel, state.now()).await.map_err(name_taken)?;
+    state.alerting.audience.forget().await;
     Ok((StatusCode::CREATED, Json(stored.into())))
 }
 
@@ -108,7 +109,9 @@ pub async fn update_channel(
             channel.settings.insert((*key).to_owned(), kept.clone());
         }
     }
-    Ok(Json(state.store.update_channel(id, channel, state.now()).await.map_err(name_taken)?.into()))
+    let updated = state.store.update_channel(id, channel, state.now()).await.map_err(name_taken)?;
+    state.alerting.audience.forget().await;
+    Ok(Json(updated.into()))
 }
 
 #[utoipa::path(delete, path = "/api/v1/channels/{id}", tag = "notifications", params(("id" = i64, Path)),
@@ -120,6 +123,7 @@ pub async fn delete_channel(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Done>> {
     state.store.delete_channel(id, state.now()).await.map_err(|e| not_found_as(e, "channel"))?;
+    state.alerting.audience.forget().await;
     Ok(Json(Done { success: true }))
 }
 
@@ -195,7 +199,9 @@ pub async fn create_silence(
     let now = state.now();
     let silence = decode_silence(&body.required()?, now)?;
     let by = operator.caller().name().to_owned();
-    Ok((StatusCode::CREATED, Json(state.store.create_silence(silence, &by, now).await?)))
+    let created = state.store.create_silence(silence, &by, now).await?;
+    state.alerting.audience.forget().await;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/silences/{id}", tag = "notifications", params(("id" = i64, Path)),
@@ -207,6 +213,7 @@ pub async fn delete_silence(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Done>> {
     state.store.delete_silence(id, state.now()).await.map_err(|e| not_found_as(e, "silence"))?;
+    state.alerting.audience.forget().await;
     Ok(Json(Done { success: true }))
 }
 
