@@ -20,6 +20,11 @@ pub(crate) fn flag(row: &DbRow, column: &str) -> StoreResult<bool> {
     row.try_get(column).map_err(db)
 }
 
+/// The `n`-th bound parameter of a statement.
+pub(crate) fn placeholder(n: usize) -> String {
+    format!("${n}")
+}
+
 /// The uptime in a server's newest figures (`last_metrics`, JSON text).
 pub(crate) const LAST_UPTIME: &str = "(last_metrics::jsonb ->> 'uptime')::bigint";
 

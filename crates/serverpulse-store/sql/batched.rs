@@ -37,8 +37,8 @@ pub(crate) fn chunks(count: usize) -> Vec<Chunk> {
         .collect()
 }
 
-/// `WITH name(columns) AS (VALUES …)` for `rows` rows of bound parameters (numbered on
-/// from `$1`), each cast to its column's type so that both databases know it (SQLite
+/// `WITH name(columns) AS (VALUES …)` for `rows` rows of bound parameters (the first
+/// `rows × columns` of the statement, in order; see [`crate::dialect::placeholder`]), each cast to its column's type so that both databases know it (SQLite
 /// reads `BIGINT`, `DOUBLE PRECISION` and `TEXT` as its integer, real and text).
 pub(crate) fn values_cte(name: &str, columns: &[(&str, &str)], rows: usize) -> String {
     let names: Vec<&str> = columns.iter().map(|(column, _)| *column).collect();
@@ -51,7 +51,7 @@ pub(crate) fn values_cte(name: &str, columns: &[(&str, &str)], rows: usize) -> S
             if i > 0 {
                 out.push_str(", ");
             }
-            out.push_str(&format!("CAST(${n} AS {ty})"));
+            out.push_str(&format!("CAST({} AS {ty})", crate::dialect::placeholder(n)));
         }
         out.push(')');
     }
@@ -78,10 +78,17 @@ mod tests {
     }
 
     #[test]
-    fn values_are_numbered_and_typed() {
+    fn values_are_in_order_and_typed() {
+        let p = crate::dialect::placeholder;
         assert_eq!(
             values_cte("v", &[("a", "BIGINT"), ("b", "TEXT")], 2),
-            "WITH v(a, b) AS (VALUES (CAST($1 AS BIGINT), CAST($2 AS TEXT)), (CAST($3 AS BIGINT), CAST($4 AS TEXT))) "
+            format!(
+                "WITH v(a, b) AS (VALUES (CAST({} AS BIGINT), CAST({} AS TEXT)), (CAST({} AS BIGINT), CAST({} AS TEXT))) ",
+                p(1),
+                p(2),
+                p(3),
+                p(4)
+            )
         );
     }
 }

@@ -200,7 +200,7 @@ impl SqlStore {
             Some(cursors) => {
                 let mut found = Vec::new();
                 for chunk in chunks(cursors.len()) {
-                    let limit_at = format!("CAST(${} AS BIGINT)", 2 * chunk.shape + 1);
+                    let limit_at = format!("CAST({} AS BIGINT)", crate::dialect::placeholder(2 * chunk.shape + 1));
                     let sql = format!(
                         "{}{}",
                         values_cte("c", &[("server_id", "BIGINT"), ("after", "BIGINT")], chunk.shape),

@@ -52,6 +52,9 @@ pub(crate) async fn store_batch(
     rerate(&mut *tx, &landing.rerated).await?;
     write_units(&mut *tx, &landing).await?;
     crate::rollups::mark_dirty(&mut *tx, &landing.touched).await?;
+    let appended: Vec<(ServerId, &Sample)> =
+        landing.stored.iter().filter(|s| s.appended).map(|s| (s.server, &s.sample)).collect();
+    crate::rollups::merge_appended(&mut *tx, &appended).await?;
     let rows = after_ingest(&mut *tx, &landing.servers).await?;
     for (server, landed) in &landing.servers {
         contact_event(&mut *tx, *server, landed.first_arrival, &landed.status_before).await?;

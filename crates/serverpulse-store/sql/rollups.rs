@@ -110,6 +110,79 @@ pub(crate) async fn mark_dirty(conn: &mut Conn, samples: &BTreeSet<(ServerId, i6
     Ok(())
 }
 
+/// Takes samples newer than everything stored of their servers into the summaries of
+/// every tier as they stand — min, max, sum and count merged, the last replaced — in
+/// one statement per tier and [`crate::batched::MAX_ROWS`] buckets. (Samples landing
+/// among stored ones mark their buckets instead, for [`SqlStore::refresh_dirty`].)
+/// A bucket also marked meanwhile is recomputed whole all the same.
+pub(crate) async fn merge_appended(conn: &mut Conn, samples: &[(ServerId, &Sample)]) -> StoreResult<()> {
+    let mut ordered: Vec<&(ServerId, &Sample)> = samples.iter().collect();
+    // In agent time; among equal times the later arrival is newest.
+    ordered.sort_by_key(|(_, s)| s.at);
+    let mut columns: Vec<(String, &str)> = vec![("server_id".into(), "BIGINT"), ("start".into(), "BIGINT")];
+    columns.push(("samples".into(), "BIGINT"));
+    for c in COLUMNS {
+        for (part, ty) in [("min", REAL), ("max", REAL), ("sum", REAL), ("n", "BIGINT"), ("last", REAL)] {
+            columns.push((format!("{c}_{part}"), ty));
+        }
+    }
+    let columns: Vec<(&str, &str)> = columns.iter().map(|(name, ty)| (name.as_str(), *ty)).collect();
+    let merged: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| {
+            format!(
+                "{c}_min = CASE WHEN rollups.{c}_min IS NULL OR excluded.{c}_min < rollups.{c}_min \
+                 THEN excluded.{c}_min ELSE rollups.{c}_min END, \
+                 {c}_max = CASE WHEN rollups.{c}_max IS NULL OR excluded.{c}_max > rollups.{c}_max \
+                 THEN excluded.{c}_max ELSE rollups.{c}_max END, \
+                 {c}_sum = CASE WHEN excluded.{c}_sum IS NULL THEN rollups.{c}_sum \
+                 WHEN rollups.{c}_sum IS NULL THEN excluded.{c}_sum ELSE rollups.{c}_sum + excluded.{c}_sum END, \
+                 {c}_n = rollups.{c}_n + excluded.{c}_n, {c}_last = excluded.{c}_last"
+            )
+        })
+        .collect();
+    for width in TIERS {
+        let mut buckets: std::collections::BTreeMap<(ServerId, i64), Filling> = std::collections::BTreeMap::new();
+        for (server, sample) in &ordered {
+            buckets.entry((*server, bucket_of(sample.at, width))).or_default().add_sample(sample.at, charted(sample));
+        }
+        let buckets: Vec<((ServerId, i64), Filling)> = buckets.into_iter().collect();
+        for chunk in chunks(buckets.len()) {
+            let sql = format!(
+                "{}INSERT INTO rollups (server_id, width, start, samples, {aggregates}) \
+                 SELECT server_id, {width}, start, samples, {aggregates} FROM m WHERE server_id IS NOT NULL \
+                 ON CONFLICT (server_id, width, start) DO UPDATE SET samples = rollups.samples + excluded.samples, \
+                 {merged}",
+                values_cte("m", &columns, chunk.shape),
+                aggregates = aggregate_columns(),
+                merged = merged.join(", "),
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for i in 0..chunk.shape {
+                let bucket = chunk.row(&buckets, i);
+                query = query
+                    .bind(bucket.map(|((server, _), _)| *server))
+                    .bind(bucket.map(|((_, start), _)| *start))
+                    .bind(bucket.map(|(_, f)| i64::try_from(f.samples).unwrap_or(i64::MAX)));
+                for m in 0..COLUMNS.len() {
+                    let summary = bucket.map(|(_, f)| f.metrics[m]);
+                    query = query
+                        .bind(summary.and_then(|s| s.min))
+                        .bind(summary.and_then(|s| s.max))
+                        .bind(summary.and_then(|s| (s.n > 0).then_some(s.sum)))
+                        .bind(summary.map(|s| i64::try_from(s.n).unwrap_or(i64::MAX)))
+                        .bind(bucket.and_then(|(_, f)| f.newest.and_then(|(_, last)| last[m])));
+                }
+            }
+            query.execute(&mut *conn).await.map_err(db)?;
+        }
+    }
+    Ok(())
+}
+
+/// A real column's type, as both databases read it.
+const REAL: &str = "DOUBLE PRECISION";
+
 /// Writes the 5-minute summaries of the `buckets` listed from `samples` (one server's,
 /// in agent time, every sample of those buckets), where none is stored yet: what
 /// retention leaves of compacted hours whose samples it removes.

@@ -65,8 +65,8 @@ pub struct Landing<'j> {
     pub stored: Vec<Stored<'j>>,
     /// Stored samples (row id) whose rates change, with their new rates.
     pub rerated: BTreeMap<i64, [Option<f64>; 4]>,
-    /// (server, agent time) of every sample written or re-rated: their summaries are
-    /// out of date.
+    /// (server, agent time) of every sample written before a stored one, or re-rated:
+    /// their summaries are to be recomputed.
     pub touched: BTreeSet<(ServerId, i64)>,
     /// Every server of the batch that exists.
     pub servers: BTreeMap<ServerId, ServerLanding>,
@@ -80,6 +80,9 @@ pub struct Stored<'j> {
     pub job: usize,
     pub report: &'j Report,
     pub sample: Sample,
+    /// Newer than every sample stored before (or as new as the newest): its summaries
+    /// take it in as they are, instead of being recomputed.
+    pub appended: bool,
 }
 
 /// A server's newest figures as the jobs so far leave them: agent time, uptime, and the
@@ -150,6 +153,9 @@ pub fn land<'j>(jobs: &'j [IngestJob], before: &HashMap<ServerId, Before>, aroun
         landing.outcomes.push(Ok(outcome));
     }
 
+    let appended = |server: ServerId, at: i64| {
+        before.get(&server).is_some_and(|state| state.last_at.is_none_or(|last| at >= last))
+    };
     let mut rates: HashMap<usize, [Option<f64>; 4]> = HashMap::new();
     let mut order: Vec<(usize, ServerId, usize)> = Vec::new();
     for (server, mut new) in taken {
@@ -165,7 +171,9 @@ pub fn land<'j>(jobs: &'j [IngestJob], before: &HashMap<ServerId, Before>, aroun
                 (None, s) => s,
             };
             rates.insert(t.position, t.point.rates_after(previous.as_ref()));
-            landing.touched.insert((server, t.point.at));
+            if !appended(server, t.point.at) {
+                landing.touched.insert((server, t.point.at));
+            }
             // A stored sample just after this report now follows the batch's latest
             // report before it: its rates are measured against that one instead.
             if let Some(later) = around[t.position].later
@@ -182,7 +190,7 @@ pub fn land<'j>(jobs: &'j [IngestJob], before: &HashMap<ServerId, Before>, aroun
     for (position, server, job) in order {
         let report = reports[position];
         let sample = sample_of(report, jobs[job].received_at, rates[&position]);
-        landing.stored.push(Stored { server, job, report, sample });
+        landing.stored.push(Stored { server, job, report, sample, appended: appended(server, report.timestamp) });
     }
 
     for (server, Newest { position, .. }) in newest {
