@@ -63,37 +63,60 @@ impl FromRequestParts<AppState> for AuthenticatedAgent {
     }
 }
 
-/// The agent identities the store gave, kept for [`AgentIdentities::FRESH_FOR`]: one
-/// read fewer per report. Only identities that exist are kept, so the map is bounded by
-/// the fleet. A change made on another hub sharing the database (a removed server, a
-/// disabled agent, new credentials) applies here within that time.
+/// The agent identities the store gave, kept until the store's agent-changes counter
+/// moves (`Store::agent_changes`, read at most every [`AgentIdentities::CHECK_EVERY`]): a
+/// change made anywhere — this hub, another one sharing the database, the CLI — applies
+/// here within that time, and reports need no read of their agent's identity meanwhile.
+/// This hub's own changes apply at once ([`AgentIdentities::forget_all`]). Only
+/// identities that exist are kept, so the map is bounded by the fleet.
 #[derive(Debug, Default)]
-pub struct AgentIdentities(std::sync::RwLock<std::collections::HashMap<String, (std::time::Instant, AgentIdentity)>>);
+pub struct AgentIdentities {
+    /// Each identity with the counter as it was before the identity was read.
+    known: std::sync::RwLock<std::collections::HashMap<String, (u64, AgentIdentity)>>,
+    /// The counter as last read, and when.
+    counter: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
 
 impl AgentIdentities {
-    pub const FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+    pub const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
     pub async fn get(&self, store: &dyn Store, agent_id: &str) -> Result<Option<AgentIdentity>, StoreError> {
-        if let Ok(known) = self.0.read()
-            && let Some((read_at, identity)) = known.get(agent_id)
-            && read_at.elapsed() < Self::FRESH_FOR
+        let counter = self.counter(store).await?;
+        if let Ok(known) = self.known.read()
+            && let Some((read_under, identity)) = known.get(agent_id)
+            && *read_under == counter
         {
             return Ok(Some(identity.clone()));
         }
         let found = store.agent_identity(agent_id).await?;
-        if let Ok(mut known) = self.0.write() {
+        if let Ok(mut known) = self.known.write() {
             match &found {
-                Some(identity) => known.insert(agent_id.to_owned(), (std::time::Instant::now(), identity.clone())),
+                Some(identity) => known.insert(agent_id.to_owned(), (counter, identity.clone())),
                 None => known.remove(agent_id),
             };
         }
         Ok(found)
     }
 
+    /// The agent-changes counter, read from the store when last read a while ago.
+    async fn counter(&self, store: &dyn Store) -> Result<u64, StoreError> {
+        if let Ok(counter) = self.counter.lock()
+            && let Some((read_at, value)) = *counter
+            && read_at.elapsed() < Self::CHECK_EVERY
+        {
+            return Ok(value);
+        }
+        let value = store.agent_changes().await?;
+        if let Ok(mut counter) = self.counter.lock() {
+            *counter = Some((std::time::Instant::now(), value));
+        }
+        Ok(value)
+    }
+
     /// After any change of agents' credentials or status: the next request of each reads
     /// the store.
     pub fn forget_all(&self) {
-        if let Ok(mut known) = self.0.write() {
+        if let Ok(mut known) = self.known.write() {
             known.clear();
         }
     }

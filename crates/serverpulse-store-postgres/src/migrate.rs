@@ -8,7 +8,10 @@
 use sqlx::{PgPool, Row};
 
 /// (version, name, SQL). Append only: a shipped migration never changes.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (2, "agent changes", include_str!("../migrations/0002_agent_changes.sql")),
+];
 
 /// The advisory lock key serialising migrations ("SPMIGRAT" in ASCII).
 const MIGRATION_LOCK: i64 = 0x5350_4d49_4752_4154;

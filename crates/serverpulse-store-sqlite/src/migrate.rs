@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "rollup dirty buckets", include_str!("../migrations/0009_rollup_dirty.sql")),
     (10, "history chunks", include_str!("../migrations/0010_history_chunks.sql")),
     (11, "alert state indexes", include_str!("../migrations/0011_alert_state_indexes.sql")),
+    (12, "agent changes", include_str!("../migrations/0012_agent_changes.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.

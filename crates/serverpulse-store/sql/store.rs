@@ -479,6 +479,14 @@ impl Store for SqlStore {
         }))
     }
 
+    async fn agent_changes(&self) -> StoreResult<u64> {
+        let version: i64 = sqlx::query_scalar("SELECT version FROM agent_changes WHERE id = 1")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db)?;
+        Ok(u64::try_from(version).unwrap_or(0))
+    }
+
     async fn store_reports(
         &self,
         server: ServerId,

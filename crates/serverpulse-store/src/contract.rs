@@ -72,6 +72,7 @@ macro_rules! contract_suite {
             long_range_charts_match_the_raw_samples,
             a_batch_commits_jobs_together_and_fails_them_alone,
             a_batch_rates_reports_against_their_neighbours_in_agent_time,
+            agent_changes_move_with_every_change_of_an_identity,
             a_batch_judges_each_servers_rules_against_its_stored_episodes,
             retention_removes_exactly_what_is_past_its_age,
             retention_keeps_under_the_size_cap_oldest_first,
@@ -1207,6 +1208,32 @@ pub async fn a_batch_judges_each_servers_rules_against_its_stored_episodes(store
     let outcomes = store.store_report_batch(&again, Some(&judge)).await.expect("batch");
     assert_eq!(judge.seen.lock().expect("seen")[2..], [(busy, 1, None, 1)]);
     assert!(outcomes.iter().all(|o| o.as_ref().expect("outcome").alerts_touched.is_empty()));
+}
+
+/// The agent-changes counter moves on every change of an agent's identity — new
+/// credentials, disabled or enabled, its server removed — and on nothing else.
+pub async fn agent_changes_move_with_every_change_of_an_identity(store: &dyn Store) {
+    let id = agent(store, "changing", "10.0.0.51").await;
+    let mut last = store.agent_changes().await.expect("changes");
+    let mut moved = |now: u64, what: &str| {
+        assert!(now > last, "{what} moves the counter");
+        last = now;
+    };
+    store.set_agent_credentials(id, credentials("changing-2").1, T0).await.expect("credentials");
+    moved(store.agent_changes().await.expect("changes"), "new credentials");
+    let disable = ServerPatch { agent_enabled: Some(false), ..ServerPatch::default() };
+    store.update_server(id, disable, T0).await.expect("disable");
+    moved(store.agent_changes().await.expect("changes"), "disabling");
+
+    let unchanged = store.agent_changes().await.expect("changes");
+    store.store_reports(id, &[report(Some(1), T0, 0, json!([]))], T0).await.expect("report");
+    store.record_heartbeat(id, AgentContact::default(), T0).await.expect("heartbeat");
+    let rename = ServerPatch { name: Some("renamed".into()), ..ServerPatch::default() };
+    store.update_server(id, rename, T0).await.expect("rename");
+    assert_eq!(store.agent_changes().await.expect("changes"), unchanged, "reports, beats, names do not");
+
+    store.delete_server(id, T0).await.expect("remove");
+    moved(store.agent_changes().await.expect("changes"), "removal");
 }
 
 const DAY: i64 = 86_400_000;

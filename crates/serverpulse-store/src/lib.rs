@@ -99,6 +99,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<RegisterOutcome>;
     /// The identity behind an agent id, for the hub to verify the token against.
     async fn agent_identity(&self, agent_id: &str) -> StoreResult<Option<AgentIdentity>>;
+    /// A number that moves whenever any agent's identity changes (credentials, enabled,
+    /// its server removed), whoever changes it: identities read before it moved may be
+    /// out of date.
+    async fn agent_changes(&self) -> StoreResult<u64>;
     /// Stores reports of one agent. Reports whose `seq` is already stored are skipped.
     /// Marks the agent active (recording a reconnection if it was disconnected).
     async fn store_reports(&self, server: ServerId, reports: &[Report], received_at: i64)

@@ -130,3 +130,30 @@ async fn no_token_is_ever_stored_in_clear() {
     let digest = serverpulse_domain::TokenDigest::of(&provisioned).to_hex();
     assert!(haystack.contains(&digest), "its SHA-256 is what is kept");
 }
+
+/// A change made outside this hub (the CLI, another hub) on the same database reaches
+/// its cache of agent identities within a second or so: a disabled agent is refused.
+#[tokio::test]
+async fn an_agent_disabled_by_another_process_is_refused_within_seconds() {
+    let hub = spawn_app().await;
+    let admin = hub.token_for(Role::Admin).await;
+    let (server, agent, token) = hub.registered_agent(&admin, "10.1.2.3").await;
+    let beat = format!("/api/v1/agents/{agent}/heartbeat");
+    hub.post(&beat, Some(&token), json!({})).await.expect(200);
+
+    let other = serverpulse_store_sqlite::SqliteStore::open(&hub.dir.path().join("serverpulse.db"), crate::support::T0)
+        .await
+        .expect("a second handle, as the CLI opens it");
+    let disable = serverpulse_store::ServerPatch { agent_enabled: Some(false), ..Default::default() };
+    serverpulse_store::Store::update_server(&other, server, disable, crate::support::T0).await.expect("disable");
+    let changed = std::time::Instant::now();
+    loop {
+        let status = hub.post(&beat, Some(&token), json!({})).await.status.as_u16();
+        if status != 200 {
+            assert_eq!(status, 401, "refused as unknown credentials");
+            break;
+        }
+        assert!(changed.elapsed() < std::time::Duration::from_secs(5), "still accepted 5 s after being disabled");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
