@@ -29,6 +29,21 @@ fn to_i64(value: Option<u64>) -> Option<i64> {
     value.and_then(|v| i64::try_from(v).ok())
 }
 
+/// The rows `select` gives for the servers `ids`: it reads them joined to `ids(id)`, a
+/// table of the ids in [`chunks`].
+async fn rows_for_servers(conn: &mut Conn, ids: &[ServerId], select: &str) -> StoreResult<Vec<DbRow>> {
+    let mut found = Vec::new();
+    for chunk in chunks(ids.len()) {
+        let sql = format!("{}{select}", values_cte("ids", &[("id", "BIGINT")], chunk.shape));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in 0..chunk.shape {
+            query = query.bind(chunk.row(ids, i).copied());
+        }
+        found.extend(query.fetch_all(&mut *conn).await.map_err(db)?);
+    }
+    Ok(found)
+}
+
 /// Stores `jobs` on `tx` (the caller commits): their outcomes in order, a job failing
 /// alone (`NotFound`) when its server is gone.
 pub(crate) async fn store_batch(
@@ -138,21 +153,12 @@ async fn states_of(
     servers: impl Iterator<Item = &ServerId>,
 ) -> StoreResult<HashMap<ServerId, Vec<RuleState>>> {
     let ids: Vec<ServerId> = servers.copied().collect();
+    let select = "SELECT a.server_id, a.rule_id, a.subject, a.state, a.alert_id FROM alert_states a \
+                  JOIN ids ON a.server_id = ids.id";
     let mut states: HashMap<ServerId, Vec<RuleState>> = HashMap::new();
-    for chunk in chunks(ids.len()) {
-        let sql = format!(
-            "{}SELECT a.server_id, a.rule_id, a.subject, a.state, a.alert_id FROM alert_states a \
-             JOIN ids ON a.server_id = ids.id",
-            values_cte("ids", &[("id", "BIGINT")], chunk.shape)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for i in 0..chunk.shape {
-            query = query.bind(chunk.row(&ids, i).copied());
-        }
-        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
-            let server = Cols(&row).int("server_id")?;
-            states.entry(server).or_default().push(rows::rule_state(&row)?);
-        }
+    for row in rows_for_servers(&mut *conn, &ids, select).await? {
+        let server = Cols(&row).int("server_id")?;
+        states.entry(server).or_default().push(rows::rule_state(&row)?);
     }
     Ok(states)
 }
@@ -160,26 +166,19 @@ async fn states_of(
 /// The batch's servers that exist, as they are before it.
 async fn servers_before(conn: &mut Conn, servers: &BTreeSet<ServerId>) -> StoreResult<HashMap<ServerId, Before>> {
     let ids: Vec<ServerId> = servers.iter().copied().collect();
+    let select = format!(
+        "SELECT s.id, s.last_metrics_at, s.agent_status, {} AS uptime FROM servers s JOIN ids ON s.id = ids.id",
+        crate::dialect::LAST_UPTIME
+    );
     let mut before = HashMap::with_capacity(ids.len());
-    for chunk in chunks(ids.len()) {
-        let sql = format!(
-            "{}SELECT s.id, s.last_metrics_at, s.agent_status, {} AS uptime FROM servers s JOIN ids ON s.id = ids.id",
-            values_cte("ids", &[("id", "BIGINT")], chunk.shape),
-            crate::dialect::LAST_UPTIME,
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for i in 0..chunk.shape {
-            query = query.bind(chunk.row(&ids, i).copied());
-        }
-        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
-            let row = Cols(&row);
-            let state = Before {
-                last_at: row.opt_int("last_metrics_at")?,
-                uptime: row.opt_u64("uptime")?,
-                status: row.text("agent_status")?,
-            };
-            before.insert(row.int("id")?, state);
-        }
+    for row in rows_for_servers(&mut *conn, &ids, &select).await? {
+        let row = Cols(&row);
+        let state = Before {
+            last_at: row.opt_int("last_metrics_at")?,
+            uptime: row.opt_u64("uptime")?,
+            status: row.text("agent_status")?,
+        };
+        before.insert(row.int("id")?, state);
     }
     Ok(before)
 }
@@ -363,23 +362,13 @@ async fn write_units(conn: &mut Conn, landing: &Landing<'_>) -> StoreResult<()> 
         return Ok(());
     }
     let ids: Vec<ServerId> = reporting.iter().copied().collect();
+    let select = "SELECT u.server_id, u.name, u.status, u.sub_state, u.details, u.updated_at FROM service_states u \
+                  JOIN ids ON u.server_id = ids.id";
     let mut known: HashMap<ServerId, HashMap<String, serverpulse_store::history::UnitRecord>> = HashMap::new();
-    for chunk in chunks(ids.len()) {
-        let sql = format!(
-            "{}SELECT u.server_id, u.name, u.status, u.sub_state, u.details, u.updated_at FROM service_states u \
-             JOIN ids ON u.server_id = ids.id",
-            values_cte("ids", &[("id", "BIGINT")], chunk.shape)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for i in 0..chunk.shape {
-            query = query.bind(chunk.row(&ids, i).copied());
-        }
-        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
-            let row = Cols(&row);
-            let record =
-                (row.text("status")?, row.opt_text("sub_state")?, row.text("details")?, row.int("updated_at")?);
-            known.entry(row.int("server_id")?).or_default().insert(row.text("name")?, record);
-        }
+    for row in rows_for_servers(&mut *conn, &ids, select).await? {
+        let row = Cols(&row);
+        let record = (row.text("status")?, row.opt_text("sub_state")?, row.text("details")?, row.int("updated_at")?);
+        known.entry(row.int("server_id")?).or_default().insert(row.text("name")?, record);
     }
     let mut units: HashMap<ServerId, UnitStates> =
         reporting.iter().map(|server| (*server, UnitStates::new(known.remove(server).unwrap_or_default()))).collect();
