@@ -102,9 +102,10 @@ async fn judge_rules(
     rows: &HashMap<ServerId, (Server, u32)>,
     judge: &dyn Judge,
 ) -> StoreResult<HashMap<ServerId, (Vec<AlertId>, bool)>> {
-    let mut reports: BTreeMap<ServerId, Vec<&Report>> = BTreeMap::new();
+    // Per server: the job of its first stored report, and its stored reports.
+    let mut reports: BTreeMap<ServerId, (usize, Vec<&Report>)> = BTreeMap::new();
     for stored in &landing.stored {
-        reports.entry(stored.server).or_default().push(stored.report);
+        reports.entry(stored.server).or_insert_with(|| (stored.job, Vec::new())).1.push(stored.report);
     }
     if reports.is_empty() {
         return Ok(HashMap::new());
@@ -114,13 +115,9 @@ async fn judge_rules(
         let mut states = states_of(&mut *conn, reports.keys()).await?;
         let mut changes = Vec::new();
         let mut notifies = HashMap::new();
-        for (server, reports) in &reports {
-            let (Some((row, _)), Some(first_job)) =
-                (rows.get(server), landing.stored.iter().find(|s| s.server == *server).map(|s| s.job))
-            else {
-                continue;
-            };
-            let previous_uptime = landing.outcomes[first_job].as_ref().ok().and_then(|o| o.previous_uptime);
+        for (server, (first_job, reports)) in &reports {
+            let Some((row, _)) = rows.get(server) else { continue };
+            let previous_uptime = landing.outcomes[*first_job].as_ref().ok().and_then(|o| o.previous_uptime);
             let judged = judge.judge(row, reports, previous_uptime, &states.remove(server).unwrap_or_default());
             notifies.insert(*server, judged.iter().any(|change| !change.notify.is_empty()));
             changes.extend(judged.into_iter().map(|change| (*server, change)));
