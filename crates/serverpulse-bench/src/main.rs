@@ -55,6 +55,10 @@ struct LoadArgs {
     /// The hub binary (default: `serverpulse` beside this one).
     #[arg(long)]
     hub: Option<PathBuf>,
+    /// Seconds of the last phase: reports as fast as the target answers them, the target
+    /// pinned to one core and this generator to the other (0 skips it).
+    #[arg(long, default_value_t = 20)]
+    saturate: u64,
     /// Skip the floor run.
     #[arg(long)]
     no_floor: bool,
@@ -81,7 +85,7 @@ async fn floor(listen: SocketAddr) -> anyhow::Result<()> {
                     return (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid JSON"})));
                 };
                 let now = now_ms();
-                match serverpulse_proto::report::decode_metrics_body(&document, now) {
+                match serverpulse_proto::report::decode_metrics_body(document, now) {
                     Ok(body) => (
                         axum::http::StatusCode::OK,
                         axum::Json(json!({"success": true, "stored": body.into_reports().len()})),
@@ -159,6 +163,9 @@ enum Pace {
     AllOnce,
     /// Agent i at `i / N` of each interval, for the schedule's duration.
     Scheduled,
+    /// Round after round of every agent, each report sent once a connection is free,
+    /// for the saturation window: the target's sustained throughput.
+    Saturated(Duration),
 }
 
 /// One phase against `base`; `series` advance (report numbers start at `first_seq`).
@@ -174,7 +181,7 @@ async fn run(
     let permits = Arc::new(tokio::sync::Semaphore::new(schedule.concurrency));
     let n = schedule.agents.len().max(1) as u32;
     let start = tokio::time::Instant::now();
-    let end = start + schedule.duration;
+    let end = start + if let Pace::Saturated(window) = pace { window } else { schedule.duration };
     let series_start = now_ms() - first_seq as i64 * schedule.interval.as_millis() as i64;
     let mut tasks = tokio::task::JoinSet::new();
     'rounds: for round in 0u64.. {
@@ -197,10 +204,15 @@ async fn run(
                 }
                 tokio::time::sleep_until(due).await;
             }
+            if matches!(pace, Pace::Saturated(_)) && tokio::time::Instant::now() >= end {
+                break 'rounds;
+            }
             let permit = match permits.clone().try_acquire_owned() {
                 Ok(permit) => permit,
                 Err(_) => {
-                    outcome.lock().map(|mut o| o.late += 1).ok();
+                    if pace == Pace::Scheduled {
+                        outcome.lock().map(|mut o| o.late += 1).ok();
+                    }
                     let Ok(permit) = permits.clone().acquire_owned().await else { break 'rounds };
                     permit
                 }
@@ -241,9 +253,74 @@ async fn run(
     outcome
 }
 
+/// What [`measure`] found of one target: its row in the schedule's table, and in the
+/// saturation table when that phase ran.
+struct Rows {
+    scheduled: String,
+    saturated: Option<Saturated>,
+}
+
+/// One target's saturation phase, pinned to one core.
+struct Saturated {
+    reports_per_second: f64,
+    /// The target's CPU over the phase, as a share of its one core.
+    cpu_share: Option<f64>,
+    row: String,
+}
+
+/// Pins every thread of process `pid` to `cores` (a `taskset` list such as `1` or
+/// `0,1`); threads it starts later inherit that.
+fn pin(pid: u32, cores: &str) -> bool {
+    Command::new("taskset")
+        .args(["-a", "-p", "-c", cores, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The saturation phase: the target on core 1 and this generator on core 0, every
+/// agent reporting round after round as fast as the target answers.
+async fn saturate(
+    client: &reqwest::Client,
+    target: &Target,
+    schedule: &Schedule<'_>,
+    series: &mut [Series],
+    first_seq: u64,
+    window: Duration,
+) -> Saturated {
+    let pid = target.child.id();
+    let pinned = pin(pid, "1") && pin(std::process::id(), "0");
+    let cpu_start = cpu_seconds(pid);
+    let started = Instant::now();
+    let outcome = run(client, &target.base, schedule, series, first_seq, Pace::Saturated(window)).await;
+    let seconds = started.elapsed().as_secs_f64().max(1e-3);
+    let cpu_end = cpu_seconds(pid);
+    pin(std::process::id(), "0,1");
+    let ok = outcome.latencies.len() as u64;
+    let errors: u64 = outcome.errors.values().sum();
+    let reports_per_second = ok as f64 / seconds;
+    let cpu_share = cpu_start.zip(cpu_end).map(|(a, b)| (b - a) / seconds);
+    let (cpu, per_report) = match cpu_share {
+        Some(share) if ok > 0 => {
+            (format!("{:.0} %", share * 100.0), format!("{:.0} µs", share * seconds / ok as f64 * 1e6))
+        }
+        _ => ("n/a".to_owned(), "n/a".to_owned()),
+    };
+    let ms = |q: f64| quantile(&outcome.latencies, q).as_secs_f64() * 1e3;
+    let row = format!(
+        "| {} | {} | {reports_per_second:.0} | {:.1} ms | {:.1} ms | {ok} ok, {errors} failed | {cpu} | {per_report} |",
+        target.name,
+        if pinned { "core 1 (generator on core 0)" } else { "unpinned (taskset failed)" },
+        ms(0.5),
+        ms(0.99),
+    );
+    Saturated { reports_per_second, cpu_share, row }
+}
+
 /// One target: every agent's first report (timed), then the schedule with the target's
-/// CPU, peak PSS and fsyncs measured over it. Returns the table row.
-async fn measure(client: &reqwest::Client, target: &Target, schedule: &Schedule<'_>) -> String {
+/// CPU, peak PSS and fsyncs measured over it, then (unless skipped) saturation on one core.
+async fn measure(client: &reqwest::Client, target: &Target, schedule: &Schedule<'_>, saturation: Duration) -> Rows {
     let pid = target.child.id();
     let mut series: Vec<Series> =
         (0..schedule.agents.len()).map(|i| Series::new(i as u64, schedule.interval.as_millis() as i64)).collect();
@@ -291,7 +368,13 @@ async fn measure(client: &reqwest::Client, target: &Target, schedule: &Schedule<
         _ => "n/a".to_owned(),
     };
     let fsyncs = fsyncs.map_or("n/a".to_owned(), |f| format!("{:.0}", f as f64 / seconds));
-    format!(
+    let rounds = schedule.duration.as_millis() / schedule.interval.as_millis().max(1);
+    let saturated = if saturation.is_zero() {
+        None
+    } else {
+        Some(saturate(client, target, schedule, &mut series, 3 + rounds as u64, saturation).await)
+    };
+    let scheduled = format!(
         "| {} | {} | {:.1} s ({:.0}/s, {first_failed} failed) | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {ok} ok, {errors} failed ({error_list}), {} late, {} unsent | {cpu} | {:.0} MB | {fsyncs} |",
         target.name,
         schedule.agents.len(),
@@ -304,7 +387,8 @@ async fn measure(client: &reqwest::Client, target: &Target, schedule: &Schedule<
         outcome.late,
         outcome.unsent,
         peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6,
-    )
+    );
+    Rows { scheduled, saturated }
 }
 
 /// Where the agents are provisioned: the database the hub will run on.
@@ -397,8 +481,11 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         base: format!("http://{address}"),
     };
     wait_until_up(&client, &mut hub).await?;
-    lines.push(measure(&client, &hub, &schedule).await);
+    let saturation = Duration::from_secs(args.saturate);
+    let hub_rows = measure(&client, &hub, &schedule, saturation).await;
     drop(hub);
+    lines.push(hub_rows.scheduled);
+    let mut saturated: Vec<Saturated> = hub_rows.saturated.into_iter().collect();
 
     if !args.no_floor {
         let address = free_port()?;
@@ -412,7 +499,9 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
             base: format!("http://{address}"),
         };
         wait_until_up(&client, &mut floor).await?;
-        lines.push(measure(&client, &floor, &schedule).await);
+        let floor_rows = measure(&client, &floor, &schedule, saturation).await;
+        lines.push(floor_rows.scheduled);
+        saturated.extend(floor_rows.saturated);
     }
     println!(
         "| target | agents | first report of each | requests/s | p50 | p99 | max | outcome | CPU (of one core) | peak PSS | fsyncs/s |"
@@ -420,6 +509,25 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for line in lines {
         println!("{line}");
+    }
+    if !saturated.is_empty() {
+        println!("\nsaturated for {} s:\n", args.saturate);
+        println!("| target | where | reports/s | p50 | p99 | outcome | CPU (of its core) | CPU per report |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for phase in &saturated {
+            println!("{}", phase.row);
+        }
+    }
+    if let [hub, floor] = saturated.as_slice() {
+        // The floor's throughput on a whole core: if the generator could not keep its
+        // core busy, scaled up by its CPU share (which only lowers the ratio).
+        let floor_capacity = floor.reports_per_second / floor.cpu_share.unwrap_or(1.0).clamp(0.05, 1.0);
+        println!(
+            "\nsustained on one core: hub {:.0} reports/s, floor {:.0}/s on a whole core: {:.2} × the floor",
+            hub.reports_per_second,
+            floor_capacity,
+            hub.reports_per_second / floor_capacity.max(1e-9)
+        );
     }
     let size = std::fs::metadata(data.path().join("serverpulse.db")).map(|m| m.len()).unwrap_or(0);
     println!("database after the run: {:.1} MB", size as f64 / 1e6);

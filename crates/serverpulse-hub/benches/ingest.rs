@@ -145,7 +145,7 @@ async fn main() {
         post(|body: axum::body::Bytes| async move {
             let document: Value = serde_json::from_slice(&body).unwrap();
             let reports =
-                serverpulse_proto::report::decode_metrics_body(&document, SystemClock.now_ms()).unwrap().into_reports();
+                serverpulse_proto::report::decode_metrics_body(document, SystemClock.now_ms()).unwrap().into_reports();
             axum::Json(json!({"success": true, "stored": reports.len()}))
         }),
     );

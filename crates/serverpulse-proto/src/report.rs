@@ -86,13 +86,15 @@ impl MetricsBody {
 }
 
 /// Decodes the body of `POST /agents/{id}/metrics`; `now` bounds future timestamps.
-pub fn decode_metrics_body(body: &Value, now: UnixMillis) -> Result<MetricsBody, ValidationError> {
+/// Each report keeps its part of `body` as [`Report::raw`] (moved, not copied).
+pub fn decode_metrics_body(body: Value, now: UnixMillis) -> Result<MetricsBody, ValidationError> {
     let mut errors = Errors::default();
-    let Some(root) = Object::root(body, &mut errors) else {
+    let Some(root) = Object::root(&body, &mut errors) else {
         return errors.finish(MetricsBody::Batch(Vec::new()));
     };
     let Some(reports) = root.get("reports") else {
-        return decode_report(body, "", now).map(|r| MetricsBody::Single(Box::new(r)));
+        let report = decode_fields(&body, "", now)?;
+        return Ok(MetricsBody::Single(Box::new(Report { raw: body, ..report })));
     };
     let Value::Array(items) = reports else {
         errors.add("reports", format!("must be an array, got {}", kind(reports)));
@@ -106,17 +108,31 @@ pub fn decode_metrics_body(body: &Value, now: UnixMillis) -> Result<MetricsBody,
     let mut decoded = Vec::with_capacity(items.len().min(MAX_BATCH_REPORTS));
     if errors.is_empty() {
         for (index, item) in items.iter().enumerate() {
-            match decode_report(item, &format!("reports[{index}]"), now) {
+            match decode_fields(item, &format!("reports[{index}]"), now) {
                 Ok(report) => decoded.push(report),
                 Err(problem) => errors.absorb(problem),
             }
         }
     }
-    errors.finish(MetricsBody::Batch(decoded))
+    let mut decoded = errors.finish(decoded)?;
+    if let Value::Object(mut root) = body
+        && let Some(Value::Array(items)) = root.remove("reports")
+    {
+        for (report, item) in decoded.iter_mut().zip(items) {
+            report.raw = item;
+        }
+    }
+    Ok(MetricsBody::Batch(decoded))
 }
 
-/// Decodes one report found at `path` (empty for the document root).
+/// Decodes one report found at `path` (empty for the document root), keeping a copy of
+/// it as [`Report::raw`].
 pub fn decode_report(value: &Value, path: &str, now: UnixMillis) -> Result<Report, ValidationError> {
+    decode_fields(value, path, now).map(|report| Report { raw: value.clone(), ..report })
+}
+
+/// Decodes one report's fields, without its document (`raw` is null).
+fn decode_fields(value: &Value, path: &str, now: UnixMillis) -> Result<Report, ValidationError> {
     let mut errors = Errors::default();
     let Some(doc) = Object::at(path.to_owned(), value, &mut errors) else {
         return Err(errors.into_error());
@@ -150,7 +166,7 @@ pub fn decode_report(value: &Value, path: &str, now: UnixMillis) -> Result<Repor
         errors.add(doc.child("services"), format!("must hold at most {MAX_SERVICES} services"));
     }
 
-    errors.finish(Report { seq, timestamp: timestamp.unwrap_or(now), dialect, metrics, services, raw: value.clone() })
+    errors.finish(Report { seq, timestamp: timestamp.unwrap_or(now), dialect, metrics, services, raw: Value::Null })
 }
 
 fn seq_of(doc: &Object<'_>, errors: &mut Errors) -> Option<u64> {
@@ -373,7 +389,7 @@ mod tests {
                 "load_average":1.5,"network_rx":1024000,"network_tx":512000,
                 "disk_io_read":2048000,"disk_io_write":1024000},
             "services":[{"name":"ssh","status":"active"},{"name":"mysql","status":"failed"}]});
-        let MetricsBody::Single(report) = decode_metrics_body(&body, NOW).unwrap() else {
+        let MetricsBody::Single(report) = decode_metrics_body(body.clone(), NOW).unwrap() else {
             panic!("expected a single report");
         };
         assert_eq!(report.dialect, Dialect::Flat);
@@ -382,6 +398,17 @@ mod tests {
         assert_eq!(report.metrics.network_tx, Some(512_000));
         assert_eq!(report.services.len(), 2);
         assert_eq!(report.services[1].status, ServiceStatus::Failed);
+        assert_eq!(report.raw, body, "the document is kept whole");
+    }
+
+    #[test]
+    fn each_report_of_a_batch_keeps_its_own_document() {
+        let items = [
+            json!({"seq": 1, "timestamp":"2025-06-21T20:30:00Z","metrics":{"cpu_usage":1,"memory_usage":1,"disk_usage":1},"extra":"a"}),
+            json!({"seq": 2, "timestamp":"2025-06-21T20:30:30Z","metrics":{"cpu_usage":2,"memory_usage":2,"disk_usage":2},"extra":"b"}),
+        ];
+        let reports = decode_metrics_body(json!({"reports": items}), NOW).unwrap().into_reports();
+        assert_eq!(reports.iter().map(|r| &r.raw).collect::<Vec<_>>(), items.iter().collect::<Vec<_>>());
     }
 
     #[test]
@@ -412,7 +439,7 @@ mod tests {
         let body = json!({"reports":[
             {"timestamp":"2025-06-21T20:30:00Z","metrics":{"cpu_usage":45,"memory_usage":50,"disk_usage":1}},
             {"timestamp":"2025-06-21T20:30:00Z","metrics":{"cpu_usage":145,"memory_usage":-1}}]});
-        let err = decode_metrics_body(&body, NOW).unwrap_err();
+        let err = decode_metrics_body(body.clone(), NOW).unwrap_err();
         let paths: Vec<_> = err.details().keys().cloned().collect();
         assert_eq!(
             paths,

@@ -203,18 +203,21 @@ pub(crate) async fn apply_in(
         .map(|(server, change)| Ok((server, to_json(&change.state)?, change)))
         .map(|row: StoreResult<_>| row.map(|(server, state, change)| (server, change, state)))
         .collect::<StoreResult<_>>()?;
+    static TEXTS: crate::batched::Shapes = crate::batched::Shapes::new();
     for chunk in crate::batched::chunks(quiet.len()) {
-        let sql = format!(
-            "{}INSERT INTO alert_states (rule_id, server_id, subject, state, alert_id) \
-             SELECT rule_id, server_id, subject, state, NULL FROM q WHERE rule_id IS NOT NULL \
-             ON CONFLICT (rule_id, server_id, subject) DO UPDATE SET state = excluded.state, alert_id = NULL",
-            crate::batched::values_cte(
-                "q",
-                &[("rule_id", "BIGINT"), ("server_id", "BIGINT"), ("subject", "TEXT"), ("state", "TEXT")],
-                chunk.shape
+        let sql = TEXTS.text(chunk.shape, |rows| {
+            format!(
+                "{}INSERT INTO alert_states (rule_id, server_id, subject, state, alert_id) \
+                 SELECT rule_id, server_id, subject, state, NULL FROM q WHERE rule_id IS NOT NULL \
+                 ON CONFLICT (rule_id, server_id, subject) DO UPDATE SET state = excluded.state, alert_id = NULL",
+                crate::batched::values_cte(
+                    "q",
+                    &[("rule_id", "BIGINT"), ("server_id", "BIGINT"), ("subject", "TEXT"), ("state", "TEXT")],
+                    rows
+                )
             )
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        });
+        let mut query = sqlx::query(sql);
         for i in 0..chunk.shape {
             let row = chunk.row(&quiet, i);
             query = query

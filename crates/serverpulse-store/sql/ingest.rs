@@ -20,7 +20,7 @@ use serverpulse_store::{
 };
 use sqlx::Row;
 
-use crate::batched::{chunks, values_cte};
+use crate::batched::{Shapes, chunks, values_cte};
 use crate::dialect::{Conn, DbRow};
 use crate::rows::{self, Cols, Columns, db};
 use crate::store::{SERVER_COLUMNS, contact_event, record_event};
@@ -30,12 +30,17 @@ fn to_i64(value: Option<u64>) -> Option<i64> {
 }
 
 /// The rows `select` gives for the servers `ids`: it reads them joined to `ids(id)`, a
-/// table of the ids in [`chunks`].
-async fn rows_for_servers(conn: &mut Conn, ids: &[ServerId], select: &str) -> StoreResult<Vec<DbRow>> {
+/// table of the ids in [`chunks`]. `texts` keeps the statement (one per `select`).
+async fn rows_for_servers(
+    conn: &mut Conn,
+    ids: &[ServerId],
+    texts: &'static Shapes,
+    select: &str,
+) -> StoreResult<Vec<DbRow>> {
     let mut found = Vec::new();
     for chunk in chunks(ids.len()) {
-        let sql = format!("{}{select}", values_cte("ids", &[("id", "BIGINT")], chunk.shape));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let sql = texts.text(chunk.shape, |rows| format!("{}{select}", values_cte("ids", &[("id", "BIGINT")], rows)));
+        let mut query = sqlx::query(sql);
         for i in 0..chunk.shape {
             query = query.bind(chunk.row(ids, i).copied());
         }
@@ -153,7 +158,8 @@ async fn states_of(
     let select = "SELECT a.server_id, a.rule_id, a.subject, a.state, a.alert_id FROM alert_states a \
                   JOIN ids ON a.server_id = ids.id";
     let mut states: HashMap<ServerId, Vec<RuleState>> = HashMap::new();
-    for row in rows_for_servers(&mut *conn, &ids, select).await? {
+    static TEXTS: Shapes = Shapes::new();
+    for row in rows_for_servers(&mut *conn, &ids, &TEXTS, select).await? {
         let server = Cols(&row).int("server_id")?;
         states.entry(server).or_default().push(rows::rule_state(&row)?);
     }
@@ -168,7 +174,8 @@ async fn servers_before(conn: &mut Conn, servers: &BTreeSet<ServerId>) -> StoreR
         crate::dialect::LAST_UPTIME
     );
     let mut before = HashMap::with_capacity(ids.len());
-    for row in rows_for_servers(&mut *conn, &ids, &select).await? {
+    static TEXTS: Shapes = Shapes::new();
+    for row in rows_for_servers(&mut *conn, &ids, &TEXTS, &select).await? {
         let row = Cols(&row);
         let state = Before {
             last_at: row.opt_int("last_metrics_at")?,
@@ -237,7 +244,8 @@ async fn around(conn: &mut Conn, jobs: &[IngestJob], before: &HashMap<ServerId, 
     loop {
         let mut compacted = BTreeSet::new();
         for chunk in chunks(reports.len()) {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(around_sql(chunk.shape)));
+            static TEXTS: Shapes = Shapes::new();
+            let mut query = sqlx::query(TEXTS.text(chunk.shape, around_sql));
             for i in 0..chunk.shape {
                 for column in 0..5 {
                     query = query.bind(chunk.row(&reports, i).and_then(|r| r[column]));
@@ -294,14 +302,17 @@ const SAMPLE_COLUMNS: [(&str, &str); 19] = [
 /// Inserts samples of any servers (with each one's raw document as text, `null` once
 /// compacted), up to [`crate::batched::MAX_ROWS`] a statement.
 pub(crate) async fn insert_samples(conn: &mut Conn, samples: &[(ServerId, &Sample, String)]) -> StoreResult<()> {
-    let names: Vec<&str> = SAMPLE_COLUMNS.iter().map(|(name, _)| *name).collect();
-    let names = names.join(", ");
+    static TEXTS: Shapes = Shapes::new();
     for chunk in chunks(samples.len()) {
-        let sql = format!(
-            "{}INSERT INTO performance_logs ({names}) SELECT {names} FROM v WHERE server_id IS NOT NULL",
-            values_cte("v", &SAMPLE_COLUMNS, chunk.shape)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let sql = TEXTS.text(chunk.shape, |rows| {
+            let names: Vec<&str> = SAMPLE_COLUMNS.iter().map(|(name, _)| *name).collect();
+            let names = names.join(", ");
+            format!(
+                "{}INSERT INTO performance_logs ({names}) SELECT {names} FROM v WHERE server_id IS NOT NULL",
+                values_cte("v", &SAMPLE_COLUMNS, rows)
+            )
+        });
+        let mut query = sqlx::query(sql);
         for i in 0..chunk.shape {
             let row = chunk.row(samples, i);
             let sample = row.map(|(_, s, _)| *s);
@@ -362,7 +373,8 @@ async fn write_units(conn: &mut Conn, landing: &Landing<'_>) -> StoreResult<()> 
     let select = "SELECT u.server_id, u.name, u.status, u.sub_state, u.details, u.updated_at FROM service_states u \
                   JOIN ids ON u.server_id = ids.id";
     let mut known: HashMap<ServerId, HashMap<String, serverpulse_store::history::UnitRecord>> = HashMap::new();
-    for row in rows_for_servers(&mut *conn, &ids, select).await? {
+    static TEXTS: Shapes = Shapes::new();
+    for row in rows_for_servers(&mut *conn, &ids, &TEXTS, select).await? {
         let row = Cols(&row);
         let record = (row.text("status")?, row.opt_text("sub_state")?, row.text("details")?, row.int("updated_at")?);
         known.entry(row.int("server_id")?).or_default().insert(row.text("name")?, record);
@@ -460,22 +472,25 @@ async fn after_ingest(
 ) -> StoreResult<HashMap<ServerId, (Server, u32)>> {
     let servers: Vec<(&ServerId, &ServerLanding)> = servers.iter().collect();
     let mut out = HashMap::with_capacity(servers.len());
+    static TEXTS: Shapes = Shapes::new();
     for chunk in chunks(servers.len()) {
-        let values = values_cte(
-            "v",
-            &[("v_server", "BIGINT"), ("v_metrics", "TEXT"), ("v_at", "BIGINT"), ("v_contact", "BIGINT")],
-            chunk.shape,
-        );
-        let sql = format!(
-            "{values}UPDATE servers SET last_metrics = COALESCE(v.v_metrics, servers.last_metrics), \
-             last_metrics_at = COALESCE(v.v_at, servers.last_metrics_at), agent_status = 'active', \
-             agent_last_contact = CASE WHEN COALESCE(servers.agent_last_contact, 0) < v.v_contact \
-             THEN v.v_contact ELSE servers.agent_last_contact END \
-             FROM v WHERE servers.id = v.v_server \
-             RETURNING {SERVER_COLUMNS}, (SELECT COUNT(*) FROM commands WHERE commands.server_id = servers.id \
-             AND commands.state = 'pending' AND commands.expires_at > servers.agent_last_contact) AS commands_pending"
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let sql = TEXTS.text(chunk.shape, |rows| {
+            let values = values_cte(
+                "v",
+                &[("v_server", "BIGINT"), ("v_metrics", "TEXT"), ("v_at", "BIGINT"), ("v_contact", "BIGINT")],
+                rows,
+            );
+            format!(
+                "{values}UPDATE servers SET last_metrics = COALESCE(v.v_metrics, servers.last_metrics), \
+                 last_metrics_at = COALESCE(v.v_at, servers.last_metrics_at), agent_status = 'active', \
+                 agent_last_contact = CASE WHEN COALESCE(servers.agent_last_contact, 0) < v.v_contact \
+                 THEN v.v_contact ELSE servers.agent_last_contact END \
+                 FROM v WHERE servers.id = v.v_server \
+                 RETURNING {SERVER_COLUMNS}, (SELECT COUNT(*) FROM commands WHERE commands.server_id = servers.id \
+                 AND commands.state = 'pending' AND commands.expires_at > servers.agent_last_contact) AS commands_pending"
+            )
+        });
+        let mut query = sqlx::query(sql);
         for i in 0..chunk.shape {
             let row = chunk.row(&servers, i);
             let newest = row.and_then(|(_, landed)| landed.newest.as_ref());

@@ -13,7 +13,7 @@ use crate::dialect::Conn;
 use serverpulse_store::history::{COLUMNS, Filling, TIERS, bucket_of, charted};
 use serverpulse_store::{Sample, ServerId, StoreResult};
 
-use crate::batched::{chunks, values_cte};
+use crate::batched::{Shapes, chunks, values_cte};
 use crate::rows::db;
 
 fn aggregate_columns() -> String {
@@ -94,13 +94,16 @@ fn recompute(
 pub(crate) async fn mark_dirty(conn: &mut Conn, samples: &BTreeSet<(ServerId, i64)>) -> StoreResult<()> {
     let buckets: BTreeSet<(ServerId, i64)> = samples.iter().map(|(s, t)| (*s, bucket_of(*t, TIERS[0]))).collect();
     let buckets: Vec<(ServerId, i64)> = buckets.into_iter().collect();
+    static TEXTS: Shapes = Shapes::new();
     for chunk in chunks(buckets.len()) {
-        let sql = format!(
-            "{}INSERT INTO rollup_dirty (server_id, start) SELECT server_id, start FROM d \
-             WHERE server_id IS NOT NULL ON CONFLICT DO NOTHING",
-            values_cte("d", &[("server_id", "BIGINT"), ("start", "BIGINT")], chunk.shape)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let sql = TEXTS.text(chunk.shape, |rows| {
+            format!(
+                "{}INSERT INTO rollup_dirty (server_id, start) SELECT server_id, start FROM d \
+                 WHERE server_id IS NOT NULL ON CONFLICT DO NOTHING",
+                values_cte("d", &[("server_id", "BIGINT"), ("start", "BIGINT")], rows)
+            )
+        });
+        let mut query = sqlx::query(sql);
         for i in 0..chunk.shape {
             let bucket = chunk.row(&buckets, i);
             query = query.bind(bucket.map(|(server, _)| *server)).bind(bucket.map(|(_, start)| *start));
@@ -110,23 +113,18 @@ pub(crate) async fn mark_dirty(conn: &mut Conn, samples: &BTreeSet<(ServerId, i6
     Ok(())
 }
 
-/// Takes samples newer than everything stored of their servers into the summaries of
-/// every tier as they stand — min, max, sum and count merged, the last replaced — in
-/// one statement per tier and [`crate::batched::MAX_ROWS`] buckets. (Samples landing
-/// among stored ones mark their buckets instead, for [`SqlStore::refresh_dirty`].)
-/// A bucket also marked meanwhile is recomputed whole all the same.
-pub(crate) async fn merge_appended(conn: &mut Conn, samples: &[(ServerId, &Sample)]) -> StoreResult<()> {
-    let mut ordered: Vec<&(ServerId, &Sample)> = samples.iter().collect();
-    // In agent time; among equal times the later arrival is newest.
-    ordered.sort_by_key(|(_, s)| s.at);
-    let mut columns: Vec<(String, &str)> = vec![("server_id".into(), "BIGINT"), ("start".into(), "BIGINT")];
-    columns.push(("samples".into(), "BIGINT"));
-    for c in COLUMNS {
-        for (part, ty) in [("min", REAL), ("max", REAL), ("sum", REAL), ("n", "BIGINT"), ("last", REAL)] {
-            columns.push((format!("{c}_{part}"), ty));
-        }
-    }
-    let columns: Vec<(&str, &str)> = columns.iter().map(|(name, ty)| (name.as_str(), *ty)).collect();
+/// The statement merging `rows` samples into the summaries of every tier: one row of
+/// `m` per sample (server, agent time, each charted column's value), crossed with the
+/// tiers' widths, each sample opening its buckets or merging into them (min, max, sum
+/// and count merged, the last replaced).
+fn merge_sql(rows: usize) -> String {
+    let mut columns: Vec<(&str, &str)> = vec![("server_id", "BIGINT"), ("at", "BIGINT")];
+    columns.extend(COLUMNS.iter().map(|c| (*c, REAL)));
+    let widths: Vec<String> = TIERS.iter().map(|w| format!("(CAST({w} AS BIGINT))")).collect();
+    let opened: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| format!("m.{c}, m.{c}, m.{c}, CASE WHEN m.{c} IS NULL THEN 0 ELSE 1 END, m.{c}"))
+        .collect();
     let merged: Vec<String> = COLUMNS
         .iter()
         .map(|c| {
@@ -141,37 +139,57 @@ pub(crate) async fn merge_appended(conn: &mut Conn, samples: &[(ServerId, &Sampl
             )
         })
         .collect();
-    for width in TIERS {
-        let mut buckets: std::collections::BTreeMap<(ServerId, i64), Filling> = std::collections::BTreeMap::new();
-        for (server, sample) in &ordered {
-            buckets.entry((*server, bucket_of(sample.at, width))).or_default().add_sample(sample.at, charted(sample));
+    // The bucket's start rounds agent time down (towards the past, as `bucket_of` does).
+    format!(
+        "{}, w(width) AS (VALUES {}) \
+         INSERT INTO rollups (server_id, width, start, samples, {aggregates}) \
+         SELECT m.server_id, w.width, m.at - ((m.at % w.width) + w.width) % w.width, 1, {opened} \
+         FROM m CROSS JOIN w WHERE m.server_id IS NOT NULL \
+         ON CONFLICT (server_id, width, start) DO UPDATE SET samples = rollups.samples + excluded.samples, \
+         {merged}",
+        values_cte("m", &columns, rows).trim_end(),
+        widths.join(", "),
+        aggregates = aggregate_columns(),
+        opened = opened.join(", "),
+        merged = merged.join(", "),
+    )
+}
+
+/// A sample merged as it comes: its server, agent time and charted figures.
+type Appended = (ServerId, i64, [Option<f64>; COLUMNS.len()]);
+
+/// Takes samples newer than everything stored of their servers into the summaries of
+/// every tier as they stand, in one statement per [`crate::batched::MAX_ROWS`] samples.
+/// (Samples landing among stored ones mark their buckets instead, for
+/// [`SqlStore::refresh_dirty`].) A bucket also marked meanwhile is recomputed whole all
+/// the same.
+///
+/// A statement may not touch one summary twice (PostgreSQL refuses it), so the samples
+/// go in rounds: a server's first sample (in agent time) in the first, its second in
+/// the next, and so on — a batch rarely holds two of one server.
+pub(crate) async fn merge_appended(conn: &mut Conn, samples: &[(ServerId, &Sample)]) -> StoreResult<()> {
+    let mut ordered: Vec<&(ServerId, &Sample)> = samples.iter().collect();
+    // In agent time; among equal times the later arrival is newest (and merged last).
+    ordered.sort_by_key(|(_, s)| s.at);
+    let mut rounds: Vec<Vec<Appended>> = Vec::new();
+    let mut taken: std::collections::HashMap<ServerId, usize> = std::collections::HashMap::new();
+    for (server, sample) in ordered {
+        let round = taken.entry(*server).or_default();
+        if rounds.len() <= *round {
+            rounds.push(Vec::new());
         }
-        let buckets: Vec<((ServerId, i64), Filling)> = buckets.into_iter().collect();
-        for chunk in chunks(buckets.len()) {
-            let sql = format!(
-                "{}INSERT INTO rollups (server_id, width, start, samples, {aggregates}) \
-                 SELECT server_id, {width}, start, samples, {aggregates} FROM m WHERE server_id IS NOT NULL \
-                 ON CONFLICT (server_id, width, start) DO UPDATE SET samples = rollups.samples + excluded.samples, \
-                 {merged}",
-                values_cte("m", &columns, chunk.shape),
-                aggregates = aggregate_columns(),
-                merged = merged.join(", "),
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        rounds[*round].push((*server, sample.at, charted(sample)));
+        *round += 1;
+    }
+    static TEXTS: Shapes = Shapes::new();
+    for round in &rounds {
+        for chunk in chunks(round.len()) {
+            let mut query = sqlx::query(TEXTS.text(chunk.shape, merge_sql));
             for i in 0..chunk.shape {
-                let bucket = chunk.row(&buckets, i);
-                query = query
-                    .bind(bucket.map(|((server, _), _)| *server))
-                    .bind(bucket.map(|((_, start), _)| *start))
-                    .bind(bucket.map(|(_, f)| i64::try_from(f.samples).unwrap_or(i64::MAX)));
+                let row = chunk.row(round, i);
+                query = query.bind(row.map(|(server, ..)| *server)).bind(row.map(|(_, at, _)| *at));
                 for m in 0..COLUMNS.len() {
-                    let summary = bucket.map(|(_, f)| f.metrics[m]);
-                    query = query
-                        .bind(summary.and_then(|s| s.min))
-                        .bind(summary.and_then(|s| s.max))
-                        .bind(summary.and_then(|s| (s.n > 0).then_some(s.sum)))
-                        .bind(summary.map(|s| i64::try_from(s.n).unwrap_or(i64::MAX)))
-                        .bind(bucket.and_then(|(_, f)| f.newest.and_then(|(_, last)| last[m])));
+                    query = query.bind(row.and_then(|(.., values)| values[m]));
                 }
             }
             query.execute(&mut *conn).await.map_err(db)?;

@@ -178,7 +178,7 @@ pub async fn metrics(
 ) -> ApiResult<Json<MetricsAccepted>> {
     let document = body.required()?;
     let now = state.now();
-    let reports = decode_metrics_body(&document, now)?.into_reports();
+    let reports = decode_metrics_body(document, now)?.into_reports();
     // Durable once this returns: the writer committed the batch holding these reports.
     let (outcome, reports) = match state.ingest.submit(&admitted, agent.server_id, reports, now).await {
         Err(ApiError::NotFound(_)) => return Err(ApiError::Unauthorized),
