@@ -20,12 +20,27 @@ use crate::error::ApiError;
 
 /// A JSON body; `None` when the request had no body at all.
 #[derive(Debug)]
-pub struct JsonBody(pub Option<Value>);
+pub struct JsonBody {
+    document: Option<Value>,
+    /// The body's text (inflated), as the document was parsed from.
+    text: String,
+}
 
 impl JsonBody {
+    /// The document, if the request had a body.
+    pub fn document(&self) -> Option<&Value> {
+        self.document.as_ref()
+    }
+
     /// The document, or a 400 saying a body is required.
     pub fn required(self) -> Result<Value, ApiError> {
-        self.0.ok_or_else(|| ApiError::field("body", "a JSON body is required"))
+        self.document.ok_or_else(|| ApiError::field("body", "a JSON body is required"))
+    }
+
+    /// The document and the text it was parsed from, or a 400 saying a body is required.
+    pub fn required_with_text(self) -> Result<(Value, String), ApiError> {
+        let text = self.text;
+        self.document.map(|document| (document, text)).ok_or_else(|| ApiError::field("body", "a JSON body is required"))
     }
 }
 
@@ -54,7 +69,9 @@ impl FromRequest<AppState> for JsonBody {
                 )));
             }
         };
-        parse_json(&bytes).map(JsonBody)
+        let text = String::from_utf8(bytes).map_err(|e| not_utf8(e.utf8_error()))?;
+        let document = parse_text(&text)?;
+        Ok(JsonBody { document, text })
     }
 }
 
@@ -68,10 +85,17 @@ fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
+fn not_utf8(error: std::str::Utf8Error) -> ApiError {
+    ApiError::field("body", &format!("must be UTF-8 (invalid byte at offset {})", error.valid_up_to()))
+}
+
 /// Empty (or whitespace-only) is `None`; anything else must be UTF-8 JSON.
 pub fn parse_json(bytes: &[u8]) -> Result<Option<Value>, ApiError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| ApiError::field("body", &format!("must be UTF-8 (invalid byte at offset {})", e.valid_up_to())))?;
+    parse_text(std::str::from_utf8(bytes).map_err(not_utf8)?)
+}
+
+/// Empty (or whitespace-only) is `None`; anything else must be JSON.
+fn parse_text(text: &str) -> Result<Option<Value>, ApiError> {
     if text.trim().is_empty() {
         return Ok(None);
     }

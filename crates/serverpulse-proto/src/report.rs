@@ -67,6 +67,9 @@ pub struct Report {
     pub services: Vec<ServiceReport>,
     /// The document as received.
     pub raw: Value,
+    /// `raw` as the JSON text the agent sent, where the hub still has it (a request
+    /// carrying this one report): stored as it came instead of serialised again.
+    pub raw_text: Option<String>,
 }
 
 /// What one POST to the metrics endpoint carried.
@@ -166,7 +169,8 @@ fn decode_fields(value: &Value, path: &str, now: UnixMillis) -> Result<Report, V
         errors.add(doc.child("services"), format!("must hold at most {MAX_SERVICES} services"));
     }
 
-    errors.finish(Report { seq, timestamp: timestamp.unwrap_or(now), dialect, metrics, services, raw: Value::Null })
+    let timestamp = timestamp.unwrap_or(now);
+    errors.finish(Report { seq, timestamp, dialect, metrics, services, raw: Value::Null, raw_text: None })
 }
 
 fn seq_of(doc: &Object<'_>, errors: &mut Errors) -> Option<u64> {

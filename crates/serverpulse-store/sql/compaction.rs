@@ -43,7 +43,8 @@ pub(crate) async fn reopen(conn: &mut Conn, server: ServerId, start: i64) -> Sto
             .map_err(db)?;
     let Some(data) = data else { return Ok(false) };
     let samples = decode(&data)?;
-    let rows: Vec<(ServerId, &Sample, String)> = samples.iter().map(|s| (server, s, "null".to_owned())).collect();
+    let rows: Vec<(ServerId, &Sample, std::borrow::Cow<'_, str>)> =
+        samples.iter().map(|s| (server, s, "null".into())).collect();
     crate::ingest::insert_samples(&mut *conn, &rows).await?;
     mark_dirty(conn, &samples.iter().map(|s| (server, s.at)).collect()).await?;
     Ok(true)

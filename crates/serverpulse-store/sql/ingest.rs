@@ -10,6 +10,7 @@
 //! a round trip to the database (a thread hand-off on SQLite, a network one on
 //! PostgreSQL), so this is what keeps a report's cost near its share of the work.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serverpulse_proto::report::Report;
@@ -66,8 +67,14 @@ pub(crate) async fn store_batch(
     let around = around(&mut *tx, jobs, &before).await?;
     let mut landing = land(jobs, &before, &around);
 
-    let samples: Vec<(ServerId, &Sample, String)> =
-        landing.stored.iter().map(|s| (s.server, &s.sample, s.report.raw.to_string())).collect();
+    let samples: Vec<(ServerId, &Sample, Cow<'_, str>)> = landing
+        .stored
+        .iter()
+        .map(|s| {
+            let text = s.report.raw_text.as_deref().map_or_else(|| Cow::Owned(s.report.raw.to_string()), Cow::Borrowed);
+            (s.server, &s.sample, text)
+        })
+        .collect();
     insert_samples(&mut *tx, &samples).await?;
     rerate(&mut *tx, &landing.rerated).await?;
     write_units(&mut *tx, &landing).await?;
@@ -301,7 +308,7 @@ const SAMPLE_COLUMNS: [(&str, &str); 19] = [
 
 /// Inserts samples of any servers (with each one's raw document as text, `null` once
 /// compacted), up to [`crate::batched::MAX_ROWS`] a statement.
-pub(crate) async fn insert_samples(conn: &mut Conn, samples: &[(ServerId, &Sample, String)]) -> StoreResult<()> {
+pub(crate) async fn insert_samples(conn: &mut Conn, samples: &[(ServerId, &Sample, Cow<'_, str>)]) -> StoreResult<()> {
     static TEXTS: Shapes = Shapes::new();
     for chunk in chunks(samples.len()) {
         let sql = TEXTS.text(chunk.shape, |rows| {
@@ -335,7 +342,7 @@ pub(crate) async fn insert_samples(conn: &mut Conn, samples: &[(ServerId, &Sampl
                 .bind(sample.and_then(|s| s.network_tx_rate))
                 .bind(sample.and_then(|s| s.disk_io_read_rate))
                 .bind(sample.and_then(|s| s.disk_io_write_rate))
-                .bind(row.map(|(.., raw)| raw.as_str()));
+                .bind(row.map(|(.., raw)| raw.as_ref()));
         }
         query.execute(&mut *conn).await.map_err(db)?;
     }

@@ -518,6 +518,15 @@ pub async fn history_is_bounded_by_range_and_limit(store: &dyn Store) {
     assert_eq!(limited[0].at, T0, "oldest first");
     assert_eq!(limited[0].cpu_usage, Some(10.0));
     assert_eq!(limited[0].raw["seq"], json!(0));
+
+    // A report that comes with its document's text (as a request carrying one report
+    // does) is stored with that text as it is.
+    let text = r#"{ "seq": 10, "metrics": {"cpu_usage": 12.50, "memory_usage": 1, "disk_usage": 1}, "extra": [1, 2] }"#;
+    let sent =
+        Report { raw: Value::Null, raw_text: Some(text.to_owned()), ..report(Some(10), T0 + 10_000, 0, json!([])) };
+    store.store_reports(id, &[sent], T0 + 20_000).await.expect("store");
+    let kept = store.metrics_history(id, T0 + 10_000, T0 + 10_000, 1).await.expect("history");
+    assert_eq!(kept[0].raw, serde_json::from_str::<Value>(text).expect("json"), "the text sent, not `raw` again");
 }
 
 pub async fn removing_a_server_removes_its_data_and_its_agent(store: &dyn Store) {

@@ -11,7 +11,7 @@ use serverpulse_proto::alert::decode_alerts;
 use serverpulse_proto::command::{WireCommand, decode_ack, signing_payload};
 use serverpulse_proto::heartbeat::decode_heartbeat;
 use serverpulse_proto::register::{RegisterRequest, decode_register};
-use serverpulse_proto::report::{Report, decode_metrics_body};
+use serverpulse_proto::report::{MetricsBody, Report, decode_metrics_body};
 use serverpulse_proto::responses::{
     AckAccepted, AgentConfig, AlertsAccepted, HeartbeatAccepted, MaintenanceOpened, MetricsAccepted, PendingCommands,
     RegisterResponse,
@@ -176,9 +176,13 @@ pub async fn metrics(
     agent: AuthenticatedAgent,
     body: JsonBody,
 ) -> ApiResult<Json<MetricsAccepted>> {
-    let document = body.required()?;
+    let (document, text) = body.required_with_text()?;
     let now = state.now();
-    let reports = decode_metrics_body(document, now)?.into_reports();
+    let reports = match decode_metrics_body(document, now)? {
+        // The request's text is this report's document: stored as it came.
+        MetricsBody::Single(report) => vec![Report { raw_text: Some(text), ..*report }],
+        batch => batch.into_reports(),
+    };
     // Durable once this returns: the writer committed the batch holding these reports.
     let (outcome, reports) = match state.ingest.submit(&admitted, agent.server_id, reports, now).await {
         Err(ApiError::NotFound(_)) => return Err(ApiError::Unauthorized),
@@ -217,7 +221,7 @@ pub async fn heartbeat(
     agent: AuthenticatedAgent,
     body: JsonBody,
 ) -> ApiResult<Json<HeartbeatAccepted>> {
-    let beat = decode_heartbeat(body.0.as_ref())?;
+    let beat = decode_heartbeat(body.document())?;
     state
         .store
         .record_heartbeat(

@@ -117,7 +117,7 @@ pub async fn acknowledge(
     ApiPath(id): ApiPath<AlertId>,
     body: JsonBody,
 ) -> ApiResult<Json<AlertRecord>> {
-    let request: Acknowledge = if body.0.is_some() { typed(body)? } else { Acknowledge::default() };
+    let request: Acknowledge = if body.document().is_some() { typed(body)? } else { Acknowledge::default() };
     if request.comment.chars().count() > 2_000 {
         return Err(ApiError::field("comment", "must be at most 2000 characters"));
     }
