@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serverpulse_proto::report::Report;
+use serverpulse_proto::report::{Report, ServiceReport};
 use serverpulse_store::history::{CHUNK_SPAN, Neighbour, UnitChange, UnitStates, bucket_of, unit_change_event};
 use serverpulse_store::landing::{Around, Before, Landing, ServerLanding, land};
 use serverpulse_store::{
@@ -368,11 +368,54 @@ async fn rerate(conn: &mut Conn, rerated: &BTreeMap<i64, [Option<f64>; 4]>) -> S
     Ok(())
 }
 
-/// Writes what the stored reports changed about their servers' watched units; read in
-/// one statement, written only where something changed.
+/// The servers among the stored reports' whose watched units differ in any way from
+/// what is stored (a unit new, or its status, sub-state or details not as stored): the
+/// database compares, so units as they were cost no reading.
+async fn units_changed(conn: &mut Conn, landing: &Landing<'_>) -> StoreResult<BTreeSet<ServerId>> {
+    let reported: Vec<(ServerId, &ServiceReport, String)> = landing
+        .stored
+        .iter()
+        .flat_map(|s| s.report.services.iter().map(move |unit| (s.server, unit, unit.details.to_string())))
+        .collect();
+    let mut changed = BTreeSet::new();
+    static TEXTS: Shapes = Shapes::new();
+    for chunk in chunks(reported.len()) {
+        let sql = TEXTS.text(chunk.shape, |rows| {
+            let columns = [
+                ("server_id", "BIGINT"),
+                ("name", "TEXT"),
+                ("status", "TEXT"),
+                ("sub_state", "TEXT"),
+                ("details", "TEXT"),
+            ];
+            format!(
+                "{}SELECT DISTINCT r.server_id FROM r LEFT JOIN service_states u \
+                 ON u.server_id = r.server_id AND u.name = r.name WHERE r.server_id IS NOT NULL \
+                 AND (u.server_id IS NULL OR u.status <> r.status OR u.sub_state IS DISTINCT FROM r.sub_state \
+                 OR u.details <> r.details)",
+                values_cte("r", &columns, rows)
+            )
+        });
+        let mut query = sqlx::query_scalar::<_, ServerId>(sql);
+        for i in 0..chunk.shape {
+            let row = chunk.row(&reported, i);
+            query = query
+                .bind(row.map(|(server, ..)| *server))
+                .bind(row.map(|(_, unit, _)| unit.name.as_str()))
+                .bind(row.map(|(_, unit, _)| unit.status.as_str()))
+                .bind(row.and_then(|(_, unit, _)| unit.sub_state.as_deref()))
+                .bind(row.map(|(.., details)| details.as_str()));
+        }
+        changed.extend(query.fetch_all(&mut *conn).await.map_err(db)?);
+    }
+    Ok(changed)
+}
+
+/// Writes what the stored reports changed about their servers' watched units: servers
+/// whose units are all as stored are left alone ([`units_changed`]); the others' are
+/// read in one statement, and written only where something changed.
 async fn write_units(conn: &mut Conn, landing: &Landing<'_>) -> StoreResult<()> {
-    let reporting: BTreeSet<ServerId> =
-        landing.stored.iter().filter(|s| !s.report.services.is_empty()).map(|s| s.server).collect();
+    let reporting = units_changed(&mut *conn, landing).await?;
     if reporting.is_empty() {
         return Ok(());
     }

@@ -505,6 +505,19 @@ pub async fn service_changes_are_kept(store: &dyn Store) {
     let history = store.service_history(id, 10).await.expect("history");
     let steps: Vec<_> = history.iter().map(|c| (c.from.map(|s| s.as_str()), c.to.as_str())).collect();
     assert_eq!(steps, [(Some("active"), "failed"), (None, "active")]);
+
+    // A sub-state or the details changing alone are kept too (the status's history
+    // stays); a report repeating the unit as stored writes nothing.
+    let dead = json!([{"name": "nginx", "status": "failed", "sub_state": "dead"}]);
+    store.store_reports(id, &[report(None, T0 + 3_000, 0, dead)], T0).await.expect("store");
+    let restarted = json!([{"name": "nginx", "status": "failed", "sub_state": "dead", "restarts": 3}]);
+    store.store_reports(id, &[report(None, T0 + 4_000, 0, restarted.clone())], T0).await.expect("store");
+    store.store_reports(id, &[report(None, T0 + 5_000, 0, restarted)], T0).await.expect("store");
+    let services = store.services(id).await.expect("services");
+    assert_eq!(services[0].sub_state.as_deref(), Some("dead"));
+    assert_eq!(services[0].details["restarts"], json!(3));
+    assert_eq!((services[0].since, services[0].updated_at), (T0 + 2_000, T0 + 4_000));
+    assert_eq!(store.service_history(id, 10).await.expect("history").len(), 2);
 }
 
 pub async fn history_is_bounded_by_range_and_limit(store: &dyn Store) {
