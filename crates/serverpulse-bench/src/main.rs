@@ -3,7 +3,11 @@
 //! reports). First every agent reports once, as fast as the target answers (a fleet's
 //! first contact, timed); then each reports every interval, agent i at i/N of it, for
 //! the measured window: throughput, latency, errors, and from outside the target process
-//! its CPU, peak PSS and fsyncs per second.
+//! its CPU, peak PSS and fsyncs per second. Last, saturation: the target pinned to core
+//! 1 and this generator to core 0 (`taskset`), every agent reports round after round as
+//! fast as the target answers — sustained throughput on one core, and CPU per report.
+//! The ratio to the floor takes the floor's throughput on a whole core (scaled up by its
+//! CPU share when the generator cannot keep it busy, which only lowers the ratio).
 //!
 //! The agents are provisioned straight into a fresh SQLite database (one transaction)
 //! before the hub starts; the run's data directory lives under `target/` (a real disk).
