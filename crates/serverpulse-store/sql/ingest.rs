@@ -176,13 +176,15 @@ async fn states_of(
 /// The batch's servers that exist, as they are before it.
 async fn servers_before(conn: &mut Conn, servers: &BTreeSet<ServerId>) -> StoreResult<HashMap<ServerId, Before>> {
     let ids: Vec<ServerId> = servers.iter().copied().collect();
-    let select = format!(
-        "SELECT s.id, s.last_metrics_at, s.agent_status, {} AS uptime FROM servers s JOIN ids ON s.id = ids.id",
-        crate::dialect::LAST_UPTIME
-    );
+    static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT s.id, s.last_metrics_at, s.agent_status, {} AS uptime FROM servers s JOIN ids ON s.id = ids.id",
+            crate::dialect::LAST_UPTIME
+        )
+    });
     let mut before = HashMap::with_capacity(ids.len());
     static TEXTS: Shapes = Shapes::new();
-    for row in rows_for_servers(&mut *conn, &ids, &TEXTS, &select).await? {
+    for row in rows_for_servers(&mut *conn, &ids, &TEXTS, &SELECT).await? {
         let row = Cols(&row);
         let state = Before {
             last_at: row.opt_int("last_metrics_at")?,
