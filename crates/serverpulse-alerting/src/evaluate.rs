@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::rule::{Level, Rule};
 
 /// Where an episode stands.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "phase", rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Phase {
     Ok,
     /// The condition holds since `since`, not yet for the rule's `for`.
@@ -35,10 +34,12 @@ pub enum Phase {
     },
 }
 
-/// The state kept per (rule, server, subject).
+/// The state kept per (rule, server, subject). Stored as one flat JSON object,
+/// `{"phase":"firing","since":…,"level":…,"recovered_since":…,"value":…,"updated_at":…}`
+/// (see [`StoredEpisode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(into = "StoredEpisode", try_from = "StoredEpisode")]
 pub struct EpisodeState {
-    #[serde(flatten)]
     pub phase: Phase,
     /// The newest value seen.
     pub value: Option<f64>,
@@ -48,6 +49,68 @@ pub struct EpisodeState {
 impl Default for EpisodeState {
     fn default() -> Self {
         Self { phase: Phase::Ok, value: None, updated_at: 0 }
+    }
+}
+
+/// The name of a [`Phase`] in the stored form.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PhaseName {
+    Ok,
+    Pending,
+    Firing,
+}
+
+/// [`EpisodeState`] as stored: every field at the top level, those of other phases
+/// absent. Episodes are read and written on every report, so this form is decoded
+/// field by field — a flattened, internally tagged enum would be buffered and
+/// decoded twice.
+#[derive(Serialize, Deserialize)]
+struct StoredEpisode {
+    phase: PhaseName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    level: Option<Level>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recovered_since: Option<i64>,
+    value: Option<f64>,
+    updated_at: i64,
+}
+
+impl From<EpisodeState> for StoredEpisode {
+    fn from(state: EpisodeState) -> Self {
+        let (phase, since, level, recovered_since) = match state.phase {
+            Phase::Ok => (PhaseName::Ok, None, None, None),
+            Phase::Pending { since, level } => (PhaseName::Pending, Some(since), Some(level), None),
+            Phase::Firing { since, level, recovered_since } => {
+                (PhaseName::Firing, Some(since), Some(level), recovered_since)
+            }
+        };
+        Self { phase, since, level, recovered_since, value: state.value, updated_at: state.updated_at }
+    }
+}
+
+impl TryFrom<StoredEpisode> for EpisodeState {
+    type Error = String;
+
+    fn try_from(stored: StoredEpisode) -> Result<Self, String> {
+        let held = |phase: &str| match (stored.since, stored.level) {
+            (Some(since), Some(level)) => Ok((since, level)),
+            _ => Err(format!("a {phase} episode needs `since` and `level`")),
+        };
+        let phase = match stored.phase {
+            PhaseName::Ok => Phase::Ok,
+            PhaseName::Pending => {
+                let (since, level) = held("pending")?;
+                Phase::Pending { since, level }
+            }
+            PhaseName::Firing => {
+                let (since, level) = held("firing")?;
+                Phase::Firing { since, level, recovered_since: stored.recovered_since }
+            }
+        };
+        Ok(Self { phase, value: stored.value, updated_at: stored.updated_at })
     }
 }
 
@@ -246,5 +309,32 @@ mod tests {
         let stored = serde_json::to_string(&state).unwrap();
         let (_, transition) = evaluate(&rule, serde_json::from_str(&stored).unwrap(), 50.0, 9 * MIN);
         assert_eq!(transition, Some(Transition::Resolved { since: 0 }), "and the episode is resolved, not forgotten");
+    }
+
+    #[test]
+    fn episodes_stored_by_earlier_versions_still_read() {
+        // The form written before episodes had their own stored form (a flattened,
+        // internally tagged phase): `recovered_since` present even when null.
+        let firing = r#"{"phase":"firing","since":60000,"level":"critical","recovered_since":null,"value":97.5,"updated_at":120000}"#;
+        let state: EpisodeState = serde_json::from_str(firing).unwrap();
+        assert_eq!(
+            state,
+            EpisodeState {
+                phase: Phase::Firing { since: 60_000, level: Level::Critical, recovered_since: None },
+                value: Some(97.5),
+                updated_at: 120_000
+            }
+        );
+        let ok: EpisodeState = serde_json::from_str(r#"{"phase":"ok","value":null,"updated_at":0}"#).unwrap();
+        assert_eq!(ok, EpisodeState::default());
+        let pending = serde_json::to_string(&EpisodeState {
+            phase: Phase::Pending { since: 5, level: Level::Warning },
+            value: Some(1.0),
+            updated_at: 6,
+        })
+        .unwrap();
+        assert_eq!(pending, r#"{"phase":"pending","since":5,"level":"warning","value":1.0,"updated_at":6}"#);
+        let broken = serde_json::from_str::<EpisodeState>(r#"{"phase":"pending","value":1.0,"updated_at":6}"#);
+        assert!(broken.unwrap_err().to_string().contains("needs `since` and `level`"));
     }
 }

@@ -4,8 +4,9 @@
 //! One statement reads the batch's servers, one what is stored around every report
 //! (a stored `seq`, the neighbours in agent time, a compacted chunk to reopen), and
 //! [`land`] decides the rest in memory; then multi-row statements write the samples,
-//! the dirty marks and every server's newest figures and contact (returning the
-//! server rows). Only what is rare goes row by row: re-rated samples (a report landing
+//! the dirty marks and every server's newest figures and contact (the server rows the
+//! outcomes carry are completed in memory from what was read and written, not read
+//! back). Only what is rare goes row by row: re-rated samples (a report landing
 //! before stored ones), watched units that changed, agents coming back. A statement is
 //! a round trip to the database (a thread hand-off on SQLite, a network one on
 //! PostgreSQL), so this is what keeps a report's cost near its share of the work.
@@ -63,7 +64,7 @@ pub(crate) async fn store_batch(
     // Every server's lock up front, in one order on every replica: no deadlock.
     let servers: BTreeSet<ServerId> = jobs.iter().map(|job| job.server).collect();
     crate::dialect::lock_servers(&mut *tx, &servers).await?;
-    let before = servers_before(&mut *tx, &servers).await?;
+    let (before, server_rows) = servers_before(&mut *tx, &servers).await?;
     let around = around(&mut *tx, jobs, &before).await?;
     let mut landing = land(jobs, &before, &around);
 
@@ -82,7 +83,7 @@ pub(crate) async fn store_batch(
     let appended: Vec<(ServerId, &Sample)> =
         landing.stored.iter().filter(|s| s.appended).map(|s| (s.server, &s.sample)).collect();
     crate::rollups::merge_appended(&mut *tx, &appended).await?;
-    let rows = after_ingest(&mut *tx, &landing.servers).await?;
+    let rows = after_ingest(&mut *tx, &mut landing.servers, server_rows).await?;
     for (server, landed) in &landing.servers {
         contact_event(&mut *tx, *server, landed.first_arrival, &landed.status_before).await?;
     }
@@ -173,27 +174,36 @@ async fn states_of(
     Ok(states)
 }
 
-/// The batch's servers that exist, as they are before it.
-async fn servers_before(conn: &mut Conn, servers: &BTreeSet<ServerId>) -> StoreResult<HashMap<ServerId, Before>> {
+/// The batch's servers that exist, as they are before it: what [`land`] needs, and
+/// each one's row but for its newest figures (`last_metrics` left out, `None`), which
+/// the batch mostly replaces; [`after_ingest`] completes the rows.
+async fn servers_before(
+    conn: &mut Conn,
+    servers: &BTreeSet<ServerId>,
+) -> StoreResult<(HashMap<ServerId, Before>, HashMap<ServerId, Server>)> {
     let ids: Vec<ServerId> = servers.iter().copied().collect();
     static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT s.id, s.last_metrics_at, s.agent_status, {} AS uptime FROM servers s JOIN ids ON s.id = ids.id",
+            "SELECT {}, {} AS uptime FROM servers WHERE id IN (SELECT id FROM ids)",
+            SERVER_COLUMNS.replacen("last_metrics,", "CAST(NULL AS TEXT) AS last_metrics,", 1),
             crate::dialect::LAST_UPTIME
         )
     });
     let mut before = HashMap::with_capacity(ids.len());
+    let mut server_rows = HashMap::with_capacity(ids.len());
     static TEXTS: Shapes = Shapes::new();
     for row in rows_for_servers(&mut *conn, &ids, &TEXTS, &SELECT).await? {
+        let server = rows::server(&row)?;
         let row = Cols(&row);
         let state = Before {
-            last_at: row.opt_int("last_metrics_at")?,
+            last_at: server.last_metrics_at,
             uptime: row.opt_u64("uptime")?,
             status: row.text("agent_status")?,
         };
-        before.insert(row.int("id")?, state);
+        before.insert(server.id, state);
+        server_rows.insert(server.id, server);
     }
-    Ok(before)
+    Ok((before, server_rows))
 }
 
 fn neighbour(row: &DbRow) -> StoreResult<Neighbour> {
@@ -516,16 +526,26 @@ async fn record_service_change(
 }
 
 /// Stores every server's newest figures (kept when the batch has none newer) and its
-/// agent's contact; gives each server row back, with the commands waiting for its
-/// agent as of that contact.
+/// agent's contact, and completes the rows [`servers_before`] read into the rows as
+/// this leaves them, each with the commands waiting for its agent as of that contact.
+/// The rows are made here, not read back: reading back would parse again every
+/// server's newest figures, just written. The figures move from `landed` to the rows.
 async fn after_ingest(
     conn: &mut Conn,
-    servers: &BTreeMap<ServerId, ServerLanding>,
+    landed: &mut BTreeMap<ServerId, ServerLanding>,
+    mut server_rows: HashMap<ServerId, Server>,
 ) -> StoreResult<HashMap<ServerId, (Server, u32)>> {
-    let servers: Vec<(&ServerId, &ServerLanding)> = servers.iter().collect();
-    let mut out = HashMap::with_capacity(servers.len());
+    // (server, its newest figures' agent time and text if the batch has newer, contact)
+    type Update = (ServerId, Option<(i64, String)>, i64);
+    let updates: Vec<Update> = landed
+        .iter()
+        .map(|(server, landed)| {
+            (*server, landed.newest.as_ref().map(|(at, metrics)| (*at, metrics.to_string())), landed.contact)
+        })
+        .collect();
+    let mut updated = 0;
     static TEXTS: Shapes = Shapes::new();
-    for chunk in chunks(servers.len()) {
+    for chunk in chunks(updates.len()) {
         let sql = TEXTS.text(chunk.shape, |rows| {
             let values = values_cte(
                 "v",
@@ -537,25 +557,80 @@ async fn after_ingest(
                  last_metrics_at = COALESCE(v.v_at, servers.last_metrics_at), agent_status = 'active', \
                  agent_last_contact = CASE WHEN COALESCE(servers.agent_last_contact, 0) < v.v_contact \
                  THEN v.v_contact ELSE servers.agent_last_contact END \
-                 FROM v WHERE servers.id = v.v_server \
-                 RETURNING {SERVER_COLUMNS}, (SELECT COUNT(*) FROM commands WHERE commands.server_id = servers.id \
-                 AND commands.state = 'pending' AND commands.expires_at > servers.agent_last_contact) AS commands_pending"
+                 FROM v WHERE servers.id = v.v_server"
             )
         });
         let mut query = sqlx::query(sql);
         for i in 0..chunk.shape {
-            let row = chunk.row(&servers, i);
-            let newest = row.and_then(|(_, landed)| landed.newest.as_ref());
+            let row = chunk.row(&updates, i);
+            let newest = row.and_then(|(_, newest, _)| newest.as_ref());
             query = query
-                .bind(row.map(|(server, _)| **server))
-                .bind(newest.map(|(_, metrics)| metrics.to_string()))
+                .bind(row.map(|(server, ..)| *server))
+                .bind(newest.map(|(_, metrics)| metrics.as_str()))
                 .bind(newest.map(|(at, _)| *at))
-                .bind(row.map(|(_, landed)| landed.contact));
+                .bind(row.map(|(.., contact)| *contact));
         }
-        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
-            let server = rows::server(&row)?;
-            out.insert(server.id, (server, Cols(&row).count("commands_pending")?));
+        updated += query.execute(&mut *conn).await.map_err(db)?.rows_affected();
+    }
+    if usize::try_from(updated).ok() != Some(server_rows.len()) {
+        // A server went since it was read (deleted by another hub): only those updated
+        // are answered for.
+        let ids: Vec<ServerId> = server_rows.keys().copied().collect();
+        static EXISTING: Shapes = Shapes::new();
+        let select = "SELECT s.id FROM servers s JOIN ids ON s.id = ids.id";
+        let existing: BTreeSet<ServerId> = rows_for_servers(&mut *conn, &ids, &EXISTING, select)
+            .await?
+            .iter()
+            .map(|row| Cols(row).int("id"))
+            .collect::<StoreResult<_>>()?;
+        server_rows.retain(|server, _| existing.contains(server));
+    }
+    // Servers the batch brought nothing newer for keep their stored figures: read.
+    let kept: Vec<ServerId> = landed
+        .iter()
+        .filter(|(server, l)| l.newest.is_none() && server_rows.contains_key(server))
+        .map(|(server, _)| *server)
+        .collect();
+    let mut stored_metrics = HashMap::new();
+    if !kept.is_empty() {
+        static KEPT: Shapes = Shapes::new();
+        let select = "SELECT s.id, s.last_metrics FROM servers s JOIN ids ON s.id = ids.id";
+        for row in rows_for_servers(&mut *conn, &kept, &KEPT, select).await? {
+            let row = Cols(&row);
+            stored_metrics.insert(
+                row.int("id")?,
+                row.opt_text("last_metrics")?.as_deref().map(serverpulse_store::rows::json).transpose()?,
+            );
         }
+    }
+    let ids: Vec<ServerId> = server_rows.keys().copied().collect();
+    let mut waiting: HashMap<ServerId, Vec<i64>> = HashMap::new();
+    static PENDING: Shapes = Shapes::new();
+    let select = "SELECT c.server_id, c.expires_at FROM commands c JOIN ids ON c.server_id = ids.id \
+                  WHERE c.state = 'pending'";
+    for row in rows_for_servers(&mut *conn, &ids, &PENDING, select).await? {
+        let row = Cols(&row);
+        waiting.entry(row.int("server_id")?).or_default().push(row.int("expires_at")?);
+    }
+    let mut out = HashMap::with_capacity(server_rows.len());
+    for (id, landed) in landed.iter_mut() {
+        let Some(mut server) = server_rows.remove(id) else { continue };
+        match landed.newest.take() {
+            Some((at, metrics)) => {
+                server.last_metrics = Some(metrics);
+                server.last_metrics_at = Some(at);
+            }
+            None => server.last_metrics = stored_metrics.remove(id).flatten(),
+        }
+        server.agent_status = serverpulse_domain::AgentStatus::Active;
+        if server.agent_last_contact.unwrap_or(0) < landed.contact {
+            server.agent_last_contact = Some(landed.contact);
+        }
+        let pending = match (waiting.get(id), server.agent_last_contact) {
+            (Some(expiries), Some(contact)) => expiries.iter().filter(|expires| **expires > contact).count(),
+            _ => 0,
+        };
+        out.insert(*id, (server, u32::try_from(pending).unwrap_or(u32::MAX)));
     }
     Ok(out)
 }

@@ -74,6 +74,7 @@ macro_rules! contract_suite {
             a_batch_rates_reports_against_their_neighbours_in_agent_time,
             agent_changes_move_with_every_change_of_an_identity,
             a_batch_judges_each_servers_rules_against_its_stored_episodes,
+            a_batch_answers_with_each_server_as_stored,
             retention_removes_exactly_what_is_past_its_age,
             retention_keeps_under_the_size_cap_oldest_first,
             compacted_hours_take_late_reports_once,
@@ -1204,6 +1205,32 @@ impl crate::Judge for CpuOver50 {
 
 /// Alert rules are judged in the batch that stores the reports: once per server on all
 /// its new reports, against its episodes as stored, the changes written with them.
+/// Each job's outcome carries its server's row as the commit left it — the same row as
+/// reading it back — whether the batch brought newer figures or only older ones.
+pub async fn a_batch_answers_with_each_server_as_stored(store: &dyn Store) {
+    let id = agent(store, "answered", "10.0.0.41").await;
+    let newer =
+        store.store_reports(id, &[report(Some(1), T0 + 5_000, 0, json!([]))], T0 + 6_000).await.expect("report");
+    let stored = store.get_server(id).await.expect("server");
+    assert_eq!(newer.server.as_ref(), Some(&stored));
+    assert_eq!(stored.agent_status, AgentStatus::Active);
+    assert_eq!(stored.last_metrics_at, Some(T0 + 5_000));
+    assert_eq!(stored.last_metrics.as_ref().and_then(|m| m.get("cpu_usage")), Some(&json!(10.0)));
+    // Older than the stored figures: they stay, and the contact moves on.
+    let older =
+        store.store_reports(id, &[report(Some(2), T0 + 1_000, 7, json!([]))], T0 + 9_000).await.expect("report");
+    let stored = store.get_server(id).await.expect("server");
+    assert_eq!(older.server.as_ref(), Some(&stored));
+    assert_eq!(stored.last_metrics_at, Some(T0 + 5_000));
+    assert_eq!(stored.agent_last_contact, Some(T0 + 9_000));
+    // An arrival stamped before the stored contact does not move it back.
+    let late = store.store_reports(id, &[report(Some(3), T0 + 8_000, 9, json!([]))], T0 + 8_500).await.expect("report");
+    let stored = store.get_server(id).await.expect("server");
+    assert_eq!(late.server.as_ref(), Some(&stored));
+    assert_eq!(stored.agent_last_contact, Some(T0 + 9_000));
+    assert_eq!(stored.last_metrics_at, Some(T0 + 8_000));
+}
+
 pub async fn a_batch_judges_each_servers_rules_against_its_stored_episodes(store: &dyn Store) {
     let calm = agent(store, "judged-calm", "10.0.0.48").await;
     let busy = agent(store, "judged-busy", "10.0.0.50").await;
