@@ -272,9 +272,9 @@ fn changes_for(
         for (subject, value) in rule.metric.values(snapshot) {
             let before = states.get(&(stored.id, subject.as_str())).copied().unwrap_or_default();
             let (after, transition) = evaluate(rule, before, value, now);
-            // Quiet episodes that stay quiet are not rewritten on every report.
-            let quiet = matches!(after.phase, serverpulse_alerting::Phase::Ok);
-            if quiet && transition.is_none() && before.phase == after.phase && before.value.is_some() {
+            // Only episodes in progress are kept: one that stays quiet writes nothing.
+            let quiet = |phase| matches!(phase, serverpulse_alerting::Phase::Ok);
+            if quiet(before.phase) && quiet(after.phase) && transition.is_none() {
                 continue;
             }
             let action = transition.and_then(|t| action_for(stored, server, &subject, value, t));

@@ -2,7 +2,7 @@
 //! lifecycle (opened, escalated, acknowledged, resolved), each change with its event.
 
 use serde_json::json;
-use serverpulse_alerting::{EpisodeState, Phase, Rule};
+use serverpulse_alerting::{Phase, Rule};
 use serverpulse_proto::alert::Severity;
 use serverpulse_store::{
     AlertAction, AlertId, AlertRecord, AlertStatus, AlertingChange, EventKind, RuleState, ServerId, StoreError,
@@ -86,14 +86,9 @@ impl SqlStore {
             return Err(StoreError::Conflict("the alert is already resolved".to_owned()));
         }
         close_alert(&mut tx, &alert, by, now).await?;
-        // The rule's episode ends with it: a condition that still holds starts a new one.
-        let ok = to_json(&EpisodeState { updated_at: now, ..EpisodeState::default() })?;
-        sqlx::query("UPDATE alert_states SET state = $1, alert_id = NULL WHERE alert_id = $2")
-            .bind(ok)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        // The rule's episode ends with it (only episodes in progress are kept): a
+        // condition that still holds starts a new one.
+        sqlx::query("DELETE FROM alert_states WHERE alert_id = $1").bind(id).execute(&mut *tx).await.map_err(db)?;
         let updated = alert_in(&mut tx, id).await?;
         tx.commit().await.map_err(db)?;
         Ok(updated)
@@ -183,36 +178,32 @@ impl SqlStore {
     }
 }
 
-/// A change that only records where an episode stands: nothing to announce, and the
-/// episode quiet (so no alert is attached to it).
+/// A change that ends an episode quietly: nothing to announce, and the episode back to
+/// `ok` (so no alert is attached to it). Its stored state is removed.
 fn is_quiet(change: &AlertingChange) -> bool {
     change.action.is_none() && matches!(change.state.phase, Phase::Ok)
 }
 
-/// Writes the episode changes of any servers on `conn`: the quiet ones in one statement
-/// per [`crate::batched::MAX_ROWS`], the others (alerts opened, escalated, resolved, or
-/// an episode pending or firing) one by one. Returns the alerts touched, by server.
+/// Writes the episode changes of any servers on `conn`. Only episodes in progress
+/// (pending, firing) are kept: those ending quietly (back to `ok` with nothing to
+/// announce) are removed, in one statement per [`crate::batched::MAX_ROWS`]; the others
+/// (alerts opened, escalated, resolved, or an episode pending or firing) are written
+/// one by one. Returns the alerts touched, by server.
 pub(crate) async fn apply_in(
     conn: &mut Conn,
     changes: Vec<(ServerId, AlertingChange)>,
     now: i64,
 ) -> StoreResult<Vec<(ServerId, AlertId)>> {
     let (quiet, others): (Vec<_>, Vec<_>) = changes.into_iter().partition(|(_, change)| is_quiet(change));
-    let quiet: Vec<(ServerId, AlertingChange, String)> = quiet
-        .into_iter()
-        .map(|(server, change)| Ok((server, to_json(&change.state)?, change)))
-        .map(|row: StoreResult<_>| row.map(|(server, state, change)| (server, change, state)))
-        .collect::<StoreResult<_>>()?;
     static TEXTS: crate::batched::Shapes = crate::batched::Shapes::new();
     for chunk in crate::batched::chunks(quiet.len()) {
         let sql = TEXTS.text(chunk.shape, |rows| {
             format!(
-                "{}INSERT INTO alert_states (rule_id, server_id, subject, state, alert_id) \
-                 SELECT rule_id, server_id, subject, state, NULL FROM q WHERE rule_id IS NOT NULL \
-                 ON CONFLICT (rule_id, server_id, subject) DO UPDATE SET state = excluded.state, alert_id = NULL",
+                "{}DELETE FROM alert_states WHERE EXISTS (SELECT 1 FROM q WHERE q.rule_id = alert_states.rule_id \
+                 AND q.server_id = alert_states.server_id AND q.subject = alert_states.subject)",
                 crate::batched::values_cte(
                     "q",
-                    &[("rule_id", "BIGINT"), ("server_id", "BIGINT"), ("subject", "TEXT"), ("state", "TEXT")],
+                    &[("rule_id", "BIGINT"), ("server_id", "BIGINT"), ("subject", "TEXT")],
                     rows
                 )
             )
@@ -221,10 +212,9 @@ pub(crate) async fn apply_in(
         for i in 0..chunk.shape {
             let row = chunk.row(&quiet, i);
             query = query
-                .bind(row.map(|(_, change, _)| change.rule_id))
-                .bind(row.map(|(server, ..)| *server))
-                .bind(row.map(|(_, change, _)| change.subject.as_str()))
-                .bind(row.map(|(.., state)| state.as_str()));
+                .bind(row.map(|(_, change)| change.rule_id))
+                .bind(row.map(|(server, _)| *server))
+                .bind(row.map(|(_, change)| change.subject.as_str()));
         }
         query.execute(&mut *conn).await.map_err(db)?;
     }
@@ -347,7 +337,17 @@ async fn apply_one(tx: &mut Conn, server: ServerId, change: AlertingChange, now:
             None
         }
     };
-    let alert_id = if matches!(change.state.phase, Phase::Ok) { None } else { alert_id };
+    if matches!(change.state.phase, Phase::Ok) {
+        // The episode is over (resolved): only episodes in progress are kept.
+        sqlx::query("DELETE FROM alert_states WHERE rule_id = $1 AND server_id = $2 AND subject = $3")
+            .bind(change.rule_id)
+            .bind(server)
+            .bind(&change.subject)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        return Ok(touched);
+    }
     let state = to_json(&change.state)?;
     sqlx::query(
         "INSERT INTO alert_states (rule_id, server_id, subject, state, alert_id) VALUES ($1, $2, $3, $4, $5) \

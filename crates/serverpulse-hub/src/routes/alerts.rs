@@ -308,8 +308,9 @@ pub async fn backtest_rule(
     Ok(Json(run_backtest(&state, request).await?))
 }
 
-/// Where one rule stands on one server (and subject): `ok`, `pending` (the condition
-/// holds, not yet for the rule's `for`), or `firing`, with the alert it has open.
+/// Where one rule stands on one server (and subject): `pending` (the condition
+/// holds, not yet for the rule's `for`) or `firing`, with the alert it has open (`ok`
+/// only for an episode kept by a hub before quiet episodes were dropped).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EpisodeView {
     pub rule_id: i64,
@@ -331,7 +332,8 @@ pub struct Episodes {
     pub episodes: Vec<EpisodeView>,
 }
 
-/// The rules' episodes on a server, pending ones included: what is about to fire.
+/// The rules' episodes in progress on a server (pending or firing; quiet ones are not
+/// kept): what is about to fire, and what fires.
 #[utoipa::path(get, path = "/api/v1/servers/{id}/episodes", tag = "alerts", params(("id" = i64, Path)),
     responses((status = 200, body = Episodes), (status = 401), (status = 404)), security(("api_token" = [])))]
 pub async fn episodes(

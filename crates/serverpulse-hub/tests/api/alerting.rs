@@ -39,6 +39,11 @@ async fn a_rule_episode_from_pending_to_resolved_and_a_new_one_after() {
     let rule_id = rule["id"].as_i64().unwrap();
     let ours = format!("server={server_id}");
 
+    // Below every threshold: no episode in progress, none kept.
+    hub.clock.set(T0 - 60_000);
+    hub.post(&metrics, Some(&token), report(hub.state.now(), 20.0)).await.expect(200);
+    let episodes = hub.get(&format!("/api/v1/servers/{server_id}/episodes"), Some(&viewer)).await.expect(200);
+    assert_eq!(episodes["episodes"], json!([]), "{episodes}");
     // Above the threshold, but not for 2 minutes yet: nothing fires.
     for minute in 0..2 {
         hub.clock.set(T0 + minute * 60_000);
@@ -101,6 +106,13 @@ async fn a_rule_episode_from_pending_to_resolved_and_a_new_one_after() {
     hub.post(&format!("/api/v1/alerts/{by_hand}/resolve"), Some(&viewer), json!({})).await.expect(403);
     let closed = hub.post(&format!("/api/v1/alerts/{by_hand}/resolve"), Some(&operator), json!({})).await.expect(200);
     assert!(closed["resolved_by"].as_str().unwrap().contains('@'));
+    let episodes = hub.get(&format!("/api/v1/servers/{server_id}/episodes"), Some(&viewer)).await.expect(200);
+    assert!(episodes["episodes"].as_array().unwrap().iter().all(|e| e["rule_id"] != rule_id), "{episodes}");
+    hub.clock.advance(60_000);
+    hub.post(&metrics, Some(&token), report(hub.state.now(), 99.0)).await.ok();
+    let episodes = hub.get(&format!("/api/v1/servers/{server_id}/episodes"), Some(&viewer)).await.expect(200);
+    let again = episodes["episodes"].as_array().unwrap().iter().find(|e| e["rule_id"] == rule_id).unwrap().clone();
+    assert_eq!((again["phase"].clone(), again["since"].clone()), (json!("pending"), json!(hub.state.now())), "{again}");
 
     // Every transition is in the unified log.
     let events = hub.get(&format!("/api/v1/events?server_id={server_id}"), Some(&viewer)).await.expect(200);
