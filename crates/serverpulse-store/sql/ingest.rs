@@ -530,6 +530,8 @@ async fn record_service_change(
 /// this leaves them, each with the commands waiting for its agent as of that contact.
 /// The rows are made here, not read back: reading back would parse again every
 /// server's newest figures, just written. The figures move from `landed` to the rows.
+/// Every server read is still there: removing one waits for its lock, which the batch
+/// holds.
 async fn after_ingest(
     conn: &mut Conn,
     landed: &mut BTreeMap<ServerId, ServerLanding>,
@@ -543,7 +545,6 @@ async fn after_ingest(
             (*server, landed.newest.as_ref().map(|(at, metrics)| (*at, metrics.to_string())), landed.contact)
         })
         .collect();
-    let mut updated = 0;
     static TEXTS: Shapes = Shapes::new();
     for chunk in chunks(updates.len()) {
         let sql = TEXTS.text(chunk.shape, |rows| {
@@ -570,20 +571,7 @@ async fn after_ingest(
                 .bind(newest.map(|(at, _)| *at))
                 .bind(row.map(|(.., contact)| *contact));
         }
-        updated += query.execute(&mut *conn).await.map_err(db)?.rows_affected();
-    }
-    if usize::try_from(updated).ok() != Some(server_rows.len()) {
-        // A server went since it was read (deleted by another hub): only those updated
-        // are answered for.
-        let ids: Vec<ServerId> = server_rows.keys().copied().collect();
-        static EXISTING: Shapes = Shapes::new();
-        let select = "SELECT s.id FROM servers s JOIN ids ON s.id = ids.id";
-        let existing: BTreeSet<ServerId> = rows_for_servers(&mut *conn, &ids, &EXISTING, select)
-            .await?
-            .iter()
-            .map(|row| Cols(row).int("id"))
-            .collect::<StoreResult<_>>()?;
-        server_rows.retain(|server, _| existing.contains(server));
+        query.execute(&mut *conn).await.map_err(db)?;
     }
     // Servers the batch brought nothing newer for keep their stored figures: read.
     let kept: Vec<ServerId> = landed
