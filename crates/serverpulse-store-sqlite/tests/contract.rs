@@ -51,3 +51,66 @@ mod properties {
         }
     }
 }
+
+/// Migration 0014 on a database an earlier hub left (every sample merged into every
+/// tier, no bucket open): each server's newest bucket opens, and hourly charts still
+/// count each sample once.
+#[tokio::test]
+async fn the_open_bucket_migration_counts_each_sample_once() {
+    use serverpulse_store::{AgentCredentials, NewServer, Store};
+    let (dir, store) = fresh_store().await;
+    let path = dir.path().join("contract.db");
+    let t0 = serverpulse_store::contract::T0;
+    let hour = t0 - t0 % 3_600_000;
+    let credentials = AgentCredentials {
+        agent_id: "migrated".into(),
+        token: serverpulse_domain::Secret::generate().unwrap().digest(),
+    };
+    let ids = store
+        .provision_agents_in_bulk(
+            &[(NewServer { name: "migrated".into(), ip: "10.1.1.2".parse().unwrap() }, credentials)],
+            t0,
+        )
+        .await
+        .unwrap();
+    let report = |seq: u64, at: i64| {
+        let doc = serde_json::json!({"timestamp": serverpulse_proto::time::format_timestamp(at), "seq": seq,
+            "metrics": {"cpu_usage": 10.0 * seq as f64, "memory_usage": 20.0, "disk_usage": 30.0}});
+        serverpulse_proto::report::decode_report(&doc, "", at).unwrap()
+    };
+    let reports = [report(1, hour + 60_000), report(2, hour + 120_000), report(3, hour + 420_000)];
+    let server = ids[0];
+    store.store_reports(server, &reports, t0).await.unwrap();
+    // As the chart route does: the server's dirty buckets first.
+    let hourly = |store: SqliteStore| async move {
+        store.refresh_rollups(Some(server)).await.unwrap();
+        let chart = store.chart(server, hour, hour + 3_600_000, 3_600_000).await.unwrap();
+        store.close().await;
+        chart.iter().map(|b| (b.samples, b.bands[0].max)).collect::<Vec<_>>()
+    };
+    assert_eq!(hourly(store).await, [(3, Some(30.0))]);
+
+    // As an earlier hub left it: nothing open, every bucket in the coarser tiers.
+    let raw = sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&path)).await.unwrap();
+    sqlx::raw_sql(
+        "UPDATE servers SET rollup_open = NULL; \
+         INSERT INTO rollup_dirty (server_id, start) SELECT server_id, start FROM rollups WHERE width = 300000",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
+    let earlier = SqliteStore::open(&path, t0).await.unwrap();
+    earlier.refresh_rollups(None).await.unwrap();
+    earlier.close().await;
+    // Then the migration's statements (the column exists already).
+    let migration = include_str!("../migrations/0014_rollup_open.sql");
+    let statements = migration.split_once("ALTER TABLE servers ADD COLUMN rollup_open INTEGER;").unwrap().1;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statements.to_owned())).execute(&raw).await.unwrap();
+    raw.close().await;
+    let migrated = SqliteStore::open(&path, t0).await.unwrap();
+    assert_eq!(hourly(migrated).await, [(3, Some(30.0))], "the open bucket counted once");
+    // The newest bucket is open: a sample appended to it, then one closing it.
+    let migrated = SqliteStore::open(&path, t0).await.unwrap();
+    migrated.store_reports(server, &[report(4, hour + 480_000), report(5, hour + 3_600_000)], t0).await.unwrap();
+    assert_eq!(hourly(migrated).await, [(4, Some(40.0))], "closed into the hour once");
+}

@@ -2,8 +2,10 @@
 //! and last per metric), and per-server counts for the fleet overview.
 //!
 //! A chart merges three sources into its buckets, in Rust: the rollup tier that tiles
-//! the request when there is one, else the raw samples; and, for hours compacted into
-//! chunks (which keep no 5-minute summaries), the samples decoded from those chunks.
+//! the request when there is one (for the hourly and daily tiers, with the server's
+//! open 5-minute bucket, which they take in only once it closes), else the raw samples;
+//! and, for hours compacted into chunks (which keep no 5-minute summaries), the samples
+//! decoded from those chunks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
@@ -14,7 +16,7 @@ use sqlx::Row;
 
 use crate::SqlStore;
 use crate::rows::db;
-use serverpulse_store::history::{COLUMNS, ChartPlan, Filling, bucket_of};
+use serverpulse_store::history::{COLUMNS, ChartPlan, Filling, TIERS, bucket_of};
 
 fn charted_row(row: &DbRow) -> StoreResult<[Option<f64>; 8]> {
     let mut values = [None; 8];
@@ -78,6 +80,25 @@ impl SqlStore {
                     let start: i64 = row.try_get("start").map_err(db)?;
                     summed.insert(start);
                     add_tier_row(buckets.entry(bucket_of(start, plan.step)).or_default(), row)?;
+                }
+                // The coarser tiers hold closed 5-minute buckets only: the server's open
+                // one (its newest) is added from the 5-minute tier, after the rest.
+                if width > TIERS[0] {
+                    let open = sqlx::query(
+                        "SELECT r.* FROM rollups r JOIN servers s ON s.id = r.server_id AND s.rollup_open = r.start \
+                         WHERE r.server_id = $1 AND r.width = $2",
+                    )
+                    .bind(server)
+                    .bind(TIERS[0])
+                    .fetch_optional(&mut *snapshot)
+                    .await
+                    .map_err(db)?;
+                    if let Some(row) = open {
+                        let start: i64 = row.try_get("start").map_err(db)?;
+                        if plan.counts(start) {
+                            add_tier_row(buckets.entry(bucket_of(start, plan.step)).or_default(), &row)?;
+                        }
+                    }
                 }
             }
             None => {

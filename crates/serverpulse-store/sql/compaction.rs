@@ -119,7 +119,13 @@ async fn compact_span(conn: &mut Conn, server: ServerId, day: i64, until: i64) -
         .execute(&mut *conn)
         .await
         .map_err(db)?;
-    // Summaries from before the raw horizon could not be recomputed: they stay.
+    // Summaries from before the raw horizon could not be recomputed: they stay. The
+    // server's open bucket, if among those going, is folded into the coarser tiers first.
+    let raw_horizon: Option<i64> = sqlx::query_scalar("SELECT horizon FROM retention_horizons WHERE width = 0")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    crate::rollups::close_open_in(&mut *conn, Some(server), raw_horizon.map_or(day, |h| h.max(day)), until).await?;
     sqlx::query(
         "DELETE FROM rollups WHERE server_id = $1 AND width = $2 AND start >= $3 AND start < $4 AND start >= \
          COALESCE((SELECT horizon FROM retention_horizons WHERE width = 0), start)",

@@ -15,7 +15,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serverpulse_proto::report::{Report, ServiceReport};
-use serverpulse_store::history::{CHUNK_SPAN, Neighbour, UnitChange, UnitStates, bucket_of, unit_change_event};
+use serverpulse_store::history::{
+    CHUNK_SPAN, Neighbour, UnitChange, UnitStates, bucket_of, close_buckets, unit_change_event,
+};
 use serverpulse_store::landing::{Around, Before, Landing, ServerLanding, land};
 use serverpulse_store::{
     AlertId, EventKind, IngestJob, IngestOutcome, Judge, RuleState, Sample, Server, ServerId, StoreResult,
@@ -79,11 +81,14 @@ pub(crate) async fn store_batch(
     insert_samples(&mut *tx, &samples).await?;
     rerate(&mut *tx, &landing.rerated).await?;
     write_units(&mut *tx, &landing).await?;
-    crate::rollups::mark_dirty(&mut *tx, &landing.touched).await?;
     let appended: Vec<(ServerId, &Sample)> =
         landing.stored.iter().filter(|s| s.appended).map(|s| (s.server, &s.sample)).collect();
+    let buckets = OpenBuckets::after(&appended, &before);
+    landing.touched.extend(buckets.stray.iter().copied());
+    crate::rollups::mark_dirty(&mut *tx, &landing.touched).await?;
     crate::rollups::merge_appended(&mut *tx, &appended).await?;
-    let rows = after_ingest(&mut *tx, &mut landing.servers, server_rows).await?;
+    crate::rollups::close(&mut *tx, &buckets.closed).await?;
+    let rows = after_ingest(&mut *tx, &mut landing.servers, server_rows, &buckets.open).await?;
     for (server, landed) in &landing.servers {
         contact_event(&mut *tx, *server, landed.first_arrival, &landed.status_before).await?;
     }
@@ -103,6 +108,35 @@ pub(crate) async fn store_batch(
         }
     }
     Ok(landing.outcomes)
+}
+
+/// What the batch's appended samples do to their servers' open 5-minute buckets.
+struct OpenBuckets {
+    /// Buckets closed, each server's in time order: folded into the coarser tiers.
+    closed: Vec<(ServerId, i64)>,
+    /// Each such server's bucket left open.
+    open: BTreeMap<ServerId, i64>,
+    /// Buckets found closed already (see [`close_buckets`]): recomputed instead.
+    stray: Vec<(ServerId, i64)>,
+}
+
+impl OpenBuckets {
+    fn after(appended: &[(ServerId, &Sample)], before: &HashMap<ServerId, Before>) -> Self {
+        let mut times: BTreeMap<ServerId, Vec<i64>> = BTreeMap::new();
+        for (server, sample) in appended {
+            times.entry(*server).or_default().push(sample.at);
+        }
+        let mut buckets = Self { closed: Vec::new(), open: BTreeMap::new(), stray: Vec::new() };
+        for (server, times) in times {
+            let (closed, open, stray) = close_buckets(before.get(&server).and_then(|b| b.open), times);
+            buckets.closed.extend(closed.into_iter().map(|start| (server, start)));
+            buckets.stray.extend(stray.into_iter().map(|start| (server, start)));
+            if let Some(open) = open {
+                buckets.open.insert(server, open);
+            }
+        }
+        buckets
+    }
 }
 
 /// Judges each server's rules on the reports the batch stored for it (all its jobs'
@@ -184,7 +218,7 @@ async fn servers_before(
     let ids: Vec<ServerId> = servers.iter().copied().collect();
     static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT {}, {} AS uptime FROM servers WHERE id IN (SELECT id FROM ids)",
+            "SELECT {}, {} AS uptime, rollup_open FROM servers WHERE id IN (SELECT id FROM ids)",
             SERVER_COLUMNS.replacen("last_metrics,", "CAST(NULL AS TEXT) AS last_metrics,", 1),
             crate::dialect::LAST_UPTIME
         )
@@ -199,6 +233,7 @@ async fn servers_before(
             last_at: server.last_metrics_at,
             uptime: row.opt_u64("uptime")?,
             status: row.text("agent_status")?,
+            open: row.opt_int("rollup_open")?,
         };
         before.insert(server.id, state);
         server_rows.insert(server.id, server);
@@ -536,13 +571,16 @@ async fn after_ingest(
     conn: &mut Conn,
     landed: &mut BTreeMap<ServerId, ServerLanding>,
     mut server_rows: HashMap<ServerId, Server>,
+    open: &BTreeMap<ServerId, i64>,
 ) -> StoreResult<HashMap<ServerId, (Server, u32)>> {
-    // (server, its newest figures' agent time and text if the batch has newer, contact)
-    type Update = (ServerId, Option<(i64, String)>, i64);
+    // (server, its newest figures' agent time and text if the batch has newer, contact,
+    // its open 5-minute bucket if the batch moved it)
+    type Update = (ServerId, Option<(i64, String)>, i64, Option<i64>);
     let updates: Vec<Update> = landed
         .iter()
         .map(|(server, landed)| {
-            (*server, landed.newest.as_ref().map(|(at, metrics)| (*at, metrics.to_string())), landed.contact)
+            let newest = landed.newest.as_ref().map(|(at, metrics)| (*at, metrics.to_string()));
+            (*server, newest, landed.contact, open.get(server).copied())
         })
         .collect();
     static TEXTS: Shapes = Shapes::new();
@@ -550,12 +588,19 @@ async fn after_ingest(
         let sql = TEXTS.text(chunk.shape, |rows| {
             let values = values_cte(
                 "v",
-                &[("v_server", "BIGINT"), ("v_metrics", "TEXT"), ("v_at", "BIGINT"), ("v_contact", "BIGINT")],
+                &[
+                    ("v_server", "BIGINT"),
+                    ("v_metrics", "TEXT"),
+                    ("v_at", "BIGINT"),
+                    ("v_contact", "BIGINT"),
+                    ("v_open", "BIGINT"),
+                ],
                 rows,
             );
             format!(
                 "{values}UPDATE servers SET last_metrics = COALESCE(v.v_metrics, servers.last_metrics), \
                  last_metrics_at = COALESCE(v.v_at, servers.last_metrics_at), agent_status = 'active', \
+                 rollup_open = COALESCE(v.v_open, servers.rollup_open), \
                  agent_last_contact = CASE WHEN COALESCE(servers.agent_last_contact, 0) < v.v_contact \
                  THEN v.v_contact ELSE servers.agent_last_contact END \
                  FROM v WHERE servers.id = v.v_server"
@@ -564,12 +609,13 @@ async fn after_ingest(
         let mut query = sqlx::query(sql);
         for i in 0..chunk.shape {
             let row = chunk.row(&updates, i);
-            let newest = row.and_then(|(_, newest, _)| newest.as_ref());
+            let newest = row.and_then(|(_, newest, ..)| newest.as_ref());
             query = query
                 .bind(row.map(|(server, ..)| *server))
                 .bind(newest.map(|(_, metrics)| metrics.as_str()))
                 .bind(newest.map(|(at, _)| *at))
-                .bind(row.map(|(.., contact)| *contact));
+                .bind(row.map(|(_, _, contact, _)| *contact))
+                .bind(row.and_then(|(.., open)| *open));
         }
         query.execute(&mut *conn).await.map_err(db)?;
     }

@@ -49,6 +49,12 @@ impl SqlStore {
         .map_err(db)?;
         // Compacted samples go chunk by chunk, leaving their 5-minute summaries.
         let mut deleted = if width == 0 { self.cut_chunks_before(cutoff).await? } else { 0 };
+        // Open 5-minute buckets among those going are folded into the coarser tiers first.
+        if width == TIERS[0] {
+            let mut tx = self.begin().await?;
+            crate::rollups::close_open_in(&mut tx, None, i64::MIN, cutoff - width + 1).await?;
+            tx.commit().await.map_err(db)?;
+        }
         for server in servers {
             loop {
                 let done = if width == 0 {

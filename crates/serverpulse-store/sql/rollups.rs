@@ -1,11 +1,18 @@
 //! Keeping the rollup tiers (5 min, 1 h, 1 d; migration 0006) current as samples land.
 //!
-//! Ingest marks the 5-minute buckets its samples (stored or re-rated) fall in as dirty,
-//! in the transaction that stores them ([`mark_dirty`]); [`SqlStore::refresh_dirty`]
+//! A sample newer than everything stored of its server is merged into its 5-minute
+//! summary as it comes ([`merge_appended`]). That bucket stays *open* (the server's
+//! `rollup_open`, migration 0014) until a later one opens: then it is folded into the
+//! hourly and daily summaries holding it ([`close`]), so those take each 5-minute
+//! bucket once instead of every sample. A chart on a coarser tier adds the open bucket
+//! itself; compaction and retention close a bucket before its 5-minute summary goes.
+//!
+//! Samples landing among stored ones mark their 5-minute buckets as dirty instead, in
+//! the transaction that stores them ([`mark_dirty`]); [`SqlStore::refresh_dirty`]
 //! later recomputes each dirty bucket whole — the 5-minute one from its raw samples, each
-//! coarser one from the finer buckets inside it — and clears the marks, in one
-//! transaction. A bucket can never drift from a recomputation from scratch, and a crash
-//! between the two loses no mark.
+//! coarser one from the finer buckets inside it (leaving out the open bucket) — and
+//! clears the marks, in one transaction. A bucket can never drift from a recomputation
+//! from scratch, and a crash between the two loses no mark.
 
 use std::collections::BTreeSet;
 
@@ -62,19 +69,32 @@ fn recompute(
             (source, "COUNT(*)".to_owned(), aggregates)
         }
         Some(finer) => {
+            // A server's open 5-minute bucket is not in the coarser tiers yet.
+            let closed = |alias: &str| {
+                if finer == TIERS[0] {
+                    format!(
+                        " AND NOT EXISTS (SELECT 1 FROM servers o WHERE o.id = {alias}.server_id \
+                         AND o.rollup_open = {alias}.start)"
+                    )
+                } else {
+                    String::new()
+                }
+            };
             let aggregates: Vec<String> = COLUMNS
                 .iter()
                 .map(|c| {
                     format!(
                         "MIN(s.{c}_min), MAX(s.{c}_max), SUM(s.{c}_sum), CAST(SUM(s.{c}_n) AS BIGINT), \
                          (SELECT q.{c}_last FROM rollups q WHERE q.server_id = b.server_id AND q.width = {finer} \
-                         AND q.start >= b.start AND q.start < b.start + {width} ORDER BY q.start DESC LIMIT 1)"
+                         AND q.start >= b.start AND q.start < b.start + {width}{} ORDER BY q.start DESC LIMIT 1)",
+                        closed("q")
                     )
                 })
                 .collect();
             let source = format!(
                 "rollups s ON s.server_id = b.server_id AND s.width = {finer} AND s.start >= b.start \
-                 AND s.start < b.start + {width}"
+                 AND s.start < b.start + {width}{}",
+                closed("s")
             );
             (source, "CAST(SUM(s.samples) AS BIGINT)".to_owned(), aggregates)
         }
@@ -113,18 +133,10 @@ pub(crate) async fn mark_dirty(conn: &mut Conn, samples: &BTreeSet<(ServerId, i6
     Ok(())
 }
 
-/// The statement merging `rows` samples into the summaries of every tier: one row of
-/// `m` per sample (server, agent time, each charted column's value), crossed with the
-/// tiers' widths, each sample opening its buckets or merging into them (min, max, sum
-/// and count merged, the last replaced).
-fn merge_sql(rows: usize) -> String {
-    let mut columns: Vec<(&str, &str)> = vec![("server_id", "BIGINT"), ("at", "BIGINT")];
-    columns.extend(COLUMNS.iter().map(|c| (*c, REAL)));
-    let widths: Vec<String> = TIERS.iter().map(|w| format!("(CAST({w} AS BIGINT))")).collect();
-    let opened: Vec<String> = COLUMNS
-        .iter()
-        .map(|c| format!("m.{c}, m.{c}, m.{c}, CASE WHEN m.{c} IS NULL THEN 0 ELSE 1 END, m.{c}"))
-        .collect();
+/// `SET` assignments folding the summary `excluded` into the stored one (`rollups`):
+/// minimum, maximum, sum and count merged, the last value replaced (the newer one is
+/// always the one merged).
+fn merge_assignments() -> String {
     let merged: Vec<String> = COLUMNS
         .iter()
         .map(|c| {
@@ -139,30 +151,127 @@ fn merge_sql(rows: usize) -> String {
             )
         })
         .collect();
+    format!("samples = rollups.samples + excluded.samples, {}", merged.join(", "))
+}
+
+/// The statement merging `rows` samples into their 5-minute summaries: one row of `m`
+/// per sample (server, agent time, each charted column's value), each sample opening
+/// its bucket or merging into it.
+fn merge_sql(rows: usize) -> String {
+    let mut columns: Vec<(&str, &str)> = vec![("server_id", "BIGINT"), ("at", "BIGINT")];
+    columns.extend(COLUMNS.iter().map(|c| (*c, REAL)));
+    let opened: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| format!("m.{c}, m.{c}, m.{c}, CASE WHEN m.{c} IS NULL THEN 0 ELSE 1 END, m.{c}"))
+        .collect();
+    let width = TIERS[0];
     // The bucket's start rounds agent time down (towards the past, as `bucket_of` does).
     format!(
-        "{}, w(width) AS (VALUES {}) \
-         INSERT INTO rollups (server_id, width, start, samples, {aggregates}) \
-         SELECT m.server_id, w.width, m.at - ((m.at % w.width) + w.width) % w.width, 1, {opened} \
-         FROM m CROSS JOIN w WHERE m.server_id IS NOT NULL \
-         ON CONFLICT (server_id, width, start) DO UPDATE SET samples = rollups.samples + excluded.samples, \
-         {merged}",
-        values_cte("m", &columns, rows).trim_end(),
-        widths.join(", "),
+        "{}INSERT INTO rollups (server_id, width, start, samples, {aggregates}) \
+         SELECT m.server_id, {width}, m.at - ((m.at % {width}) + {width}) % {width}, 1, {opened} \
+         FROM m WHERE m.server_id IS NOT NULL \
+         ON CONFLICT (server_id, width, start) DO UPDATE SET {merged}",
+        values_cte("m", &columns, rows),
         aggregates = aggregate_columns(),
         opened = opened.join(", "),
-        merged = merged.join(", "),
+        merged = merge_assignments(),
     )
 }
 
-/// A sample merged as it comes: its server, agent time and charted figures.
-type Appended = (ServerId, i64, [Option<f64>; COLUMNS.len()]);
+/// The statement folding `rows` closed 5-minute buckets (`c`: server, start) into the
+/// coarser tiers' buckets holding them.
+fn close_sql(rows: usize) -> String {
+    let widths: Vec<String> = TIERS[1..].iter().map(|w| format!("(CAST({w} AS BIGINT))")).collect();
+    let taken: Vec<String> =
+        COLUMNS.iter().map(|c| format!("f.{c}_min, f.{c}_max, f.{c}_sum, f.{c}_n, f.{c}_last")).collect();
+    format!(
+        "{}, w(width) AS (VALUES {}) \
+         INSERT INTO rollups (server_id, width, start, samples, {aggregates}) \
+         SELECT f.server_id, w.width, f.start - ((f.start % w.width) + w.width) % w.width, f.samples, {taken} \
+         FROM c JOIN rollups f ON f.server_id = c.server_id AND f.width = {finest} AND f.start = c.start \
+         CROSS JOIN w WHERE c.server_id IS NOT NULL \
+         ON CONFLICT (server_id, width, start) DO UPDATE SET {merged}",
+        values_cte("c", &[("server_id", "BIGINT"), ("start", "BIGINT")], rows).trim_end(),
+        widths.join(", "),
+        aggregates = aggregate_columns(),
+        taken = taken.join(", "),
+        finest = TIERS[0],
+        merged = merge_assignments(),
+    )
+}
 
-/// Takes samples newer than everything stored of their servers into the summaries of
-/// every tier as they stand, in one statement per [`crate::batched::MAX_ROWS`] samples.
-/// (Samples landing among stored ones mark their buckets instead, for
-/// [`SqlStore::refresh_dirty`].) A bucket also marked meanwhile is recomputed whole all
-/// the same.
+/// Folds closed 5-minute buckets `(server, start)` into the coarser tiers, in the
+/// order given (a server's in time order: the newest one's last values stay). A
+/// statement may not touch one summary twice (PostgreSQL refuses it), so a server's
+/// buckets go one per statement.
+pub(crate) async fn close(conn: &mut Conn, buckets: &[(ServerId, i64)]) -> StoreResult<()> {
+    static TEXTS: Shapes = Shapes::new();
+    for round in rounds(buckets.iter().map(|(server, start)| (*server, *start))) {
+        for chunk in chunks(round.len()) {
+            let mut query = sqlx::query(TEXTS.text(chunk.shape, close_sql));
+            for i in 0..chunk.shape {
+                let bucket = chunk.row(&round, i);
+                query = query.bind(bucket.map(|(server, _)| *server)).bind(bucket.map(|(_, start)| *start));
+            }
+            query.execute(&mut *conn).await.map_err(db)?;
+        }
+    }
+    Ok(())
+}
+
+/// Closes the open 5-minute buckets starting in `[from, until)` (of `server`, or of
+/// every server) and removes their 5-minute summaries: what compaction and retention do
+/// before such a summary goes, in the transaction removing it. A bucket closed this way
+/// keeps no 5-minute summary, so a sample appended to it later opens it afresh and is
+/// folded in once.
+pub(crate) async fn close_open_in(conn: &mut Conn, server: Option<ServerId>, from: i64, until: i64) -> StoreResult<()> {
+    const OPEN_IN: &str = "($1 IS NULL OR id = $1) AND rollup_open >= $2 AND rollup_open < $3";
+    let select = format!("SELECT id, rollup_open FROM servers WHERE {OPEN_IN} ORDER BY id");
+    let select = || sqlx::query_as(sqlx::AssertSqlSafe(select.clone())).bind(server).bind(from).bind(until);
+    let found: Vec<(ServerId, i64)> = select().fetch_all(&mut *conn).await.map_err(db)?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    // Under the servers' locks their open buckets stand still (ingest moves them).
+    crate::dialect::lock_servers(&mut *conn, &found.iter().map(|(id, _)| *id).collect()).await?;
+    let open: Vec<(ServerId, i64)> = select().fetch_all(&mut *conn).await.map_err(db)?;
+    close(&mut *conn, &open).await?;
+    let finest = TIERS[0];
+    // Their 5-minute summaries go, then they are recorded closed.
+    for statement in [
+        format!(
+            "DELETE FROM rollups WHERE width = {finest} AND EXISTS (SELECT 1 FROM servers \
+             WHERE servers.id = rollups.server_id AND servers.rollup_open = rollups.start AND {OPEN_IN})"
+        ),
+        format!("UPDATE servers SET rollup_open = NULL WHERE {OPEN_IN}"),
+    ] {
+        let query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(server).bind(from).bind(until);
+        query.execute(&mut *conn).await.map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Splits `items` keyed by server into rounds holding each server at most once, in
+/// the order given: a server's first item in the first round, its second in the next.
+fn rounds<T>(items: impl Iterator<Item = (ServerId, T)>) -> Vec<Vec<(ServerId, T)>> {
+    let mut rounds: Vec<Vec<(ServerId, T)>> = Vec::new();
+    let mut taken: std::collections::HashMap<ServerId, usize> = std::collections::HashMap::new();
+    for (server, item) in items {
+        let round = taken.entry(server).or_default();
+        if rounds.len() <= *round {
+            rounds.push(Vec::new());
+        }
+        rounds[*round].push((server, item));
+        *round += 1;
+    }
+    rounds
+}
+
+/// Takes samples newer than everything stored of their servers into their 5-minute
+/// summaries as they stand, in one statement per [`crate::batched::MAX_ROWS`] samples
+/// (the coarser tiers take a bucket in when it closes: [`close`]). Samples landing
+/// among stored ones mark their buckets instead, for [`SqlStore::refresh_dirty`]; a
+/// bucket also marked meanwhile is recomputed whole all the same.
 ///
 /// A statement may not touch one summary twice (PostgreSQL refuses it), so the samples
 /// go in rounds: a server's first sample (in agent time) in the first, its second in
@@ -171,25 +280,16 @@ pub(crate) async fn merge_appended(conn: &mut Conn, samples: &[(ServerId, &Sampl
     let mut ordered: Vec<&(ServerId, &Sample)> = samples.iter().collect();
     // In agent time; among equal times the later arrival is newest (and merged last).
     ordered.sort_by_key(|(_, s)| s.at);
-    let mut rounds: Vec<Vec<Appended>> = Vec::new();
-    let mut taken: std::collections::HashMap<ServerId, usize> = std::collections::HashMap::new();
-    for (server, sample) in ordered {
-        let round = taken.entry(*server).or_default();
-        if rounds.len() <= *round {
-            rounds.push(Vec::new());
-        }
-        rounds[*round].push((*server, sample.at, charted(sample)));
-        *round += 1;
-    }
+    let rounds = rounds(ordered.into_iter().map(|(server, sample)| (*server, (sample.at, charted(sample)))));
     static TEXTS: Shapes = Shapes::new();
     for round in &rounds {
         for chunk in chunks(round.len()) {
             let mut query = sqlx::query(TEXTS.text(chunk.shape, merge_sql));
             for i in 0..chunk.shape {
                 let row = chunk.row(round, i);
-                query = query.bind(row.map(|(server, ..)| *server)).bind(row.map(|(_, at, _)| *at));
+                query = query.bind(row.map(|(server, _)| *server)).bind(row.map(|(_, (at, _))| *at));
                 for m in 0..COLUMNS.len() {
-                    query = query.bind(row.and_then(|(.., values)| values[m]));
+                    query = query.bind(row.and_then(|(_, (_, values))| values[m]));
                 }
             }
             query.execute(&mut *conn).await.map_err(db)?;

@@ -76,6 +76,7 @@ macro_rules! contract_suite {
             a_batch_judges_each_servers_rules_against_its_stored_episodes,
             a_batch_answers_with_each_server_as_stored,
             retention_removes_exactly_what_is_past_its_age,
+            a_silent_servers_newest_bucket_outlives_its_five_minute_summary,
             retention_keeps_under_the_size_cap_oldest_first,
             compacted_hours_take_late_reports_once,
             readers_see_each_sample_once_while_compaction_moves_it,
@@ -1346,6 +1347,40 @@ pub async fn retention_removes_exactly_what_is_past_its_age(store: &dyn Store) {
     let cut = five(now - 32 * DAY).await.expect("chart");
     let bucket_30 = cut.iter().find(|b| b.start == bucket(now - 30 * DAY, 300_000)).expect("bucket");
     assert_eq!(bucket_30.samples, 2, "summed up whole as its first sample went: none counted twice");
+}
+
+/// The hourly and daily tiers take a 5-minute bucket in once a later one opens; a
+/// server that falls silent leaves its newest bucket open. When retention removes that
+/// bucket's 5-minute summary, the coarser tiers keep it — and a sample appended to it
+/// later is counted once.
+pub async fn a_silent_servers_newest_bucket_outlives_its_five_minute_summary(store: &dyn Store) {
+    let id = agent(store, "fell-silent", "10.0.0.49").await;
+    let now = T0 - T0 % DAY + 12 * 3_600_000; // noon
+    let hour = bucket(now - 40 * DAY, 3_600_000);
+    let minute = 60_000;
+    // Two samples in one 5-minute bucket, then one in the next (left open).
+    let reports: Vec<Report> = [(1, minute, 10.0), (2, 2 * minute, 20.0), (3, 7 * minute, 70.0)]
+        .map(|(seq, at, cpu)| sample_at(seq, hour + at, cpu))
+        .to_vec();
+    store.store_reports(id, &reports, now).await.expect("store");
+    let hourly = || async { store.chart(id, hour, hour + 3_600_000, 3_600_000).await.expect("chart") };
+    let counted = |buckets: Vec<crate::ChartBucket>| {
+        buckets.first().map(|b| (b.samples, b.bands[0].max, b.bands[0].last)).unwrap_or_default()
+    };
+    assert_eq!(counted(hourly().await), (3, Some(70.0), Some(70.0)), "the open bucket is charted with the closed one");
+    let policy = RetentionPolicy { raw_ms: 0, five_minutes_ms: 35 * DAY, hours_ms: 60 * DAY, days_ms: 0, max_bytes: 0 };
+    let outcome = store.apply_retention(&policy, now).await.expect("retention");
+    assert_eq!(outcome.rollups_deleted, 1, "the closed 5-minute bucket (the open one went as it was folded in)");
+    let five = store.chart(id, hour, hour + 3_600_000, 300_000).await.expect("chart");
+    assert!(five.is_empty(), "no 5-minute summary is left past 35 days");
+    assert_eq!(counted(hourly().await), (3, Some(70.0), Some(70.0)), "the hour still holds all three samples");
+
+    // A sample appended to that bucket afterwards opens it afresh: counted once, while
+    // open and once closed by a newer sample.
+    store.store_reports(id, &[sample_at(4, hour + 8 * minute, 80.0)], now).await.expect("store");
+    assert_eq!(counted(hourly().await), (4, Some(80.0), Some(80.0)));
+    store.store_reports(id, &[sample_at(5, now - DAY, 5.0)], now).await.expect("store");
+    assert_eq!(counted(hourly().await), (4, Some(80.0), Some(80.0)), "closed into the hour, not counted twice");
 }
 
 pub async fn retention_keeps_under_the_size_cap_oldest_first(store: &dyn Store) {

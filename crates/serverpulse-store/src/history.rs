@@ -163,6 +163,29 @@ impl ChartPlan {
     }
 }
 
+/// What samples newer than everything stored of a server (agent `times`, any order)
+/// do to its 5-minute buckets, given the one `open` before them: the buckets they close
+/// (in time order), the bucket left open, and buckets found closed already (none, while
+/// `open` is the newest sample's bucket; they are to be recomputed).
+pub fn close_buckets(open: Option<i64>, times: impl IntoIterator<Item = i64>) -> (Vec<i64>, Option<i64>, Vec<i64>) {
+    let mut starts: Vec<i64> = times.into_iter().map(|t| bucket_of(t, TIERS[0])).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let (mut closed, mut open, mut stray) = (Vec::new(), open, Vec::new());
+    for start in starts {
+        match open {
+            Some(current) if start > current => {
+                closed.push(current);
+                open = Some(start);
+            }
+            Some(current) if start < current => stray.push(start),
+            Some(_) => {}
+            None => open = Some(start),
+        }
+    }
+    (closed, open, stray)
+}
+
 /// A stored sample next to a new one in agent time, with what its rates depend on.
 #[derive(Debug, Clone, Copy)]
 pub struct Neighbour {
@@ -350,5 +373,19 @@ mod tests {
         assert_eq!(super::bucket_of(299_999, 300_000), 0);
         assert_eq!(super::bucket_of(300_000, 300_000), 300_000);
         assert_eq!(super::bucket_of(-1, 300_000), -300_000);
+    }
+
+    #[test]
+    fn appended_samples_close_the_buckets_they_leave() {
+        use super::close_buckets;
+        let m = 60_000;
+        // Within the open bucket: nothing closes.
+        assert_eq!(close_buckets(Some(0), [m, 2 * m]), (vec![], Some(0), vec![]));
+        // Across two later buckets, out of order: each bucket left closes, in time order.
+        assert_eq!(close_buckets(Some(0), [11 * m, 6 * m, 7 * m]), (vec![0, 300_000], Some(600_000), vec![]));
+        // Nothing open (never, or closed by retention): the first bucket opens.
+        assert_eq!(close_buckets(None, [6 * m, 5 * m]), (vec![], Some(300_000), vec![]));
+        // A bucket before the open one is already closed: recomputed, not merged again.
+        assert_eq!(close_buckets(Some(600_000), [m, 10 * m]), (vec![], Some(600_000), vec![0]));
     }
 }
