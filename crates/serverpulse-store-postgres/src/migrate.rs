@@ -12,7 +12,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/0001_initial.sql")),
     (2, "agent changes", include_str!("../migrations/0002_agent_changes.sql")),
     (3, "episodes in progress", include_str!("../migrations/0003_episodes_in_progress.sql")),
-    (4, "rollup open bucket", include_str!("../migrations/0004_rollup_open.sql")),
+    (4, "server tracking", include_str!("../migrations/0004_server_tracking.sql")),
 ];
 
 /// The advisory lock key serialising migrations ("SPMIGRAT" in ASCII).

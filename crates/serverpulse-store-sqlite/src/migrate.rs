@@ -20,7 +20,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "alert state indexes", include_str!("../migrations/0011_alert_state_indexes.sql")),
     (12, "agent changes", include_str!("../migrations/0012_agent_changes.sql")),
     (13, "episodes in progress", include_str!("../migrations/0013_episodes_in_progress.sql")),
-    (14, "rollup open bucket", include_str!("../migrations/0014_rollup_open.sql")),
+    (14, "server tracking", include_str!("../migrations/0014_server_tracking.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.

@@ -103,8 +103,9 @@ async fn the_open_bucket_migration_counts_each_sample_once() {
     earlier.refresh_rollups(None).await.unwrap();
     earlier.close().await;
     // Then the migration's statements (the column exists already).
-    let migration = include_str!("../migrations/0014_rollup_open.sql");
+    let migration = include_str!("../migrations/0014_server_tracking.sql");
     let statements = migration.split_once("ALTER TABLE servers ADD COLUMN rollup_open INTEGER;").unwrap().1;
+    let statements = statements.split_once("ALTER TABLE servers ADD COLUMN units_digest").unwrap().0;
     sqlx::raw_sql(sqlx::AssertSqlSafe(statements.to_owned())).execute(&raw).await.unwrap();
     raw.close().await;
     let migrated = SqliteStore::open(&path, t0).await.unwrap();

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serverpulse_proto::report::{Report, ServiceReport};
 use serverpulse_store::history::{
-    CHUNK_SPAN, Neighbour, UnitChange, UnitStates, bucket_of, close_buckets, unit_change_event,
+    CHUNK_SPAN, Neighbour, UnitChange, UnitStates, bucket_of, close_buckets, unit_change_event, units_digest,
 };
 use serverpulse_store::landing::{Around, Before, Landing, ServerLanding, land};
 use serverpulse_store::{
@@ -66,7 +66,7 @@ pub(crate) async fn store_batch(
     // Every server's lock up front, in one order on every replica: no deadlock.
     let servers: BTreeSet<ServerId> = jobs.iter().map(|job| job.server).collect();
     crate::dialect::lock_servers(&mut *tx, &servers).await?;
-    let (before, server_rows) = servers_before(&mut *tx, &servers).await?;
+    let (before, server_rows, tracked) = servers_before(&mut *tx, &servers).await?;
     let around = around(&mut *tx, jobs, &before).await?;
     let mut landing = land(jobs, &before, &around);
 
@@ -80,15 +80,16 @@ pub(crate) async fn store_batch(
         .collect();
     insert_samples(&mut *tx, &samples).await?;
     rerate(&mut *tx, &landing.rerated).await?;
-    write_units(&mut *tx, &landing).await?;
+    let units = UnitDigests::of(&landing, &tracked);
+    write_units(&mut *tx, &landing, &units.unchanged).await?;
     let appended: Vec<(ServerId, &Sample)> =
         landing.stored.iter().filter(|s| s.appended).map(|s| (s.server, &s.sample)).collect();
-    let buckets = OpenBuckets::after(&appended, &before);
+    let buckets = OpenBuckets::after(&appended, &tracked);
     landing.touched.extend(buckets.stray.iter().copied());
     crate::rollups::mark_dirty(&mut *tx, &landing.touched).await?;
     crate::rollups::merge_appended(&mut *tx, &appended).await?;
     crate::rollups::close(&mut *tx, &buckets.closed).await?;
-    let rows = after_ingest(&mut *tx, &mut landing.servers, server_rows, &buckets.open).await?;
+    let rows = after_ingest(&mut *tx, &mut landing.servers, server_rows, &buckets.open, &units.stored).await?;
     for (server, landed) in &landing.servers {
         contact_event(&mut *tx, *server, landed.first_arrival, &landed.status_before).await?;
     }
@@ -110,6 +111,49 @@ pub(crate) async fn store_batch(
     Ok(landing.outcomes)
 }
 
+/// What the store tracks about a server beside its row, for ingest alone.
+#[derive(Debug, Clone, Copy)]
+struct Tracked {
+    /// Its open 5-minute bucket: in the 5-minute tier, not yet in the coarser ones.
+    open: Option<i64>,
+    /// The [`units_digest`] of its watched units as stored, when known.
+    units: Option<i64>,
+}
+
+/// The batch's watched units, by digest.
+struct UnitDigests {
+    /// Servers whose every stored report lists its units exactly as stored.
+    unchanged: BTreeSet<ServerId>,
+    /// What each server's units digest is after the batch: its newest report's when one
+    /// is newer than everything stored (the units it lists are then stored as it lists
+    /// them), unknown when only older reports were stored, as before when none was.
+    stored: BTreeMap<ServerId, Option<i64>>,
+}
+
+impl UnitDigests {
+    fn of(landing: &Landing<'_>, tracked: &HashMap<ServerId, Tracked>) -> Self {
+        let was = |server: &ServerId| tracked.get(server).and_then(|t| t.units);
+        let mut stored: BTreeMap<ServerId, Option<i64>> = landing.servers.keys().map(|s| (*s, was(s))).collect();
+        let mut newest: HashMap<ServerId, i64> = HashMap::new();
+        let mut differ = BTreeSet::new();
+        for report in &landing.stored {
+            let digest = units_digest(&report.report.services);
+            if was(&report.server) != Some(digest) {
+                differ.insert(report.server);
+            }
+            // Among equal times the later report is applied last.
+            if report.appended && newest.get(&report.server).is_none_or(|at| report.report.timestamp >= *at) {
+                newest.insert(report.server, report.report.timestamp);
+                stored.insert(report.server, Some(digest));
+            } else if !newest.contains_key(&report.server) {
+                stored.insert(report.server, None);
+            }
+        }
+        let unchanged = landing.stored.iter().map(|s| s.server).filter(|s| !differ.contains(s)).collect();
+        Self { unchanged, stored }
+    }
+}
+
 /// What the batch's appended samples do to their servers' open 5-minute buckets.
 struct OpenBuckets {
     /// Buckets closed, each server's in time order: folded into the coarser tiers.
@@ -121,14 +165,14 @@ struct OpenBuckets {
 }
 
 impl OpenBuckets {
-    fn after(appended: &[(ServerId, &Sample)], before: &HashMap<ServerId, Before>) -> Self {
+    fn after(appended: &[(ServerId, &Sample)], tracked: &HashMap<ServerId, Tracked>) -> Self {
         let mut times: BTreeMap<ServerId, Vec<i64>> = BTreeMap::new();
         for (server, sample) in appended {
             times.entry(*server).or_default().push(sample.at);
         }
         let mut buckets = Self { closed: Vec::new(), open: BTreeMap::new(), stray: Vec::new() };
         for (server, times) in times {
-            let (closed, open, stray) = close_buckets(before.get(&server).and_then(|b| b.open), times);
+            let (closed, open, stray) = close_buckets(tracked.get(&server).and_then(|t| t.open), times);
             buckets.closed.extend(closed.into_iter().map(|start| (server, start)));
             buckets.stray.extend(stray.into_iter().map(|start| (server, start)));
             if let Some(open) = open {
@@ -208,23 +252,24 @@ async fn states_of(
     Ok(states)
 }
 
-/// The batch's servers that exist, as they are before it: what [`land`] needs, and
-/// each one's row but for its newest figures (`last_metrics` left out, `None`), which
-/// the batch mostly replaces; [`after_ingest`] completes the rows.
+/// The batch's servers that exist, as they are before it: what [`land`] needs, each
+/// one's row but for its newest figures (`last_metrics` left out, `None`), which the
+/// batch mostly replaces ([`after_ingest`] completes the rows), and what is tracked.
 async fn servers_before(
     conn: &mut Conn,
     servers: &BTreeSet<ServerId>,
-) -> StoreResult<(HashMap<ServerId, Before>, HashMap<ServerId, Server>)> {
+) -> StoreResult<(HashMap<ServerId, Before>, HashMap<ServerId, Server>, HashMap<ServerId, Tracked>)> {
     let ids: Vec<ServerId> = servers.iter().copied().collect();
     static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT {}, {} AS uptime, rollup_open FROM servers WHERE id IN (SELECT id FROM ids)",
+            "SELECT {}, {} AS uptime, rollup_open, units_digest FROM servers WHERE id IN (SELECT id FROM ids)",
             SERVER_COLUMNS.replacen("last_metrics,", "CAST(NULL AS TEXT) AS last_metrics,", 1),
             crate::dialect::LAST_UPTIME
         )
     });
     let mut before = HashMap::with_capacity(ids.len());
     let mut server_rows = HashMap::with_capacity(ids.len());
+    let mut tracked = HashMap::with_capacity(ids.len());
     static TEXTS: Shapes = Shapes::new();
     for row in rows_for_servers(&mut *conn, &ids, &TEXTS, &SELECT).await? {
         let server = rows::server(&row)?;
@@ -233,12 +278,12 @@ async fn servers_before(
             last_at: server.last_metrics_at,
             uptime: row.opt_u64("uptime")?,
             status: row.text("agent_status")?,
-            open: row.opt_int("rollup_open")?,
         };
+        tracked.insert(server.id, Tracked { open: row.opt_int("rollup_open")?, units: row.opt_int("units_digest")? });
         before.insert(server.id, state);
         server_rows.insert(server.id, server);
     }
-    Ok((before, server_rows))
+    Ok((before, server_rows, tracked))
 }
 
 fn neighbour(row: &DbRow) -> StoreResult<Neighbour> {
@@ -418,10 +463,15 @@ async fn rerate(conn: &mut Conn, rerated: &BTreeMap<i64, [Option<f64>; 4]>) -> S
 /// The servers among the stored reports' whose watched units differ in any way from
 /// what is stored (a unit new, or its status, sub-state or details not as stored): the
 /// database compares, so units as they were cost no reading.
-async fn units_changed(conn: &mut Conn, landing: &Landing<'_>) -> StoreResult<BTreeSet<ServerId>> {
+async fn units_changed(
+    conn: &mut Conn,
+    landing: &Landing<'_>,
+    unchanged: &BTreeSet<ServerId>,
+) -> StoreResult<BTreeSet<ServerId>> {
     let reported: Vec<(ServerId, &ServiceReport, String)> = landing
         .stored
         .iter()
+        .filter(|s| !unchanged.contains(&s.server))
         .flat_map(|s| s.report.services.iter().map(move |unit| (s.server, unit, unit.details.to_string())))
         .collect();
     let mut changed = BTreeSet::new();
@@ -459,10 +509,11 @@ async fn units_changed(conn: &mut Conn, landing: &Landing<'_>) -> StoreResult<BT
 }
 
 /// Writes what the stored reports changed about their servers' watched units: servers
-/// whose units are all as stored are left alone ([`units_changed`]); the others' are
-/// read in one statement, and written only where something changed.
-async fn write_units(conn: &mut Conn, landing: &Landing<'_>) -> StoreResult<()> {
-    let reporting = units_changed(&mut *conn, landing).await?;
+/// whose reports all carry the digest of their units as stored (`unchanged`), or whose
+/// units are all as stored ([`units_changed`]), are left alone; the others' are read in
+/// one statement, and written only where something changed.
+async fn write_units(conn: &mut Conn, landing: &Landing<'_>, unchanged: &BTreeSet<ServerId>) -> StoreResult<()> {
+    let reporting = units_changed(&mut *conn, landing, unchanged).await?;
     if reporting.is_empty() {
         return Ok(());
     }
@@ -572,15 +623,16 @@ async fn after_ingest(
     landed: &mut BTreeMap<ServerId, ServerLanding>,
     mut server_rows: HashMap<ServerId, Server>,
     open: &BTreeMap<ServerId, i64>,
+    units: &BTreeMap<ServerId, Option<i64>>,
 ) -> StoreResult<HashMap<ServerId, (Server, u32)>> {
     // (server, its newest figures' agent time and text if the batch has newer, contact,
-    // its open 5-minute bucket if the batch moved it)
-    type Update = (ServerId, Option<(i64, String)>, i64, Option<i64>);
+    // its open 5-minute bucket if the batch moved it, its units digest)
+    type Update = (ServerId, Option<(i64, String)>, i64, Option<i64>, Option<i64>);
     let updates: Vec<Update> = landed
         .iter()
         .map(|(server, landed)| {
             let newest = landed.newest.as_ref().map(|(at, metrics)| (*at, metrics.to_string()));
-            (*server, newest, landed.contact, open.get(server).copied())
+            (*server, newest, landed.contact, open.get(server).copied(), units.get(server).copied().flatten())
         })
         .collect();
     static TEXTS: Shapes = Shapes::new();
@@ -594,13 +646,14 @@ async fn after_ingest(
                     ("v_at", "BIGINT"),
                     ("v_contact", "BIGINT"),
                     ("v_open", "BIGINT"),
+                    ("v_units", "BIGINT"),
                 ],
                 rows,
             );
             format!(
                 "{values}UPDATE servers SET last_metrics = COALESCE(v.v_metrics, servers.last_metrics), \
                  last_metrics_at = COALESCE(v.v_at, servers.last_metrics_at), agent_status = 'active', \
-                 rollup_open = COALESCE(v.v_open, servers.rollup_open), \
+                 rollup_open = COALESCE(v.v_open, servers.rollup_open), units_digest = v.v_units, \
                  agent_last_contact = CASE WHEN COALESCE(servers.agent_last_contact, 0) < v.v_contact \
                  THEN v.v_contact ELSE servers.agent_last_contact END \
                  FROM v WHERE servers.id = v.v_server"
@@ -614,8 +667,9 @@ async fn after_ingest(
                 .bind(row.map(|(server, ..)| *server))
                 .bind(newest.map(|(_, metrics)| metrics.as_str()))
                 .bind(newest.map(|(at, _)| *at))
-                .bind(row.map(|(_, _, contact, _)| *contact))
-                .bind(row.and_then(|(.., open)| *open));
+                .bind(row.map(|(_, _, contact, ..)| *contact))
+                .bind(row.and_then(|(_, _, _, open, _)| *open))
+                .bind(row.and_then(|(.., units)| *units));
         }
         query.execute(&mut *conn).await.map_err(db)?;
     }

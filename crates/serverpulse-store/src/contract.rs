@@ -514,12 +514,22 @@ pub async fn service_changes_are_kept(store: &dyn Store) {
     store.store_reports(id, &[report(None, T0 + 3_000, 0, dead)], T0).await.expect("store");
     let restarted = json!([{"name": "nginx", "status": "failed", "sub_state": "dead", "restarts": 3}]);
     store.store_reports(id, &[report(None, T0 + 4_000, 0, restarted.clone())], T0).await.expect("store");
-    store.store_reports(id, &[report(None, T0 + 5_000, 0, restarted)], T0).await.expect("store");
+    store.store_reports(id, &[report(None, T0 + 5_000, 0, restarted.clone())], T0).await.expect("store");
     let services = store.services(id).await.expect("services");
     assert_eq!(services[0].sub_state.as_deref(), Some("dead"));
     assert_eq!(services[0].details["restarts"], json!(3));
     assert_eq!((services[0].since, services[0].updated_at), (T0 + 2_000, T0 + 4_000));
     assert_eq!(store.service_history(id, 10).await.expect("history").len(), 2);
+
+    // Whatever a late report (newer than the unit's last change) does, the next report
+    // is compared with the units as they then are: it lists them as the newest one did,
+    // which is no proof that they are still stored that way.
+    let late = json!([{"name": "nginx", "status": "active"}]);
+    store.store_reports(id, &[report(None, T0 + 4_500, 0, late)], T0).await.expect("store");
+    store.store_reports(id, &[report(None, T0 + 6_000, 0, restarted)], T0).await.expect("store");
+    let services = store.services(id).await.expect("services");
+    assert_eq!((services[0].status.as_str(), services[0].sub_state.as_deref()), ("failed", Some("dead")));
+    assert_eq!(services[0].details["restarts"], json!(3));
 }
 
 pub async fn history_is_bounded_by_range_and_limit(store: &dyn Store) {

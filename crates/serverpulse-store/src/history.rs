@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use serverpulse_domain::rate::counter_rates;
 use serverpulse_proto::alert::Severity;
-use serverpulse_proto::report::Report;
+use serverpulse_proto::report::{Report, ServiceReport};
 
 use crate::{Band, ChartBucket, Sample};
 
@@ -352,6 +352,81 @@ impl UnitStates {
     }
 }
 
+/// A digest of the watched units a report lists, in its order (64-bit FNV-1a over each
+/// unit's name, status, sub-state and details, walked without serialising): a report
+/// with the digest of the last one applied lists its units exactly as they are stored,
+/// so it need not be compared unit by unit. Not a security boundary: an agent could at
+/// most hide changes to its own units, which it reports anyway.
+pub fn units_digest(services: &[ServiceReport]) -> i64 {
+    let mut digest = Fnv::default();
+    for unit in services {
+        digest.text(&unit.name);
+        digest.text(unit.status.as_str());
+        match &unit.sub_state {
+            Some(sub_state) => digest.text(sub_state),
+            None => digest.byte(0xfe),
+        }
+        digest.value(&unit.details);
+    }
+    i64::from_ne_bytes(digest.0.to_ne_bytes())
+}
+
+/// 64-bit FNV-1a, fed with tagged fields so that no two inputs run together.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn byte(&mut self, byte: u8) {
+        self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|b| self.byte(*b));
+    }
+
+    fn text(&mut self, text: &str) {
+        self.bytes(&(text.len() as u64).to_le_bytes());
+        self.bytes(text.as_bytes());
+    }
+
+    fn value(&mut self, value: &Value) {
+        match value {
+            Value::Null => self.byte(0),
+            Value::Bool(b) => self.bytes(&[1, u8::from(*b)]),
+            Value::Number(n) => {
+                self.byte(2);
+                match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                    (Some(i), ..) => self.bytes(&i.to_le_bytes()),
+                    (None, Some(u), _) => self.bytes(&u.to_le_bytes()),
+                    (.., f) => self.bytes(&f.unwrap_or(f64::NAN).to_bits().to_le_bytes()),
+                }
+            }
+            Value::String(text) => {
+                self.byte(3);
+                self.text(text);
+            }
+            Value::Array(items) => {
+                self.byte(4);
+                self.bytes(&(items.len() as u64).to_le_bytes());
+                items.iter().for_each(|item| self.value(item));
+            }
+            Value::Object(members) => {
+                self.byte(5);
+                self.bytes(&(members.len() as u64).to_le_bytes());
+                for (key, item) in members {
+                    self.text(key);
+                    self.value(item);
+                }
+            }
+        }
+    }
+}
+
 /// The event log entry for a unit's status change, if it is news: first sightings of
 /// healthy units are history only.
 pub fn unit_change_event(name: &str, from: Option<&str>, to: &str) -> Option<(Severity, String, Value)> {
@@ -373,6 +448,36 @@ mod tests {
         assert_eq!(super::bucket_of(299_999, 300_000), 0);
         assert_eq!(super::bucket_of(300_000, 300_000), 300_000);
         assert_eq!(super::bucket_of(-1, 300_000), -300_000);
+    }
+
+    #[test]
+    fn a_units_digest_changes_with_any_field_of_any_unit() {
+        use serde_json::json;
+        use serverpulse_proto::report::ServiceReport;
+        use serverpulse_proto::service::ServiceStatus;
+        let unit = |name: &str, status, sub_state: Option<&str>, details| ServiceReport {
+            name: name.into(),
+            status,
+            sub_state: sub_state.map(str::to_owned),
+            details,
+        };
+        let nginx = unit("nginx", ServiceStatus::Active, Some("running"), json!({"pid": 10}));
+        let sshd = unit("sshd", ServiceStatus::Active, None, json!(null));
+        let both = super::units_digest(&[nginx.clone(), sshd.clone()]);
+        assert_eq!(both, super::units_digest(&[nginx.clone(), sshd.clone()]), "stable");
+        let changed = [
+            vec![nginx.clone()],
+            vec![sshd.clone(), nginx.clone()],
+            vec![unit("nginx", ServiceStatus::Failed, Some("running"), json!({"pid": 10})), sshd.clone()],
+            vec![unit("nginx", ServiceStatus::Active, Some("dead"), json!({"pid": 10})), sshd.clone()],
+            vec![unit("nginx", ServiceStatus::Active, None, json!({"pid": 10})), sshd.clone()],
+            vec![unit("nginx", ServiceStatus::Active, Some("running"), json!({"pid": 11})), sshd.clone()],
+            vec![unit("nginx", ServiceStatus::Active, Some("running"), json!({"pid": "10"})), sshd.clone()],
+            vec![unit("nginxs", ServiceStatus::Active, Some("running"), json!({"pid": 10})), sshd.clone()],
+        ];
+        for units in changed {
+            assert_ne!(super::units_digest(&units), both, "{units:?}");
+        }
     }
 
     #[test]

@@ -39,9 +39,6 @@ pub struct Before {
     pub uptime: Option<u64>,
     /// Its agent's status (`active`, `disconnected`, …).
     pub status: String,
-    /// Its open 5-minute bucket: summed up in the 5-minute tier, not yet in the coarser
-    /// ones (see the SQL store's `rollups`).
-    pub open: Option<i64>,
 }
 
 /// What the batch does to one server.
@@ -229,10 +226,7 @@ mod tests {
             reports: vec![report(2, T0 + 20_000, 2_000, 1_000), report(3, T0 + 10_000, 500, 1_000)],
             received_at: T0,
         }];
-        let before = HashMap::from([(
-            7,
-            Before { last_at: Some(T0 + 30_000), uptime: None, status: "active".into(), open: None },
-        )]);
+        let before = HashMap::from([(7, Before { last_at: Some(T0 + 30_000), uptime: None, status: "active".into() })]);
         let later = stored(41, T0 + 30_000, 4_000);
         let around = [
             Around { seq_stored: false, earlier: Some(stored(40, T0, 0)), later: Some(later) },
@@ -256,10 +250,7 @@ mod tests {
             job(2, vec![report(1, T0, 0, 9)]),
             job(1, vec![report(1, T0, 0, 500), report(2, T0 + 1_000, 10, 20)]),
         ];
-        let before = HashMap::from([(
-            1,
-            Before { last_at: None, uptime: Some(400), status: "disconnected".into(), open: None },
-        )]);
+        let before = HashMap::from([(1, Before { last_at: None, uptime: Some(400), status: "disconnected".into() })]);
         let landing = land(&jobs, &before, &[Around::default(); 4]);
         let first = landing.outcomes[0].as_ref().expect("first job");
         assert_eq!((first.previous_uptime, first.stored_seqs.as_slice()), (Some(400), &[1][..]));
