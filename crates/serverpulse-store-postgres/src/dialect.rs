@@ -25,9 +25,6 @@ pub(crate) fn placeholder(n: usize) -> String {
     format!("${n}")
 }
 
-/// The uptime in a server's newest figures (`last_metrics`, JSON text).
-pub(crate) const LAST_UPTIME: &str = "(last_metrics::jsonb ->> 'uptime')::bigint";
-
 /// Keeps what a heartbeat says (`$1`, JSON) in the server's `agent_config`.
 pub(crate) const SET_HEARTBEAT_STATUS: &str =
     "UPDATE servers SET agent_config = jsonb_set(agent_config::jsonb, '{heartbeat}', $1::jsonb)::text WHERE id = $2";

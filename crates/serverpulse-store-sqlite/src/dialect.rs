@@ -25,9 +25,6 @@ pub(crate) fn placeholder(_n: usize) -> String {
     "?".to_owned()
 }
 
-/// The uptime in a server's newest figures (`last_metrics`, JSON text).
-pub(crate) const LAST_UPTIME: &str = "json_extract(last_metrics, '$.uptime')";
-
 /// Keeps what a heartbeat says (`$1`, JSON) in the server's `agent_config`.
 pub(crate) const SET_HEARTBEAT_STATUS: &str =
     "UPDATE servers SET agent_config = json_set(agent_config, '$.heartbeat', json($1)) WHERE id = $2";

@@ -53,10 +53,11 @@ mod properties {
 }
 
 /// Migration 0014 on a database an earlier hub left (every sample merged into every
-/// tier, no bucket open): each server's newest bucket opens, and hourly charts still
-/// count each sample once.
+/// tier, no bucket open, the uptime only inside the newest figures): each server's
+/// newest bucket opens, hourly charts still count each sample once, and the uptime
+/// stands beside the figures.
 #[tokio::test]
-async fn the_open_bucket_migration_counts_each_sample_once() {
+async fn the_server_tracking_migration_counts_each_sample_once_and_keeps_the_uptime() {
     use serverpulse_store::{AgentCredentials, NewServer, Store};
     let (dir, store) = fresh_store().await;
     let path = dir.path().join("contract.db");
@@ -75,7 +76,7 @@ async fn the_open_bucket_migration_counts_each_sample_once() {
         .unwrap();
     let report = |seq: u64, at: i64| {
         let doc = serde_json::json!({"timestamp": serverpulse_proto::time::format_timestamp(at), "seq": seq,
-            "metrics": {"cpu_usage": 10.0 * seq as f64, "memory_usage": 20.0, "disk_usage": 30.0}});
+            "metrics": {"cpu_usage": 10.0 * seq as f64, "memory_usage": 20.0, "disk_usage": 30.0, "uptime": seq}});
         serverpulse_proto::report::decode_report(&doc, "", at).unwrap()
     };
     let reports = [report(1, hour + 60_000), report(2, hour + 120_000), report(3, hour + 420_000)];
@@ -93,7 +94,7 @@ async fn the_open_bucket_migration_counts_each_sample_once() {
     // As an earlier hub left it: nothing open, every bucket in the coarser tiers.
     let raw = sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&path)).await.unwrap();
     sqlx::raw_sql(
-        "UPDATE servers SET rollup_open = NULL; \
+        "UPDATE servers SET rollup_open = NULL, units_digest = NULL, last_uptime = NULL; \
          INSERT INTO rollup_dirty (server_id, start) SELECT server_id, start FROM rollups WHERE width = 300000",
     )
     .execute(&raw)
@@ -102,16 +103,18 @@ async fn the_open_bucket_migration_counts_each_sample_once() {
     let earlier = SqliteStore::open(&path, t0).await.unwrap();
     earlier.refresh_rollups(None).await.unwrap();
     earlier.close().await;
-    // Then the migration's statements (the column exists already).
+    // Then the migration's statements (the columns exist already).
     let migration = include_str!("../migrations/0014_server_tracking.sql");
-    let statements = migration.split_once("ALTER TABLE servers ADD COLUMN rollup_open INTEGER;").unwrap().1;
-    let statements = statements.split_once("ALTER TABLE servers ADD COLUMN units_digest").unwrap().0;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(statements.to_owned())).execute(&raw).await.unwrap();
+    let statements: String =
+        migration.lines().filter(|line| !line.starts_with("ALTER TABLE")).collect::<Vec<_>>().join("\n");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statements)).execute(&raw).await.unwrap();
     raw.close().await;
     let migrated = SqliteStore::open(&path, t0).await.unwrap();
     assert_eq!(hourly(migrated).await, [(3, Some(30.0))], "the open bucket counted once");
     // The newest bucket is open: a sample appended to it, then one closing it.
     let migrated = SqliteStore::open(&path, t0).await.unwrap();
-    migrated.store_reports(server, &[report(4, hour + 480_000), report(5, hour + 3_600_000)], t0).await.unwrap();
+    let outcome =
+        migrated.store_reports(server, &[report(4, hour + 480_000), report(5, hour + 3_600_000)], t0).await.unwrap();
+    assert_eq!(outcome.previous_uptime, Some(3), "the newest figures' uptime, taken out of them");
     assert_eq!(hourly(migrated).await, [(4, Some(40.0))], "closed into the hour once");
 }

@@ -262,9 +262,8 @@ async fn servers_before(
     let ids: Vec<ServerId> = servers.iter().copied().collect();
     static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT {}, {} AS uptime, rollup_open, units_digest FROM servers WHERE id IN (SELECT id FROM ids)",
+            "SELECT {}, last_uptime AS uptime, rollup_open, units_digest FROM servers WHERE id IN (SELECT id FROM ids)",
             SERVER_COLUMNS.replacen("last_metrics,", "CAST(NULL AS TEXT) AS last_metrics,", 1),
-            crate::dialect::LAST_UPTIME
         )
     });
     let mut before = HashMap::with_capacity(ids.len());
@@ -301,13 +300,20 @@ fn neighbour(row: &DbRow) -> StoreResult<Neighbour> {
 fn around_sql(rows: usize) -> String {
     let reports = values_cte(
         "r",
-        &[("k", "BIGINT"), ("server_id", "BIGINT"), ("at", "BIGINT"), ("seq", "BIGINT"), ("day", "BIGINT")],
+        &[
+            ("k", "BIGINT"),
+            ("server_id", "BIGINT"),
+            ("at", "BIGINT"),
+            ("seq", "BIGINT"),
+            ("day", "BIGINT"),
+            ("older", "BIGINT"),
+        ],
         rows,
     );
     let columns = "p.id, p.agent_time, p.uptime, p.network_rx, p.network_tx, p.disk_io_read, p.disk_io_write";
-    let nearest = |op: &str, order: &str| {
+    let nearest = |op: &str, at: &str, order: &str| {
         format!(
-            "(SELECT q.id FROM performance_logs q WHERE q.server_id = r.server_id AND q.agent_time {op} r.at \
+            "(SELECT q.id FROM performance_logs q WHERE q.server_id = r.server_id AND q.agent_time {op} r.{at} \
              ORDER BY q.agent_time {order}, q.id {order} LIMIT 1)"
         )
     };
@@ -318,8 +324,9 @@ fn around_sql(rows: usize) -> String {
          UNION ALL SELECT r.k, CAST(2 AS BIGINT), {columns} FROM r JOIN performance_logs p ON p.id = {later} \
          UNION ALL SELECT r.k, CAST(3 AS BIGINT), c.start, c.server_id, NULL, NULL, NULL, NULL, NULL FROM r \
            JOIN history_chunks c ON c.server_id = r.server_id AND c.start = r.day AND r.at < c.until",
-        earlier = nearest("<", "DESC"),
-        later = nearest(">", "ASC"),
+        earlier = nearest("<", "at", "DESC"),
+        // Only a report older than its server's newest sample can have a later one.
+        later = nearest(">", "older", "ASC"),
     )
 }
 
@@ -327,14 +334,17 @@ fn around_sql(rows: usize) -> String {
 /// order). Compacted chunks the reports fall into are reopened first, so that each is
 /// judged against every stored sample.
 async fn around(conn: &mut Conn, jobs: &[IngestJob], before: &HashMap<ServerId, Before>) -> StoreResult<Vec<Around>> {
-    // (position, server, agent time, seq, day) of each report whose server exists.
-    let mut reports: Vec<[Option<i64>; 5]> = Vec::new();
+    // (position, server, agent time, seq, day, agent time again if older than the
+    // server's newest sample) of each report whose server exists.
+    let mut reports: Vec<[Option<i64>; 6]> = Vec::new();
     let mut position: i64 = 0;
     for job in jobs {
         for report in &job.reports {
-            if before.contains_key(&job.server) {
-                let day = bucket_of(report.timestamp, CHUNK_SPAN);
-                reports.push([Some(position), Some(job.server), Some(report.timestamp), to_i64(report.seq), Some(day)]);
+            if let Some(before) = before.get(&job.server) {
+                let at = report.timestamp;
+                let older = before.last_at.is_some_and(|last| at < last).then_some(at);
+                let day = Some(bucket_of(at, CHUNK_SPAN));
+                reports.push([Some(position), Some(job.server), Some(at), to_i64(report.seq), day, older]);
             }
             position += 1;
         }
@@ -346,7 +356,7 @@ async fn around(conn: &mut Conn, jobs: &[IngestJob], before: &HashMap<ServerId, 
             static TEXTS: Shapes = Shapes::new();
             let mut query = sqlx::query(TEXTS.text(chunk.shape, around_sql));
             for i in 0..chunk.shape {
-                for column in 0..5 {
+                for column in 0..6 {
                     query = query.bind(chunk.row(&reports, i).and_then(|r| r[column]));
                 }
             }
@@ -625,13 +635,16 @@ async fn after_ingest(
     open: &BTreeMap<ServerId, i64>,
     units: &BTreeMap<ServerId, Option<i64>>,
 ) -> StoreResult<HashMap<ServerId, (Server, u32)>> {
-    // (server, its newest figures' agent time and text if the batch has newer, contact,
-    // its open 5-minute bucket if the batch moved it, its units digest)
-    type Update = (ServerId, Option<(i64, String)>, i64, Option<i64>, Option<i64>);
+    // (server, its newest figures' agent time, text and uptime if the batch has newer,
+    // contact, its open 5-minute bucket if the batch moved it, its units digest)
+    type Update = (ServerId, Option<(i64, String, Option<i64>)>, i64, Option<i64>, Option<i64>);
     let updates: Vec<Update> = landed
         .iter()
         .map(|(server, landed)| {
-            let newest = landed.newest.as_ref().map(|(at, metrics)| (*at, metrics.to_string()));
+            let newest = landed.newest.as_ref().map(|(at, metrics)| {
+                let uptime = metrics.get("uptime").and_then(serde_json::Value::as_u64);
+                (*at, metrics.to_string(), to_i64(uptime))
+            });
             (*server, newest, landed.contact, open.get(server).copied(), units.get(server).copied().flatten())
         })
         .collect();
@@ -644,6 +657,7 @@ async fn after_ingest(
                     ("v_server", "BIGINT"),
                     ("v_metrics", "TEXT"),
                     ("v_at", "BIGINT"),
+                    ("v_uptime", "BIGINT"),
                     ("v_contact", "BIGINT"),
                     ("v_open", "BIGINT"),
                     ("v_units", "BIGINT"),
@@ -653,6 +667,7 @@ async fn after_ingest(
             format!(
                 "{values}UPDATE servers SET last_metrics = COALESCE(v.v_metrics, servers.last_metrics), \
                  last_metrics_at = COALESCE(v.v_at, servers.last_metrics_at), agent_status = 'active', \
+                 last_uptime = CASE WHEN v.v_at IS NULL THEN servers.last_uptime ELSE v.v_uptime END, \
                  rollup_open = COALESCE(v.v_open, servers.rollup_open), units_digest = v.v_units, \
                  agent_last_contact = CASE WHEN COALESCE(servers.agent_last_contact, 0) < v.v_contact \
                  THEN v.v_contact ELSE servers.agent_last_contact END \
@@ -665,8 +680,9 @@ async fn after_ingest(
             let newest = row.and_then(|(_, newest, ..)| newest.as_ref());
             query = query
                 .bind(row.map(|(server, ..)| *server))
-                .bind(newest.map(|(_, metrics)| metrics.as_str()))
-                .bind(newest.map(|(at, _)| *at))
+                .bind(newest.map(|(_, metrics, _)| metrics.as_str()))
+                .bind(newest.map(|(at, ..)| *at))
+                .bind(newest.and_then(|(.., uptime)| *uptime))
                 .bind(row.map(|(_, _, contact, ..)| *contact))
                 .bind(row.and_then(|(_, _, _, open, _)| *open))
                 .bind(row.and_then(|(.., units)| *units));

@@ -1230,6 +1230,7 @@ pub async fn a_batch_answers_with_each_server_as_stored(store: &dyn Store) {
     // Older than the stored figures: they stay, and the contact moves on.
     let older =
         store.store_reports(id, &[report(Some(2), T0 + 1_000, 7, json!([]))], T0 + 9_000).await.expect("report");
+    assert_eq!(older.previous_uptime, Some(100_000), "the uptime in the newest figures stored");
     let stored = store.get_server(id).await.expect("server");
     assert_eq!(older.server.as_ref(), Some(&stored));
     assert_eq!(stored.last_metrics_at, Some(T0 + 5_000));
