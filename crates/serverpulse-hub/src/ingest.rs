@@ -1,9 +1,8 @@
 //! Group commit: reports from every agent go through one bounded queue to one writer,
 //! which stores whatever has queued up meanwhile in a single transaction — one commit,
-//! one fsync — and only then answers each request. Commits start at most every
-//! [`COMMIT_EVERY`]: under load a batch gathers what arrives until then (or until it is
-//! full), so fsyncs per second stay under a fixed bound whatever the number of agents,
-//! and each commit's fixed cost is shared; at rest, a lone report is committed at once.
+//! one fsync — and only then answers each request. Under load, batches grow by
+//! themselves while the previous commit is on disk, so fsyncs per second follow the
+//! disk, not the number of agents; at rest, a lone report is committed at once.
 //!
 //! A report request is [`Admitted`] on arrival, before anything else is done for it. It
 //! is refused at once with 503 and `Retry-After` (agents come back later, their reports
@@ -24,10 +23,6 @@ use crate::error::ApiError;
 
 /// Most jobs committed in one transaction.
 pub const MAX_BATCH: usize = 512;
-
-/// The shortest time between the starts of two commits: at most 250 fsyncs per second,
-/// at the cost of up to this much latency for a report arriving just after a commit.
-pub const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(4);
 
 /// The reports go back with the outcome: the handler exports them.
 type Reply = (Result<IngestOutcome, StoreError>, Vec<Report>);
@@ -102,18 +97,6 @@ pub struct WriterParts {
     pub clock: Arc<dyn crate::clock::Clock>,
 }
 
-/// Until when a writer holding `taken` requests waits for more before committing, given
-/// when its last commit started: not at all at rest or with a full batch, else until
-/// [`COMMIT_EVERY`] after that commit.
-fn wait_until(
-    last_commit: Option<tokio::time::Instant>,
-    now: tokio::time::Instant,
-    taken: usize,
-) -> Option<tokio::time::Instant> {
-    let due = last_commit? + COMMIT_EVERY;
-    (taken < MAX_BATCH && now < due).then_some(due)
-}
-
 /// The writer's half: run it with [`Writer::run`].
 #[allow(missing_debug_implementations)]
 pub struct Writer {
@@ -184,14 +167,7 @@ impl Writer {
     /// Commits batches until every [`Ingest`] handle is gone.
     pub async fn run(mut self) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut last_commit: Option<tokio::time::Instant> = None;
         while self.receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            // Soon after a commit, what arrives until the next may start joins this one.
-            if let Some(due) = wait_until(last_commit, tokio::time::Instant::now(), batch.len()) {
-                tokio::time::sleep_until(due).await;
-                self.take_queued(&mut batch);
-            }
-            last_commit = Some(tokio::time::Instant::now());
             self.commit(&mut batch).await;
         }
     }
@@ -199,20 +175,15 @@ impl Writer {
     /// Takes what is queued now (at most [`MAX_BATCH`]) and commits it; for tests.
     pub async fn step(&mut self) -> usize {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        self.take_queued(&mut batch);
-        let taken = batch.len();
-        self.commit(&mut batch).await;
-        taken
-    }
-
-    /// Adds to `batch` what is queued now, up to [`MAX_BATCH`].
-    fn take_queued(&mut self, batch: &mut Vec<Queued>) {
         while batch.len() < MAX_BATCH {
             match self.receiver.try_recv() {
                 Ok(queued) => batch.push(queued),
                 Err(_) => break,
             }
         }
+        let taken = batch.len();
+        self.commit(&mut batch).await;
+        taken
     }
 
     async fn commit(&self, batch: &mut Vec<Queued>) {
@@ -242,22 +213,5 @@ impl Writer {
             let _ = reply.send((outcome, job.reports));
         }
         tracing::debug!(jobs = count, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "ingest batch committed");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{COMMIT_EVERY, MAX_BATCH, wait_until};
-    use std::time::Duration;
-
-    #[test]
-    fn commits_start_at_most_every_interval_unless_the_batch_is_full() {
-        let start = tokio::time::Instant::now();
-        assert_eq!(wait_until(None, start, 1), None, "the first report goes at once");
-        let soon = start + Duration::from_millis(3);
-        assert_eq!(wait_until(Some(start), soon, 1), Some(start + COMMIT_EVERY), "soon after a commit: wait");
-        assert_eq!(wait_until(Some(start), soon, MAX_BATCH), None, "a full batch goes at once");
-        assert_eq!(wait_until(Some(start), start + COMMIT_EVERY, 1), None, "at rest: at once");
-        assert_eq!(wait_until(Some(start), start + Duration::from_secs(5), 1), None);
     }
 }
