@@ -6,10 +6,11 @@
 //! [`land`] decides the rest in memory; then multi-row statements write the samples,
 //! the dirty marks and every server's newest figures and contact (the server rows the
 //! outcomes carry are completed in memory from what was read and written, not read
-//! back). Only what is rare goes row by row: re-rated samples (a report landing
-//! before stored ones), watched units that changed, agents coming back. A statement is
-//! a round trip to the database (a thread hand-off on SQLite, a network one on
-//! PostgreSQL), so this is what keeps a report's cost near its share of the work.
+//! back). Watched units listed as the newest report listed them (same digest) are not
+//! compared at all. Only what is rare goes row by row: re-rated samples (a report
+//! landing before stored ones), watched units that changed, agents coming back. A
+//! statement is a round trip to the database (a thread hand-off on SQLite, a network
+//! one on PostgreSQL), so this is what keeps a report's cost near its share of the work.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
