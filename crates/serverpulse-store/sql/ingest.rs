@@ -642,10 +642,7 @@ async fn after_ingest(
     let updates: Vec<Update> = landed
         .iter()
         .map(|(server, landed)| {
-            let newest = landed.newest.as_ref().map(|(at, metrics)| {
-                let uptime = metrics.get("uptime").and_then(serde_json::Value::as_u64);
-                (*at, metrics.to_string(), to_i64(uptime))
-            });
+            let newest = landed.newest.as_ref().map(|(at, figures)| (*at, figures.text(), to_i64(figures.uptime)));
             (*server, newest, landed.contact, open.get(server).copied(), units.get(server).copied().flatten())
         })
         .collect();
@@ -721,8 +718,8 @@ async fn after_ingest(
     for (id, landed) in landed.iter_mut() {
         let Some(mut server) = server_rows.remove(id) else { continue };
         match landed.newest.take() {
-            Some((at, metrics)) => {
-                server.last_metrics = Some(metrics);
+            Some((at, figures)) => {
+                server.last_metrics = Some(figures.value());
                 server.last_metrics_at = Some(at);
             }
             None => server.last_metrics = stored_metrics.remove(id).flatten(),

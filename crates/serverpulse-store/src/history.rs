@@ -243,26 +243,59 @@ pub fn sample_of(report: &Report, received_at: i64, rates: [Option<f64>; 4]) -> 
     }
 }
 
-/// The flat figures of a report as JSON, for a server's newest figures.
-pub fn last_metrics_json(report: &Report, rates: &[Option<f64>; 4]) -> Value {
-    let m = &report.metrics;
-    json!({
-        "timestamp": serverpulse_proto::time::format_timestamp(report.timestamp),
-        "cpu_usage": m.cpu_usage.map(|p| p.get()),
-        "memory_usage": m.memory_usage.map(|p| p.get()),
-        "disk_usage": m.disk_usage.map(|p| p.get()),
-        "load_average": m.load_average,
-        "uptime": m.uptime,
-        "response_time": m.response_time,
-        "network_rx": m.network_rx,
-        "network_tx": m.network_tx,
-        "disk_io_read": m.disk_io_read,
-        "disk_io_write": m.disk_io_write,
-        "network_rx_rate": rates[0],
-        "network_tx_rate": rates[1],
-        "disk_io_read_rate": rates[2],
-        "disk_io_write_rate": rates[3],
-    })
+/// A server's newest figures as `servers.last_metrics` keeps them: the flat figures of
+/// its newest report with the rates measured against the sample before it. Fields in
+/// name order, as a JSON object's keys come out.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NewestFigures {
+    pub cpu_usage: Option<f64>,
+    pub disk_io_read: Option<u64>,
+    pub disk_io_read_rate: Option<f64>,
+    pub disk_io_write: Option<u64>,
+    pub disk_io_write_rate: Option<f64>,
+    pub disk_usage: Option<f64>,
+    pub load_average: Option<f64>,
+    pub memory_usage: Option<f64>,
+    pub network_rx: Option<u64>,
+    pub network_rx_rate: Option<f64>,
+    pub network_tx: Option<u64>,
+    pub network_tx_rate: Option<f64>,
+    pub response_time: Option<f64>,
+    pub timestamp: String,
+    pub uptime: Option<u64>,
+}
+
+impl NewestFigures {
+    pub fn of(report: &Report, rates: &[Option<f64>; 4]) -> Self {
+        let m = &report.metrics;
+        Self {
+            cpu_usage: m.cpu_usage.map(|p| p.get()),
+            disk_io_read: m.disk_io_read,
+            disk_io_read_rate: rates[2],
+            disk_io_write: m.disk_io_write,
+            disk_io_write_rate: rates[3],
+            disk_usage: m.disk_usage.map(|p| p.get()),
+            load_average: m.load_average,
+            memory_usage: m.memory_usage.map(|p| p.get()),
+            network_rx: m.network_rx,
+            network_rx_rate: rates[0],
+            network_tx: m.network_tx,
+            network_tx_rate: rates[1],
+            response_time: m.response_time,
+            timestamp: serverpulse_proto::time::format_timestamp(report.timestamp),
+            uptime: m.uptime,
+        }
+    }
+
+    /// As JSON text, written straight from the fields.
+    pub fn text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "null".to_owned())
+    }
+
+    /// As a JSON value (what a server record carries).
+    pub fn value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
 }
 
 /// Interleaves a server's recent samples (rows, oldest first) with its compacted chunks

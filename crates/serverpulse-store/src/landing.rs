@@ -12,10 +12,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use serde_json::Value;
 use serverpulse_proto::report::Report;
 
-use crate::history::{Neighbour, last_metrics_json, sample_of};
+use crate::history::{Neighbour, NewestFigures, sample_of};
 use crate::{IngestJob, IngestOutcome, Sample, ServerId, StoreError, StoreResult};
 
 /// What is stored around one report of the batch, found before anything is written.
@@ -45,8 +44,8 @@ pub struct Before {
 #[derive(Debug, Clone, Default)]
 pub struct ServerLanding {
     /// Its newest figures, when a report of the batch is newer than those stored: agent
-    /// time and the document.
-    pub newest: Option<(i64, Value)>,
+    /// time and the figures.
+    pub newest: Option<(i64, NewestFigures)>,
     /// The latest arrival among its jobs: its agent's contact.
     pub contact: i64,
     /// The arrival of its first job: when its agent came back, if it was not active.
@@ -196,7 +195,7 @@ pub fn land<'j>(jobs: &'j [IngestJob], before: &HashMap<ServerId, Before>, aroun
     for (server, Newest { position, .. }) in newest {
         if let (Some(position), Some(landed)) = (position, landing.servers.get_mut(&server)) {
             let report = reports[position];
-            landed.newest = Some((report.timestamp, last_metrics_json(report, &rates[&position])));
+            landed.newest = Some((report.timestamp, NewestFigures::of(report, &rates[&position])));
         }
     }
     landing
