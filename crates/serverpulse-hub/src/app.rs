@@ -17,9 +17,22 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::routes;
 
-/// What every handler can reach. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
+/// What every handler can reach: a handle on the hub's [`HubState`]. axum clones it for
+/// every request (each layer and handler service holds one), so a clone is one
+/// reference count, not one per shared part.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<HubState>);
+
+impl std::ops::Deref for AppState {
+    type Target = HubState;
+
+    fn deref(&self) -> &HubState {
+        &self.0
+    }
+}
+
+/// The parts of the hub every handler and background task shares.
+pub struct HubState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
@@ -45,9 +58,9 @@ pub struct AppState {
     pub leader: Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl std::fmt::Debug for AppState {
+impl std::fmt::Debug for HubState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("clock", &self.clock).field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("HubState").field("clock", &self.clock).field("settings", &self.settings).finish_non_exhaustive()
     }
 }
 
@@ -74,7 +87,7 @@ impl AppState {
         let http = crate::notifier::http_client();
         let exporter = settings.export_url.as_deref().map(|url| crate::export::Exporter::start(url, http.clone()));
         let leader = Arc::new(std::sync::atomic::AtomicBool::new(!store.is_shared()));
-        let state = Self {
+        let state = Self(Arc::new(HubState {
             leader,
             ingest,
             exporter,
@@ -87,7 +100,7 @@ impl AppState {
             wake_notifier: Arc::default(),
             live: crate::live::LiveFeed::default(),
             login_throttle: Arc::default(),
-        };
+        }));
         (state, writer)
     }
 
@@ -111,8 +124,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn(security_headers))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn(every_request))
         .with_state(state)
 }
 
@@ -129,36 +141,42 @@ async fn method_not_allowed() -> ApiError {
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
      img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-async fn security_headers(request: Request, next: Next) -> Response {
-    use axum::http::{HeaderValue, header};
+/// What every request goes through, in one layer (each layer is a service cloned per
+/// request): its answer gets the security headers, and it is logged.
+async fn every_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let started = std::time::Instant::now();
     let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+    add_security_headers(response.headers_mut());
+    log_request(&method, route.as_ref().map(|r| r.as_str()), response.status(), started.elapsed());
+    response
+}
+
+fn add_security_headers(headers: &mut axum::http::HeaderMap) {
+    use axum::http::{HeaderValue, header};
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
-    response
 }
 
 /// One log line per request: method, route template (never the raw path, which may
 /// carry ids), status and duration. Headers are never logged: they carry credentials.
-async fn log_request(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    if response.status().is_server_error() {
-        tracing::warn!(%method, route, status, elapsed_ms, "request failed");
+fn log_request(
+    method: &axum::http::Method,
+    route: Option<&str>,
+    status: axum::http::StatusCode,
+    took: std::time::Duration,
+) {
+    let route = route.unwrap_or("unmatched");
+    let elapsed_ms = took.as_secs_f64() * 1000.0;
+    let code = status.as_u16();
+    if status.is_server_error() {
+        tracing::warn!(%method, route, status = code, elapsed_ms, "request failed");
     } else {
-        tracing::debug!(%method, route, status, elapsed_ms, "request");
+        tracing::debug!(%method, route, status = code, elapsed_ms, "request");
     }
-    response
 }
 
 /// Serves until `shutdown` resolves, running the background tasks beside the router.

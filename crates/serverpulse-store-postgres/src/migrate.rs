@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "agent changes", include_str!("../migrations/0002_agent_changes.sql")),
     (3, "episodes in progress", include_str!("../migrations/0003_episodes_in_progress.sql")),
     (4, "server tracking", include_str!("../migrations/0004_server_tracking.sql")),
+    (5, "history ends", include_str!("../migrations/0005_history_ends.sql")),
 ];
 
 /// The advisory lock key serialising migrations ("SPMIGRAT" in ASCII).

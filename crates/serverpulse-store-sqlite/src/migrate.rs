@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "agent changes", include_str!("../migrations/0012_agent_changes.sql")),
     (13, "episodes in progress", include_str!("../migrations/0013_episodes_in_progress.sql")),
     (14, "server tracking", include_str!("../migrations/0014_server_tracking.sql")),
+    (15, "history ends", include_str!("../migrations/0015_history_ends.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.

@@ -11,6 +11,21 @@ async fn fresh_store() -> (tempfile::TempDir, SqliteStore) {
 
 serverpulse_store::contract_suite!(fresh_store());
 
+/// A fresh store holding one server, `name`, with its agent: for the migration tests,
+/// which then put the database back as an earlier hub left it.
+async fn store_with_one_agent(name: &str) -> (tempfile::TempDir, SqliteStore, serverpulse_store::ServerId) {
+    use serverpulse_store::{AgentCredentials, NewServer};
+    let (dir, store) = fresh_store().await;
+    let token = serverpulse_domain::Secret::generate().expect("secret").digest();
+    let server = NewServer { name: name.into(), ip: "10.1.1.2".parse().expect("ip") };
+    let credentials = AgentCredentials { agent_id: name.into(), token };
+    let ids = store
+        .provision_agents_in_bulk(&[(server, credentials)], serverpulse_store::contract::T0)
+        .await
+        .expect("provision");
+    (dir, store, ids[0])
+}
+
 /// Reopening applies no migration twice and keeps the data.
 #[tokio::test]
 async fn reopening_keeps_data() {
@@ -58,29 +73,17 @@ mod properties {
 /// stands beside the figures.
 #[tokio::test]
 async fn the_server_tracking_migration_counts_each_sample_once_and_keeps_the_uptime() {
-    use serverpulse_store::{AgentCredentials, NewServer, Store};
-    let (dir, store) = fresh_store().await;
+    use serverpulse_store::Store;
+    let (dir, store, server) = store_with_one_agent("migrated").await;
     let path = dir.path().join("contract.db");
     let t0 = serverpulse_store::contract::T0;
     let hour = t0 - t0 % 3_600_000;
-    let credentials = AgentCredentials {
-        agent_id: "migrated".into(),
-        token: serverpulse_domain::Secret::generate().unwrap().digest(),
-    };
-    let ids = store
-        .provision_agents_in_bulk(
-            &[(NewServer { name: "migrated".into(), ip: "10.1.1.2".parse().unwrap() }, credentials)],
-            t0,
-        )
-        .await
-        .unwrap();
     let report = |seq: u64, at: i64| {
         let doc = serde_json::json!({"timestamp": serverpulse_proto::time::format_timestamp(at), "seq": seq,
             "metrics": {"cpu_usage": 10.0 * seq as f64, "memory_usage": 20.0, "disk_usage": 30.0, "uptime": seq}});
         serverpulse_proto::report::decode_report(&doc, "", at).unwrap()
     };
     let reports = [report(1, hour + 60_000), report(2, hour + 120_000), report(3, hour + 420_000)];
-    let server = ids[0];
     store.store_reports(server, &reports, t0).await.unwrap();
     // As the chart route does: the server's dirty buckets first.
     let hourly = |store: SqliteStore| async move {
@@ -117,4 +120,58 @@ async fn the_server_tracking_migration_counts_each_sample_once_and_keeps_the_upt
         migrated.store_reports(server, &[report(4, hour + 480_000), report(5, hour + 3_600_000)], t0).await.unwrap();
     assert_eq!(outcome.previous_uptime, Some(3), "the newest figures' uptime, taken out of them");
     assert_eq!(hourly(migrated).await, [(4, Some(40.0))], "closed into the hour once");
+}
+
+/// Migration 0015 on a database whose newest samples' seqs were compacted before the
+/// greatest seq was tracked: the migration finds none among the rows, so a chunk put
+/// back must raise it, or a later report repeating one of its seqs would be taken as
+/// new without a probe.
+#[tokio::test]
+async fn the_history_ends_migration_keeps_reopened_seqs_known() {
+    use serverpulse_store::Store;
+    let (dir, store, server) = store_with_one_agent("ends").await;
+    let path = dir.path().join("contract.db");
+    let t0 = serverpulse_store::contract::T0;
+    let hour = t0 - t0 % 3_600_000;
+    let report = |seq: Option<u64>, at: i64| {
+        let mut doc = serde_json::json!({"timestamp": serverpulse_proto::time::format_timestamp(at),
+            "metrics": {"cpu_usage": 10.0, "memory_usage": 20.0, "disk_usage": 30.0, "network_rx": 1_000}});
+        if let Some(seq) = seq {
+            doc["seq"] = seq.into();
+        }
+        serverpulse_proto::report::decode_report(&doc, "", at).unwrap()
+    };
+    let first = [
+        report(Some(1), hour + 60_000),
+        report(Some(2), hour + 120_000),
+        report(Some(3), hour + 420_000),
+        report(None, hour + 3_660_000),
+    ];
+    store.store_reports(server, &first, t0).await.unwrap();
+    assert_eq!(store.compact_history(hour + 3_600_001).await.unwrap().samples, 3);
+    store.close().await;
+
+    // As an earlier hub left it, then the migration's statements (the columns exist).
+    let raw = sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&path)).await.unwrap();
+    sqlx::raw_sql(
+        "UPDATE servers SET last_network_rx = NULL, last_network_tx = NULL, last_disk_io_read = NULL, \
+         last_disk_io_write = NULL, max_seq = NULL, chunked_until = NULL",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
+    let migration = include_str!("../migrations/0015_history_ends.sql");
+    let statements: String =
+        migration.lines().filter(|line| !line.starts_with("ALTER TABLE")).collect::<Vec<_>>().join("\n");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statements)).execute(&raw).await.unwrap();
+    let tracked: (Option<i64>, Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT max_seq, chunked_until, last_network_rx FROM servers").fetch_one(&raw).await.unwrap();
+    assert_eq!(tracked, (None, Some(hour + 3_600_000), Some(1_000)));
+    raw.close().await;
+
+    let migrated = SqliteStore::open(&path, t0).await.unwrap();
+    // A report inside the compacted hour, without a seq, puts the chunk back.
+    migrated.store_reports(server, &[report(None, hour + 180_000)], t0).await.unwrap();
+    let again = migrated.store_reports(server, &[report(Some(3), hour + 3_720_000)], t0).await.unwrap();
+    assert_eq!((again.stored, again.duplicate_seqs), (0, vec![3]), "seq 3 is a row again, and known");
 }

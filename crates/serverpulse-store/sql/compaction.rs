@@ -46,7 +46,20 @@ pub(crate) async fn reopen(conn: &mut Conn, server: ServerId, start: i64) -> Sto
     let rows: Vec<(ServerId, &Sample, std::borrow::Cow<'_, str>)> =
         samples.iter().map(|s| (server, s, "null".into())).collect();
     crate::ingest::insert_samples(&mut *conn, &rows).await?;
-    mark_dirty(conn, &samples.iter().map(|s| (server, s.at)).collect()).await?;
+    mark_dirty(&mut *conn, &samples.iter().map(|s| (server, s.at)).collect()).await?;
+    // Ingest takes a `seq` above the server's greatest as new without a probe: the
+    // chunk's seqs are rows again (a chunk compacted before that was tracked may hold
+    // greater ones).
+    let max_seq = samples.iter().filter_map(|s| s.seq.and_then(|seq| i64::try_from(seq).ok())).max();
+    sqlx::query(
+        "UPDATE servers SET max_seq = CASE WHEN max_seq IS NULL OR $1 > max_seq THEN $1 ELSE max_seq END \
+         WHERE id = $2 AND $1 IS NOT NULL",
+    )
+    .bind(max_seq)
+    .bind(server)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
     Ok(true)
 }
 
@@ -119,6 +132,17 @@ async fn compact_span(conn: &mut Conn, server: ServerId, day: i64, until: i64) -
         .execute(&mut *conn)
         .await
         .map_err(db)?;
+    // The server's newest sample may be among those moved: ingest then probes its
+    // history for reports after it, instead of taking it from beside the server's row.
+    sqlx::query(
+        "UPDATE servers SET chunked_until = CASE WHEN chunked_until IS NULL OR chunked_until < $1 THEN $1 \
+         ELSE chunked_until END WHERE id = $2",
+    )
+    .bind(until)
+    .bind(server)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
     // Summaries from before the raw horizon could not be recomputed: they stay. The
     // server's open bucket, if among those going, is folded into the coarser tiers first.
     let raw_horizon: Option<i64> = sqlx::query_scalar("SELECT horizon FROM retention_horizons WHERE width = 0")

@@ -1,9 +1,10 @@
 //! Storing a batch of reports — the group-commit writer's transaction — in a few
 //! statements whatever the batch's size.
 //!
-//! One statement reads the batch's servers, one what is stored around every report
-//! (a stored `seq`, the neighbours in agent time, a compacted chunk to reopen), and
-//! [`land`] decides the rest in memory; then multi-row statements write the samples,
+//! One statement reads the batch's servers, with what is tracked beside each row of its
+//! history's newest end ([`Ends`]: a report after all of it needs nothing else read);
+//! one what is stored around every other report (a stored `seq`, the neighbours in
+//! agent time, a compacted chunk to reopen), and [`land`] decides the rest in memory; then multi-row statements write the samples,
 //! the dirty marks and every server's newest figures and contact (the server rows the
 //! outcomes carry are completed in memory from what was read and written, not read
 //! back). Watched units listed as the newest report listed them (same digest) are not
@@ -13,11 +14,12 @@
 //! one on PostgreSQL), so this is what keeps a report's cost near its share of the work.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serverpulse_proto::report::{Report, ServiceReport};
 use serverpulse_store::history::{
-    CHUNK_SPAN, Neighbour, UnitChange, UnitStates, bucket_of, close_buckets, unit_change_event, units_digest,
+    CHUNK_SPAN, COUNTER_COLUMNS, Neighbour, UnitChange, UnitStates, bucket_of, close_buckets, unit_change_event,
+    units_digest,
 };
 use serverpulse_store::landing::{Around, Before, Landing, ServerLanding, land};
 use serverpulse_store::{
@@ -68,7 +70,7 @@ pub(crate) async fn store_batch(
     let servers: BTreeSet<ServerId> = jobs.iter().map(|job| job.server).collect();
     crate::dialect::lock_servers(&mut *tx, &servers).await?;
     let (before, server_rows, tracked) = servers_before(&mut *tx, &servers).await?;
-    let around = around(&mut *tx, jobs, &before).await?;
+    let around = around(&mut *tx, jobs, &before, &tracked).await?;
     let mut landing = land(jobs, &before, &around);
 
     let samples: Vec<(ServerId, &Sample, Cow<'_, str>)> = landing
@@ -90,7 +92,15 @@ pub(crate) async fn store_batch(
     crate::rollups::mark_dirty(&mut *tx, &landing.touched).await?;
     crate::rollups::merge_appended(&mut *tx, &appended).await?;
     crate::rollups::close(&mut *tx, &buckets.closed).await?;
-    let rows = after_ingest(&mut *tx, &mut landing.servers, server_rows, &buckets.open, &units.stored).await?;
+    let mut max_seq: BTreeMap<ServerId, i64> = BTreeMap::new();
+    for stored in &landing.stored {
+        if let Some(seq) = to_i64(stored.report.seq) {
+            let max = max_seq.entry(stored.server).or_insert(seq);
+            *max = (*max).max(seq);
+        }
+    }
+    let tracked_after = TrackedAfter { open: &buckets.open, units: &units.stored, max_seq };
+    let rows = after_ingest(&mut *tx, &mut landing.servers, server_rows, &tracked_after).await?;
     for (server, landed) in &landing.servers {
         contact_event(&mut *tx, *server, landed.first_arrival, &landed.status_before).await?;
     }
@@ -119,6 +129,58 @@ struct Tracked {
     open: Option<i64>,
     /// The [`units_digest`] of its watched units as stored, when known.
     units: Option<i64>,
+    /// Its stored history's newest end.
+    ends: Ends,
+}
+
+/// What a batch leaves tracked beside its servers' rows (see [`Tracked`]).
+struct TrackedAfter<'a> {
+    /// Each server's open bucket, where the batch moved it.
+    open: &'a BTreeMap<ServerId, i64>,
+    /// Each server's units digest after the batch (see [`UnitDigests::stored`]).
+    units: &'a BTreeMap<ServerId, Option<i64>>,
+    /// The greatest `seq` the batch stored for each server.
+    max_seq: BTreeMap<ServerId, i64>,
+}
+
+/// The columns of `servers` holding the counters in its newest figures, in
+/// [`COUNTER_COLUMNS`] order.
+const LAST_COUNTERS: [&str; 4] = ["last_network_rx", "last_network_tx", "last_disk_io_read", "last_disk_io_write"];
+
+/// What a server's stored history holds at its newest end, tracked beside its row
+/// (migration "history ends"): enough to tell that a report comes after all of it, and
+/// then what is around that report without a probe of its own.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ends {
+    /// The sample holding its newest figures (its row id not kept: only a sample after
+    /// a report is re-rated by id, and nothing is after this one).
+    newest: Option<Neighbour>,
+    /// The greatest `seq` ever stored for it (reopened chunks included).
+    max_seq: Option<i64>,
+    /// Where its latest compacted chunk ends (exclusive).
+    chunked_until: Option<i64>,
+    /// Raw samples before this agent time are being deleted by retention.
+    raw_horizon: Option<i64>,
+}
+
+impl Ends {
+    /// What is stored around `report` when it comes after everything stored of its
+    /// server: later than the newest sample (which is then just before it), with a `seq`
+    /// above every stored one, the newest sample still a row (no compacted chunk
+    /// reaching past it, not past retention's horizon). `None`: it needs a probe.
+    fn around(&self, report: &Report) -> Option<Around> {
+        let newest = self.newest.filter(|newest| self.raw_horizon.is_none_or(|horizon| newest.at >= horizon))?;
+        let seq_is_new = match (to_i64(report.seq), self.max_seq) {
+            (Some(seq), Some(max)) => seq > max,
+            _ => true,
+        };
+        let past_chunks = self.chunked_until.is_none_or(|until| until <= newest.at);
+        (report.timestamp > newest.at && seq_is_new && past_chunks).then_some(Around {
+            seq_stored: false,
+            earlier: Some(newest),
+            later: None,
+        })
+    }
 }
 
 /// The batch's watched units, by digest.
@@ -263,23 +325,39 @@ async fn servers_before(
     let ids: Vec<ServerId> = servers.iter().copied().collect();
     static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT {}, last_uptime AS uptime, rollup_open, units_digest FROM servers WHERE id IN (SELECT id FROM ids)",
+            "SELECT {}, last_uptime AS uptime, {}, max_seq, chunked_until, rollup_open, units_digest, \
+             (SELECT horizon FROM retention_horizons WHERE width = 0) AS raw_horizon \
+             FROM servers WHERE id IN (SELECT id FROM ids)",
             SERVER_COLUMNS.replacen("last_metrics,", "CAST(NULL AS TEXT) AS last_metrics,", 1),
+            LAST_COUNTERS.join(", "),
         )
     });
     let mut before = HashMap::with_capacity(ids.len());
     let mut server_rows = HashMap::with_capacity(ids.len());
     let mut tracked = HashMap::with_capacity(ids.len());
     static TEXTS: Shapes = Shapes::new();
-    for row in rows_for_servers(&mut *conn, &ids, &TEXTS, &SELECT).await? {
-        let server = rows::server(&row)?;
-        let row = Cols(&row);
+    for db_row in rows_for_servers(&mut *conn, &ids, &TEXTS, &SELECT).await? {
+        let server = rows::server(&db_row)?;
+        let row = Cols(&db_row);
         let state = Before {
             last_at: server.last_metrics_at,
             uptime: row.opt_u64("uptime")?,
             status: row.text("agent_status")?,
         };
-        tracked.insert(server.id, Tracked { open: row.opt_int("rollup_open")?, units: row.opt_int("units_digest")? });
+        let mut counters = [None; 4];
+        for (slot, column) in counters.iter_mut().zip(LAST_COUNTERS) {
+            *slot = row.opt_u64(column)?;
+        }
+        let ends = Ends {
+            newest: state.last_at.map(|at| Neighbour { id: 0, at, uptime: state.uptime, counters }),
+            max_seq: row.opt_int("max_seq")?,
+            chunked_until: row.opt_int("chunked_until")?,
+            raw_horizon: row.opt_int("raw_horizon")?,
+        };
+        tracked.insert(
+            server.id,
+            Tracked { open: row.opt_int("rollup_open")?, units: row.opt_int("units_digest")?, ends },
+        );
         before.insert(server.id, state);
         server_rows.insert(server.id, server);
     }
@@ -289,7 +367,7 @@ async fn servers_before(
 fn neighbour(row: &DbRow) -> StoreResult<Neighbour> {
     let row = Cols(row);
     let mut counters = [None; 4];
-    for (slot, column) in counters.iter_mut().zip(serverpulse_store::history::COUNTER_COLUMNS) {
+    for (slot, column) in counters.iter_mut().zip(COUNTER_COLUMNS) {
         *slot = row.opt_u64(column)?;
     }
     Ok(Neighbour { id: row.int("id")?, at: row.int("agent_time")?, uptime: row.opt_u64("uptime")?, counters })
@@ -332,25 +410,46 @@ fn around_sql(rows: usize) -> String {
 }
 
 /// What is stored around every report of the batch whose server exists (in batch
-/// order). Compacted chunks the reports fall into are reopened first, so that each is
-/// judged against every stored sample.
-async fn around(conn: &mut Conn, jobs: &[IngestJob], before: &HashMap<ServerId, Before>) -> StoreResult<Vec<Around>> {
+/// order). A server whose every report comes after its stored history takes what is
+/// around them from its [`Ends`]; the other servers' reports are probed in one
+/// statement, compacted chunks they fall into reopened first, so that each is judged
+/// against every stored sample.
+async fn around(
+    conn: &mut Conn,
+    jobs: &[IngestJob],
+    before: &HashMap<ServerId, Before>,
+    tracked: &HashMap<ServerId, Tracked>,
+) -> StoreResult<Vec<Around>> {
+    let ends = |server: &ServerId| tracked.get(server).map(|t| t.ends).unwrap_or_default();
+    // Probed whole: reopening a chunk for one report can put back samples (and seqs)
+    // that bear on the server's others.
+    let probed: HashSet<ServerId> = jobs
+        .iter()
+        .filter(|job| job.reports.iter().any(|report| ends(&job.server).around(report).is_none()))
+        .map(|job| job.server)
+        .collect();
+    let total: usize = jobs.iter().map(|job| job.reports.len()).sum();
+    let mut found = vec![Around::default(); total];
     // (position, server, agent time, seq, day, agent time again if older than the
-    // server's newest sample) of each report whose server exists.
+    // server's newest sample) of each report probed.
     let mut reports: Vec<[Option<i64>; 6]> = Vec::new();
-    let mut position: i64 = 0;
+    let mut position = 0;
     for job in jobs {
         for report in &job.reports {
             if let Some(before) = before.get(&job.server) {
-                let at = report.timestamp;
-                let older = before.last_at.is_some_and(|last| at < last).then_some(at);
-                let day = Some(bucket_of(at, CHUNK_SPAN));
-                reports.push([Some(position), Some(job.server), Some(at), to_i64(report.seq), day, older]);
+                if probed.contains(&job.server) {
+                    let at = report.timestamp;
+                    let older = before.last_at.is_some_and(|last| at < last).then_some(at);
+                    let day = Some(bucket_of(at, CHUNK_SPAN));
+                    let k = i64::try_from(position).ok();
+                    reports.push([k, Some(job.server), Some(at), to_i64(report.seq), day, older]);
+                } else if let Some(around) = ends(&job.server).around(report) {
+                    found[position] = around;
+                }
             }
             position += 1;
         }
     }
-    let mut found = vec![Around::default(); usize::try_from(position).unwrap_or(0)];
     loop {
         let mut compacted = BTreeSet::new();
         for chunk in chunks(reports.len()) {
@@ -382,7 +481,11 @@ async fn around(conn: &mut Conn, jobs: &[IngestJob], before: &HashMap<ServerId, 
         for (server, day) in compacted {
             crate::compaction::reopen(&mut *conn, server, day).await?;
         }
-        found.iter_mut().for_each(|slot| *slot = Around::default());
+        for report in &reports {
+            if let Some(slot) = report[0].and_then(|k| usize::try_from(k).ok()).and_then(|k| found.get_mut(k)) {
+                *slot = Around::default();
+            }
+        }
     }
 }
 
@@ -633,57 +736,88 @@ async fn after_ingest(
     conn: &mut Conn,
     landed: &mut BTreeMap<ServerId, ServerLanding>,
     mut server_rows: HashMap<ServerId, Server>,
-    open: &BTreeMap<ServerId, i64>,
-    units: &BTreeMap<ServerId, Option<i64>>,
+    tracked: &TrackedAfter<'_>,
 ) -> StoreResult<HashMap<ServerId, (Server, u32)>> {
-    // (server, its newest figures' agent time, text and uptime if the batch has newer,
-    // contact, its open 5-minute bucket if the batch moved it, its units digest)
-    type Update = (ServerId, Option<(i64, String, Option<i64>)>, i64, Option<i64>, Option<i64>);
+    /// Newer figures than those stored, as written.
+    struct Figures {
+        at: i64,
+        text: String,
+        uptime: Option<i64>,
+        counters: [Option<i64>; 4],
+    }
+    /// What the update writes for one server.
+    struct Update {
+        server: ServerId,
+        newest: Option<Figures>,
+        contact: i64,
+        open: Option<i64>,
+        units: Option<i64>,
+        max_seq: Option<i64>,
+    }
     let updates: Vec<Update> = landed
         .iter()
-        .map(|(server, landed)| {
-            let newest = landed.newest.as_ref().map(|(at, figures)| (*at, figures.text(), to_i64(figures.uptime)));
-            (*server, newest, landed.contact, open.get(server).copied(), units.get(server).copied().flatten())
+        .map(|(server, landed)| Update {
+            server: *server,
+            newest: landed.newest.as_ref().map(|(at, figures)| Figures {
+                at: *at,
+                text: figures.text(),
+                uptime: to_i64(figures.uptime),
+                counters: [figures.network_rx, figures.network_tx, figures.disk_io_read, figures.disk_io_write]
+                    .map(to_i64),
+            }),
+            contact: landed.contact,
+            open: tracked.open.get(server).copied(),
+            units: tracked.units.get(server).copied().flatten(),
+            max_seq: tracked.max_seq.get(server).copied(),
         })
         .collect();
     static TEXTS: Shapes = Shapes::new();
     for chunk in chunks(updates.len()) {
         let sql = TEXTS.text(chunk.shape, |rows| {
-            let values = values_cte(
-                "v",
-                &[
-                    ("v_server", "BIGINT"),
-                    ("v_metrics", "TEXT"),
-                    ("v_at", "BIGINT"),
-                    ("v_uptime", "BIGINT"),
-                    ("v_contact", "BIGINT"),
-                    ("v_open", "BIGINT"),
-                    ("v_units", "BIGINT"),
-                ],
-                rows,
-            );
+            let mut columns = vec![
+                ("v_server", "BIGINT"),
+                ("v_metrics", "TEXT"),
+                ("v_at", "BIGINT"),
+                ("v_uptime", "BIGINT"),
+                ("v_contact", "BIGINT"),
+                ("v_open", "BIGINT"),
+                ("v_units", "BIGINT"),
+                ("v_seq", "BIGINT"),
+            ];
+            columns.extend(LAST_COUNTERS.map(|column| (column, "BIGINT")));
+            let counters: String = LAST_COUNTERS
+                .iter()
+                .map(|c| format!(", {c} = CASE WHEN v.v_at IS NULL THEN servers.{c} ELSE v.{c} END"))
+                .collect();
             format!(
-                "{values}UPDATE servers SET last_metrics = COALESCE(v.v_metrics, servers.last_metrics), \
+                "{}UPDATE servers SET last_metrics = COALESCE(v.v_metrics, servers.last_metrics), \
                  last_metrics_at = COALESCE(v.v_at, servers.last_metrics_at), agent_status = 'active', \
-                 last_uptime = CASE WHEN v.v_at IS NULL THEN servers.last_uptime ELSE v.v_uptime END, \
+                 last_uptime = CASE WHEN v.v_at IS NULL THEN servers.last_uptime ELSE v.v_uptime END{counters}, \
+                 max_seq = CASE WHEN servers.max_seq IS NULL OR v.v_seq > servers.max_seq \
+                 THEN COALESCE(v.v_seq, servers.max_seq) ELSE servers.max_seq END, \
                  rollup_open = COALESCE(v.v_open, servers.rollup_open), units_digest = v.v_units, \
                  agent_last_contact = CASE WHEN COALESCE(servers.agent_last_contact, 0) < v.v_contact \
                  THEN v.v_contact ELSE servers.agent_last_contact END \
-                 FROM v WHERE servers.id = v.v_server"
+                 FROM v WHERE servers.id = v.v_server",
+                values_cte("v", &columns, rows)
             )
         });
         let mut query = sqlx::query(sql);
         for i in 0..chunk.shape {
             let row = chunk.row(&updates, i);
-            let newest = row.and_then(|(_, newest, ..)| newest.as_ref());
+            let newest = row.and_then(|u| u.newest.as_ref());
             query = query
-                .bind(row.map(|(server, ..)| *server))
-                .bind(newest.map(|(_, metrics, _)| metrics.as_str()))
-                .bind(newest.map(|(at, ..)| *at))
-                .bind(newest.and_then(|(.., uptime)| *uptime))
-                .bind(row.map(|(_, _, contact, ..)| *contact))
-                .bind(row.and_then(|(_, _, _, open, _)| *open))
-                .bind(row.and_then(|(.., units)| *units));
+                .bind(row.map(|u| u.server))
+                .bind(newest.map(|f| f.text.as_str()))
+                .bind(newest.map(|f| f.at))
+                .bind(newest.and_then(|f| f.uptime))
+                .bind(row.map(|u| u.contact))
+                .bind(row.and_then(|u| u.open))
+                .bind(row.and_then(|u| u.units))
+                .bind(row.and_then(|u| u.max_seq));
+            for k in 0..4 {
+                query = query.bind(newest.and_then(|f| f.counters[k]));
+            }
         }
         query.execute(&mut *conn).await.map_err(db)?;
     }

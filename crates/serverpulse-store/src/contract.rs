@@ -79,6 +79,7 @@ macro_rules! contract_suite {
             a_silent_servers_newest_bucket_outlives_its_five_minute_summary,
             retention_keeps_under_the_size_cap_oldest_first,
             compacted_hours_take_late_reports_once,
+            reports_after_the_newest_sample_are_checked_like_any_other,
             readers_see_each_sample_once_while_compaction_moves_it,
             events_are_searched_literally_in_any_case,
         );
@@ -1513,6 +1514,73 @@ pub async fn compacted_hours_take_late_reports_once(store: &dyn Store) {
     assert_eq!(store.metrics_history(id, start, start + 3 * hour, 50).await.expect("limited").len(), 50);
     store.delete_server(id, start + 5 * hour).await.expect("delete");
     assert_eq!(store.metrics_history(id, start, start + 3 * hour, 1_000).await.expect("history").len(), 0);
+}
+
+/// A report later than everything stored of its server takes what is around it from the
+/// server's stored end (no probe of its own), which must say what a probe would: a `seq`
+/// stored with an earlier time is still known, a report at the newest time is rated
+/// against the one before, and a chunk reaching past the newest stored row is reopened.
+pub async fn reports_after_the_newest_sample_are_checked_like_any_other(store: &dyn Store) {
+    let id = agent(store, "past-the-end", "10.0.0.51").await;
+    let first = [report(Some(1), T0, 0, json!([])), report(Some(2), T0 + 30_000, 3_000, json!([]))];
+    store.store_reports(id, &first, T0 + 31_000).await.expect("store");
+    let later = [report(Some(2), T0 + 60_000, 6_000, json!([]))];
+    let again = store.store_reports(id, &later, T0 + 61_000).await.expect("same seq, later time");
+    assert_eq!((again.stored, again.duplicate_seqs), (0, vec![2]), "a stored seq is known whatever its time");
+    let same_time = [report(Some(3), T0 + 30_000, 4_500, json!([]))];
+    assert_eq!(store.store_reports(id, &same_time, T0 + 62_000).await.expect("same time").stored, 1);
+    let history = store.metrics_history(id, T0, T0 + 60_000, 10).await.expect("history");
+    let rate = |seq: u64| history.iter().find(|s| s.seq == Some(seq)).and_then(|s| s.network_rx_rate);
+    assert_eq!(rate(3), Some(150.0), "against the sample before its time, not the one at it");
+    let next = [report(Some(4), T0 + 90_000, 12_000, json!([]))];
+    assert_eq!(store.store_reports(id, &next, T0 + 91_000).await.expect("next").stored, 1);
+    let history = store.metrics_history(id, T0, T0 + 90_000, 10).await.expect("history");
+    let rate = |seq: u64| history.iter().find(|s| s.seq == Some(seq)).and_then(|s| s.network_rx_rate);
+    assert_eq!(rate(4), Some(125.0), "against the latest of the newest time");
+
+    // Two hours every 10 minutes, all compacted; then a late report a day before them:
+    // the newest stored row is now older than the chunk's end.
+    let id = agent(store, "chunk-past-the-end", "10.0.0.52").await;
+    let hour = 3_600_000;
+    let start = bucket(T0, hour);
+    let reports: Vec<Report> =
+        (0..12u64).map(|i| report(Some(10 + i), start + i as i64 * 600_000, i * 6_000, json!([]))).collect();
+    store.store_reports(id, &reports, start + 2 * hour).await.expect("store");
+    let compacted = store.compact_history(start + 2 * hour + 1).await.expect("compact");
+    assert_eq!(compacted.samples, 12 + 4, "this server's and the first one's");
+    // After its newest sample, now compacted: probed, and no row is before it.
+    let after = [report(Some(600), start + 2 * hour + 30_000, 66_300, json!([]))];
+    assert_eq!(store.store_reports(id, &after, start + 2 * hour).await.expect("after").stored, 1);
+    let stored = store.metrics_history(id, start + 2 * hour, start + 3 * hour, 10).await.expect("history");
+    assert_eq!(stored.iter().map(|s| s.network_rx_rate).collect::<Vec<_>>(), [None], "as a probe finds it");
+    let day_before = report(Some(1), start - 86_400_000, 0, json!([]));
+    assert_eq!(store.store_reports(id, &[day_before], start + 2 * hour).await.expect("late").stored, 1);
+    // Inside the compacted span: between the samples at 30 and 40 minutes.
+    let inside = report(Some(500), start + 1_815_000, 18_150, json!([]));
+    assert_eq!(store.store_reports(id, &[inside], start + 2 * hour).await.expect("inside").stored, 1);
+    let history = store.metrics_history(id, start - 86_400_000, start + 2 * hour, 100).await.expect("history");
+    assert_eq!(history.len(), 14, "each sample once");
+    let rate = |seq: u64| history.iter().find(|s| s.seq == Some(seq)).and_then(|s| s.network_rx_rate);
+    assert_eq!(rate(500), Some(10.0), "against the compacted sample just before it");
+    assert_eq!(rate(14), Some(10.0), "the compacted sample after it re-rated against it");
+    assert_eq!(
+        store.compact_history(start + 2 * hour + 1).await.expect("again").samples,
+        14,
+        "the chunk reopened (and the day before)"
+    );
+
+    // A silent server's newest sample removed by retention: nothing stored before a
+    // new report, which has no rates.
+    let id = agent(store, "retained-end", "10.0.0.53").await;
+    let now = T0 + 40 * DAY;
+    let old = [report(Some(1), now - 32 * DAY, 0, json!([])), report(Some(2), now - 31 * DAY, 8_640_000, json!([]))];
+    store.store_reports(id, &old, now - 31 * DAY).await.expect("store");
+    let policy = RetentionPolicy { raw_ms: 30 * DAY, five_minutes_ms: 0, hours_ms: 0, days_ms: 0, max_bytes: 0 };
+    assert!(store.apply_retention(&policy, now).await.expect("retention").raw_deleted >= 2);
+    let new = [report(Some(3), now, 9_000_000, json!([]))];
+    assert_eq!(store.store_reports(id, &new, now).await.expect("new").stored, 1);
+    let history = store.metrics_history(id, 0, i64::MAX, 10).await.expect("history");
+    assert_eq!(history.iter().map(|s| (s.seq, s.network_rx_rate)).collect::<Vec<_>>(), [(Some(3), None)]);
 }
 
 /// Compaction moves samples between rows and chunks (and a replay moves them back): a
