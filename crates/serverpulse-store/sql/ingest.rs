@@ -100,7 +100,7 @@ pub(crate) async fn store_batch(
         }
     }
     let tracked_after = TrackedAfter { open: &buckets.open, units: &units.stored, max_seq };
-    let rows = after_ingest(&mut *tx, &mut landing.servers, server_rows, &tracked_after).await?;
+    let mut rows = after_ingest(&mut *tx, &mut landing.servers, server_rows, &tracked_after).await?;
     for (server, landed) in &landing.servers {
         contact_event(&mut *tx, *server, landed.first_arrival, &landed.status_before).await?;
     }
@@ -108,11 +108,21 @@ pub(crate) async fn store_batch(
         Some(judge) => judge_rules(&mut *tx, &landing, &rows, judge).await?,
         None => HashMap::new(),
     };
-    for (outcome, job) in landing.outcomes.iter_mut().zip(jobs) {
+    // Each server's row goes to its last job's outcome, copies to any earlier ones.
+    let mut last_job: HashMap<ServerId, usize> = HashMap::with_capacity(rows.len());
+    for (index, job) in jobs.iter().enumerate() {
+        last_job.insert(job.server, index);
+    }
+    for (index, (outcome, job)) in landing.outcomes.iter_mut().zip(jobs).enumerate() {
         if let Ok(outcome) = outcome {
-            let (server, pending) = rows.get(&job.server).ok_or(serverpulse_store::StoreError::NotFound)?;
-            outcome.server = Some(server.clone());
-            outcome.commands_pending = *pending;
+            let (server, pending) = if last_job.get(&job.server) == Some(&index) {
+                rows.remove(&job.server)
+            } else {
+                rows.get(&job.server).cloned()
+            }
+            .ok_or(serverpulse_store::StoreError::NotFound)?;
+            outcome.server = Some(server);
+            outcome.commands_pending = pending;
             if let Some((touched, notifies)) = judged.get(&job.server) {
                 outcome.alerts_touched.clone_from(touched);
                 outcome.notifies = *notifies;
