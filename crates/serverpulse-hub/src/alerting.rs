@@ -10,10 +10,10 @@
 //! the server comes in between. Rules, channels and silences are read from the store at
 //! most every few seconds ([`Cached`]), not on every report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use serverpulse_alerting::rule::Level;
 use serverpulse_alerting::{EpisodeState, Metric, Snapshot, Transition, evaluate};
 use serverpulse_domain::AgentStatus;
@@ -412,34 +412,21 @@ pub fn snapshot_of_sample(sample: &Sample, previous_uptime: Option<u64>) -> Opti
 /// `metrics.detail` (serverpulse-agent) the mounts, swap, core count and custom metrics.
 pub fn snapshot_of(report: &Report, now: i64) -> Snapshot {
     let metrics = &report.metrics;
-    let detail = &report.raw["metrics"]["detail"];
-    let number = |v: &Value| v.as_f64().filter(|n| n.is_finite());
-    let mounts = detail["filesystems"]
-        .as_array()
-        .map(|list| {
-            list.iter().filter_map(|fs| Some((fs["mount"].as_str()?.to_owned(), number(&fs["percent"])?))).collect()
-        })
-        .unwrap_or_default();
-    let mut custom = BTreeMap::new();
-    for source in [&report.raw["metrics"]["custom"], &detail["custom"]] {
-        if let Some(map) = source.as_object() {
-            custom.extend(map.iter().filter_map(|(k, v)| Some((k.clone(), number(v)?))));
-        }
-    }
+    let detail = &report.detail;
     Snapshot {
         at: now,
         cpu: metrics.cpu_usage.map(|p| p.get()),
         memory: metrics.memory_usage.map(|p| p.get()),
-        swap: number(&detail["memory"]["swap_percent"]),
+        swap: detail.swap_percent,
         disk: metrics.disk_usage.map(|p| p.get()),
-        mounts,
+        mounts: detail.mounts.clone(),
         load: metrics.load_average,
-        cores: detail["cpu"]["cores"].as_u64().and_then(|c| u32::try_from(c).ok()),
+        cores: detail.cores,
         network_rx_rate: None,
         network_tx_rate: None,
         disk_read_rate: None,
         disk_write_rate: None,
-        custom,
+        custom: detail.custom.clone(),
         services: report.services.iter().map(|s| (s.name.clone(), s.status.as_str().to_owned())).collect(),
         rebooted: false,
         agent_offline: false,
@@ -450,6 +437,7 @@ pub fn snapshot_of(report: &Report, now: i64) -> Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use serde_json::json;
     use serverpulse_alerting::decode_rule;
 

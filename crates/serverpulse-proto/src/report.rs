@@ -5,6 +5,8 @@
 //! inside it. Either way the hub gets the same flat figures; the whole document is kept
 //! as [`Report::raw`] so nothing the hub does not understand is lost.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use crate::fields::{Errors, Object, Percent, ValidationError, join, kind};
@@ -65,11 +67,51 @@ pub struct Report {
     pub dialect: Dialect,
     pub metrics: FlatMetrics,
     pub services: Vec<ServiceReport>,
-    /// The document as received.
+    /// What the document holds beyond the flat metrics that alert rules watch.
+    pub detail: DetailFigures,
+    /// The document as received (null where [`Report::raw_text`] holds it).
     pub raw: Value,
     /// `raw` as the JSON text the agent sent, where the hub still has it (a request
     /// carrying this one report): stored as it came instead of serialised again.
     pub raw_text: Option<String>,
+}
+
+/// The figures of `metrics.detail` (serverpulse-agent) and of `metrics.custom` or
+/// `metrics.detail.custom` a report carries, read leniently: what is not a finite number
+/// where one is expected is left out, never refused.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DetailFigures {
+    /// Each filesystem's mount point and percentage used.
+    pub mounts: Vec<(String, f64)>,
+    pub swap_percent: Option<f64>,
+    pub cores: Option<u32>,
+    /// Custom metrics by name.
+    pub custom: BTreeMap<String, f64>,
+}
+
+impl DetailFigures {
+    fn of(document: &Value) -> Self {
+        let detail = &document["metrics"]["detail"];
+        let number = |v: &Value| v.as_f64().filter(|n| n.is_finite());
+        let mounts = detail["filesystems"]
+            .as_array()
+            .map(|list| {
+                list.iter().filter_map(|fs| Some((fs["mount"].as_str()?.to_owned(), number(&fs["percent"])?))).collect()
+            })
+            .unwrap_or_default();
+        let mut custom = BTreeMap::new();
+        for source in [&document["metrics"]["custom"], &detail["custom"]] {
+            if let Some(map) = source.as_object() {
+                custom.extend(map.iter().filter_map(|(k, v)| Some((k.clone(), number(v)?))));
+            }
+        }
+        Self {
+            mounts,
+            swap_percent: number(&detail["memory"]["swap_percent"]),
+            cores: detail["cpu"]["cores"].as_u64().and_then(|c| u32::try_from(c).ok()),
+            custom,
+        }
+    }
 }
 
 /// What one POST to the metrics endpoint carried.
@@ -170,7 +212,8 @@ fn decode_fields(value: &Value, path: &str, now: UnixMillis) -> Result<Report, V
     }
 
     let timestamp = timestamp.unwrap_or(now);
-    errors.finish(Report { seq, timestamp, dialect, metrics, services, raw: Value::Null, raw_text: None })
+    let detail = DetailFigures::of(value);
+    errors.finish(Report { seq, timestamp, dialect, metrics, services, detail, raw: Value::Null, raw_text: None })
 }
 
 fn seq_of(doc: &Object<'_>, errors: &mut Errors) -> Option<u64> {

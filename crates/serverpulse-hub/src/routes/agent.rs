@@ -179,8 +179,9 @@ pub async fn metrics(
     let (document, text) = body.required_with_text()?;
     let now = state.now();
     let reports = match decode_metrics_body(document, now)? {
-        // The request's text is this report's document: stored as it came.
-        MetricsBody::Single(report) => vec![Report { raw_text: Some(text), ..*report }],
+        // The request's text is this report's document: stored as it came, and the
+        // parsed document dropped now, while it is still in cache.
+        MetricsBody::Single(report) => vec![Report { raw_text: Some(text), raw: Value::Null, ..*report }],
         batch => batch.into_reports(),
     };
     // Durable once this returns: the writer committed the batch holding these reports.

@@ -257,6 +257,33 @@ async fn rate_rules_see_the_rates_the_hub_derives_from_counters() {
     assert_eq!(fired[0]["value"], 3500.0, "105,000 B in 30 s");
 }
 
+/// Rules on what only a report's detail carries (a mount, swap, custom metrics) fire on
+/// one report posted through the agent API: the handler keeps the document as its text
+/// and drops its parsed form, so those figures travel typed with the report.
+#[tokio::test]
+async fn rules_see_what_only_a_reports_detail_carries() {
+    let hub = spawn_app().await;
+    let admin = hub.token_for(Role::Admin).await;
+    let (server_id, agent, token) = hub.registered_agent(&admin, "10.70.0.9").await;
+    let mut rules = Vec::new();
+    for metric in ["disk:/var", "swap", "custom:queue_depth", "custom:jobs"] {
+        let rule = json!({"name": format!("High {metric}"), "metric": metric, "op": ">", "warning": 50,
+                          "scope": {"servers": [server_id]}});
+        rules.push(hub.post("/api/v1/rules", Some(&admin), rule).await.expect(201)["id"].as_i64().unwrap());
+    }
+    let timestamp = chrono::DateTime::from_timestamp_millis(T0).unwrap().to_rfc3339();
+    let report = json!({"timestamp": timestamp, "metrics": {"cpu_usage": 1.0, "memory_usage": 1.0, "disk_usage": 1.0,
+        "custom": {"queue_depth": 75},
+        "detail": {"filesystems": [{"mount": "/", "percent": 10.0}, {"mount": "/var", "percent": 91.5}],
+                   "memory": {"swap_percent": 60.0}, "custom": {"jobs": 51}}}});
+    hub.clock.set(T0);
+    hub.post(&format!("/api/v1/agents/{agent}/metrics"), Some(&token), report).await.expect(200);
+    let fired = alerts(&hub, &admin, &format!("server={server_id}")).await;
+    let by_rule = |rule: i64| fired.iter().find(|a| a["rule_id"] == rule).map(|a| a["value"].clone());
+    let values: Vec<Option<Value>> = rules.iter().map(|rule| by_rule(*rule)).collect();
+    assert_eq!(values, [Some(json!(91.5)), Some(json!(60.0)), Some(json!(75.0)), Some(json!(51.0))], "{fired:?}");
+}
+
 /// The backtest replays stored history through a rule, over the API and the CLI.
 #[tokio::test]
 async fn backtests_count_the_episodes_a_rule_would_have_had() {
