@@ -430,32 +430,39 @@ async fn around(
     before: &HashMap<ServerId, Before>,
     tracked: &HashMap<ServerId, Tracked>,
 ) -> StoreResult<Vec<Around>> {
-    let ends = |server: &ServerId| tracked.get(server).map(|t| t.ends).unwrap_or_default();
-    // Probed whole: reopening a chunk for one report can put back samples (and seqs)
-    // that bear on the server's others.
-    let probed: HashSet<ServerId> = jobs
-        .iter()
-        .filter(|job| job.reports.iter().any(|report| ends(&job.server).around(report).is_none()))
-        .map(|job| job.server)
-        .collect();
     let total: usize = jobs.iter().map(|job| job.reports.len()).sum();
     let mut found = vec![Around::default(); total];
+    // Probed whole: reopening a chunk for one report can put back samples (and seqs)
+    // that bear on the server's others.
+    let mut probed: HashSet<ServerId> = HashSet::new();
+    let mut position = 0;
+    for job in jobs {
+        let ends = tracked.get(&job.server).map(|t| t.ends).unwrap_or_default();
+        for report in &job.reports {
+            match ends.around(report) {
+                Some(around) => found[position] = around,
+                None => {
+                    probed.insert(job.server);
+                }
+            }
+            position += 1;
+        }
+    }
     // (position, server, agent time, seq, day, agent time again if older than the
     // server's newest sample) of each report probed.
     let mut reports: Vec<[Option<i64>; 6]> = Vec::new();
     let mut position = 0;
     for job in jobs {
         for report in &job.reports {
-            if let Some(before) = before.get(&job.server) {
-                if probed.contains(&job.server) {
-                    let at = report.timestamp;
-                    let older = before.last_at.is_some_and(|last| at < last).then_some(at);
-                    let day = Some(bucket_of(at, CHUNK_SPAN));
-                    let k = i64::try_from(position).ok();
-                    reports.push([k, Some(job.server), Some(at), to_i64(report.seq), day, older]);
-                } else if let Some(around) = ends(&job.server).around(report) {
-                    found[position] = around;
-                }
+            if let Some(before) = before.get(&job.server)
+                && probed.contains(&job.server)
+            {
+                found[position] = Around::default();
+                let at = report.timestamp;
+                let older = before.last_at.is_some_and(|last| at < last).then_some(at);
+                let day = Some(bucket_of(at, CHUNK_SPAN));
+                let k = i64::try_from(position).ok();
+                reports.push([k, Some(job.server), Some(at), to_i64(report.seq), day, older]);
             }
             position += 1;
         }
