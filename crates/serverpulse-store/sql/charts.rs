@@ -2,8 +2,8 @@
 //! and last per metric), and per-server counts for the fleet overview.
 //!
 //! A chart merges three sources into its buckets, in Rust: the rollup tier that tiles
-//! the request when there is one (for the hourly and daily tiers, with the server's
-//! open 5-minute bucket, which they take in only once it closes), else the raw samples;
+//! the request when there is one (with the server's open 5-minute bucket summed up from
+//! its raw samples, since no tier takes it in before it closes), else the raw samples;
 //! and, for hours compacted into chunks (which keep no 5-minute summaries), the samples
 //! decoded from those chunks.
 
@@ -51,6 +51,25 @@ fn add_tier_row(filling: &mut Filling, row: &DbRow) -> StoreResult<()> {
     Ok(())
 }
 
+/// The charted figures of `server`'s raw samples in `[from, to)` of agent time, in
+/// (time, arrival) order.
+async fn raw_rows(conn: &mut crate::dialect::Conn, server: ServerId, from: i64, to: i64) -> StoreResult<Vec<DbRow>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT agent_time, {} FROM performance_logs \
+             WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3 ORDER BY agent_time, id",
+            COLUMNS.join(", ")
+        )
+    });
+    sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
+        .bind(server)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)
+}
+
 impl SqlStore {
     pub(crate) async fn chart_buckets(
         &self,
@@ -66,6 +85,15 @@ impl SqlStore {
         let mut summed = std::collections::BTreeSet::new();
         match plan.tier {
             Some(width) => {
+                // The server's open 5-minute bucket is summed up from its raw samples:
+                // the coarser tiers take it in only once it closes, and a 5-minute
+                // summary of it is only written then (any older one is out of date).
+                let open: Option<i64> = sqlx::query_scalar("SELECT rollup_open FROM servers WHERE id = $1")
+                    .bind(server)
+                    .fetch_optional(&mut *snapshot)
+                    .await
+                    .map_err(db)?
+                    .flatten();
                 let rows = sqlx::query(
                     "SELECT * FROM rollups WHERE server_id = $1 AND width = $2 AND start >= $3 AND start < $4 ORDER BY start",
                 )
@@ -78,43 +106,22 @@ impl SqlStore {
                 .map_err(db)?;
                 for row in &rows {
                     let start: i64 = row.try_get("start").map_err(db)?;
+                    if width == TIERS[0] && Some(start) == open {
+                        continue;
+                    }
                     summed.insert(start);
                     add_tier_row(buckets.entry(bucket_of(start, plan.step)).or_default(), row)?;
                 }
-                // The coarser tiers hold closed 5-minute buckets only: the server's open
-                // one (its newest) is added from the 5-minute tier, after the rest.
-                if width > TIERS[0] {
-                    let open = sqlx::query(
-                        "SELECT r.* FROM rollups r JOIN servers s ON s.id = r.server_id AND s.rollup_open = r.start \
-                         WHERE r.server_id = $1 AND r.width = $2",
-                    )
-                    .bind(server)
-                    .bind(TIERS[0])
-                    .fetch_optional(&mut *snapshot)
-                    .await
-                    .map_err(db)?;
-                    if let Some(row) = open {
-                        let start: i64 = row.try_get("start").map_err(db)?;
-                        if plan.counts(start) {
-                            add_tier_row(buckets.entry(bucket_of(start, plan.step)).or_default(), &row)?;
-                        }
+                // After the rest: it is the server's newest.
+                if let Some(open) = open.filter(|open| plan.counts(*open)) {
+                    for row in &raw_rows(&mut snapshot, server, open, open + TIERS[0]).await? {
+                        let filling = buckets.entry(bucket_of(open, plan.step)).or_default();
+                        filling.add_sample(row.try_get("agent_time").map_err(db)?, charted_row(row)?);
                     }
                 }
             }
             None => {
-                let columns = COLUMNS.join(", ");
-                let sql = format!(
-                    "SELECT agent_time, {columns} FROM performance_logs \
-                     WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3 ORDER BY agent_time, id"
-                );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(server)
-                    .bind(from)
-                    .bind(to)
-                    .fetch_all(&mut *snapshot)
-                    .await
-                    .map_err(db)?;
-                for row in &rows {
+                for row in &raw_rows(&mut snapshot, server, from, to).await? {
                     let at: i64 = row.try_get("agent_time").map_err(db)?;
                     buckets.entry(bucket_of(at, plan.step)).or_default().add_sample(at, charted_row(row)?);
                 }

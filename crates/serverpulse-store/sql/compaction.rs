@@ -16,7 +16,7 @@ use crate::SqlStore;
 use serverpulse_store::history::{CHUNK_SPAN, COMPACTION_STEP as STEP, TIERS, bucket_of, interleave};
 
 use crate::batched::{chunks, values_cte};
-use crate::rollups::{mark_dirty, write_summaries};
+use crate::rollups::{Closed, mark_dirty, write_summaries};
 use crate::rows::{self, db};
 
 /// Chunks written (or reopened) per transaction: few, so ingest's commits interleave.
@@ -125,6 +125,14 @@ async fn compact_span(conn: &mut Conn, server: ServerId, day: i64, until: i64) -
     .execute(&mut *conn)
     .await
     .map_err(db)?;
+    // The server's open bucket, if among those going, is summed up from its raw samples
+    // and folded into the coarser tiers first.
+    let raw_horizon: Option<i64> = sqlx::query_scalar("SELECT horizon FROM retention_horizons WHERE width = 0")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    let open_from = raw_horizon.map_or(day, |h| h.max(day));
+    crate::rollups::close_open_in(&mut *conn, Some(server), open_from, until, Closed::Removed).await?;
     sqlx::query("DELETE FROM performance_logs WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3")
         .bind(server)
         .bind(day)
@@ -143,13 +151,7 @@ async fn compact_span(conn: &mut Conn, server: ServerId, day: i64, until: i64) -
     .execute(&mut *conn)
     .await
     .map_err(db)?;
-    // Summaries from before the raw horizon could not be recomputed: they stay. The
-    // server's open bucket, if among those going, is folded into the coarser tiers first.
-    let raw_horizon: Option<i64> = sqlx::query_scalar("SELECT horizon FROM retention_horizons WHERE width = 0")
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?;
-    crate::rollups::close_open_in(&mut *conn, Some(server), raw_horizon.map_or(day, |h| h.max(day)), until).await?;
+    // Summaries from before the raw horizon could not be recomputed: they stay.
     sqlx::query(
         "DELETE FROM rollups WHERE server_id = $1 AND width = $2 AND start >= $3 AND start < $4 AND start >= \
          COALESCE((SELECT horizon FROM retention_horizons WHERE width = 0), start)",

@@ -90,7 +90,8 @@ pub(crate) async fn store_batch(
     let buckets = OpenBuckets::after(&appended, &tracked);
     landing.touched.extend(buckets.stray.iter().copied());
     crate::rollups::mark_dirty(&mut *tx, &landing.touched).await?;
-    crate::rollups::merge_appended(&mut *tx, &appended).await?;
+    // The appended samples' own buckets stay open (their raw samples are their summary);
+    // the buckets they close are summed up now.
     crate::rollups::close(&mut *tx, &buckets.closed).await?;
     let mut max_seq: BTreeMap<ServerId, i64> = BTreeMap::new();
     for stored in &landing.stored {

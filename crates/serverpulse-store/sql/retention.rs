@@ -7,6 +7,7 @@
 use serverpulse_store::{RetentionOutcome, RetentionPolicy, StoreResult};
 
 use crate::SqlStore;
+use crate::rollups::Closed;
 use crate::rows::db;
 use serverpulse_store::history::{TIERS, bucket_of};
 
@@ -37,6 +38,13 @@ impl SqlStore {
         .fetch_all(&self.reader)
         .await
         .map_err(db)?;
+        let mut tx = self.begin().await?;
+        // An open 5-minute bucket is its raw samples: before those go, it is summed up
+        // and folded into the coarser tiers (before the raw horizon passes it). Until
+        // then no tier holds it, so the other kinds' retention leaves it be.
+        if width == 0 {
+            crate::rollups::close_open_in(&mut tx, None, i64::MIN, cutoff, Closed::Kept).await?;
+        }
         sqlx::query(
             "INSERT INTO retention_horizons (width, horizon) VALUES ($1, $2) \
              ON CONFLICT (width) DO UPDATE SET horizon = CASE WHEN excluded.horizon > retention_horizons.horizon \
@@ -44,17 +52,12 @@ impl SqlStore {
         )
         .bind(width)
         .bind(cutoff)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         // Compacted samples go chunk by chunk, leaving their 5-minute summaries.
         let mut deleted = if width == 0 { self.cut_chunks_before(cutoff).await? } else { 0 };
-        // Open 5-minute buckets among those going are folded into the coarser tiers first.
-        if width == TIERS[0] {
-            let mut tx = self.begin().await?;
-            crate::rollups::close_open_in(&mut tx, None, i64::MIN, cutoff - width + 1).await?;
-            tx.commit().await.map_err(db)?;
-        }
         for server in servers {
             loop {
                 let done = if width == 0 {

@@ -1,11 +1,12 @@
 //! Keeping the rollup tiers (5 min, 1 h, 1 d; migration 0006) current as samples land.
 //!
-//! A sample newer than everything stored of its server is merged into its 5-minute
-//! summary as it comes ([`merge_appended`]). That bucket stays *open* (the server's
-//! `rollup_open`, migration 0014) until a later one opens: then it is folded into the
-//! hourly and daily summaries holding it ([`close`]), so those take each 5-minute
-//! bucket once instead of every sample. A chart on a coarser tier adds the open bucket
-//! itself; compaction and retention close a bucket before its 5-minute summary goes.
+//! A server's newest 5-minute bucket stays *open* (the server's `rollup_open`,
+//! migration 0014) while samples are appended to it: its raw samples are its summary,
+//! and ingest writes nothing else for them. When a later bucket opens, the open one is
+//! [`close`]d: its 5-minute summary is written from its raw samples and folded into the
+//! hourly and daily summaries holding it, so each tier takes a bucket once instead of
+//! every sample. A chart sums the open bucket up from its raw samples itself;
+//! compaction and retention close a bucket before its raw samples go.
 //!
 //! Samples landing among stored ones mark their 5-minute buckets as dirty instead, in
 //! the transaction that stores them ([`mark_dirty`]); [`SqlStore::refresh_dirty`]
@@ -154,30 +155,6 @@ fn merge_assignments() -> String {
     format!("samples = rollups.samples + excluded.samples, {}", merged.join(", "))
 }
 
-/// The statement merging `rows` samples into their 5-minute summaries: one row of `m`
-/// per sample (server, agent time, each charted column's value), each sample opening
-/// its bucket or merging into it.
-fn merge_sql(rows: usize) -> String {
-    let mut columns: Vec<(&str, &str)> = vec![("server_id", "BIGINT"), ("at", "BIGINT")];
-    columns.extend(COLUMNS.iter().map(|c| (*c, REAL)));
-    let opened: Vec<String> = COLUMNS
-        .iter()
-        .map(|c| format!("m.{c}, m.{c}, m.{c}, CASE WHEN m.{c} IS NULL THEN 0 ELSE 1 END, m.{c}"))
-        .collect();
-    let width = TIERS[0];
-    // The bucket's start rounds agent time down (towards the past, as `bucket_of` does).
-    format!(
-        "{}INSERT INTO rollups (server_id, width, start, samples, {aggregates}) \
-         SELECT m.server_id, {width}, m.at - ((m.at % {width}) + {width}) % {width}, 1, {opened} \
-         FROM m WHERE m.server_id IS NOT NULL \
-         ON CONFLICT (server_id, width, start) DO UPDATE SET {merged}",
-        values_cte("m", &columns, rows),
-        aggregates = aggregate_columns(),
-        opened = opened.join(", "),
-        merged = merge_assignments(),
-    )
-}
-
 /// The statement folding `rows` closed 5-minute buckets (`c`: server, start) into the
 /// coarser tiers' buckets holding them.
 fn close_sql(rows: usize) -> String {
@@ -200,11 +177,16 @@ fn close_sql(rows: usize) -> String {
     )
 }
 
-/// Folds closed 5-minute buckets `(server, start)` into the coarser tiers, in the
-/// order given (a server's in time order: the newest one's last values stay). A
-/// statement may not touch one summary twice (PostgreSQL refuses it), so a server's
-/// buckets go one per statement.
+/// Closes 5-minute buckets `(server, start)`, each server's in time order: writes each
+/// one's 5-minute summary from its raw samples, then folds it into the coarser tiers in
+/// the order given (the newest one's last values stay). A statement may not touch one
+/// summary twice (PostgreSQL refuses it), so a server's buckets are folded one per
+/// statement.
 pub(crate) async fn close(conn: &mut Conn, buckets: &[(ServerId, i64)]) -> StoreResult<()> {
+    if buckets.is_empty() {
+        return Ok(());
+    }
+    summarize(&mut *conn, &buckets.iter().copied().collect()).await?;
     static TEXTS: Shapes = Shapes::new();
     for round in rounds(buckets.iter().map(|(server, start)| (*server, *start))) {
         for chunk in chunks(round.len()) {
@@ -219,12 +201,41 @@ pub(crate) async fn close(conn: &mut Conn, buckets: &[(ServerId, i64)]) -> Store
     Ok(())
 }
 
+/// Writes the 5-minute summaries of `buckets` afresh from their raw samples (those
+/// starting before the raw horizon, whose samples may be gone, stay as they are).
+async fn summarize(conn: &mut Conn, buckets: &BTreeSet<(ServerId, i64)>) -> StoreResult<()> {
+    let horizon: Option<i64> = sqlx::query_scalar("SELECT horizon FROM retention_horizons WHERE width = 0")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    let mut sql = String::new();
+    recompute(&mut sql, buckets, TIERS[0], None, horizon);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.map_err(db)?;
+    Ok(())
+}
+
+/// What becomes of the 5-minute summaries of buckets closed by [`close_open_in`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    /// Kept: the raw samples go, the summaries stand for them.
+    Kept,
+    /// Removed with the raw samples (compacted samples stand in for them), or as
+    /// retention removes them.
+    Removed,
+}
+
 /// Closes the open 5-minute buckets starting in `[from, until)` (of `server`, or of
-/// every server) and removes their 5-minute summaries: what compaction and retention do
-/// before such a summary goes, in the transaction removing it. A bucket closed this way
-/// keeps no 5-minute summary, so a sample appended to it later opens it afresh and is
-/// folded in once.
-pub(crate) async fn close_open_in(conn: &mut Conn, server: Option<ServerId>, from: i64, until: i64) -> StoreResult<()> {
+/// every server): what compaction and retention do, in their transaction, before the
+/// raw samples or the 5-minute summaries of those buckets go. A bucket closed this way
+/// and then appended to opens afresh, and is folded in once more with only its new
+/// samples.
+pub(crate) async fn close_open_in(
+    conn: &mut Conn,
+    server: Option<ServerId>,
+    from: i64,
+    until: i64,
+    summaries: Closed,
+) -> StoreResult<()> {
     const OPEN_IN: &str = "($1 IS NULL OR id = $1) AND rollup_open >= $2 AND rollup_open < $3";
     let select = format!("SELECT id, rollup_open FROM servers WHERE {OPEN_IN} ORDER BY id");
     let select = || sqlx::query_as(sqlx::AssertSqlSafe(select.clone())).bind(server).bind(from).bind(until);
@@ -237,14 +248,15 @@ pub(crate) async fn close_open_in(conn: &mut Conn, server: Option<ServerId>, fro
     let open: Vec<(ServerId, i64)> = select().fetch_all(&mut *conn).await.map_err(db)?;
     close(&mut *conn, &open).await?;
     let finest = TIERS[0];
-    // Their 5-minute summaries go, then they are recorded closed.
-    for statement in [
-        format!(
+    let mut statements = Vec::new();
+    if summaries == Closed::Removed {
+        statements.push(format!(
             "DELETE FROM rollups WHERE width = {finest} AND EXISTS (SELECT 1 FROM servers \
              WHERE servers.id = rollups.server_id AND servers.rollup_open = rollups.start AND {OPEN_IN})"
-        ),
-        format!("UPDATE servers SET rollup_open = NULL WHERE {OPEN_IN}"),
-    ] {
+        ));
+    }
+    statements.push(format!("UPDATE servers SET rollup_open = NULL WHERE {OPEN_IN}"));
+    for statement in statements {
         let query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(server).bind(from).bind(until);
         query.execute(&mut *conn).await.map_err(db)?;
     }
@@ -266,40 +278,6 @@ fn rounds<T>(items: impl Iterator<Item = (ServerId, T)>) -> Vec<Vec<(ServerId, T
     }
     rounds
 }
-
-/// Takes samples newer than everything stored of their servers into their 5-minute
-/// summaries as they stand, in one statement per [`crate::batched::MAX_ROWS`] samples
-/// (the coarser tiers take a bucket in when it closes: [`close`]). Samples landing
-/// among stored ones mark their buckets instead, for [`SqlStore::refresh_dirty`]; a
-/// bucket also marked meanwhile is recomputed whole all the same.
-///
-/// A statement may not touch one summary twice (PostgreSQL refuses it), so the samples
-/// go in rounds: a server's first sample (in agent time) in the first, its second in
-/// the next, and so on — a batch rarely holds two of one server.
-pub(crate) async fn merge_appended(conn: &mut Conn, samples: &[(ServerId, &Sample)]) -> StoreResult<()> {
-    let mut ordered: Vec<&(ServerId, &Sample)> = samples.iter().collect();
-    // In agent time; among equal times the later arrival is newest (and merged last).
-    ordered.sort_by_key(|(_, s)| s.at);
-    let rounds = rounds(ordered.into_iter().map(|(server, sample)| (*server, (sample.at, charted(sample)))));
-    static TEXTS: Shapes = Shapes::new();
-    for round in &rounds {
-        for chunk in chunks(round.len()) {
-            let mut query = sqlx::query(TEXTS.text(chunk.shape, merge_sql));
-            for i in 0..chunk.shape {
-                let row = chunk.row(round, i);
-                query = query.bind(row.map(|(server, _)| *server)).bind(row.map(|(_, (at, _))| *at));
-                for m in 0..COLUMNS.len() {
-                    query = query.bind(row.and_then(|(_, (_, values))| values[m]));
-                }
-            }
-            query.execute(&mut *conn).await.map_err(db)?;
-        }
-    }
-    Ok(())
-}
-
-/// A real column's type, as both databases read it.
-const REAL: &str = "DOUBLE PRECISION";
 
 /// Writes the 5-minute summaries of the `buckets` listed from `samples` (one server's,
 /// in agent time, every sample of those buckets), where none is stored yet: what

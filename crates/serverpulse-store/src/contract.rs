@@ -77,6 +77,7 @@ macro_rules! contract_suite {
             a_batch_answers_with_each_server_as_stored,
             retention_removes_exactly_what_is_past_its_age,
             a_silent_servers_newest_bucket_outlives_its_five_minute_summary,
+            an_open_bucket_is_summed_up_before_its_raw_samples_go,
             retention_keeps_under_the_size_cap_oldest_first,
             compacted_hours_take_late_reports_once,
             reports_after_the_newest_sample_are_checked_like_any_other,
@@ -1362,9 +1363,9 @@ pub async fn retention_removes_exactly_what_is_past_its_age(store: &dyn Store) {
 }
 
 /// The hourly and daily tiers take a 5-minute bucket in once a later one opens; a
-/// server that falls silent leaves its newest bucket open. When retention removes that
-/// bucket's 5-minute summary, the coarser tiers keep it — and a sample appended to it
-/// later is counted once.
+/// server that falls silent leaves its newest bucket open, with no summary but its raw
+/// samples. Retention of the 5-minute summaries leaves it be, and a sample appended to
+/// it later is counted once.
 pub async fn a_silent_servers_newest_bucket_outlives_its_five_minute_summary(store: &dyn Store) {
     let id = agent(store, "fell-silent", "10.0.0.49").await;
     let now = T0 - T0 % DAY + 12 * 3_600_000; // noon
@@ -1382,17 +1383,55 @@ pub async fn a_silent_servers_newest_bucket_outlives_its_five_minute_summary(sto
     assert_eq!(counted(hourly().await), (3, Some(70.0), Some(70.0)), "the open bucket is charted with the closed one");
     let policy = RetentionPolicy { raw_ms: 0, five_minutes_ms: 35 * DAY, hours_ms: 60 * DAY, days_ms: 0, max_bytes: 0 };
     let outcome = store.apply_retention(&policy, now).await.expect("retention");
-    assert_eq!(outcome.rollups_deleted, 1, "the closed 5-minute bucket (the open one went as it was folded in)");
+    assert_eq!(outcome.rollups_deleted, 1, "the closed 5-minute bucket (the open one has no summary yet)");
     let five = store.chart(id, hour, hour + 3_600_000, 300_000).await.expect("chart");
-    assert!(five.is_empty(), "no 5-minute summary is left past 35 days");
+    assert_eq!(
+        five.iter().map(|b| (b.start, b.samples)).collect::<Vec<_>>(),
+        [(hour + 5 * minute, 1)],
+        "no 5-minute summary is left past 35 days: the open bucket is its raw samples"
+    );
     assert_eq!(counted(hourly().await), (3, Some(70.0), Some(70.0)), "the hour still holds all three samples");
 
-    // A sample appended to that bucket afterwards opens it afresh: counted once, while
-    // open and once closed by a newer sample.
+    // A sample appended to the open bucket afterwards is counted once, while open and
+    // once closed by a newer sample.
     store.store_reports(id, &[sample_at(4, hour + 8 * minute, 80.0)], now).await.expect("store");
     assert_eq!(counted(hourly().await), (4, Some(80.0), Some(80.0)));
     store.store_reports(id, &[sample_at(5, now - DAY, 5.0)], now).await.expect("store");
     assert_eq!(counted(hourly().await), (4, Some(80.0), Some(80.0)), "closed into the hour, not counted twice");
+}
+
+/// An open 5-minute bucket is only its raw samples: raw retention sums it up and folds
+/// it into the coarser tiers before they go, and a later bucket opening does not fold it
+/// in twice.
+pub async fn an_open_bucket_is_summed_up_before_its_raw_samples_go(store: &dyn Store) {
+    let id = agent(store, "raw-expires", "10.0.0.47").await;
+    let now = T0 - T0 % DAY + 12 * 3_600_000; // noon
+    let hour = bucket(now - 10 * DAY, 3_600_000);
+    let minute = 60_000;
+    // One closed bucket (two samples), then two samples in the open one.
+    let reports: Vec<Report> = [(1, minute, 10.0), (2, 2 * minute, 20.0), (3, 6 * minute, 60.0), (4, 7 * minute, 70.0)]
+        .map(|(seq, at, cpu)| sample_at(seq, hour + at, cpu))
+        .to_vec();
+    store.store_reports(id, &reports, now).await.expect("store");
+    let chart = |step: i64| async move {
+        let buckets = store.chart(id, hour, hour + 3_600_000, step).await.expect("chart");
+        buckets.iter().map(|b| (b.start - hour, b.samples, b.bands[0].max, b.bands[0].last)).collect::<Vec<_>>()
+    };
+    let five = [(0, 2, Some(20.0), Some(20.0)), (5 * minute, 2, Some(70.0), Some(70.0))];
+    assert_eq!(chart(300_000).await, five, "the open bucket summed up from its raw samples");
+    assert_eq!(chart(3_600_000).await, [(0, 4, Some(70.0), Some(70.0))]);
+
+    let policy = RetentionPolicy { raw_ms: 5 * DAY, five_minutes_ms: 30 * DAY, hours_ms: 0, days_ms: 0, max_bytes: 0 };
+    let outcome = store.apply_retention(&policy, now).await.expect("retention");
+    assert_eq!((outcome.raw_deleted, outcome.rollups_deleted), (4, 0));
+    assert!(store.metrics_history(id, 0, i64::MAX, 10).await.expect("history").is_empty(), "no raw sample left");
+    assert_eq!(chart(300_000).await, five, "both buckets kept as summaries");
+    assert_eq!(chart(3_600_000).await, [(0, 4, Some(70.0), Some(70.0))], "the hour holds all four samples");
+
+    // The next sample opens a bucket of its own; the one closed by retention is not
+    // folded in again.
+    store.store_reports(id, &[sample_at(5, now - DAY, 5.0)], now).await.expect("store");
+    assert_eq!(chart(3_600_000).await, [(0, 4, Some(70.0), Some(70.0))], "counted once");
 }
 
 pub async fn retention_keeps_under_the_size_cap_oldest_first(store: &dyn Store) {
