@@ -30,6 +30,8 @@ use serverpulse_store::{AgentCredentials, NewServer};
 use serverpulse_store_postgres::PgStore;
 use serverpulse_store_sqlite::SqliteStore;
 
+mod writer;
+
 #[derive(Debug, Parser)]
 #[command(name = "serverpulse-bench", about = "Load runs against a real ServerPulse hub on loopback")]
 enum Cli {
@@ -39,6 +41,21 @@ enum Cli {
     Floor {
         #[arg(long)]
         listen: SocketAddr,
+    },
+    /// The ingest writer's transaction alone: a fleet's reports stored round after
+    /// round straight into a fresh SQLite file, CPU per report per round.
+    Writer {
+        /// Servers, one report each per round.
+        #[arg(long, default_value_t = 20_000)]
+        servers: usize,
+        /// Reports per transaction.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long, default_value_t = 21)]
+        rounds: u64,
+        /// Seconds of agent time between one server's reports.
+        #[arg(long, default_value_t = 30)]
+        interval: u64,
     },
 }
 
@@ -77,7 +94,38 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse() {
         Cli::Load(args) => runtime.block_on(load(args)),
         Cli::Floor { listen } => runtime.block_on(floor(listen)),
+        Cli::Writer { servers, batch, rounds, interval } => {
+            let dir = scratch_dir("writer-run")?;
+            let run = writer::WriterRun { servers, batch, rounds, interval };
+            runtime.block_on(writer::writer(run, dir.path()))
+        }
     }
+}
+
+/// A fresh directory for a run's database under `target/` (beside this binary's
+/// directory): a real disk, never a tmpfs.
+fn scratch_dir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+    let exe = std::env::current_exe()?;
+    let beside = exe.parent().context("the bench binary has no directory")?;
+    Ok(tempfile::Builder::new().prefix(prefix).tempdir_in(beside.parent().unwrap_or(beside))?)
+}
+
+/// A simulated agent: its server and credentials as provisioned, and its id and token
+/// as it sends them.
+type SimulatedAgent = ((NewServer, AgentCredentials), (String, String));
+
+/// `agents` simulated agents.
+fn fleet(agents: usize) -> anyhow::Result<Vec<SimulatedAgent>> {
+    (0..agents)
+        .map(|i| {
+            let secret = Secret::generate().context("randomness")?;
+            let agent_id = format!("load-agent-{i:06}");
+            let ip = format!("10.{}.{}.{}", i / 65_536 % 256, i / 256 % 256, i % 256).parse()?;
+            let server = NewServer { name: format!("load-{i:06}"), ip };
+            let credentials = AgentCredentials { agent_id: agent_id.clone(), token: secret.digest() };
+            Ok(((server, credentials), (agent_id, secret.expose().to_owned())))
+        })
+        .collect()
 }
 
 async fn floor(listen: SocketAddr) -> anyhow::Result<()> {
@@ -425,29 +473,16 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     if !hub_binary.exists() {
         bail!("no hub binary at {} (build it: cargo build --release -p serverpulse-hub)", hub_binary.display());
     }
-    // Under target/: a real disk, never a tmpfs.
-    let data = tempfile::Builder::new().prefix("load-run").tempdir_in(beside.parent().unwrap_or(&beside))?;
+    let data = scratch_dir("load-run")?;
 
     let provisioning = Instant::now();
     let store = match &args.database_url {
         Some(url) => Provisioner::Postgres(PgStore::open_url(url, now_ms()).await?),
         None => Provisioner::Sqlite(SqliteStore::open(&data.path().join("serverpulse.db"), now_ms()).await?),
     };
-    let mut agents = Vec::with_capacity(args.agents);
-    let mut batch = Vec::new();
-    for i in 0..args.agents {
-        let secret = Secret::generate().context("randomness")?;
-        let agent_id = format!("load-agent-{i:06}");
-        let ip = format!("10.{}.{}.{}", i / 65_536 % 256, i / 256 % 256, i % 256).parse()?;
-        batch.push((
-            NewServer { name: format!("load-{i:06}"), ip },
-            AgentCredentials { agent_id: agent_id.clone(), token: secret.digest() },
-        ));
-        agents.push((agent_id, secret.expose().to_owned()));
-        if batch.len() == 10_000 || i + 1 == args.agents {
-            store.provision(&batch).await?;
-            batch.clear();
-        }
+    let (provisioned, agents): (Vec<_>, Vec<_>) = fleet(args.agents)?.into_iter().unzip();
+    for batch in provisioned.chunks(10_000) {
+        store.provision(batch).await?;
     }
     store.close().await;
     println!("{} agents provisioned in {:.1} s", args.agents, provisioning.elapsed().as_secs_f64());

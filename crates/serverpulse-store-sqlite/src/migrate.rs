@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (13, "episodes in progress", include_str!("../migrations/0013_episodes_in_progress.sql")),
     (14, "server tracking", include_str!("../migrations/0014_server_tracking.sql")),
     (15, "history ends", include_str!("../migrations/0015_history_ends.sql")),
+    (16, "open bucket summary", include_str!("../migrations/0016_open_bucket_summary.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.

@@ -16,7 +16,7 @@ use sqlx::Row;
 
 use crate::SqlStore;
 use crate::rows::db;
-use serverpulse_store::history::{COLUMNS, ChartPlan, Filling, TIERS, bucket_of};
+use serverpulse_store::history::{COLUMNS, ChartPlan, Filling, OpenSummary, TIERS, bucket_of};
 
 fn charted_row(row: &DbRow) -> StoreResult<[Option<f64>; 8]> {
     let mut values = [None; 8];
@@ -85,15 +85,18 @@ impl SqlStore {
         let mut summed = std::collections::BTreeSet::new();
         match plan.tier {
             Some(width) => {
-                // The server's open 5-minute bucket is summed up from its raw samples:
-                // the coarser tiers take it in only once it closes, and a 5-minute
-                // summary of it is only written then (any older one is out of date).
-                let open: Option<i64> = sqlx::query_scalar("SELECT rollup_open FROM servers WHERE id = $1")
-                    .bind(server)
-                    .fetch_optional(&mut *snapshot)
-                    .await
-                    .map_err(db)?
-                    .flatten();
+                // The server's open 5-minute bucket is in no tier (any 5-minute row of it
+                // is out of date): it is summed up beside the server's row, or else from
+                // its raw samples — what closing it writes.
+                let (open, summary): (Option<i64>, Option<Vec<u8>>) =
+                    sqlx::query_as("SELECT rollup_open, rollup_open_summary FROM servers WHERE id = $1")
+                        .bind(server)
+                        .fetch_optional(&mut *snapshot)
+                        .await
+                        .map_err(db)?
+                        .unwrap_or_default();
+                let summary =
+                    summary.as_deref().and_then(OpenSummary::from_bytes).filter(|summary| open == Some(summary.start));
                 let rows = sqlx::query(
                     "SELECT * FROM rollups WHERE server_id = $1 AND width = $2 AND start >= $3 AND start < $4 ORDER BY start",
                 )
@@ -114,9 +117,15 @@ impl SqlStore {
                 }
                 // After the rest: it is the server's newest.
                 if let Some(open) = open.filter(|open| plan.counts(*open)) {
-                    for row in &raw_rows(&mut snapshot, server, open, open + TIERS[0]).await? {
-                        let filling = buckets.entry(bucket_of(open, plan.step)).or_default();
-                        filling.add_sample(row.try_get("agent_time").map_err(db)?, charted_row(row)?);
+                    let bucket = bucket_of(open, plan.step);
+                    match summary {
+                        Some(summary) => buckets.entry(bucket).or_default().merge(&summary.filling),
+                        None => {
+                            for row in &raw_rows(&mut snapshot, server, open, open + TIERS[0]).await? {
+                                let at = row.try_get("agent_time").map_err(db)?;
+                                buckets.entry(bucket).or_default().add_sample(at, charted_row(row)?);
+                            }
+                        }
                     }
                 }
             }

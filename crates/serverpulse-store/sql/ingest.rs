@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serverpulse_proto::report::{Report, ServiceReport};
 use serverpulse_store::history::{
-    CHUNK_SPAN, COUNTER_COLUMNS, Neighbour, UnitChange, UnitStates, bucket_of, close_buckets, unit_change_event,
-    units_digest,
+    CHUNK_SPAN, COUNTER_COLUMNS, Filling, Neighbour, OpenSummary, TIERS, UnitChange, UnitStates, bucket_of, charted,
+    close_buckets, unit_change_event, units_digest,
 };
 use serverpulse_store::landing::{Around, Before, Landing, ServerLanding, land};
 use serverpulse_store::{
@@ -29,6 +29,7 @@ use sqlx::Row;
 
 use crate::batched::{Shapes, chunks, values_cte};
 use crate::dialect::{Conn, DbRow};
+use crate::rollups::Closing;
 use crate::rows::{self, Cols, Columns, db};
 use crate::store::{SERVER_COLUMNS, contact_event, record_event};
 
@@ -87,11 +88,12 @@ pub(crate) async fn store_batch(
     write_units(&mut *tx, &landing, &units.unchanged).await?;
     let appended: Vec<(ServerId, &Sample)> =
         landing.stored.iter().filter(|s| s.appended).map(|s| (s.server, &s.sample)).collect();
-    let buckets = OpenBuckets::after(&appended, &tracked);
+    let mut buckets = OpenBuckets::after(&appended, &tracked);
     landing.touched.extend(buckets.stray.iter().copied());
+    buckets.forget_touched(&landing.touched);
     crate::rollups::mark_dirty(&mut *tx, &landing.touched).await?;
-    // The appended samples' own buckets stay open (their raw samples are their summary);
-    // the buckets they close are summed up now.
+    // The appended samples' own buckets stay open (summed up beside their servers' rows);
+    // the buckets they close get their 5-minute summaries now.
     crate::rollups::close(&mut *tx, &buckets.closed).await?;
     let mut max_seq: BTreeMap<ServerId, i64> = BTreeMap::new();
     for stored in &landing.stored {
@@ -100,7 +102,19 @@ pub(crate) async fn store_batch(
             *max = (*max).max(seq);
         }
     }
-    let tracked_after = TrackedAfter { open: &buckets.open, units: &units.stored, max_seq };
+    // Each server's open summary after the batch: as the batch left it, else as stored.
+    let summaries: BTreeMap<ServerId, Option<Vec<u8>>> = landing
+        .servers
+        .keys()
+        .map(|server| {
+            let summary = match buckets.summaries.get(server) {
+                Some(after) => after.as_ref(),
+                None => tracked.get(server).and_then(|t| t.summary.as_ref()),
+            };
+            (*server, summary.map(OpenSummary::to_bytes))
+        })
+        .collect();
+    let tracked_after = TrackedAfter { open: &buckets.open, summaries: &summaries, units: &units.stored, max_seq };
     let mut rows = after_ingest(&mut *tx, &mut landing.servers, server_rows, &tracked_after).await?;
     for (server, landed) in &landing.servers {
         contact_event(&mut *tx, *server, landed.first_arrival, &landed.status_before).await?;
@@ -134,10 +148,12 @@ pub(crate) async fn store_batch(
 }
 
 /// What the store tracks about a server beside its row, for ingest alone.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Tracked {
-    /// Its open 5-minute bucket: in the 5-minute tier, not yet in the coarser ones.
+    /// Its open 5-minute bucket: in no tier yet.
     open: Option<i64>,
+    /// The open bucket summed up, when known.
+    summary: Option<OpenSummary>,
     /// The [`units_digest`] of its watched units as stored, when known.
     units: Option<i64>,
     /// Its stored history's newest end.
@@ -148,6 +164,8 @@ struct Tracked {
 struct TrackedAfter<'a> {
     /// Each server's open bucket, where the batch moved it.
     open: &'a BTreeMap<ServerId, i64>,
+    /// Each server's open bucket summed up ([`OpenSummary::to_bytes`]), when known.
+    summaries: &'a BTreeMap<ServerId, Option<Vec<u8>>>,
     /// Each server's units digest after the batch (see [`UnitDigests::stored`]).
     units: &'a BTreeMap<ServerId, Option<i64>>,
     /// The greatest `seq` the batch stored for each server.
@@ -230,30 +248,71 @@ impl UnitDigests {
 
 /// What the batch's appended samples do to their servers' open 5-minute buckets.
 struct OpenBuckets {
-    /// Buckets closed, each server's in time order: folded into the coarser tiers.
-    closed: Vec<(ServerId, i64)>,
+    /// Buckets closed, each server's in time order, with their summaries where known:
+    /// written to the 5-minute tier and folded into the coarser ones.
+    closed: Vec<Closing>,
     /// Each such server's bucket left open.
     open: BTreeMap<ServerId, i64>,
+    /// And that bucket summed up, where known.
+    summaries: BTreeMap<ServerId, Option<OpenSummary>>,
     /// Buckets found closed already (see [`close_buckets`]): recomputed instead.
     stray: Vec<(ServerId, i64)>,
 }
 
 impl OpenBuckets {
     fn after(appended: &[(ServerId, &Sample)], tracked: &HashMap<ServerId, Tracked>) -> Self {
-        let mut times: BTreeMap<ServerId, Vec<i64>> = BTreeMap::new();
+        let mut samples: BTreeMap<ServerId, Vec<&Sample>> = BTreeMap::new();
         for (server, sample) in appended {
-            times.entry(*server).or_default().push(sample.at);
+            samples.entry(*server).or_default().push(sample);
         }
-        let mut buckets = Self { closed: Vec::new(), open: BTreeMap::new(), stray: Vec::new() };
-        for (server, times) in times {
-            let (closed, open, stray) = close_buckets(tracked.get(&server).and_then(|t| t.open), times);
-            buckets.closed.extend(closed.into_iter().map(|start| (server, start)));
+        let mut buckets =
+            Self { closed: Vec::new(), open: BTreeMap::new(), summaries: BTreeMap::new(), stray: Vec::new() };
+        for (server, mut samples) in samples {
+            // In agent time; among equal times the later arrival is newest (stable sort).
+            samples.sort_by_key(|s| s.at);
+            let tracked = tracked.get(&server);
+            let was_open = tracked.and_then(|t| t.open);
+            let (closed, open, stray) = close_buckets(was_open, samples.iter().map(|s| s.at));
+            // Each bucket summed up: the one open before from its stored summary (none
+            // known, none known after), then the batch's samples in it.
+            let mut fillings: BTreeMap<i64, Option<Filling>> = BTreeMap::new();
+            if let Some(start) = was_open {
+                fillings.insert(start, tracked.and_then(|t| t.summary.as_ref()).map(|s| s.filling.clone()));
+            }
+            for sample in &samples {
+                let start = bucket_of(sample.at, TIERS[0]);
+                if !stray.contains(&start)
+                    && let Some(filling) = fillings.entry(start).or_insert_with(|| Some(Filling::default()))
+                {
+                    filling.add_sample(sample.at, charted(sample));
+                }
+            }
+            for start in closed {
+                buckets.closed.push(Closing { server, start, summary: fillings.remove(&start).flatten() });
+            }
             buckets.stray.extend(stray.into_iter().map(|start| (server, start)));
             if let Some(open) = open {
                 buckets.open.insert(server, open);
+                let filling = fillings.remove(&open).flatten();
+                buckets.summaries.insert(server, filling.map(|filling| OpenSummary { start: open, filling }));
             }
         }
         buckets
+    }
+
+    /// Summaries of servers with samples landing among stored ones (`touched`, which
+    /// may be in or re-rate their buckets) are not known: those buckets are summed up
+    /// from their raw samples when they close.
+    fn forget_touched(&mut self, touched: &BTreeSet<(ServerId, i64)>) {
+        let servers: BTreeSet<ServerId> = touched.iter().map(|(server, _)| *server).collect();
+        for closing in &mut self.closed {
+            if servers.contains(&closing.server) {
+                closing.summary = None;
+            }
+        }
+        for server in servers {
+            self.summaries.insert(server, None);
+        }
     }
 }
 
@@ -336,7 +395,7 @@ async fn servers_before(
     let ids: Vec<ServerId> = servers.iter().copied().collect();
     static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT {}, last_uptime AS uptime, {}, max_seq, chunked_until, rollup_open, units_digest, \
+            "SELECT {}, last_uptime AS uptime, {}, max_seq, chunked_until, rollup_open, rollup_open_summary, units_digest, \
              (SELECT horizon FROM retention_horizons WHERE width = 0) AS raw_horizon \
              FROM servers WHERE id IN (SELECT id FROM ids)",
             SERVER_COLUMNS.replacen("last_metrics,", "CAST(NULL AS TEXT) AS last_metrics,", 1),
@@ -365,10 +424,12 @@ async fn servers_before(
             chunked_until: row.opt_int("chunked_until")?,
             raw_horizon: row.opt_int("raw_horizon")?,
         };
-        tracked.insert(
-            server.id,
-            Tracked { open: row.opt_int("rollup_open")?, units: row.opt_int("units_digest")?, ends },
-        );
+        let open = row.opt_int("rollup_open")?;
+        let summary: Option<Vec<u8>> = db_row.try_get("rollup_open_summary").map_err(db)?;
+        // A summary stands for the bucket it was summed up for alone.
+        let summary =
+            summary.as_deref().and_then(OpenSummary::from_bytes).filter(|summary| open == Some(summary.start));
+        tracked.insert(server.id, Tracked { open, summary, units: row.opt_int("units_digest")?, ends });
         before.insert(server.id, state);
         server_rows.insert(server.id, server);
     }
@@ -764,15 +825,16 @@ async fn after_ingest(
         counters: [Option<i64>; 4],
     }
     /// What the update writes for one server.
-    struct Update {
+    struct Update<'a> {
         server: ServerId,
         newest: Option<Figures>,
         contact: i64,
         open: Option<i64>,
+        summary: Option<&'a [u8]>,
         units: Option<i64>,
         max_seq: Option<i64>,
     }
-    let updates: Vec<Update> = landed
+    let updates: Vec<Update<'_>> = landed
         .iter()
         .map(|(server, landed)| Update {
             server: *server,
@@ -785,6 +847,7 @@ async fn after_ingest(
             }),
             contact: landed.contact,
             open: tracked.open.get(server).copied(),
+            summary: tracked.summaries.get(server).and_then(|summary| summary.as_deref()),
             units: tracked.units.get(server).copied().flatten(),
             max_seq: tracked.max_seq.get(server).copied(),
         })
@@ -799,6 +862,7 @@ async fn after_ingest(
                 ("v_uptime", "BIGINT"),
                 ("v_contact", "BIGINT"),
                 ("v_open", "BIGINT"),
+                ("v_summary", crate::dialect::BYTES),
                 ("v_units", "BIGINT"),
                 ("v_seq", "BIGINT"),
             ];
@@ -813,7 +877,8 @@ async fn after_ingest(
                  last_uptime = CASE WHEN v.v_at IS NULL THEN servers.last_uptime ELSE v.v_uptime END{counters}, \
                  max_seq = CASE WHEN servers.max_seq IS NULL OR v.v_seq > servers.max_seq \
                  THEN COALESCE(v.v_seq, servers.max_seq) ELSE servers.max_seq END, \
-                 rollup_open = COALESCE(v.v_open, servers.rollup_open), units_digest = v.v_units, \
+                 rollup_open = COALESCE(v.v_open, servers.rollup_open), rollup_open_summary = v.v_summary, \
+                 units_digest = v.v_units, \
                  agent_last_contact = CASE WHEN COALESCE(servers.agent_last_contact, 0) < v.v_contact \
                  THEN v.v_contact ELSE servers.agent_last_contact END \
                  FROM v WHERE servers.id = v.v_server",
@@ -831,6 +896,7 @@ async fn after_ingest(
                 .bind(newest.and_then(|f| f.uptime))
                 .bind(row.map(|u| u.contact))
                 .bind(row.and_then(|u| u.open))
+                .bind(row.and_then(|u| u.summary))
                 .bind(row.and_then(|u| u.units))
                 .bind(row.and_then(|u| u.max_seq));
             for k in 0..4 {

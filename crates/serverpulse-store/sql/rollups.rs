@@ -1,12 +1,14 @@
 //! Keeping the rollup tiers (5 min, 1 h, 1 d; migration 0006) current as samples land.
 //!
 //! A server's newest 5-minute bucket stays *open* (the server's `rollup_open`,
-//! migration 0014) while samples are appended to it: its raw samples are its summary,
-//! and ingest writes nothing else for them. When a later bucket opens, the open one is
-//! [`close`]d: its 5-minute summary is written from its raw samples and folded into the
-//! hourly and daily summaries holding it, so each tier takes a bucket once instead of
-//! every sample. A chart sums the open bucket up from its raw samples itself;
-//! compaction and retention close a bucket before its raw samples go.
+//! migration 0014) while samples are appended to it: no tier holds it, and ingest sums
+//! it up beside the server's row (`rollup_open_summary`, migration 0016), which it
+//! rewrites for every report anyway. When a later bucket opens, the open one is
+//! [`close`]d: its 5-minute summary is written (from its raw samples where the running
+//! one is not known) and folded into the hourly and daily summaries holding it, so each
+//! tier takes a bucket once instead of every sample. A chart sums the open bucket up
+//! from its raw samples itself; compaction and raw retention close a bucket before its
+//! raw samples go.
 //!
 //! Samples landing among stored ones mark their 5-minute buckets as dirty instead, in
 //! the transaction that stores them ([`mark_dirty`]); [`SqlStore::refresh_dirty`]
@@ -177,18 +179,34 @@ fn close_sql(rows: usize) -> String {
     )
 }
 
-/// Closes 5-minute buckets `(server, start)`, each server's in time order: writes each
-/// one's 5-minute summary from its raw samples, then folds it into the coarser tiers in
-/// the order given (the newest one's last values stay). A statement may not touch one
-/// summary twice (PostgreSQL refuses it), so a server's buckets are folded one per
+/// A 5-minute bucket being closed: its server, its start, and its summary when known
+/// (else it is summed up from its raw samples).
+#[derive(Debug)]
+pub(crate) struct Closing {
+    pub(crate) server: ServerId,
+    pub(crate) start: i64,
+    pub(crate) summary: Option<Filling>,
+}
+
+/// Closes 5-minute buckets, each server's in time order: writes each one's 5-minute
+/// summary (from its raw samples where not known), then folds it into the coarser tiers
+/// in the order given (the newest one's last values stay). A statement may not touch
+/// one summary twice (PostgreSQL refuses it), so a server's buckets are folded one per
 /// statement.
-pub(crate) async fn close(conn: &mut Conn, buckets: &[(ServerId, i64)]) -> StoreResult<()> {
+pub(crate) async fn close(conn: &mut Conn, buckets: &[Closing]) -> StoreResult<()> {
     if buckets.is_empty() {
         return Ok(());
     }
-    summarize(&mut *conn, &buckets.iter().copied().collect()).await?;
+    let unknown: BTreeSet<(ServerId, i64)> =
+        buckets.iter().filter(|b| b.summary.is_none()).map(|b| (b.server, b.start)).collect();
+    if !unknown.is_empty() {
+        summarize(&mut *conn, &unknown).await?;
+    }
+    let known: Vec<(ServerId, i64, &Filling)> =
+        buckets.iter().filter_map(|b| b.summary.as_ref().map(|summary| (b.server, b.start, summary))).collect();
+    write_rows(&mut *conn, &known, Stored::Replaced).await?;
     static TEXTS: Shapes = Shapes::new();
-    for round in rounds(buckets.iter().map(|(server, start)| (*server, *start))) {
+    for round in rounds(buckets.iter().map(|b| (b.server, b.start))) {
         for chunk in chunks(round.len()) {
             let mut query = sqlx::query(TEXTS.text(chunk.shape, close_sql));
             for i in 0..chunk.shape {
@@ -246,7 +264,9 @@ pub(crate) async fn close_open_in(
     // Under the servers' locks their open buckets stand still (ingest moves them).
     crate::dialect::lock_servers(&mut *conn, &found.iter().map(|(id, _)| *id).collect()).await?;
     let open: Vec<(ServerId, i64)> = select().fetch_all(&mut *conn).await.map_err(db)?;
-    close(&mut *conn, &open).await?;
+    let closing: Vec<Closing> =
+        open.into_iter().map(|(server, start)| Closing { server, start, summary: None }).collect();
+    close(&mut *conn, &closing).await?;
     let finest = TIERS[0];
     let mut statements = Vec::new();
     if summaries == Closed::Removed {
@@ -255,7 +275,7 @@ pub(crate) async fn close_open_in(
              WHERE servers.id = rollups.server_id AND servers.rollup_open = rollups.start AND {OPEN_IN})"
         ));
     }
-    statements.push(format!("UPDATE servers SET rollup_open = NULL WHERE {OPEN_IN}"));
+    statements.push(format!("UPDATE servers SET rollup_open = NULL, rollup_open_summary = NULL WHERE {OPEN_IN}"));
     for statement in statements {
         let query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(server).bind(from).bind(until);
         query.execute(&mut *conn).await.map_err(db)?;
@@ -288,39 +308,85 @@ pub(crate) async fn write_summaries(
     samples: &[Sample],
     buckets: &BTreeSet<i64>,
 ) -> StoreResult<()> {
-    let width = TIERS[0];
     let mut filled: std::collections::BTreeMap<i64, Filling> = std::collections::BTreeMap::new();
     for s in samples {
-        let start = bucket_of(s.at, width);
+        let start = bucket_of(s.at, TIERS[0]);
         if buckets.contains(&start) {
             filled.entry(start).or_default().add_sample(s.at, charted(s));
         }
     }
-    let placeholders: Vec<String> = (1..=4 + 5 * COLUMNS.len()).map(|i| format!("${i}")).collect();
-    let placeholders = placeholders.join(", ");
-    let sql = format!(
-        "INSERT INTO rollups (server_id, width, start, samples, {}) VALUES ({placeholders}) ON CONFLICT DO NOTHING",
-        aggregate_columns()
-    );
-    for (start, filling) in filled {
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(server)
-            .bind(width)
-            .bind(start)
-            .bind(i64::try_from(filling.samples).unwrap_or(i64::MAX));
-        for (i, summary) in filling.metrics.iter().enumerate() {
-            let present = summary.n > 0;
+    let rows: Vec<(ServerId, i64, &Filling)> =
+        filled.iter().map(|(start, filling)| (server, *start, filling)).collect();
+    write_rows(&mut *conn, &rows, Stored::Kept).await
+}
+
+/// What becomes of a 5-minute summary already stored where [`write_rows`] writes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    Kept,
+    Replaced,
+}
+
+/// Writes 5-minute summaries `(server, start, summary)`, each bucket at most once, in
+/// one statement per [`crate::batched::MAX_ROWS`].
+async fn write_rows(conn: &mut Conn, rows: &[(ServerId, i64, &Filling)], stored: Stored) -> StoreResult<()> {
+    fn sql(rows: usize, stored: Stored) -> String {
+        let mut columns: Vec<(String, &str)> =
+            vec![("server_id".into(), "BIGINT"), ("start".into(), "BIGINT"), ("samples".into(), "BIGINT")];
+        for c in COLUMNS {
+            for (part, kind) in [("min", REAL), ("max", REAL), ("sum", REAL), ("n", "BIGINT"), ("last", REAL)] {
+                columns.push((format!("{c}_{part}"), kind));
+            }
+        }
+        let aggregates = aggregate_columns();
+        let conflict = match stored {
+            Stored::Kept => "DO NOTHING".to_owned(),
+            Stored::Replaced => {
+                let set: Vec<String> = columns[2..].iter().map(|(c, _)| format!("{c} = excluded.{c}")).collect();
+                format!("DO UPDATE SET {}", set.join(", "))
+            }
+        };
+        let typed: Vec<(&str, &str)> = columns.iter().map(|(c, kind)| (c.as_str(), *kind)).collect();
+        format!(
+            "{}INSERT INTO rollups (server_id, width, start, samples, {aggregates}) \
+             SELECT server_id, {width}, start, samples, {aggregates} FROM s WHERE server_id IS NOT NULL \
+             ON CONFLICT (server_id, width, start) {conflict}",
+            values_cte("s", &typed, rows),
+            width = TIERS[0],
+        )
+    }
+    static KEPT: Shapes = Shapes::new();
+    static REPLACED: Shapes = Shapes::new();
+    let texts = match stored {
+        Stored::Kept => &KEPT,
+        Stored::Replaced => &REPLACED,
+    };
+    for chunk in chunks(rows.len()) {
+        let mut query = sqlx::query(texts.text(chunk.shape, |rows| sql(rows, stored)));
+        for i in 0..chunk.shape {
+            let row = chunk.row(rows, i);
+            let filling = row.map(|(.., filling)| *filling);
             query = query
-                .bind(summary.min)
-                .bind(summary.max)
-                .bind(present.then_some(summary.sum))
-                .bind(i64::try_from(summary.n).unwrap_or(i64::MAX))
-                .bind(filling.newest.and_then(|(_, last)| last[i]));
+                .bind(row.map(|(server, ..)| *server))
+                .bind(row.map(|(_, start, _)| *start))
+                .bind(filling.map(|f| i64::try_from(f.samples).unwrap_or(i64::MAX)));
+            for i in 0..COLUMNS.len() {
+                let summary = filling.map(|f| f.metrics[i]).filter(|summary| summary.n > 0);
+                query = query
+                    .bind(summary.and_then(|s| s.min))
+                    .bind(summary.and_then(|s| s.max))
+                    .bind(summary.map(|s| s.sum))
+                    .bind(filling.map(|f| i64::try_from(f.metrics[i].n).unwrap_or(i64::MAX)))
+                    .bind(filling.and_then(|f| f.newest).and_then(|(_, last)| last[i]));
+            }
         }
         query.execute(&mut *conn).await.map_err(db)?;
     }
     Ok(())
 }
+
+/// A real column's type, as both databases read it.
+const REAL: &str = "DOUBLE PRECISION";
 
 /// Dirty buckets taken per refresh transaction: enough that a fleet's minute of marks
 /// takes a few statements, few enough that ingest's commits interleave.

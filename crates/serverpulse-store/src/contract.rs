@@ -78,6 +78,7 @@ macro_rules! contract_suite {
             retention_removes_exactly_what_is_past_its_age,
             a_silent_servers_newest_bucket_outlives_its_five_minute_summary,
             an_open_bucket_is_summed_up_before_its_raw_samples_go,
+            a_late_report_in_the_open_bucket_counts_when_it_closes,
             retention_keeps_under_the_size_cap_oldest_first,
             compacted_hours_take_late_reports_once,
             reports_after_the_newest_sample_are_checked_like_any_other,
@@ -1398,6 +1399,29 @@ pub async fn a_silent_servers_newest_bucket_outlives_its_five_minute_summary(sto
     assert_eq!(counted(hourly().await), (4, Some(80.0), Some(80.0)));
     store.store_reports(id, &[sample_at(5, now - DAY, 5.0)], now).await.expect("store");
     assert_eq!(counted(hourly().await), (4, Some(80.0), Some(80.0)), "closed into the hour, not counted twice");
+}
+
+/// The open bucket is summed up beside its server's row as samples are appended; a
+/// report landing among them (late, replayed) is in its summary all the same once it
+/// closes, even when the dirty marks were refreshed while it was still open.
+pub async fn a_late_report_in_the_open_bucket_counts_when_it_closes(store: &dyn Store) {
+    let id = agent(store, "late-in-open", "10.0.0.46").await;
+    let now = T0 - T0 % DAY + 12 * 3_600_000; // noon
+    let hour = bucket(now - DAY, 3_600_000);
+    let minute = 60_000;
+    let appended = [sample_at(1, hour + minute, 10.0), sample_at(2, hour + 3 * minute, 30.0)];
+    store.store_reports(id, &appended, now).await.expect("store");
+    store.store_reports(id, &[sample_at(3, hour + 2 * minute, 90.0)], now).await.expect("late report");
+    store.refresh_rollups(None).await.expect("refresh");
+    store.store_reports(id, &[sample_at(4, hour + 6 * minute, 60.0)], now).await.expect("closes the bucket");
+    store.refresh_rollups(None).await.expect("refresh");
+    let chart = |step: i64| async move {
+        let buckets = store.chart(id, hour, hour + 3_600_000, step).await.expect("chart");
+        buckets.iter().map(|b| (b.start - hour, b.samples, b.bands[0].max, b.bands[0].last)).collect::<Vec<_>>()
+    };
+    let closed = (0, 3, Some(90.0), Some(30.0));
+    assert_eq!(chart(300_000).await, [closed, (5 * minute, 1, Some(60.0), Some(60.0))]);
+    assert_eq!(chart(3_600_000).await, [(0, 4, Some(90.0), Some(60.0))], "the late report is in the hour");
 }
 
 /// An open 5-minute bucket is only its raw samples: raw retention sums it up and folds

@@ -45,7 +45,7 @@ pub fn bucket_of(at: i64, width: i64) -> i64 {
 }
 
 /// One metric's figures merged so far in a bucket.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Summary {
     pub min: Option<f64>,
     pub max: Option<f64>,
@@ -64,7 +64,7 @@ impl Summary {
 
 /// A chart bucket being filled: per metric a [`Summary`], and the values of the newest
 /// sample (or summed-up bucket) seen, by agent time.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filling {
     pub samples: u64,
     pub metrics: [Summary; 8],
@@ -89,6 +89,19 @@ impl Filling {
         self.take_newest(at, values);
     }
 
+    /// Takes in `other`, a bucket summed up from samples no older than this one's.
+    pub fn merge(&mut self, other: &Filling) {
+        self.samples += other.samples;
+        for (summary, taken) in self.metrics.iter_mut().zip(&other.metrics) {
+            if let (Some(min), Some(max), true) = (taken.min, taken.max, taken.n > 0) {
+                summary.merge(min, max, taken.sum, taken.n);
+            }
+        }
+        if let Some((at, last)) = other.newest {
+            self.take_newest(at, last);
+        }
+    }
+
     pub fn finish(self, start: i64) -> ChartBucket {
         let mut bands = [Band::default(); 8];
         for (i, (band, summary)) in bands.iter_mut().zip(self.metrics).enumerate() {
@@ -100,6 +113,109 @@ impl Filling {
             };
         }
         ChartBucket { start, samples: u32::try_from(self.samples).unwrap_or(u32::MAX), bands }
+    }
+}
+
+/// A server's open 5-minute bucket summed up as samples are appended to it, kept beside
+/// its row (`servers.rollup_open_summary`): what its 5-minute summary is written from
+/// when it closes, instead of reading its raw samples back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpenSummary {
+    /// The bucket's start: the summary stands only while this bucket is the open one.
+    pub start: i64,
+    pub filling: Filling,
+}
+
+impl OpenSummary {
+    /// The layout's version, first byte of every encoding.
+    const LAYOUT: u8 = 1;
+
+    /// Little-endian: layout, start, sample count; per metric its count, then (when
+    /// not 0) minimum, maximum and sum; whether a newest sample is known, its time, and
+    /// per metric whether it had a value, then the value.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + 16 + 8 * 32 + 9 + 8 * 9);
+        out.push(Self::LAYOUT);
+        out.extend(self.start.to_le_bytes());
+        out.extend(self.filling.samples.to_le_bytes());
+        for summary in &self.filling.metrics {
+            out.extend(summary.n.to_le_bytes());
+            if let (Some(min), Some(max), true) = (summary.min, summary.max, summary.n > 0) {
+                for value in [min, max, summary.sum] {
+                    out.extend(value.to_le_bytes());
+                }
+            }
+        }
+        match self.filling.newest {
+            None => out.push(0),
+            Some((at, last)) => {
+                out.push(1);
+                out.extend(at.to_le_bytes());
+                for value in last {
+                    match value {
+                        None => out.push(0),
+                        Some(v) => {
+                            out.push(1);
+                            out.extend(v.to_le_bytes());
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads [`Self::to_bytes`]; `None` for anything else (a summary that cannot be
+    /// read is summed up again from the raw samples).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let mut bytes = Bytes(bytes);
+        if bytes.take(1)? != [Self::LAYOUT] {
+            return None;
+        }
+        let start = i64::from_le_bytes(bytes.word()?);
+        let mut filling = Filling { samples: u64::from_le_bytes(bytes.word()?), ..Filling::default() };
+        for summary in &mut filling.metrics {
+            summary.n = u64::from_le_bytes(bytes.word()?);
+            if summary.n > 0 {
+                summary.min = Some(f64::from_le_bytes(bytes.word()?));
+                summary.max = Some(f64::from_le_bytes(bytes.word()?));
+                summary.sum = f64::from_le_bytes(bytes.word()?);
+            }
+        }
+        if bytes.flag()? {
+            let at = i64::from_le_bytes(bytes.word()?);
+            let mut last = [None; 8];
+            for value in &mut last {
+                if bytes.flag()? {
+                    *value = Some(f64::from_le_bytes(bytes.word()?));
+                }
+            }
+            filling.newest = Some((at, last));
+        }
+        bytes.0.is_empty().then_some(Self { start, filling })
+    }
+}
+
+/// What is left to read of an encoding.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let (head, tail) = self.0.split_at_checked(n)?;
+        self.0 = tail;
+        Some(head)
+    }
+
+    fn word(&mut self) -> Option<[u8; 8]> {
+        self.take(8)?.try_into().ok()
+    }
+
+    fn flag(&mut self) -> Option<bool> {
+        match self.take(1)? {
+            [0] => Some(false),
+            [1] => Some(true),
+            _ => None,
+        }
     }
 }
 
@@ -525,5 +641,25 @@ mod tests {
         assert_eq!(close_buckets(None, [6 * m, 5 * m]), (vec![], Some(300_000), vec![]));
         // A bucket before the open one is already closed: recomputed, not merged again.
         assert_eq!(close_buckets(Some(600_000), [m, 10 * m]), (vec![], Some(600_000), vec![0]));
+    }
+
+    #[test]
+    fn open_summaries_read_back_exactly_and_refuse_anything_else() {
+        use super::{Filling, OpenSummary};
+        let mut filling = Filling::default();
+        filling.add_sample(1_000, [Some(1.5), None, Some(-0.0), None, None, None, None, Some(f64::MAX)]);
+        filling.add_sample(2_000, [Some(0.25), None, None, Some(3.0), None, None, None, None]);
+        for summary in [
+            OpenSummary::default(),
+            OpenSummary { start: -300_000, filling: Filling { samples: 3, ..Filling::default() } },
+            OpenSummary { start: 1_800_000_000_000, filling },
+        ] {
+            let bytes = summary.to_bytes();
+            assert_eq!(OpenSummary::from_bytes(&bytes), Some(summary.clone()));
+            assert_eq!(OpenSummary::from_bytes(&bytes[..bytes.len() - 1]), None, "truncated");
+            assert_eq!(OpenSummary::from_bytes(&[bytes.as_slice(), &[0]].concat()), None, "trailing bytes");
+        }
+        assert_eq!(OpenSummary::from_bytes(&[2]), None, "another layout");
+        assert_eq!(OpenSummary::from_bytes(&[]), None);
     }
 }
