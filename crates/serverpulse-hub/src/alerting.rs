@@ -150,11 +150,10 @@ impl Judge for ReportJudge {
         snapshot.last_report_at = Some(newest.timestamp);
         // Rates are derived by the store from consecutive counters; it keeps the newest.
         if let Some(latest) = &server.last_metrics {
-            let rate = |key: &str| latest[key].as_f64();
-            snapshot.network_rx_rate = rate("network_rx_rate");
-            snapshot.network_tx_rate = rate("network_tx_rate");
-            snapshot.disk_read_rate = rate("disk_io_read_rate");
-            snapshot.disk_write_rate = rate("disk_io_write_rate");
+            snapshot.network_rx_rate = latest.network_rx_rate;
+            snapshot.network_tx_rate = latest.network_tx_rate;
+            snapshot.disk_read_rate = latest.disk_io_read_rate;
+            snapshot.disk_write_rate = latest.disk_io_write_rate;
         }
         changes_for(&self.rules, server, &snapshot, states, false, &self.audience, self.now)
     }

@@ -18,6 +18,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Serialize;
 use serverpulse_domain::AgentStatus;
+use serverpulse_store::history::NewestFigures;
 use serverpulse_store::{Server, ServerId};
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -196,7 +197,7 @@ pub fn connection(server: &Server) -> &'static str {
 
 impl<'a> ServerFigures<'a> {
     pub fn of(server: &'a Server) -> Self {
-        let metric = |name: &str| server.last_metrics.as_ref().and_then(|m| m[name].as_f64());
+        let metric = |figure: fn(&NewestFigures) -> Option<f64>| server.last_metrics.as_ref().and_then(figure);
         Self {
             id: server.id,
             name: &server.name,
@@ -204,15 +205,15 @@ impl<'a> ServerFigures<'a> {
             agent_version: server.agent_version.as_deref(),
             at: server.last_metrics_at,
             last_contact: server.agent_last_contact,
-            cpu: metric("cpu_usage"),
-            memory: metric("memory_usage"),
-            disk: metric("disk_usage"),
-            load: metric("load_average"),
-            uptime: server.last_metrics.as_ref().and_then(|m| m["uptime"].as_u64()),
-            network_rx_rate: metric("network_rx_rate"),
-            network_tx_rate: metric("network_tx_rate"),
-            disk_read_rate: metric("disk_io_read_rate"),
-            disk_write_rate: metric("disk_io_write_rate"),
+            cpu: metric(|m| m.cpu_usage),
+            memory: metric(|m| m.memory_usage),
+            disk: metric(|m| m.disk_usage),
+            load: metric(|m| m.load_average),
+            uptime: server.last_metrics.as_ref().and_then(|m| m.uptime),
+            network_rx_rate: metric(|m| m.network_rx_rate),
+            network_tx_rate: metric(|m| m.network_tx_rate),
+            disk_read_rate: metric(|m| m.disk_io_read_rate),
+            disk_write_rate: metric(|m| m.disk_io_write_rate),
         }
     }
 }

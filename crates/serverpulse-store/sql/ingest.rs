@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serverpulse_proto::report::{Report, ServiceReport};
 use serverpulse_store::history::{
-    CHUNK_SPAN, COUNTER_COLUMNS, Filling, Neighbour, OpenSummary, TIERS, UnitChange, UnitStates, bucket_of, charted,
-    close_buckets, unit_change_event, units_digest,
+    CHUNK_SPAN, COUNTER_COLUMNS, Filling, Neighbour, NewestFigures, OpenSummary, TIERS, UnitChange, UnitStates,
+    bucket_of, charted, close_buckets, unit_change_event, units_digest,
 };
 use serverpulse_store::landing::{Around, Before, Landing, ServerLanding, land};
 use serverpulse_store::{
@@ -917,10 +917,8 @@ async fn after_ingest(
         let select = "SELECT s.id, s.last_metrics FROM servers s JOIN ids ON s.id = ids.id";
         for row in rows_for_servers(&mut *conn, &kept, &KEPT, select).await? {
             let row = Cols(&row);
-            stored_metrics.insert(
-                row.int("id")?,
-                row.opt_text("last_metrics")?.as_deref().map(serverpulse_store::rows::json).transpose()?,
-            );
+            stored_metrics
+                .insert(row.int("id")?, row.opt_text("last_metrics")?.as_deref().and_then(NewestFigures::from_text));
         }
     }
     let ids: Vec<ServerId> = server_rows.keys().copied().collect();
@@ -937,7 +935,7 @@ async fn after_ingest(
         let Some(mut server) = server_rows.remove(id) else { continue };
         match landed.newest.take() {
             Some((at, figures)) => {
-                server.last_metrics = Some(figures.value());
+                server.last_metrics = Some(figures);
                 server.last_metrics_at = Some(at);
             }
             None => server.last_metrics = stored_metrics.remove(id).flatten(),

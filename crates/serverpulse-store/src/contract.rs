@@ -1164,7 +1164,7 @@ pub async fn a_batch_rates_reports_against_their_neighbours_in_agent_time(store:
     );
     let server = outcomes[2].as_ref().expect("outcome").server.clone().expect("server row");
     assert_eq!(server.last_metrics_at, Some(T0 + 120_000));
-    assert_eq!(server.last_metrics.expect("newest figures")["network_rx_rate"], json!(100.0));
+    assert_eq!(server.last_metrics.expect("newest figures").network_rx_rate, Some(100.0));
 }
 
 /// Opens an alert of the built-in CPU rule when a report is over 50 %, else records the
@@ -1229,7 +1229,7 @@ pub async fn a_batch_answers_with_each_server_as_stored(store: &dyn Store) {
     assert_eq!(newer.server.as_ref(), Some(&stored));
     assert_eq!(stored.agent_status, AgentStatus::Active);
     assert_eq!(stored.last_metrics_at, Some(T0 + 5_000));
-    assert_eq!(stored.last_metrics.as_ref().and_then(|m| m.get("cpu_usage")), Some(&json!(10.0)));
+    assert_eq!(stored.last_metrics.as_ref().and_then(|m| m.cpu_usage), Some(10.0));
     // Older than the stored figures: they stay, and the contact moves on.
     let older =
         store.store_reports(id, &[report(Some(2), T0 + 1_000, 7, json!([]))], T0 + 9_000).await.expect("report");

@@ -362,7 +362,8 @@ pub fn sample_of(report: &Report, received_at: i64, rates: [Option<f64>; 4]) -> 
 /// A server's newest figures as `servers.last_metrics` keeps them: the flat figures of
 /// its newest report with the rates measured against the sample before it. Fields in
 /// name order, as a JSON object's keys come out.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct NewestFigures {
     pub cpu_usage: Option<f64>,
     pub disk_io_read: Option<u64>,
@@ -408,9 +409,10 @@ impl NewestFigures {
         serde_json::to_string(self).unwrap_or_else(|_| "null".to_owned())
     }
 
-    /// As a JSON value (what a server record carries).
-    pub fn value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+    /// Reads [`Self::text`]; `None` for what no hub writes (the figures are only the
+    /// newest report's, replaced by the next one).
+    pub fn from_text(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
     }
 }
 
@@ -661,5 +663,23 @@ mod tests {
         }
         assert_eq!(OpenSummary::from_bytes(&[2]), None, "another layout");
         assert_eq!(OpenSummary::from_bytes(&[]), None);
+    }
+
+    #[test]
+    fn newest_figures_read_back_from_their_text() {
+        use super::NewestFigures;
+        let figures = NewestFigures {
+            cpu_usage: Some(12.5),
+            network_rx: Some(u64::MAX),
+            network_rx_rate: Some(0.25),
+            timestamp: "2026-12-06T10:00:00Z".into(),
+            uptime: Some(7),
+            ..NewestFigures::default()
+        };
+        assert_eq!(NewestFigures::from_text(&figures.text()), Some(figures));
+        let partial = NewestFigures::from_text(r#"{"cpu_usage": 3.0, "other": true}"#).expect("lenient");
+        assert_eq!((partial.cpu_usage, partial.uptime), (Some(3.0), None));
+        assert_eq!(NewestFigures::from_text(r#"{"network_rx": -1}"#), None, "not a counter");
+        assert_eq!(NewestFigures::from_text("not json"), None);
     }
 }

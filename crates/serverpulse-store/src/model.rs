@@ -40,7 +40,7 @@ pub struct Server {
     pub agent_config: Value,
     /// The flat metrics of the newest report.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
-    pub last_metrics: Option<Value>,
+    pub last_metrics: Option<crate::history::NewestFigures>,
     pub last_metrics_at: Option<i64>,
     /// Labels for grouping: rules, silences and routes can name a tag.
     pub tags: Vec<String>,

@@ -12,6 +12,8 @@ use serverpulse_proto::alert::Severity;
 use serverpulse_proto::command::CommandType;
 use serverpulse_proto::service::ServiceStatus;
 
+use crate::history::NewestFigures;
+
 use crate::{
     AlertRecord, AlertStatus, ApiToken, CommandRecord, CommandState, DeliveryAttempt, EventKind, EventRecord,
     RuleState, Sample, Server, ServiceChange, ServiceRecord, StoreError, StoreResult, StoredChannel, StoredRule,
@@ -86,7 +88,7 @@ pub fn server(row: &impl Columns) -> StoreResult<Server> {
         agent_last_heartbeat: row.opt_int("agent_last_heartbeat")?,
         agent_last_contact: row.opt_int("agent_last_contact")?,
         agent_config: row.json("agent_config")?,
-        last_metrics: row.opt_text("last_metrics")?.as_deref().map(json).transpose()?,
+        last_metrics: row.opt_text("last_metrics")?.as_deref().and_then(NewestFigures::from_text),
         last_metrics_at: row.opt_int("last_metrics_at")?,
         tags: serde_json::from_str(&tags).map_err(|_| corrupt("server tags", &tags))?,
     })
