@@ -346,7 +346,7 @@ pub async fn silent_agents_disconnect_and_come_back(store: &dyn Store) {
     let back = store.get_server(id).await.expect("get");
     assert_eq!(back.agent_status, AgentStatus::Active);
     assert_eq!(back.agent_last_heartbeat, Some(T0 + 600));
-    assert_eq!(back.agent_config["heartbeat"]["config_version"], json!(3));
+    assert_eq!(back.agent_config.value()["heartbeat"]["config_version"], json!(3));
     let transitions: Vec<String> = store
         .events(EventQuery {
             server_id: Some(id),
@@ -1512,7 +1512,7 @@ pub fn example_server(id: ServerId, name: &str) -> crate::Server {
         agent_version: None,
         agent_last_heartbeat: None,
         agent_last_contact: None,
-        agent_config: json!({}),
+        agent_config: (&json!({})).into(),
         last_metrics: None,
         last_metrics_at: None,
         tags: Vec::new(),

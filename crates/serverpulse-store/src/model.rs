@@ -17,6 +17,39 @@ pub type ServerId = i64;
 pub type AlertId = i64;
 pub type UserId = i64;
 
+/// A JSON document as the database keeps it, read only where a field of it is needed
+/// ([`StoredJson::value`]) and written out as it is: a server's agent configuration
+/// comes with every server row (ingest reads the row for each report), and most readers
+/// never look inside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredJson(String);
+
+impl StoredJson {
+    /// The document `text`, as stored (the hub writes only JSON there).
+    pub fn from_stored(text: String) -> Self {
+        Self(text)
+    }
+
+    /// The document (`null` if what is stored is not JSON).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+}
+
+impl From<&Value> for StoredJson {
+    fn from(value: &Value) -> Self {
+        Self(value.to_string())
+    }
+}
+
+impl Serialize for StoredJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(|e| serde::ser::Error::custom(format!("stored JSON: {e}")))?;
+        raw.serialize(serializer)
+    }
+}
+
 /// A monitored server and the state of its agent.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -35,9 +68,9 @@ pub struct Server {
     pub agent_last_heartbeat: Option<i64>,
     /// Last time anything (report, heartbeat, alert, command poll) came from the agent.
     pub agent_last_contact: Option<i64>,
-    /// System info the agent registered with.
+    /// System info the agent registered with, its configuration and its last heartbeat.
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub agent_config: Value,
+    pub agent_config: StoredJson,
     /// The flat metrics of the newest report.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub last_metrics: Option<crate::history::NewestFigures>,
@@ -779,4 +812,26 @@ pub struct CompactionOutcome {
     pub samples: u64,
     /// Bytes of the chunks written.
     pub bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::StoredJson;
+
+    #[test]
+    fn stored_json_is_written_out_as_stored_and_read_on_demand() {
+        let stored = StoredJson::from_stored(r#"{"system_info":{"kernel":"6.1"},"n":[1,2.5]}"#.to_owned());
+        assert_eq!(
+            serde_json::to_string(&[&stored]).expect("serializes"),
+            r#"[{"system_info":{"kernel":"6.1"},"n":[1,2.5]}]"#,
+            "as stored, not parsed and written again"
+        );
+        assert_eq!(stored.value()["system_info"]["kernel"], "6.1");
+        assert_eq!(StoredJson::from(&json!({"a": 1})).value(), json!({"a": 1}));
+        let corrupt = StoredJson::from_stored("{not json".to_owned());
+        assert!(serde_json::to_string(&corrupt).is_err(), "never written out as if it were JSON");
+        assert_eq!(corrupt.value(), serde_json::Value::Null);
+    }
 }

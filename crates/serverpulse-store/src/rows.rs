@@ -13,6 +13,7 @@ use serverpulse_proto::command::CommandType;
 use serverpulse_proto::service::ServiceStatus;
 
 use crate::history::NewestFigures;
+use crate::model::StoredJson;
 
 use crate::{
     AlertRecord, AlertStatus, ApiToken, CommandRecord, CommandState, DeliveryAttempt, EventKind, EventRecord,
@@ -87,7 +88,7 @@ pub fn server(row: &impl Columns) -> StoreResult<Server> {
         agent_version: row.opt_text("agent_version")?,
         agent_last_heartbeat: row.opt_int("agent_last_heartbeat")?,
         agent_last_contact: row.opt_int("agent_last_contact")?,
-        agent_config: row.json("agent_config")?,
+        agent_config: StoredJson::from_stored(row.text("agent_config")?),
         last_metrics: row.opt_text("last_metrics")?.as_deref().and_then(NewestFigures::from_text),
         last_metrics_at: row.opt_int("last_metrics_at")?,
         tags: serde_json::from_str(&tags).map_err(|_| corrupt("server tags", &tags))?,

@@ -147,7 +147,7 @@ async fn settings_view(state: &AppState, id: ServerId) -> ApiResult<AgentSetting
         version: stored.version,
         settings: stored.value,
         effective,
-        applied_version: server.agent_config["heartbeat"]["config_version"].as_u64(),
+        applied_version: server.agent_config.value()["heartbeat"]["config_version"].as_u64(),
     })
 }
 

@@ -160,7 +160,8 @@ fn processes(detail: &Value) -> Vec<ProcessRow> {
 
 /// What the agent said about its system at registration, as label/value pairs.
 fn system(server: &Server) -> Vec<(String, String)> {
-    let Some(info) = server.agent_config["system_info"].as_object() else { return Vec::new() };
+    let config = server.agent_config.value();
+    let Some(info) = config["system_info"].as_object() else { return Vec::new() };
     info.iter().filter(|(_, v)| !v.is_object() && !v.is_array()).map(|(k, v)| (k.replace('_', " "), text(v))).collect()
 }
 
