@@ -89,6 +89,12 @@ struct LoadArgs {
     database_url: Option<String>,
 }
 
+/// The hub's allocator (see its `main.rs`), standing in for every `malloc` of the
+/// process as in the hub: the writer's figures are then the hub's, and the floor
+/// allocates as the hub does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     match Cli::parse() {

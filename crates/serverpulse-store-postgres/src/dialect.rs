@@ -25,10 +25,10 @@ pub(crate) fn placeholder(n: usize) -> String {
     format!("${n}")
 }
 
-/// Keeps what a heartbeat says (`$1`, JSON) in the server's `agent_config`.
 /// The type of a column of bytes, for casts.
 pub(crate) const BYTES: &str = "BYTEA";
 
+/// Keeps what a heartbeat says (`$1`, JSON) in the server's `agent_config`.
 pub(crate) const SET_HEARTBEAT_STATUS: &str =
     "UPDATE servers SET agent_config = jsonb_set(agent_config::jsonb, '{heartbeat}', $1::jsonb)::text WHERE id = $2";
 

@@ -25,10 +25,10 @@ pub(crate) fn placeholder(_n: usize) -> String {
     "?".to_owned()
 }
 
-/// Keeps what a heartbeat says (`$1`, JSON) in the server's `agent_config`.
 /// The type of a column of bytes, for casts.
 pub(crate) const BYTES: &str = "BLOB";
 
+/// Keeps what a heartbeat says (`$1`, JSON) in the server's `agent_config`.
 pub(crate) const SET_HEARTBEAT_STATUS: &str =
     "UPDATE servers SET agent_config = json_set(agent_config, '$.heartbeat', json($1)) WHERE id = $2";
 
