@@ -10,7 +10,9 @@
 
 use std::sync::OnceLock;
 
-/// Most rows one statement takes; more go in several.
+/// Most rows one statement takes; more go in several. Not more: SQLite (3.51) runs an
+/// `UPDATE … FROM` a `VALUES` list of 256 rows at several times the cost per row of one
+/// of 64 (measured: docs/benchmarks.md, seventh session).
 pub(crate) const MAX_ROWS: usize = 64;
 
 /// One statement's share of the rows: `rows[start..start + len]`, in a statement shaped
