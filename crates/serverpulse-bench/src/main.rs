@@ -26,7 +26,10 @@ use serde_json::{Value, json};
 use serverpulse_bench::measure::{FsyncCounter, cpu_seconds, pss_bytes, quantile};
 use serverpulse_bench::series::Series;
 use serverpulse_domain::Secret;
-use serverpulse_store::{AgentCredentials, NewServer};
+use serverpulse_proto::register::RegisterRequest;
+use serverpulse_proto::responses::AgentConfig;
+use serverpulse_proto::settings::AgentSettings;
+use serverpulse_store::{AgentCredentials, AgentProfile, NewServer, ProvisionedAgent};
 use serverpulse_store_postgres::PgStore;
 use serverpulse_store_sqlite::SqliteStore;
 
@@ -116,20 +119,41 @@ fn scratch_dir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
     Ok(tempfile::Builder::new().prefix(prefix).tempdir_in(beside.parent().unwrap_or(beside))?)
 }
 
-/// A simulated agent: its server and credentials as provisioned, and its id and token
-/// as it sends them.
-type SimulatedAgent = ((NewServer, AgentCredentials), (String, String));
+/// A simulated agent: its server, credentials and profile as provisioned, and its id
+/// and token as it sends them.
+type SimulatedAgent = (ProvisionedAgent, (String, String));
 
-/// `agents` simulated agents.
-fn fleet(agents: usize) -> anyhow::Result<Vec<SimulatedAgent>> {
+/// `agents` simulated agents, each registered already (with the profile the hub keeps
+/// for an agent of this workspace that registered to report every `interval` seconds),
+/// so that their server rows are as wide as a registered fleet's.
+fn fleet(agents: usize, interval: u64) -> anyhow::Result<Vec<SimulatedAgent>> {
+    let config = AgentConfig::effective(u32::try_from(interval)?, 60, AgentSettings::default(), 0);
     (0..agents)
         .map(|i| {
             let secret = Secret::generate().context("randomness")?;
             let agent_id = format!("load-agent-{i:06}");
             let ip = format!("10.{}.{}.{}", i / 65_536 % 256, i / 256 % 256, i % 256).parse()?;
-            let server = NewServer { name: format!("load-{i:06}"), ip };
-            let credentials = AgentCredentials { agent_id: agent_id.clone(), token: secret.digest() };
-            Ok(((server, credentials), (agent_id, secret.expose().to_owned())))
+            let name = format!("load-{i:06}");
+            // What this workspace's agent sends when it registers (see its runtime).
+            let request = RegisterRequest {
+                server_ip: Some(ip),
+                hostname: name.clone(),
+                agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+                system_info:
+                    json!({"os": "Debian GNU/Linux 12 (bookworm)", "kernel": "6.1.0-28-amd64", "arch": "x86_64"})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                enrollment_token: None,
+                claimed_agent_id: None,
+                registration_time: None,
+            };
+            let agent = ProvisionedAgent {
+                server: NewServer { name, ip },
+                credentials: AgentCredentials { agent_id: agent_id.clone(), token: secret.digest() },
+                profile: Some(AgentProfile::registered(&request, &config)),
+            };
+            Ok((agent, (agent_id, secret.expose().to_owned())))
         })
         .collect()
 }
@@ -456,7 +480,7 @@ enum Provisioner {
 }
 
 impl Provisioner {
-    async fn provision(&self, agents: &[(NewServer, AgentCredentials)]) -> anyhow::Result<()> {
+    async fn provision(&self, agents: &[ProvisionedAgent]) -> anyhow::Result<()> {
         match self {
             Self::Sqlite(store) => store.provision_agents_in_bulk(agents, now_ms()).await?,
             Self::Postgres(store) => store.provision_agents_in_bulk(agents, now_ms()).await?,
@@ -486,7 +510,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         Some(url) => Provisioner::Postgres(PgStore::open_url(url, now_ms()).await?),
         None => Provisioner::Sqlite(SqliteStore::open(&data.path().join("serverpulse.db"), now_ms()).await?),
     };
-    let (provisioned, agents): (Vec<_>, Vec<_>) = fleet(args.agents)?.into_iter().unzip();
+    let (provisioned, agents): (Vec<_>, Vec<_>) = fleet(args.agents, args.interval)?.into_iter().unzip();
     for batch in provisioned.chunks(10_000) {
         store.provision(batch).await?;
     }

@@ -45,7 +45,7 @@ fn cpu_micros() -> anyhow::Result<f64> {
 pub async fn writer(run: WriterRun, dir: &std::path::Path) -> anyhow::Result<()> {
     let start = bucket_of(crate::now_ms(), TIERS[0]) + 10_000;
     let store = SqliteStore::open(&dir.join("writer.db"), start).await?;
-    let (fleet, _): (Vec<_>, Vec<_>) = crate::fleet(run.servers)?.into_iter().unzip();
+    let (fleet, _): (Vec<_>, Vec<_>) = crate::fleet(run.servers, run.interval)?.into_iter().unzip();
     for chunk in fleet.chunks(10_000) {
         store.provision_agents_in_bulk(chunk, start).await?;
     }

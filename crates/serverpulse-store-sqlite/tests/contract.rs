@@ -14,16 +14,53 @@ serverpulse_store::contract_suite!(fresh_store());
 /// A fresh store holding one server, `name`, with its agent: for the migration tests,
 /// which then put the database back as an earlier hub left it.
 async fn store_with_one_agent(name: &str) -> (tempfile::TempDir, SqliteStore, serverpulse_store::ServerId) {
-    use serverpulse_store::{AgentCredentials, NewServer};
+    use serverpulse_store::{AgentCredentials, NewServer, ProvisionedAgent};
     let (dir, store) = fresh_store().await;
     let token = serverpulse_domain::Secret::generate().expect("secret").digest();
     let server = NewServer { name: name.into(), ip: "10.1.1.2".parse().expect("ip") };
     let credentials = AgentCredentials { agent_id: name.into(), token };
     let ids = store
-        .provision_agents_in_bulk(&[(server, credentials)], serverpulse_store::contract::T0)
+        .provision_agents_in_bulk(
+            &[ProvisionedAgent { server, credentials, profile: None }],
+            serverpulse_store::contract::T0,
+        )
         .await
         .expect("provision");
     (dir, store, ids[0])
+}
+
+/// Agents provisioned in bulk with their profile are as registered: their hostname,
+/// version and profile kept; without one, as a server added and never registered.
+#[tokio::test]
+async fn agents_provisioned_in_bulk_keep_their_profiles() {
+    use serverpulse_store::{AgentCredentials, AgentProfile, NewServer, ProvisionedAgent, Store};
+    let (_dir, store) = fresh_store().await;
+    let agent = |name: &str, profile: Option<AgentProfile>| ProvisionedAgent {
+        server: NewServer { name: name.into(), ip: "10.1.1.3".parse().expect("ip") },
+        credentials: AgentCredentials {
+            agent_id: format!("{name}-agent"),
+            token: serverpulse_domain::Secret::generate().expect("secret").digest(),
+        },
+        profile,
+    };
+    let profile = AgentProfile {
+        hostname: "web-02.example".into(),
+        agent_version: Some("0.9.1".into()),
+        system_info: serde_json::json!({"system_info": {"arch": "x86_64"}}),
+    };
+    let ids = store
+        .provision_agents_in_bulk(
+            &[agent("with", Some(profile)), agent("without", None)],
+            serverpulse_store::contract::T0,
+        )
+        .await
+        .expect("provision");
+    let with = store.get_server(ids[0]).await.expect("server");
+    assert_eq!((with.hostname.as_deref(), with.agent_version.as_deref()), (Some("web-02.example"), Some("0.9.1")));
+    assert_eq!(with.agent_config.value(), serde_json::json!({"system_info": {"arch": "x86_64"}}));
+    let without = store.get_server(ids[1]).await.expect("server");
+    assert_eq!((without.hostname, without.agent_version), (None, None));
+    assert_eq!(without.agent_config.value(), serde_json::json!({}));
 }
 
 /// Reopening applies no migration twice and keeps the data.

@@ -16,9 +16,9 @@ use serverpulse_store::{
     AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, CompactionOutcome,
     DeliveryOutcome, DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, FleetCounts, IngestJob,
     IngestOutcome, NewApiToken, NewCommand, NewNotification, NewServer, NewSession, NewUser, NotificationQuery,
-    NotificationRecord, Recipients, RegisterOutcome, RegistrationWay, RetentionOutcome, RetentionPolicy, RuleState,
-    Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError, StoreResult, StoredChannel,
-    StoredRule, StoredSilence, User, UserId, UserWithPassword, Versioned,
+    NotificationRecord, ProvisionedAgent, Recipients, RegisterOutcome, RegistrationWay, RetentionOutcome,
+    RetentionPolicy, RuleState, Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError,
+    StoreResult, StoredChannel, StoredRule, StoredSilence, User, UserId, UserWithPassword, Versioned,
 };
 use sqlx::{Pool, Row, Transaction};
 
@@ -44,26 +44,26 @@ impl SqlStore {
         self.writer.close().await;
     }
 
-    /// Adds many servers whose agents already hold credentials, in one transaction and
-    /// with one event: for load tests and mass imports, where a transaction (and a
-    /// commit) per server would take minutes. Returns the new servers' ids, in order.
-    pub async fn provision_agents_in_bulk(
-        &self,
-        agents: &[(NewServer, AgentCredentials)],
-        now: i64,
-    ) -> StoreResult<Vec<ServerId>> {
+    /// Adds many servers whose agents already hold credentials (with the profile of
+    /// those that registered already), in one transaction and with one event: for load
+    /// tests and mass imports, where a transaction (and a commit) per server would take
+    /// minutes. Returns the new servers' ids, in order.
+    pub async fn provision_agents_in_bulk(&self, agents: &[ProvisionedAgent], now: i64) -> StoreResult<Vec<ServerId>> {
         let mut tx = self.begin().await?;
         let mut ids = Vec::with_capacity(agents.len());
-        for (server, credentials) in agents {
+        for ProvisionedAgent { server, credentials, profile } in agents {
             let id: i64 = sqlx::query_scalar(
-                "INSERT INTO servers (name, ip, created_at, agent_id, agent_token) VALUES ($1, $2, $3, $4, $5) \
-                 RETURNING id",
+                "INSERT INTO servers (name, ip, created_at, agent_id, agent_token, hostname, agent_version, \
+                 agent_config) VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, '{}')) RETURNING id",
             )
             .bind(&server.name)
             .bind(server.ip.to_canonical().to_string())
             .bind(now)
             .bind(&credentials.agent_id)
             .bind(credentials.token.to_hex())
+            .bind(profile.as_ref().map(|p| p.hostname.as_str()))
+            .bind(profile.as_ref().and_then(|p| p.agent_version.as_deref()))
+            .bind(profile.as_ref().map(|p| p.system_info.to_string()))
             .fetch_one(&mut *tx)
             .await
             .map_err(|e| rows::conflict_if_unique(e, "an agent id is in use already"))?;

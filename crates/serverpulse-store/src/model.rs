@@ -119,6 +119,40 @@ pub struct AgentProfile {
     pub system_info: Value,
 }
 
+impl AgentProfile {
+    /// The profile kept for an agent registering with `request` and handed `config`: the
+    /// server row's `agent_config` keeps the system the agent runs on, that
+    /// configuration, and what the agent claimed (its own id, its clock at registration).
+    pub fn registered(
+        request: &serverpulse_proto::register::RegisterRequest,
+        config: &serverpulse_proto::responses::AgentConfig,
+    ) -> Self {
+        let mut info = serde_json::Map::new();
+        info.insert("system_info".to_owned(), Value::Object(request.system_info.clone()));
+        info.insert("config".to_owned(), serde_json::to_value(config).unwrap_or(Value::Null));
+        if let Some(claimed) = &request.claimed_agent_id {
+            info.insert("agent_reported_id".to_owned(), Value::String(claimed.clone()));
+        }
+        if let Some(at) = request.registration_time {
+            info.insert("registration_time".to_owned(), Value::String(serverpulse_proto::time::format_timestamp(at)));
+        }
+        Self {
+            hostname: request.hostname.clone(),
+            agent_version: request.agent_version.clone(),
+            system_info: Value::Object(info),
+        }
+    }
+}
+
+/// A server added with its agent's credentials already issued (see
+/// `provision_agents_in_bulk`), and, where the agent has registered already, its profile.
+#[derive(Debug, Clone)]
+pub struct ProvisionedAgent {
+    pub server: NewServer,
+    pub credentials: AgentCredentials,
+    pub profile: Option<AgentProfile>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegisterOutcome {
     Registered {
@@ -833,5 +867,33 @@ mod tests {
         let corrupt = StoredJson::from_stored("{not json".to_owned());
         assert!(serde_json::to_string(&corrupt).is_err(), "never written out as if it were JSON");
         assert_eq!(corrupt.value(), serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_registered_profile_keeps_the_system_the_configuration_and_the_claims() {
+        use serverpulse_proto::register::RegisterRequest;
+        use serverpulse_proto::responses::AgentConfig;
+        let request = RegisterRequest {
+            server_ip: None,
+            hostname: "web-01".into(),
+            agent_version: Some("2.1.0".into()),
+            system_info: json!({"kernel": "6.1.0-18-amd64"}).as_object().cloned().unwrap_or_default(),
+            enrollment_token: Some("never kept".into()),
+            claimed_agent_id: Some("web-01-1718990000".into()),
+            registration_time: Some(1_750_537_799_123),
+        };
+        let config = AgentConfig::effective(30, 60, Default::default(), 0);
+        let profile = super::AgentProfile::registered(&request, &config);
+        assert_eq!((profile.hostname.as_str(), profile.agent_version.as_deref()), ("web-01", Some("2.1.0")));
+        assert_eq!(
+            profile.system_info,
+            json!({"system_info": {"kernel": "6.1.0-18-amd64"},
+                   "config": {"collection_interval": 30, "heartbeat_interval": 60, "metrics_enabled": true},
+                   "agent_reported_id": "web-01-1718990000",
+                   "registration_time": serverpulse_proto::time::format_timestamp(1_750_537_799_123)})
+        );
+        let unclaimed = RegisterRequest { claimed_agent_id: None, registration_time: None, ..request };
+        let profile = super::AgentProfile::registered(&unclaimed, &config);
+        assert_eq!(profile.system_info.as_object().map(|o| o.len()), Some(2), "only what the agent said");
     }
 }

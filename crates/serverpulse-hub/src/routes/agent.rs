@@ -5,12 +5,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use serverpulse_domain::{Secret, TokenDigest};
 use serverpulse_proto::alert::decode_alerts;
 use serverpulse_proto::command::{WireCommand, decode_ack, signing_payload};
 use serverpulse_proto::heartbeat::decode_heartbeat;
-use serverpulse_proto::register::{RegisterRequest, decode_register};
+use serverpulse_proto::register::decode_register;
 use serverpulse_proto::report::{MetricsBody, Report, decode_metrics_body};
 use serverpulse_proto::responses::{
     AckAccepted, AgentConfig, AlertsAccepted, HeartbeatAccepted, MaintenanceOpened, MetricsAccepted, PendingCommands,
@@ -59,25 +59,6 @@ fn agent_gone(error: StoreError) -> ApiError {
     }
 }
 
-/// What the server row's `agent_config` keeps: the system the agent runs on, and the
-/// configuration it was handed.
-fn profile_of(request: &RegisterRequest, config: &AgentConfig) -> AgentProfile {
-    let mut info = Map::new();
-    info.insert("system_info".to_owned(), Value::Object(request.system_info.clone()));
-    info.insert("config".to_owned(), serde_json::to_value(config).unwrap_or(Value::Null));
-    if let Some(claimed) = &request.claimed_agent_id {
-        info.insert("agent_reported_id".to_owned(), Value::String(claimed.clone()));
-    }
-    if let Some(at) = request.registration_time {
-        info.insert("registration_time".to_owned(), Value::String(format_timestamp(at)));
-    }
-    AgentProfile {
-        hostname: request.hostname.clone(),
-        agent_version: request.agent_version.clone(),
-        system_info: Value::Object(info),
-    }
-}
-
 fn fresh_credentials() -> Result<(Secret, AgentCredentials), ApiError> {
     let secret = Secret::generate()?;
     let credentials = AgentCredentials { agent_id: uuid::Uuid::new_v4().to_string(), token: secret.digest() };
@@ -103,7 +84,7 @@ pub async fn register(
     let document = body.required()?;
     let header_token = headers.get("x-enrollment-token").and_then(|v| v.to_str().ok());
     let request = decode_register(&document, header_token)?;
-    let profile = profile_of(&request, &default_config(&state));
+    let profile = AgentProfile::registered(&request, &default_config(&state));
     let now = state.now();
 
     if let Some(token) = &request.enrollment_token {
