@@ -127,6 +127,7 @@ type SimulatedAgent = (ProvisionedAgent, (String, String));
 /// for an agent of this workspace that registered to report every `interval` seconds),
 /// so that their server rows are as wide as a registered fleet's.
 fn fleet(agents: usize, interval: u64) -> anyhow::Result<Vec<SimulatedAgent>> {
+    // Heartbeats every 60 s: the hub's default (`DEFAULT_HEARTBEAT_SECS`).
     let config = AgentConfig::effective(u32::try_from(interval)?, 60, AgentSettings::default(), 0);
     (0..agents)
         .map(|i| {
