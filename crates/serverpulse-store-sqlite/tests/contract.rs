@@ -91,7 +91,7 @@ mod properties {
     use serverpulse_store::contract::{chart_histories, charts_agree_with_the_samples};
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
         #[test]
         fn rollups_equal_a_recomputation((samples, batches) in chart_histories()) {

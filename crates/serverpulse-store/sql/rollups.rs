@@ -244,9 +244,10 @@ pub(crate) enum Closed {
 
 /// Closes the open 5-minute buckets starting in `[from, until)` (of `server`, or of
 /// every server): what compaction and retention do, in their transaction, before the
-/// raw samples or the 5-minute summaries of those buckets go. A bucket closed this way
-/// and then appended to opens afresh, and is folded in once more with only its new
-/// samples.
+/// raw samples or the 5-minute summaries of those buckets go. A sample later appended
+/// to a bucket closed this way is recomputed with it (see
+/// [`serverpulse_store::history::close_buckets`]); past the raw horizon, whose rows are
+/// gone, the bucket opens afresh and is folded in once more with only its new samples.
 pub(crate) async fn close_open_in(
     conn: &mut Conn,
     server: Option<ServerId>,

@@ -70,6 +70,7 @@ macro_rules! contract_suite {
             fleet_counts_open_alerts_and_failed_units,
             roles_change_tokens_revoke_and_an_admin_remains,
             long_range_charts_match_the_raw_samples,
+            a_bucket_compaction_closed_counts_its_samples_once,
             a_batch_commits_jobs_together_and_fails_them_alone,
             a_batch_rates_reports_against_their_neighbours_in_agent_time,
             agent_changes_move_with_every_change_of_an_identity,
@@ -944,20 +945,37 @@ pub struct ChartSample {
     pub network_rx: u64,
 }
 
+/// One delivery of [`charts_agree_with_the_samples`]: the samples it carries (indexes),
+/// then, if set, a compaction of everything before that offset from the first day (ms;
+/// whole hours move), as the hub's background pass runs between two batches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartBatch {
+    pub samples: Vec<usize>,
+    pub then_compact_before: Option<i64>,
+}
+
 /// Generated histories for [`charts_agree_with_the_samples`]: up to 120 samples over
-/// two days on a 15-second grid (so samples often sit exactly on bucket edges), and the
-/// batches they arrive in, shuffled.
-pub fn chart_histories() -> impl proptest::strategy::Strategy<Value = (Vec<ChartSample>, Vec<Vec<usize>>)> {
+/// two days or three hours on a 15-second grid (so samples often sit exactly on bucket edges), and the
+/// batches they arrive in, shuffled, with compactions between some of them (so late
+/// samples land in compacted hours, reopen their chunks, and append to buckets
+/// compaction closed).
+pub fn chart_histories() -> impl proptest::strategy::Strategy<Value = (Vec<ChartSample>, Vec<ChartBatch>)> {
     use proptest::prelude::*;
-    // Two days on a 15-second grid, so samples often sit exactly on bucket edges.
-    let offset = (0i64..11_520).prop_map(|k| k * 15_000);
-    let sample = (offset, 0.0f64..100.0, prop::option::of(0.0f64..16.0), 0u64..1_000_000_000);
-    prop::collection::vec(sample, 1..120)
-        .prop_flat_map(|raw| {
-            let n = raw.len();
-            (Just(raw), Just((0..n).collect::<Vec<usize>>()).prop_shuffle(), 1usize..8)
+    // Two days, or three hours (many samples per bucket), on a 15-second grid, so
+    // samples often sit exactly on bucket edges.
+    prop_oneof![Just(48i64), Just(3i64)]
+        .prop_flat_map(|hours| {
+            let offset = (0..hours * 240).prop_map(|k| k * 15_000);
+            let sample = (offset, 0.0f64..100.0, prop::option::of(0.0f64..16.0), 0u64..1_000_000_000);
+            // A compaction after a batch, one time in three, up to some hour of the span.
+            let compaction = prop::option::weighted(0.35, (0..=hours).prop_map(|hour| hour * 3_600_000));
+            prop::collection::vec(sample, 1..120).prop_flat_map(move |raw| {
+                let n = raw.len();
+                let compactions = prop::collection::vec(compaction.clone(), n);
+                (Just(raw), Just((0..n).collect::<Vec<usize>>()).prop_shuffle(), 1usize..8, compactions)
+            })
         })
-        .prop_map(|(raw, order, chunk)| {
+        .prop_map(|(raw, order, chunk, compactions)| {
             // Distinct times: a sample's time is its identity in agent time.
             let mut seen = BTreeSet::new();
             let samples: Vec<ChartSample> = raw
@@ -970,20 +988,24 @@ pub fn chart_histories() -> impl proptest::strategy::Strategy<Value = (Vec<Chart
                     ChartSample { offset_ms, cpu, load, network_rx }
                 })
                 .collect();
-            let batches = order.chunks(chunk).map(<[usize]>::to_vec).collect();
+            let batches = order
+                .chunks(chunk)
+                .zip(compactions)
+                .map(|(samples, then_compact_before)| ChartBatch { samples: samples.to_vec(), then_compact_before })
+                .collect();
             (samples, batches)
         })
 }
 
 /// Charts over long ranges read summaries (rollups, where a backend keeps them); whatever
-/// the samples and the order they arrived in (`batches` lists indexes into `samples`),
-/// every bucket must say what the raw samples say: same count, minimum and maximum,
-/// mean to 1e-9. CPU is also recomputed here from the samples themselves.
+/// the samples, the order they arrived in and the compactions between them, every
+/// bucket must say what the raw samples say: same count, minimum and maximum, mean to
+/// 1e-9. CPU is also recomputed here from the samples themselves.
 pub async fn charts_agree_with_the_samples(
     store: &dyn Store,
     name: &str,
     samples: &[ChartSample],
-    batches: &[Vec<usize>],
+    batches: &[ChartBatch],
 ) {
     let id = agent(store, name, "10.0.0.43").await;
     let day = 86_400_000;
@@ -1003,8 +1025,11 @@ pub async fn charts_agree_with_the_samples(
         })
         .collect();
     for batch in batches {
-        let chunk: Vec<Report> = batch.iter().map(|i| reports[*i].clone()).collect();
+        let chunk: Vec<Report> = batch.samples.iter().map(|i| reports[*i].clone()).collect();
         store.store_reports(id, &chunk, T0).await.expect("store");
+        if let Some(before) = batch.then_compact_before {
+            store.compact_history(start + before).await.expect("compact");
+        }
     }
     assert_eq!(store.refresh_rollups(Some(id + 1_000)).await.expect("refresh"), 0, "another server's marks only");
     // Samples landing before stored ones leave their buckets to refresh (the newer ones
@@ -1012,13 +1037,14 @@ pub async fn charts_agree_with_the_samples(
     store.refresh_rollups(Some(id)).await.expect("refresh");
     assert_eq!(store.refresh_rollups(None).await.expect("refresh"), 0, "and only once");
     let end = start + samples.iter().map(|s| s.offset_ms).max().unwrap_or(0) + day;
-    let stored: BTreeSet<usize> = batches.iter().flatten().copied().collect();
+    let stored: BTreeSet<usize> = batches.iter().flat_map(|b| &b.samples).copied().collect();
     assert_charts_match(store, id, samples, &stored, start, end).await;
 
-    // Compacted into chunks, the history keeps every figure, and charts still agree.
+    // Compacted into chunks, the history keeps every figure once, and charts still agree.
     let history = store.metrics_history(id, i64::MIN, i64::MAX, u32::MAX).await.expect("history");
+    assert_eq!(history.len(), stored.len(), "each sample stored once, compacted or not");
     let compacted = store.compact_history(end + day).await.expect("compact");
-    assert_eq!(compacted.samples as usize, history.len(), "every sample compacted");
+    assert!(compacted.samples as usize <= history.len(), "nothing compacted twice");
     let after = store.metrics_history(id, i64::MIN, i64::MAX, u32::MAX).await.expect("history");
     let without_raw = |s: &Sample| Sample { raw: Value::Null, ..s.clone() };
     assert_eq!(after, history.iter().map(without_raw).collect::<Vec<_>>(), "the same samples, without their documents");
@@ -1075,9 +1101,33 @@ async fn assert_charts_match(
     }
 }
 
+/// A server's open bucket closed by compaction (its samples folded into the coarser
+/// tiers), its chunk reopened by a late report and the summaries refreshed, and then a
+/// report appended to that same bucket: the bucket's samples count once in every tier.
+pub async fn a_bucket_compaction_closed_counts_its_samples_once(store: &dyn Store) {
+    let minute = 60_000;
+    let at = |h: i64, m: i64, s: i64| h * 60 * minute + m * minute + s * 1_000;
+    let samples: Vec<ChartSample> = [at(2, 51, 45), at(1, 54, 45), at(2, 54, 0), at(2, 58, 45)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, offset_ms)| ChartSample { offset_ms, cpu: 10.0 * (i + 1) as f64, load: None, network_rx: 1_000 })
+        .collect();
+    let batches = [
+        // The open bucket (2:50) goes into the first day's chunk, up to 3:00.
+        ChartBatch { samples: vec![0], then_compact_before: Some(at(3, 0, 0)) },
+        // A late report reopens the chunk; compaction's refresh takes every bucket in.
+        ChartBatch { samples: vec![1], then_compact_before: Some(0) },
+        // Two reports after the newest, in its bucket.
+        ChartBatch { samples: vec![2], then_compact_before: None },
+        ChartBatch { samples: vec![3], then_compact_before: None },
+    ];
+    charts_agree_with_the_samples(store, "reclosed", &samples, &batches).await;
+}
+
 /// [`charts_agree_with_the_samples`] on three days of samples every 97 s from a fixed
 /// pseudo-random sequence (the load missing from every seventh, counters reset once),
-/// arriving out of order: the second half first, then the first half in reverse batches.
+/// arriving out of order: the second half first, then its first two days compacted,
+/// then the first half in reverse batches (reopening the second day's chunk).
 pub async fn long_range_charts_match_the_raw_samples(store: &dyn Store) {
     let mut state: u64 = 42;
     let samples: Vec<ChartSample> = (0..(3 * 86_400 / 97))
@@ -1092,9 +1142,11 @@ pub async fn long_range_charts_match_the_raw_samples(store: &dyn Store) {
         })
         .collect();
     let half = samples.len() / 2;
-    let mut batches = vec![(half..samples.len()).collect::<Vec<_>>()];
+    let mut batches =
+        vec![ChartBatch { samples: (half..samples.len()).collect(), then_compact_before: Some(2 * 86_400_000) }];
     let first: Vec<usize> = (0..half).collect();
-    batches.extend(first.chunks(97).rev().map(<[usize]>::to_vec));
+    batches
+        .extend(first.chunks(97).rev().map(|chunk| ChartBatch { samples: chunk.to_vec(), then_compact_before: None }));
     charts_agree_with_the_samples(store, "rollup", &samples, &batches).await;
 }
 

@@ -283,7 +283,16 @@ impl ChartPlan {
 /// do to its 5-minute buckets, given the one `open` before them: the buckets they close
 /// (in time order), the bucket left open, and buckets found closed already (none, while
 /// `open` is the newest sample's bucket; they are to be recomputed).
-pub fn close_buckets(open: Option<i64>, times: impl IntoIterator<Item = i64>) -> (Vec<i64>, Option<i64>, Vec<i64>) {
+///
+/// With no bucket open, the buckets up to `closed_through` (the newest stored sample's,
+/// when its samples can be summed up again) are closed already: compaction or retention
+/// closed them and their samples are in the coarser tiers, so a sample landing there is
+/// recomputed with them, never folded in a second time.
+pub fn close_buckets(
+    open: Option<i64>,
+    closed_through: Option<i64>,
+    times: impl IntoIterator<Item = i64>,
+) -> (Vec<i64>, Option<i64>, Vec<i64>) {
     let mut starts: Vec<i64> = times.into_iter().map(|t| bucket_of(t, TIERS[0])).collect();
     starts.sort_unstable();
     starts.dedup();
@@ -296,6 +305,7 @@ pub fn close_buckets(open: Option<i64>, times: impl IntoIterator<Item = i64>) ->
             }
             Some(current) if start < current => stray.push(start),
             Some(_) => {}
+            None if closed_through.is_some_and(|through| start <= through) => stray.push(start),
             None => open = Some(start),
         }
     }
@@ -636,13 +646,20 @@ mod tests {
         use super::close_buckets;
         let m = 60_000;
         // Within the open bucket: nothing closes.
-        assert_eq!(close_buckets(Some(0), [m, 2 * m]), (vec![], Some(0), vec![]));
+        assert_eq!(close_buckets(Some(0), None, [m, 2 * m]), (vec![], Some(0), vec![]));
         // Across two later buckets, out of order: each bucket left closes, in time order.
-        assert_eq!(close_buckets(Some(0), [11 * m, 6 * m, 7 * m]), (vec![0, 300_000], Some(600_000), vec![]));
+        assert_eq!(close_buckets(Some(0), None, [11 * m, 6 * m, 7 * m]), (vec![0, 300_000], Some(600_000), vec![]));
         // Nothing open (never, or closed by retention): the first bucket opens.
-        assert_eq!(close_buckets(None, [6 * m, 5 * m]), (vec![], Some(300_000), vec![]));
+        assert_eq!(close_buckets(None, None, [6 * m, 5 * m]), (vec![], Some(300_000), vec![]));
         // A bucket before the open one is already closed: recomputed, not merged again.
-        assert_eq!(close_buckets(Some(600_000), [m, 10 * m]), (vec![], Some(600_000), vec![0]));
+        assert_eq!(close_buckets(Some(600_000), None, [m, 10 * m]), (vec![], Some(600_000), vec![0]));
+        // Nothing open, the newest stored sample's bucket closed by compaction: samples
+        // there and before are recomputed, the first later bucket opens.
+        assert_eq!(
+            close_buckets(None, Some(300_000), [6 * m, 2 * m, 11 * m]),
+            (vec![], Some(600_000), vec![0, 300_000])
+        );
+        assert_eq!(close_buckets(None, Some(300_000), [7 * m]), (vec![], None, vec![300_000]));
     }
 
     #[test]
