@@ -4,8 +4,10 @@
 //! in [`serverpulse_store::chunk`]), and their 5-minute summaries go with them (a chart
 //! recomputes those from the chunk). A day's chunk covers the day up to its `until`;
 //! its later samples are still rows. Every sample is in exactly one of the two places: a
-//! report landing before a chunk's `until` [`reopen`]s the chunk first, so
-//! de-duplication by `seq`, rates and summaries work exactly as for recent data.
+//! report landing before a chunk's `until` [`reopen`]s the chunk first (and one whose
+//! next sample is a chunk's first reopens that chunk, to re-rate it), so de-duplication
+//! by `seq`, rates and summaries work exactly as for recent data; a report whose
+//! previous sample is a chunk's last reads it from the chunk.
 
 use std::collections::BTreeSet;
 
@@ -29,6 +31,18 @@ fn corrupt(error: chunk::ChunkError) -> StoreError {
 /// The samples of one stored chunk, in agent time.
 pub(crate) fn decode(data: &[u8]) -> StoreResult<Vec<Sample>> {
     chunk::decode(data).map_err(corrupt)
+}
+
+/// The samples of `server`'s chunk starting at `start`, if there is one.
+pub(crate) async fn stored_chunk(conn: &mut Conn, server: ServerId, start: i64) -> StoreResult<Option<Vec<Sample>>> {
+    let data: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = $1 AND start = $2")
+            .bind(server)
+            .bind(start)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+    data.map(|data| decode(&data)).transpose()
 }
 
 /// Puts a compacted block's samples back among the recent ones (with `raw` null) and
@@ -97,17 +111,7 @@ async fn compact_span(conn: &mut Conn, server: ServerId, day: i64, until: i64) -
         return Ok(None);
     }
     let moved: Vec<Sample> = found.iter().map(rows::sample).collect::<StoreResult<_>>()?;
-    let existing: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT data FROM history_chunks WHERE server_id = $1 AND start = $2")
-            .bind(server)
-            .bind(day)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
-    let mut samples = match existing {
-        Some(existing) => decode(&existing)?,
-        None => Vec::new(),
-    };
+    let mut samples = stored_chunk(&mut *conn, server, day).await?.unwrap_or_default();
     let count = moved.len() as u64;
     samples.extend(moved);
     samples.sort_by_key(|s| s.at); // stable: among equal times, arrival order stays

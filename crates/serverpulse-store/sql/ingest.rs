@@ -194,16 +194,16 @@ struct Ends {
 
 impl Ends {
     /// What is stored around `report` when it comes after everything stored of its
-    /// server: later than the newest sample (which is then just before it), with a `seq`
-    /// above every stored one, the newest sample still a row (no compacted chunk
-    /// reaching past it, not past retention's horizon). `None`: it needs a probe.
+    /// server: later than the newest sample (which is then just before it, compacted or
+    /// not, unless retention removed it), with a `seq` above every stored one, past every
+    /// compacted chunk (one reaching past it is reopened). `None`: it needs a probe.
     fn around(&self, report: &Report) -> Option<Around> {
         let newest = self.newest.filter(|newest| self.raw_horizon.is_none_or(|horizon| newest.at >= horizon))?;
         let seq_is_new = match (to_i64(report.seq), self.max_seq) {
             (Some(seq), Some(max)) => seq > max,
             _ => true,
         };
-        let past_chunks = self.chunked_until.is_none_or(|until| until <= newest.at);
+        let past_chunks = self.chunked_until.is_none_or(|until| until <= report.timestamp);
         (report.timestamp > newest.at && seq_is_new && past_chunks).then_some(Around {
             seq_stored: false,
             earlier: Some(newest),
@@ -453,7 +453,9 @@ fn neighbour(row: &DbRow) -> StoreResult<Neighbour> {
 
 /// What one statement finds around each report `r` (`k`: its position in the batch): a
 /// stored sample with its `seq` (which 0), the samples just before (1) and after (2) it
-/// in agent time, and whether it falls in the compacted part of its day (3).
+/// in agent time, the compacted chunk to reopen first (3: the one it falls into, or the
+/// next one holding the sample after it), and the chunk holding the sample just before
+/// it (4: the latest one, with no row between its end and the report).
 fn around_sql(rows: usize) -> String {
     let reports = values_cte(
         "r",
@@ -480,11 +482,56 @@ fn around_sql(rows: usize) -> String {
          UNION ALL SELECT r.k, CAST(1 AS BIGINT), {columns} FROM r JOIN performance_logs p ON p.id = {earlier} \
          UNION ALL SELECT r.k, CAST(2 AS BIGINT), {columns} FROM r JOIN performance_logs p ON p.id = {later} \
          UNION ALL SELECT r.k, CAST(3 AS BIGINT), c.start, c.server_id, NULL, NULL, NULL, NULL, NULL FROM r \
-           JOIN history_chunks c ON c.server_id = r.server_id AND c.start = r.day AND r.at < c.until",
+           JOIN history_chunks c ON c.server_id = r.server_id AND c.start = r.day AND r.at < c.until \
+         UNION ALL SELECT r.k, CAST(3 AS BIGINT), c.start, c.server_id, NULL, NULL, NULL, NULL, NULL FROM r \
+           JOIN history_chunks c ON c.server_id = r.server_id AND c.start = (SELECT MIN(n.start) \
+             FROM history_chunks n WHERE n.server_id = r.server_id AND n.start > r.older) \
+           AND NOT EXISTS (SELECT 1 FROM performance_logs q WHERE q.server_id = r.server_id \
+             AND q.agent_time > r.older AND q.agent_time < c.start) \
+         UNION ALL SELECT r.k, CAST(4 AS BIGINT), c.start, c.server_id, NULL, NULL, NULL, NULL, NULL FROM r \
+           JOIN history_chunks c ON c.server_id = r.server_id AND c.start = (SELECT MAX(p.start) \
+             FROM history_chunks p WHERE p.server_id = r.server_id AND p.start < r.at) \
+           AND c.until <= r.at AND NOT EXISTS (SELECT 1 FROM performance_logs q WHERE q.server_id = r.server_id \
+             AND q.agent_time >= c.until AND q.agent_time < r.at)",
         earlier = nearest("<", "at", "DESC"),
         // Only a report older than its server's newest sample can have a later one.
         later = nearest(">", "older", "ASC"),
     )
+}
+
+/// Takes the sample just before each report listed from the compacted chunk holding it
+/// (read, not reopened: only a sample after a report is re-rated), where it is later
+/// than the row found before the report.
+async fn earlier_from_chunks(
+    conn: &mut Conn,
+    found: &mut [Around],
+    listed: &[(usize, (ServerId, i64))],
+    jobs: &[IngestJob],
+) -> StoreResult<()> {
+    if listed.is_empty() {
+        return Ok(());
+    }
+    let times: Vec<i64> = jobs.iter().flat_map(|job| job.reports.iter().map(|r| r.timestamp)).collect();
+    let mut decoded: HashMap<(ServerId, i64), Vec<Sample>> = HashMap::new();
+    for (server, start) in listed.iter().map(|(_, chunk)| *chunk).collect::<BTreeSet<_>>() {
+        let samples = crate::compaction::stored_chunk(&mut *conn, server, start).await?;
+        decoded.insert((server, start), samples.unwrap_or_default());
+    }
+    for (position, chunk) in listed {
+        let (Some(slot), Some(at)) = (found.get_mut(*position), times.get(*position)) else { continue };
+        let samples = &decoded[chunk];
+        // In agent time, among equal times in arrival order: the last one before counts.
+        let Some(sample) = samples[..samples.partition_point(|s| s.at < *at)].last() else { continue };
+        if slot.earlier.is_none_or(|row| row.at < sample.at) {
+            slot.earlier = Some(Neighbour {
+                id: 0,
+                at: sample.at,
+                uptime: sample.uptime,
+                counters: [sample.network_rx, sample.network_tx, sample.disk_io_read, sample.disk_io_write],
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What is stored around every report of the batch whose server exists (in batch
@@ -535,6 +582,8 @@ async fn around(
             position += 1;
         }
     }
+    // (position, (server, chunk start)) of reports whose sample just before is compacted.
+    let mut earlier_in_chunks: Vec<(usize, (ServerId, i64))> = Vec::new();
     loop {
         let mut compacted = BTreeSet::new();
         for chunk in chunks(reports.len()) {
@@ -548,21 +597,26 @@ async fn around(
             for row in query.fetch_all(&mut *conn).await.map_err(db)? {
                 let position = usize::try_from(row.try_get::<i64, _>("k").map_err(db)?).unwrap_or(usize::MAX);
                 let Some(slot) = found.get_mut(position) else { continue };
+                // Rows 3 and 4 carry the chunk's start in `id` and its server in `agent_time`.
+                let chunk = || -> StoreResult<(ServerId, i64)> {
+                    Ok((row.try_get("agent_time").map_err(db)?, row.try_get("id").map_err(db)?))
+                };
                 match row.try_get::<i64, _>("which").map_err(db)? {
                     0 => slot.seq_stored = true,
                     1 => slot.earlier = Some(neighbour(&row)?),
                     2 => slot.later = Some(neighbour(&row)?),
-                    // Row 3 carries the chunk's start in `id` and its server in `agent_time`.
-                    _ => {
-                        let server: i64 = row.try_get("agent_time").map_err(db)?;
-                        compacted.insert((server, row.try_get::<i64, _>("id").map_err(db)?));
+                    3 => {
+                        compacted.insert(chunk()?);
                     }
+                    _ => earlier_in_chunks.push((position, chunk()?)),
                 }
             }
         }
         if compacted.is_empty() {
+            earlier_from_chunks(&mut *conn, &mut found, &earlier_in_chunks, jobs).await?;
             return Ok(found);
         }
+        earlier_in_chunks.clear();
         for (server, day) in compacted {
             crate::compaction::reopen(&mut *conn, server, day).await?;
         }

@@ -1000,7 +1000,8 @@ pub fn chart_histories() -> impl proptest::strategy::Strategy<Value = (Vec<Chart
 /// Charts over long ranges read summaries (rollups, where a backend keeps them); whatever
 /// the samples, the order they arrived in and the compactions between them, every
 /// bucket must say what the raw samples say: same count, minimum and maximum, mean to
-/// 1e-9. CPU is also recomputed here from the samples themselves.
+/// 1e-9. CPU is also recomputed here from the samples themselves, and every sample's
+/// rate from the sample before it in agent time.
 pub async fn charts_agree_with_the_samples(
     store: &dyn Store,
     name: &str,
@@ -1043,6 +1044,14 @@ pub async fn charts_agree_with_the_samples(
     // Compacted into chunks, the history keeps every figure once, and charts still agree.
     let history = store.metrics_history(id, i64::MIN, i64::MAX, u32::MAX).await.expect("history");
     assert_eq!(history.len(), stored.len(), "each sample stored once, compacted or not");
+    // Each rate against the sample before it in agent time, whatever came first.
+    let mut previous: Option<&Sample> = None;
+    for sample in &history {
+        let counters = |s: &Sample| (s.at, [s.network_rx, None, None, None]);
+        let expected = serverpulse_domain::rate::counter_rates(previous.map(counters), counters(sample), sample.uptime);
+        assert_eq!(sample.network_rx_rate, expected[0], "the rate of the sample at {}", sample.at - start);
+        previous = Some(sample);
+    }
     let compacted = store.compact_history(end + day).await.expect("compact");
     assert!(compacted.samples as usize <= history.len(), "nothing compacted twice");
     let after = store.metrics_history(id, i64::MIN, i64::MAX, u32::MAX).await.expect("history");
@@ -1663,11 +1672,12 @@ pub async fn reports_after_the_newest_sample_are_checked_like_any_other(store: &
     store.store_reports(id, &reports, start + 2 * hour).await.expect("store");
     let compacted = store.compact_history(start + 2 * hour + 1).await.expect("compact");
     assert_eq!(compacted.samples, 12 + 4, "this server's and the first one's");
-    // After its newest sample, now compacted: probed, and no row is before it.
+    // After its newest sample, now compacted: rated against it all the same.
     let after = [report(Some(600), start + 2 * hour + 30_000, 66_300, json!([]))];
     assert_eq!(store.store_reports(id, &after, start + 2 * hour).await.expect("after").stored, 1);
     let stored = store.metrics_history(id, start + 2 * hour, start + 3 * hour, 10).await.expect("history");
-    assert_eq!(stored.iter().map(|s| s.network_rx_rate).collect::<Vec<_>>(), [None], "as a probe finds it");
+    let rate = 300.0 * 1_000.0 / 630_000.0;
+    assert_eq!(stored.iter().map(|s| s.network_rx_rate).collect::<Vec<_>>(), [Some(rate)], "against the chunk's last");
     let day_before = report(Some(1), start - 86_400_000, 0, json!([]));
     assert_eq!(store.store_reports(id, &[day_before], start + 2 * hour).await.expect("late").stored, 1);
     // Inside the compacted span: between the samples at 30 and 40 minutes.
