@@ -114,7 +114,19 @@ pub(crate) async fn store_batch(
             (*server, summary.map(OpenSummary::to_bytes))
         })
         .collect();
-    let tracked_after = TrackedAfter { open: &buckets.open, summaries: &summaries, units: &units.stored, max_seq };
+    // A server whose newest sample a report landed just before, with nothing newer:
+    // its newest figures take that sample's new rates.
+    let rerated_figures: BTreeMap<ServerId, [Option<f64>; 4]> = landing
+        .servers
+        .iter()
+        .filter(|(_, landed)| landed.newest.is_none())
+        .filter_map(|(server, landed)| {
+            let newest = tracked.get(server)?.ends.newest?;
+            Some((*server, newest.rates_after(Some(&landed.newest_follows?))))
+        })
+        .collect();
+    let tracked_after =
+        TrackedAfter { open: &buckets.open, summaries: &summaries, units: &units.stored, max_seq, rerated_figures };
     let mut rows = after_ingest(&mut *tx, &mut landing.servers, server_rows, &tracked_after).await?;
     for (server, landed) in &landing.servers {
         contact_event(&mut *tx, *server, landed.first_arrival, &landed.status_before).await?;
@@ -170,6 +182,8 @@ struct TrackedAfter<'a> {
     units: &'a BTreeMap<ServerId, Option<i64>>,
     /// The greatest `seq` the batch stored for each server.
     max_seq: BTreeMap<ServerId, i64>,
+    /// New rates of the newest figures of servers the batch brought nothing newer for.
+    rerated_figures: BTreeMap<ServerId, [Option<f64>; 4]>,
 }
 
 /// The columns of `servers` holding the counters in its newest figures, in
@@ -991,6 +1005,7 @@ async fn after_ingest(
         waiting.entry(row.int("server_id")?).or_default().push(row.int("expires_at")?);
     }
     let mut out = HashMap::with_capacity(server_rows.len());
+    let mut refigured: Vec<(ServerId, String)> = Vec::new();
     for (id, landed) in landed.iter_mut() {
         let Some(mut server) = server_rows.remove(id) else { continue };
         match landed.newest.take() {
@@ -998,7 +1013,18 @@ async fn after_ingest(
                 server.last_metrics = Some(figures);
                 server.last_metrics_at = Some(at);
             }
-            None => server.last_metrics = stored_metrics.remove(id).flatten(),
+            None => {
+                server.last_metrics = stored_metrics.remove(id).flatten();
+                if let (Some(figures), Some(rates)) = (&mut server.last_metrics, tracked.rerated_figures.get(id)) {
+                    [
+                        figures.network_rx_rate,
+                        figures.network_tx_rate,
+                        figures.disk_io_read_rate,
+                        figures.disk_io_write_rate,
+                    ] = *rates;
+                    refigured.push((*id, figures.text()));
+                }
+            }
         }
         server.agent_status = serverpulse_domain::AgentStatus::Active;
         if server.agent_last_contact.unwrap_or(0) < landed.contact {
@@ -1009,6 +1035,14 @@ async fn after_ingest(
             _ => 0,
         };
         out.insert(*id, (server, u32::try_from(pending).unwrap_or(u32::MAX)));
+    }
+    for (id, text) in refigured {
+        sqlx::query("UPDATE servers SET last_metrics = $1 WHERE id = $2")
+            .bind(text)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
     }
     Ok(out)
 }

@@ -1000,8 +1000,9 @@ pub fn chart_histories() -> impl proptest::strategy::Strategy<Value = (Vec<Chart
 /// Charts over long ranges read summaries (rollups, where a backend keeps them); whatever
 /// the samples, the order they arrived in and the compactions between them, every
 /// bucket must say what the raw samples say: same count, minimum and maximum, mean to
-/// 1e-9. CPU is also recomputed here from the samples themselves, and every sample's
-/// rate from the sample before it in agent time.
+/// 1e-9. CPU is also recomputed here from the samples themselves, every sample's rate
+/// from the sample before it in agent time, and the server's newest figures are its
+/// newest sample's.
 pub async fn charts_agree_with_the_samples(
     store: &dyn Store,
     name: &str,
@@ -1052,6 +1053,12 @@ pub async fn charts_agree_with_the_samples(
         assert_eq!(sample.network_rx_rate, expected[0], "the rate of the sample at {}", sample.at - start);
         previous = Some(sample);
     }
+    // The server's newest figures are its newest sample's, rate included.
+    let server = store.get_server(id).await.expect("server");
+    let newest = history.last().expect("a sample");
+    assert_eq!(server.last_metrics_at, Some(newest.at), "the newest figures' time");
+    let figures = server.last_metrics.expect("newest figures");
+    assert_eq!((figures.network_rx, figures.network_rx_rate), (newest.network_rx, newest.network_rx_rate));
     let compacted = store.compact_history(end + day).await.expect("compact");
     assert!(compacted.samples as usize <= history.len(), "nothing compacted twice");
     let after = store.metrics_history(id, i64::MIN, i64::MAX, u32::MAX).await.expect("history");

@@ -52,6 +52,9 @@ pub struct ServerLanding {
     pub first_arrival: i64,
     /// Its agent's status before the batch.
     pub status_before: String,
+    /// The batch's latest report before its newest stored sample, when one landed just
+    /// before it: the sample that newest one (and its figures) is now rated against.
+    pub newest_follows: Option<Neighbour>,
 }
 
 /// The batch decided: what to write, and what to answer each job.
@@ -180,6 +183,11 @@ pub fn land<'j>(jobs: &'j [IngestJob], before: &HashMap<ServerId, Before>, aroun
             {
                 landing.rerated.insert(later.id, later.rates_after(Some(&previous.point)));
                 landing.touched.insert((server, later.at));
+                if before.get(&server).and_then(|state| state.last_at) == Some(later.at)
+                    && let Some(landed) = landing.servers.get_mut(&server)
+                {
+                    landed.newest_follows = Some(previous.point);
+                }
             }
         }
         order.extend(new.iter().map(|t| (t.position, server, t.job)));
