@@ -1002,7 +1002,8 @@ pub fn chart_histories() -> impl proptest::strategy::Strategy<Value = (Vec<Chart
 /// bucket must say what the raw samples say: same count, minimum and maximum, mean to
 /// 1e-9. CPU is also recomputed here from the samples themselves, every sample's rate
 /// from the sample before it in agent time, and the server's newest figures are its
-/// newest sample's.
+/// newest sample's. Last, raw retention cuts through the history: exactly the older
+/// samples go, and the summaries still count them.
 pub async fn charts_agree_with_the_samples(
     store: &dyn Store,
     name: &str,
@@ -1065,6 +1066,18 @@ pub async fn charts_agree_with_the_samples(
     let without_raw = |s: &Sample| Sample { raw: Value::Null, ..s.clone() };
     assert_eq!(after, history.iter().map(without_raw).collect::<Vec<_>>(), "the same samples, without their documents");
     assert_charts_match(store, id, samples, &stored, start, end).await;
+
+    // Raw retention cutting through the history (at the first sample's time): exactly
+    // the older samples go, and the summaries still count every sample.
+    let cutoff = start + samples[0].offset_ms;
+    let now = end + 10 * day;
+    let policy = RetentionPolicy { raw_ms: now - cutoff, five_minutes_ms: 0, hours_ms: 0, days_ms: 0, max_bytes: 0 };
+    let outcome = store.apply_retention(&policy, now).await.expect("retention");
+    let kept: Vec<Sample> = after.iter().filter(|s| s.at >= cutoff).cloned().collect();
+    assert_eq!(outcome.raw_deleted as usize, after.len() - kept.len(), "exactly the older samples");
+    let left = store.metrics_history(id, i64::MIN, i64::MAX, u32::MAX).await.expect("history");
+    assert_eq!(left, kept, "the samples from the cutoff on, untouched");
+    assert_charts_hold(store, id, samples, &stored, (start, end), false).await;
 }
 
 /// Every chart step over `[start, end)` agrees, from the summaries and from the raw
@@ -1077,11 +1090,27 @@ async fn assert_charts_match(
     start: i64,
     end: i64,
 ) {
+    assert_charts_hold(store, id, samples, stored, (start, end), true).await;
+}
+
+/// Every chart step over `span` agrees with a recomputation from the `stored` samples,
+/// and with the raw samples themselves where `raw_kept` (retention removed none).
+async fn assert_charts_hold(
+    store: &dyn Store,
+    id: ServerId,
+    samples: &[ChartSample],
+    stored: &BTreeSet<usize>,
+    (start, end): (i64, i64),
+    raw_kept: bool,
+) {
     let day = 86_400_000;
     for step in [300_000, 3_600_000, 21_600_000, day] {
         let summed = store.chart(id, start, end, step).await.expect("chart");
+        let buckets: BTreeSet<i64> = stored.iter().map(|i| samples[*i].offset_ms / step).collect();
+        let charted: BTreeSet<i64> = summed.iter().map(|b| (b.start - start) / step).collect();
+        assert_eq!(charted, buckets, "step {step}: a bucket for each one holding samples");
         // One millisecond earlier is not aligned to any bucket: the raw samples answer.
-        let raw = store.chart(id, start - 1, end, step).await.expect("chart");
+        let raw = if raw_kept { store.chart(id, start - 1, end, step).await.expect("chart") } else { summed.clone() };
         assert_eq!(summed.len(), raw.len(), "step {step}");
         for (s, r) in summed.iter().zip(&raw) {
             assert_eq!((s.start, s.samples), (r.start, r.samples), "step {step}");
