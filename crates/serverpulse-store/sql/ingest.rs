@@ -221,7 +221,7 @@ impl Ends {
         (report.timestamp > newest.at && seq_is_new && past_chunks).then_some(Around {
             seq_stored: false,
             earlier: Some(newest),
-            later: None,
+            later: Vec::new(),
         })
     }
 }
@@ -466,8 +466,8 @@ fn neighbour(row: &DbRow) -> StoreResult<Neighbour> {
 }
 
 /// What one statement finds around each report `r` (`k`: its position in the batch): a
-/// stored sample with its `seq` (which 0), the samples just before (1) and after (2) it
-/// in agent time, the compacted chunk to reopen first (3: the one it falls into, or the
+/// stored sample with its `seq` (which 0), the sample just before it (1) and those of the
+/// earliest time after it (2) in agent time, the compacted chunk to reopen first (3: the one it falls into, or the
 /// next one holding the sample after it), and the chunk holding the sample just before
 /// it (4: the latest one, with no row between its end and the report).
 fn around_sql(rows: usize) -> String {
@@ -494,7 +494,8 @@ fn around_sql(rows: usize) -> String {
         "{reports}SELECT r.k, CAST(0 AS BIGINT) AS which, {columns} FROM r \
            JOIN performance_logs p ON p.server_id = r.server_id AND p.seq = r.seq \
          UNION ALL SELECT r.k, CAST(1 AS BIGINT), {columns} FROM r JOIN performance_logs p ON p.id = {earlier} \
-         UNION ALL SELECT r.k, CAST(2 AS BIGINT), {columns} FROM r JOIN performance_logs p ON p.id = {later} \
+         UNION ALL SELECT r.k, CAST(2 AS BIGINT), {columns} FROM r JOIN performance_logs p \
+           ON p.server_id = r.server_id AND p.agent_time = {later} \
          UNION ALL SELECT r.k, CAST(3 AS BIGINT), c.start, c.server_id, NULL, NULL, NULL, NULL, NULL FROM r \
            JOIN history_chunks c ON c.server_id = r.server_id AND c.start = r.day AND r.at < c.until \
          UNION ALL SELECT r.k, CAST(3 AS BIGINT), c.start, c.server_id, NULL, NULL, NULL, NULL, NULL FROM r \
@@ -508,8 +509,10 @@ fn around_sql(rows: usize) -> String {
            AND c.until <= r.at AND NOT EXISTS (SELECT 1 FROM performance_logs q WHERE q.server_id = r.server_id \
              AND q.agent_time >= c.until AND q.agent_time < r.at)",
         earlier = nearest("<", "at", "DESC"),
-        // Only a report older than its server's newest sample can have a later one.
-        later = nearest(">", "older", "ASC"),
+        // Only a report older than its server's newest sample can have later ones: every
+        // sample of the earliest later time.
+        later = "(SELECT MIN(q.agent_time) FROM performance_logs q WHERE q.server_id = r.server_id \
+                 AND q.agent_time > r.older)",
     )
 }
 
@@ -618,7 +621,7 @@ async fn around(
                 match row.try_get::<i64, _>("which").map_err(db)? {
                     0 => slot.seq_stored = true,
                     1 => slot.earlier = Some(neighbour(&row)?),
-                    2 => slot.later = Some(neighbour(&row)?),
+                    2 => slot.later.push(neighbour(&row)?),
                     3 => {
                         compacted.insert(chunk()?);
                     }

@@ -71,6 +71,7 @@ macro_rules! contract_suite {
             roles_change_tokens_revoke_and_an_admin_remains,
             long_range_charts_match_the_raw_samples,
             a_bucket_compaction_closed_counts_its_samples_once,
+            samples_of_one_time_are_re_rated_together,
             a_batch_commits_jobs_together_and_fails_them_alone,
             a_batch_rates_reports_against_their_neighbours_in_agent_time,
             agent_changes_move_with_every_change_of_an_identity,
@@ -1167,6 +1168,29 @@ pub async fn a_bucket_compaction_closed_counts_its_samples_once(store: &dyn Stor
         ChartBatch { samples: vec![3], then_compact_before: None },
     ];
     charts_agree_with_the_samples(store, "reclosed", &samples, &batches).await;
+}
+
+/// Samples of one agent time are all rated against the sample before that time; a late
+/// report landing just before them re-rates every one of them.
+pub async fn samples_of_one_time_are_re_rated_together(store: &dyn Store) {
+    let id = agent(store, "one-time", "10.0.0.54").await;
+    let first = [
+        report(Some(1), T0, 0, json!([])),
+        report(Some(2), T0 + 60_000, 6_000, json!([])),
+        report(Some(3), T0 + 60_000, 12_000, json!([])),
+    ];
+    store.store_reports(id, &first, T0 + 61_000).await.expect("store");
+    let rates = || async {
+        let history = store.metrics_history(id, T0, T0 + 60_000, 10).await.expect("history");
+        history.iter().map(|s| (s.seq, s.network_rx_rate)).collect::<Vec<_>>()
+    };
+    assert_eq!(rates().await, [(Some(1), None), (Some(2), Some(100.0)), (Some(3), Some(200.0))]);
+    let late = [report(Some(4), T0 + 30_000, 4_500, json!([]))];
+    store.store_reports(id, &late, T0 + 62_000).await.expect("late");
+    let expected = [(Some(1), None), (Some(4), Some(150.0)), (Some(2), Some(50.0)), (Some(3), Some(250.0))];
+    assert_eq!(rates().await, expected, "both samples at one minute against the late one");
+    let server = store.get_server(id).await.expect("server");
+    assert_eq!(server.last_metrics.and_then(|f| f.network_rx_rate), Some(250.0), "the newest figures too");
 }
 
 /// [`charts_agree_with_the_samples`] on three days of samples every 97 s from a fixed

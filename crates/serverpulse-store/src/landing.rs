@@ -18,15 +18,16 @@ use crate::history::{Neighbour, NewestFigures, sample_of};
 use crate::{IngestJob, IngestOutcome, Sample, ServerId, StoreError, StoreResult};
 
 /// What is stored around one report of the batch, found before anything is written.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Around {
     /// A sample with the report's `seq` is stored already.
     pub seq_stored: bool,
     /// The stored sample just before the report in agent time (the latest of the
     /// latest time).
     pub earlier: Option<Neighbour>,
-    /// The stored sample just after it (the first of the earliest time).
-    pub later: Option<Neighbour>,
+    /// The stored samples just after it: every one of the earliest later time (each is
+    /// rated against the sample before that time).
+    pub later: Vec<Neighbour>,
 }
 
 /// A server's row as the batch finds it.
@@ -178,9 +179,8 @@ pub fn land<'j>(jobs: &'j [IngestJob], before: &HashMap<ServerId, Before>, aroun
             }
             // A stored sample just after this report now follows the batch's latest
             // report before it: its rates are measured against that one instead.
-            if let Some(later) = around[t.position].later
-                && let Some(previous) = latest_before(later.at)
-            {
+            for later in &around[t.position].later {
+                let Some(previous) = latest_before(later.at) else { continue };
                 landing.rerated.insert(later.id, later.rates_after(Some(&previous.point)));
                 landing.touched.insert((server, later.at));
                 if before.get(&server).and_then(|state| state.last_at) == Some(later.at)
@@ -236,8 +236,8 @@ mod tests {
         let before = HashMap::from([(7, Before { last_at: Some(T0 + 30_000), uptime: None, status: "active".into() })]);
         let later = stored(41, T0 + 30_000, 4_000);
         let around = [
-            Around { seq_stored: false, earlier: Some(stored(40, T0, 0)), later: Some(later) },
-            Around { seq_stored: false, earlier: Some(stored(40, T0, 0)), later: Some(later) },
+            Around { seq_stored: false, earlier: Some(stored(40, T0, 0)), later: vec![later] },
+            Around { seq_stored: false, earlier: Some(stored(40, T0, 0)), later: vec![later] },
         ];
         let landing = land(&jobs, &before, &around);
         assert_eq!(landing.rerated.len(), 1);
@@ -258,7 +258,7 @@ mod tests {
             job(1, vec![report(1, T0, 0, 500), report(2, T0 + 1_000, 10, 20)]),
         ];
         let before = HashMap::from([(1, Before { last_at: None, uptime: Some(400), status: "disconnected".into() })]);
-        let landing = land(&jobs, &before, &[Around::default(); 4]);
+        let landing = land(&jobs, &before, &vec![Around::default(); 4]);
         let first = landing.outcomes[0].as_ref().expect("first job");
         assert_eq!((first.previous_uptime, first.stored_seqs.as_slice()), (Some(400), &[1][..]));
         assert_eq!(landing.outcomes[1], Err(StoreError::NotFound), "server 2 is gone");
