@@ -287,11 +287,9 @@ impl OpenBuckets {
             let tracked = tracked.get(&server);
             let was_open = tracked.and_then(|t| t.open);
             // With none open, compaction or retention closed the newest sample's bucket: a
-            // sample landing there is recomputed with it, where its raw samples are kept.
-            let closed_through = tracked.and_then(|t| {
-                let newest = bucket_of(t.ends.newest?.at, TIERS[0]);
-                t.ends.raw_horizon.is_none_or(|horizon| newest >= horizon).then_some(newest)
-            });
+            // sample landing there is recomputed with it (past the raw horizon, where its
+            // summary stands for samples gone, left out of it like any late sample there).
+            let closed_through = tracked.and_then(|t| Some(bucket_of(t.ends.newest?.at, TIERS[0])));
             let (closed, open, stray) = close_buckets(was_open, closed_through, samples.iter().map(|s| s.at));
             // Each bucket summed up: the one open before from its stored summary (none
             // known, none known after), then the batch's samples in it.

@@ -246,8 +246,7 @@ pub(crate) enum Closed {
 /// every server): what compaction and retention do, in their transaction, before the
 /// raw samples or the 5-minute summaries of those buckets go. A sample later appended
 /// to a bucket closed this way is recomputed with it (see
-/// [`serverpulse_store::history::close_buckets`]); past the raw horizon, whose rows are
-/// gone, the bucket opens afresh and is folded in once more with only its new samples.
+/// [`serverpulse_store::history::close_buckets`]), never folded in a second time.
 pub(crate) async fn close_open_in(
     conn: &mut Conn,
     server: Option<ServerId>,

@@ -1573,6 +1573,12 @@ pub async fn an_open_bucket_is_summed_up_before_its_raw_samples_go(store: &dyn S
     assert_eq!(chart(300_000).await, five, "both buckets kept as summaries");
     assert_eq!(chart(3_600_000).await, [(0, 4, Some(70.0), Some(70.0))], "the hour holds all four samples");
 
+    // A sample after the newest, in the bucket retention closed (older than the raw
+    // horizon): the summaries stand as they were, neither replaced nor folded in again.
+    store.store_reports(id, &[sample_at(6, hour + 8 * minute, 80.0)], now).await.expect("store");
+    store.refresh_rollups(Some(id)).await.expect("refresh");
+    assert_eq!(chart(300_000).await, five, "the closed bucket's summary kept whole");
+    assert_eq!(chart(3_600_000).await, [(0, 4, Some(70.0), Some(70.0))], "the hour unchanged");
     // The next sample opens a bucket of its own; the one closed by retention is not
     // folded in again.
     store.store_reports(id, &[sample_at(5, now - DAY, 5.0)], now).await.expect("store");

@@ -284,10 +284,10 @@ impl ChartPlan {
 /// (in time order), the bucket left open, and buckets found closed already (none, while
 /// `open` is the newest sample's bucket; they are to be recomputed).
 ///
-/// With no bucket open, the buckets up to `closed_through` (the newest stored sample's,
-/// when its samples can be summed up again) are closed already: compaction or retention
-/// closed them and their samples are in the coarser tiers, so a sample landing there is
-/// recomputed with them, never folded in a second time.
+/// With no bucket open, the buckets up to `closed_through` (the newest stored sample's)
+/// are closed already: compaction or retention closed them and their samples are in the
+/// coarser tiers, so a sample landing there is recomputed with them, never folded in a
+/// second time.
 pub fn close_buckets(
     open: Option<i64>,
     closed_through: Option<i64>,
