@@ -464,10 +464,11 @@ fn neighbour(row: &DbRow) -> StoreResult<Neighbour> {
 }
 
 /// What one statement finds around each report `r` (`k`: its position in the batch): a
-/// stored sample with its `seq` (which 0), the sample just before it (1) and those of the
-/// earliest time after it (2) in agent time, the compacted chunk to reopen first (3: the one it falls into, or the
-/// next one holding the sample after it), and the chunk holding the sample just before
-/// it (4: the latest one, with no row between its end and the report).
+/// stored sample with its `seq` (which 0), the sample just before it (1) and those of
+/// the earliest time after it (2) in agent time, the compacted chunk to reopen first (3:
+/// the one it falls into, or the next one holding the sample after it), and the chunk
+/// holding the sample just before it (4: the latest one, with no row between its end and
+/// the report).
 fn around_sql(rows: usize) -> String {
     let reports = values_cte(
         "r",
