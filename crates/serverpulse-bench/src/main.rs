@@ -163,8 +163,21 @@ async fn floor(listen: SocketAddr) -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route(
             "/api/v1/agents/{agent}/metrics",
-            axum::routing::post(|body: axum::body::Bytes| async move {
-                let Ok(document) = serde_json::from_slice::<Value>(&body) else {
+            axum::routing::post(|headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+                // The same bytes as the hub gets: inflated first when the agent compressed them.
+                let gzipped =
+                    headers.get("content-encoding").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+                let mut inflated = Vec::with_capacity(body.len().saturating_mul(4));
+                let body: &[u8] = if gzipped {
+                    if std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut inflated).is_err()
+                    {
+                        return (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid gzip"})));
+                    }
+                    &inflated
+                } else {
+                    &body
+                };
+                let Ok(document) = serde_json::from_slice::<Value>(body) else {
                     return (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid JSON"})));
                 };
                 let now = now_ms();
@@ -267,6 +280,7 @@ async fn run(
     let end = start + if let Pace::Saturated(window) = pace { window } else { schedule.duration };
     let series_start = now_ms() - first_seq as i64 * schedule.interval.as_millis() as i64;
     let mut tasks = tokio::task::JoinSet::new();
+    let mut gzip = serverpulse_agent::transport::Gzip::default();
     'rounds: for round in 0u64.. {
         if pace == Pace::AllOnce && round > 0 {
             break;
@@ -300,11 +314,14 @@ async fn run(
                     permit
                 }
             };
-            let body = series[i].agent_report(first_seq + round, now_ms(), series_start).to_string();
+            // As the agent sends a report: a gzip-compressed batch of one.
+            let report = series[i].agent_report(first_seq + round, now_ms(), series_start).to_string();
+            let body = gzip.encode(format!("{{\"reports\":[{report}]}}").as_bytes());
             let request = client
                 .post(format!("{base}/api/v1/agents/{agent}/metrics"))
                 .bearer_auth(token)
                 .header("content-type", "application/json")
+                .header("content-encoding", "gzip")
                 .body(body);
             let outcome = outcome.clone();
             tasks.spawn(async move {

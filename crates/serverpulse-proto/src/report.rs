@@ -128,6 +128,32 @@ impl MetricsBody {
             Self::Batch(reports) => reports,
         }
     }
+
+    /// The reports, each holding its document as the JSON text it came in
+    /// ([`Report::raw_text`]; `raw` dropped), given `text`, the body this was decoded
+    /// from: the agent's own words are stored, not a serialisation of the parsed tree.
+    /// Where `text` does not split into as many reports (it is not this body), they keep
+    /// their parsed documents.
+    pub fn into_reports_with_text(self, text: String) -> Vec<Report> {
+        let reports = match self {
+            Self::Single(report) => return vec![Report { raw_text: Some(text), raw: Value::Null, ..*report }],
+            Self::Batch(reports) => reports,
+        };
+        /// A batch body, each report's text borrowed from it as it stands.
+        #[derive(serde::Deserialize)]
+        struct Texts<'a> {
+            #[serde(borrow)]
+            reports: Vec<&'a serde_json::value::RawValue>,
+        }
+        match serde_json::from_str::<Texts<'_>>(&text) {
+            Ok(texts) if texts.reports.len() == reports.len() => reports
+                .into_iter()
+                .zip(texts.reports)
+                .map(|(report, raw)| Report { raw_text: Some(raw.get().to_owned()), raw: Value::Null, ..report })
+                .collect(),
+            _ => reports,
+        }
+    }
 }
 
 /// Decodes the body of `POST /agents/{id}/metrics`; `now` bounds future timestamps.
@@ -456,6 +482,35 @@ mod tests {
         ];
         let reports = decode_metrics_body(json!({"reports": items}), NOW).unwrap().into_reports();
         assert_eq!(reports.iter().map(|r| &r.raw).collect::<Vec<_>>(), items.iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn each_report_keeps_the_text_it_came_in() {
+        let text = r#"{ "reports": [ {"seq": 1, "timestamp":"2025-06-21T20:30:00Z", "metrics":{"cpu_usage":1.50,"memory_usage":1,"disk_usage":1},"extra":"a\u00e9"},
+            {"seq": 2,"timestamp":"2025-06-21T20:30:30Z","metrics":{"cpu_usage":2,"memory_usage":2,"disk_usage":2}} ] }"#;
+        let body: Value = serde_json::from_str(text).unwrap();
+        let reports = decode_metrics_body(body.clone(), NOW).unwrap().into_reports_with_text(text.to_owned());
+        let texts: Vec<&str> = reports.iter().filter_map(|r| r.raw_text.as_deref()).collect();
+        assert_eq!(texts.len(), 2);
+        assert!(texts[0].starts_with(r#"{"seq": 1, "#) && texts[0].ends_with(r#""extra":"a\u00e9"}"#), "{}", texts[0]);
+        assert!(texts[1].starts_with(r#"{"seq": 2,"#) && texts[1].ends_with("}}"), "{}", texts[1]);
+        for (text, document) in texts.iter().zip(body["reports"].as_array().unwrap()) {
+            assert_eq!(&serde_json::from_str::<Value>(text).unwrap(), document);
+        }
+        assert!(reports.iter().all(|r| r.raw.is_null()), "the parsed documents are dropped");
+        assert_eq!(reports[0].metrics.cpu_usage.map(Percent::get), Some(1.5));
+
+        // One report: the whole text is its document.
+        let single =
+            r#"{"timestamp":"2025-06-21T20:30:00Z","metrics":{"cpu_usage":1,"memory_usage":1,"disk_usage":1}}"#;
+        let reports = decode_metrics_body(serde_json::from_str(single).unwrap(), NOW)
+            .unwrap()
+            .into_reports_with_text(single.to_owned());
+        assert_eq!(reports[0].raw_text.as_deref(), Some(single));
+
+        // A text that is not the body: the parsed documents stay.
+        let reports = decode_metrics_body(body.clone(), NOW).unwrap().into_reports_with_text("{}".to_owned());
+        assert!(reports.iter().all(|r| r.raw_text.is_none() && r.raw.is_object()));
     }
 
     #[test]

@@ -5,13 +5,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use serde_json::Value;
 use serverpulse_domain::{Secret, TokenDigest};
 use serverpulse_proto::alert::decode_alerts;
 use serverpulse_proto::command::{WireCommand, decode_ack, signing_payload};
 use serverpulse_proto::heartbeat::decode_heartbeat;
 use serverpulse_proto::register::decode_register;
-use serverpulse_proto::report::{MetricsBody, Report, decode_metrics_body};
+use serverpulse_proto::report::{Report, decode_metrics_body};
 use serverpulse_proto::responses::{
     AckAccepted, AgentConfig, AlertsAccepted, HeartbeatAccepted, MaintenanceOpened, MetricsAccepted, PendingCommands,
     RegisterResponse,
@@ -159,12 +158,9 @@ pub async fn metrics(
 ) -> ApiResult<Json<MetricsAccepted>> {
     let (document, text) = body.required_with_text()?;
     let now = state.now();
-    let reports = match decode_metrics_body(document, now)? {
-        // The request's text is this report's document: stored as it came, and the
-        // parsed document dropped now, while it is still in cache.
-        MetricsBody::Single(report) => vec![Report { raw_text: Some(text), raw: Value::Null, ..*report }],
-        batch => batch.into_reports(),
-    };
+    // Each report's document is stored as the agent wrote it, and the parsed one
+    // dropped now, while it is still in cache.
+    let reports = decode_metrics_body(document, now)?.into_reports_with_text(text);
     // Durable once this returns: the writer committed the batch holding these reports.
     let (outcome, reports) = match state.ingest.submit(&admitted, agent.server_id, reports, now).await {
         Err(ApiError::NotFound(_)) => return Err(ApiError::Unauthorized),
