@@ -118,14 +118,18 @@ impl DetailFigures {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricsBody {
     Single(Box<Report>),
-    Batch(Vec<Report>),
+    /// `{"reports":[…]}`; `bare`: the body holds nothing beside `reports`.
+    Batch {
+        reports: Vec<Report>,
+        bare: bool,
+    },
 }
 
 impl MetricsBody {
     pub fn into_reports(self) -> Vec<Report> {
         match self {
             Self::Single(report) => vec![*report],
-            Self::Batch(reports) => reports,
+            Self::Batch { reports, .. } => reports,
         }
     }
 
@@ -135,9 +139,9 @@ impl MetricsBody {
     /// Where `text` does not split into as many reports (it is not this body), they keep
     /// their parsed documents.
     pub fn into_reports_with_text(self, text: String) -> Vec<Report> {
-        let reports = match self {
+        let (reports, bare) = match self {
             Self::Single(report) => return vec![Report { raw_text: Some(text), raw: Value::Null, ..*report }],
-            Self::Batch(reports) => reports,
+            Self::Batch { reports, bare } => (reports, bare),
         };
         /// A batch body, each report's text borrowed from it as it stands.
         #[derive(serde::Deserialize)]
@@ -145,11 +149,22 @@ impl MetricsBody {
             #[serde(borrow)]
             reports: Vec<&'a serde_json::value::RawValue>,
         }
-        match serde_json::from_str::<Texts<'_>>(&text) {
-            Ok(texts) if texts.reports.len() == reports.len() => reports
+        // As the agent writes a batch of one, its report is all between the brackets:
+        // nothing else is in the body, and the brackets are the array's. Any other
+        // batch is split by a second (non-allocating) pass over its text.
+        let trimmed = text.trim();
+        let texts: Option<Vec<&str>> = match trimmed.strip_prefix(r#"{"reports":["#).and_then(|r| r.strip_suffix("]}"))
+        {
+            Some(inner) if bare && reports.len() == 1 => Some(vec![inner.trim()]),
+            _ => serde_json::from_str::<Texts<'_>>(&text)
+                .ok()
+                .map(|texts| texts.reports.iter().map(|raw| raw.get()).collect()),
+        };
+        match texts {
+            Some(texts) if texts.len() == reports.len() => reports
                 .into_iter()
-                .zip(texts.reports)
-                .map(|(report, raw)| Report { raw_text: Some(raw.get().to_owned()), raw: Value::Null, ..report })
+                .zip(texts)
+                .map(|(report, text)| Report { raw_text: Some(text.to_owned()), raw: Value::Null, ..report })
                 .collect(),
             _ => reports,
         }
@@ -161,7 +176,7 @@ impl MetricsBody {
 pub fn decode_metrics_body(body: Value, now: UnixMillis) -> Result<MetricsBody, ValidationError> {
     let mut errors = Errors::default();
     let Some(root) = Object::root(&body, &mut errors) else {
-        return errors.finish(MetricsBody::Batch(Vec::new()));
+        return errors.finish(MetricsBody::Batch { reports: Vec::new(), bare: false });
     };
     let Some(reports) = root.get("reports") else {
         let report = decode_fields(&body, "", now)?;
@@ -169,7 +184,7 @@ pub fn decode_metrics_body(body: Value, now: UnixMillis) -> Result<MetricsBody, 
     };
     let Value::Array(items) = reports else {
         errors.add("reports", format!("must be an array, got {}", kind(reports)));
-        return errors.finish(MetricsBody::Batch(Vec::new()));
+        return errors.finish(MetricsBody::Batch { reports: Vec::new(), bare: false });
     };
     if items.is_empty() {
         errors.add("reports", "must hold at least one report");
@@ -186,14 +201,16 @@ pub fn decode_metrics_body(body: Value, now: UnixMillis) -> Result<MetricsBody, 
         }
     }
     let mut decoded = errors.finish(decoded)?;
+    let mut bare = false;
     if let Value::Object(mut root) = body
         && let Some(Value::Array(items)) = root.remove("reports")
     {
+        bare = root.is_empty();
         for (report, item) in decoded.iter_mut().zip(items) {
             report.raw = item;
         }
     }
-    Ok(MetricsBody::Batch(decoded))
+    Ok(MetricsBody::Batch { reports: decoded, bare })
 }
 
 /// Decodes one report found at `path` (empty for the document root), keeping a copy of
@@ -507,6 +524,20 @@ mod tests {
             .unwrap()
             .into_reports_with_text(single.to_owned());
         assert_eq!(reports[0].raw_text.as_deref(), Some(single));
+
+        // A batch of one, as the agent writes it, and the same with more around it.
+        let report = r#"{"seq":3,"timestamp":"2025-06-21T20:30:00Z","metrics":{"cpu_usage":1,"memory_usage":1,"disk_usage":1},"tags":["]}"]}"#;
+        for text in [
+            format!(r#"{{"reports":[{report}]}}"#),
+            format!(" {{\"reports\":[ {report}\n]}}\n"),
+            format!(r#"{{"reports": [{report}] }}"#),
+            format!(r#"{{"reports":[{report}],"note":[1]}}"#),
+            format!(r#"{{"note":[1],"reports":[{report}]}}"#),
+        ] {
+            let body: Value = serde_json::from_str(&text).unwrap();
+            let reports = decode_metrics_body(body, NOW).unwrap().into_reports_with_text(text.clone());
+            assert_eq!(reports[0].raw_text.as_deref(), Some(report), "{text}");
+        }
 
         // A text that is not the body: the parsed documents stay.
         let reports = decode_metrics_body(body.clone(), NOW).unwrap().into_reports_with_text("{}".to_owned());
