@@ -53,6 +53,8 @@ pub struct Series {
     /// What each counter grew by in the last report.
     increments: [f64; 4],
     loopback: u64,
+    /// When the simulated machine booted (Unix ms), fixed at its first report.
+    booted_at: Option<i64>,
     interval_ms: i64,
 }
 
@@ -66,6 +68,7 @@ impl Series {
             counters: [0.0; 4],
             increments: [0.0; 4],
             loopback: 0,
+            booted_at: None,
             interval_ms,
         }
     }
@@ -112,9 +115,11 @@ impl Series {
     /// A whole report as the agent sends it (see the module's doc).
     pub fn agent_report(&mut self, seq: u64, at: i64, start: i64) -> Value {
         let flat = self.flat(seq, at, start);
-        let detail = self.detail(&flat, start);
+        let booted_at = *self.booted_at.get_or_insert(at - i64::try_from(flat.uptime).unwrap_or_default() * 1000);
+        let detail = self.detail(&flat, booted_at);
         let collection = Collection { at_ms: at, flat, detail };
-        let since = start - 86_400_000;
+        // The services started with the machine and have run since.
+        let since = booted_at + 20_000;
         let services: Vec<ServiceState> = [("nginx.service", 812), ("ssh.service", 655)]
             .into_iter()
             .map(|(unit, pid)| ServiceState {
@@ -129,7 +134,7 @@ impl Series {
     }
 
     /// Everything beyond the flat figures, consistent with them.
-    fn detail(&mut self, flat: &Flat, start: i64) -> Detail {
+    fn detail(&mut self, flat: &Flat, booted_at: i64) -> Detail {
         let seconds = self.seconds();
         let cpu = flat.cpu_usage;
         let per_core = (0..2).map(|_| round2((cpu + 10.0 * (self.seed.uniform() - 0.5)).clamp(0.0, 100.0))).collect();
@@ -242,7 +247,7 @@ impl Series {
             cpu: CpuDetail { cores: 2, per_core, split },
             memory,
             load,
-            boot_time: u64::try_from(start / 1000 - 86_400).ok(),
+            boot_time: u64::try_from(booted_at / 1000).ok(),
             filesystems,
             interfaces,
             disks: BTreeMap::from([("vda".to_owned(), disk)]),
@@ -272,6 +277,16 @@ mod tests {
             assert!((0.0..=100.0).contains(&cpu));
         }
         assert_ne!(Series::new(4, 30_000).agent_report(1, 0, 0), Series::new(3, 30_000).agent_report(1, 0, 0));
+    }
+
+    #[test]
+    fn services_and_boot_stay_as_they_were_from_one_phase_to_the_next() {
+        let mut series = Series::new(1, 30_000);
+        let first = series.agent_report(1, 1_800_000_000_000, 1_799_999_970_000);
+        // A later phase of the run counts its series from another start.
+        let later = series.agent_report(2, 1_800_000_031_000, 1_800_000_001_000);
+        assert_eq!(first["services"], later["services"]);
+        assert_eq!(first["metrics"]["detail"]["boot_time"], later["metrics"]["detail"]["boot_time"]);
     }
 
     #[test]

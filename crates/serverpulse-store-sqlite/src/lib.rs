@@ -13,6 +13,7 @@
 mod dialect;
 mod migrate;
 mod open;
+mod plans;
 
 #[path = "../../serverpulse-store/sql/alerting.rs"]
 mod alerting;

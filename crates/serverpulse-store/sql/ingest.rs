@@ -469,7 +469,12 @@ fn neighbour(row: &DbRow) -> StoreResult<Neighbour> {
 /// the one it falls into, or the next one holding the sample after it), and the chunk
 /// holding the sample just before it (4: the latest one, with no row between its end and
 /// the report).
-fn around_sql(rows: usize) -> String {
+///
+/// Every part is driven by the reports: `r CROSS JOIN` a table, its conditions in
+/// `WHERE`, which SQLite's planner takes as the loop order (PostgreSQL plans it as any
+/// join). With a plain `JOIN`, SQLite 3.51 drove part 2 from `performance_logs`, reading
+/// the whole table for every probe.
+pub(crate) fn around_sql(rows: usize) -> String {
     let reports = values_cte(
         "r",
         &[
@@ -483,6 +488,7 @@ fn around_sql(rows: usize) -> String {
         rows,
     );
     let columns = "p.id, p.agent_time, p.uptime, p.network_rx, p.network_tx, p.disk_io_read, p.disk_io_write";
+    let chunk = "c.start, c.server_id, NULL, NULL, NULL, NULL, NULL";
     let nearest = |op: &str, at: &str, order: &str| {
         format!(
             "(SELECT q.id FROM performance_logs q WHERE q.server_id = r.server_id AND q.agent_time {op} r.{at} \
@@ -490,20 +496,20 @@ fn around_sql(rows: usize) -> String {
         )
     };
     format!(
-        "{reports}SELECT r.k, CAST(0 AS BIGINT) AS which, {columns} FROM r \
-           JOIN performance_logs p ON p.server_id = r.server_id AND p.seq = r.seq \
-         UNION ALL SELECT r.k, CAST(1 AS BIGINT), {columns} FROM r JOIN performance_logs p ON p.id = {earlier} \
-         UNION ALL SELECT r.k, CAST(2 AS BIGINT), {columns} FROM r JOIN performance_logs p \
-           ON p.server_id = r.server_id AND p.agent_time = {later} \
-         UNION ALL SELECT r.k, CAST(3 AS BIGINT), c.start, c.server_id, NULL, NULL, NULL, NULL, NULL FROM r \
-           JOIN history_chunks c ON c.server_id = r.server_id AND c.start = r.day AND r.at < c.until \
-         UNION ALL SELECT r.k, CAST(3 AS BIGINT), c.start, c.server_id, NULL, NULL, NULL, NULL, NULL FROM r \
-           JOIN history_chunks c ON c.server_id = r.server_id AND c.start = (SELECT MIN(n.start) \
+        "{reports}SELECT r.k, CAST(0 AS BIGINT) AS which, {columns} FROM r CROSS JOIN performance_logs p \
+           WHERE p.server_id = r.server_id AND p.seq = r.seq \
+         UNION ALL SELECT r.k, CAST(1 AS BIGINT), {columns} FROM r CROSS JOIN performance_logs p WHERE p.id = {earlier} \
+         UNION ALL SELECT r.k, CAST(2 AS BIGINT), {columns} FROM r CROSS JOIN performance_logs p \
+           WHERE p.server_id = r.server_id AND p.agent_time = {later} \
+         UNION ALL SELECT r.k, CAST(3 AS BIGINT), {chunk} FROM r CROSS JOIN history_chunks c \
+           WHERE c.server_id = r.server_id AND c.start = r.day AND r.at < c.until \
+         UNION ALL SELECT r.k, CAST(3 AS BIGINT), {chunk} FROM r CROSS JOIN history_chunks c \
+           WHERE c.server_id = r.server_id AND c.start = (SELECT MIN(n.start) \
              FROM history_chunks n WHERE n.server_id = r.server_id AND n.start > r.older) \
            AND NOT EXISTS (SELECT 1 FROM performance_logs q WHERE q.server_id = r.server_id \
              AND q.agent_time > r.older AND q.agent_time < c.start) \
-         UNION ALL SELECT r.k, CAST(4 AS BIGINT), c.start, c.server_id, NULL, NULL, NULL, NULL, NULL FROM r \
-           JOIN history_chunks c ON c.server_id = r.server_id AND c.start = (SELECT MAX(p.start) \
+         UNION ALL SELECT r.k, CAST(4 AS BIGINT), {chunk} FROM r CROSS JOIN history_chunks c \
+           WHERE c.server_id = r.server_id AND c.start = (SELECT MAX(p.start) \
              FROM history_chunks p WHERE p.server_id = r.server_id AND p.start < r.at) \
            AND c.until <= r.at AND NOT EXISTS (SELECT 1 FROM performance_logs q WHERE q.server_id = r.server_id \
              AND q.agent_time >= c.until AND q.agent_time < r.at)",
