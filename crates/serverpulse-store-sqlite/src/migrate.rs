@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (14, "server tracking", include_str!("../migrations/0014_server_tracking.sql")),
     (15, "history ends", include_str!("../migrations/0015_history_ends.sql")),
     (16, "open bucket summary", include_str!("../migrations/0016_open_bucket_summary.sql")),
+    (17, "packed documents", include_str!("../migrations/0017_packed_documents.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.

@@ -74,12 +74,12 @@ pub(crate) async fn store_batch(
     let around = around(&mut *tx, jobs, &before, &tracked).await?;
     let mut landing = land(jobs, &before, &around);
 
-    let samples: Vec<(ServerId, &Sample, Cow<'_, str>)> = landing
+    let samples: Vec<(ServerId, &Sample, Option<Vec<u8>>)> = landing
         .stored
         .iter()
         .map(|s| {
             let text = s.report.raw_text.as_deref().map_or_else(|| Cow::Owned(s.report.raw.to_string()), Cow::Borrowed);
-            (s.server, &s.sample, text)
+            (s.server, &s.sample, Some(serverpulse_store::packed::pack(&text)))
         })
         .collect();
     insert_samples(&mut *tx, &samples).await?;
@@ -651,7 +651,7 @@ async fn around(
 }
 
 /// The columns of a sample row, with their types.
-const SAMPLE_COLUMNS: [(&str, &str); 19] = [
+const SAMPLE_COLUMNS: [(&str, &str); 20] = [
     ("server_id", "BIGINT"),
     ("seq", "BIGINT"),
     ("agent_time", "BIGINT"),
@@ -671,11 +671,16 @@ const SAMPLE_COLUMNS: [(&str, &str); 19] = [
     ("disk_io_read_rate", "DOUBLE PRECISION"),
     ("disk_io_write_rate", "DOUBLE PRECISION"),
     ("raw", "TEXT"),
+    ("raw_packed", crate::dialect::BYTES),
 ];
 
-/// Inserts samples of any servers (with each one's raw document as text, `null` once
-/// compacted), up to [`crate::batched::MAX_ROWS`] a statement.
-pub(crate) async fn insert_samples(conn: &mut Conn, samples: &[(ServerId, &Sample, Cow<'_, str>)]) -> StoreResult<()> {
+/// Inserts samples of any servers, each with its report's document packed
+/// ([`serverpulse_store::packed`]; the `raw` text column left empty) or none (`raw`
+/// `null`: a compacted sample put back), up to [`crate::batched::MAX_ROWS`] a statement.
+pub(crate) async fn insert_samples(
+    conn: &mut Conn,
+    samples: &[(ServerId, &Sample, Option<Vec<u8>>)],
+) -> StoreResult<()> {
     static TEXTS: Shapes = Shapes::new();
     for chunk in chunks(samples.len()) {
         let sql = TEXTS.text(chunk.shape, |rows| {
@@ -709,7 +714,8 @@ pub(crate) async fn insert_samples(conn: &mut Conn, samples: &[(ServerId, &Sampl
                 .bind(sample.and_then(|s| s.network_tx_rate))
                 .bind(sample.and_then(|s| s.disk_io_read_rate))
                 .bind(sample.and_then(|s| s.disk_io_write_rate))
-                .bind(row.map(|(.., raw)| raw.as_ref()));
+                .bind(row.map(|(.., packed)| if packed.is_some() { "" } else { "null" }))
+                .bind(row.and_then(|(.., packed)| packed.as_deref()));
         }
         query.execute(&mut *conn).await.map_err(db)?;
     }

@@ -32,6 +32,9 @@ impl Columns for Cols<'_> {
     fn flag(&self, column: &str) -> StoreResult<bool> {
         crate::dialect::flag(self.0, column)
     }
+    fn opt_bytes(&self, column: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.0.try_get(column).map_err(db)
+    }
 }
 
 serverpulse_store::row_decoders!(DbRow, Cols);

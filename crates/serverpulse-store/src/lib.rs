@@ -16,6 +16,7 @@ pub mod contract;
 pub mod history;
 pub mod landing;
 pub mod model;
+pub mod packed;
 pub mod rows;
 
 use async_trait::async_trait;

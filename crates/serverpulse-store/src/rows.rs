@@ -30,6 +30,8 @@ pub trait Columns {
     fn opt_real(&self, column: &str) -> StoreResult<Option<f64>>;
     /// A yes/no column.
     fn flag(&self, column: &str) -> StoreResult<bool>;
+    /// A bytes column (BLOB, BYTEA).
+    fn opt_bytes(&self, column: &str) -> StoreResult<Option<Vec<u8>>>;
 
     /// A non-negative integer column (counters, sequence numbers); negative is absent.
     fn opt_u64(&self, column: &str) -> StoreResult<Option<u64>> {
@@ -114,7 +116,11 @@ pub fn sample(row: &impl Columns) -> StoreResult<Sample> {
         network_tx_rate: row.opt_real("network_tx_rate")?,
         disk_io_read_rate: row.opt_real("disk_io_read_rate")?,
         disk_io_write_rate: row.opt_real("disk_io_write_rate")?,
-        raw: row.json("raw")?,
+        // Packed where written so (see `packed`), else the text itself.
+        raw: match row.opt_bytes("raw_packed")? {
+            Some(packed) => json(&crate::packed::unpack(&packed)?)?,
+            None => row.json("raw")?,
+        },
     })
 }
 
