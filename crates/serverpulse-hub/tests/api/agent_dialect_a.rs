@@ -45,7 +45,7 @@ async fn documented_agent_round_trip_is_stored_as_sent() {
     let row = &hub
         .rows(
             "SELECT agent_time, cpu_usage, ram_usage, disk_usage, uptime, load_average, network_rx, network_tx, \
-             disk_io_read, disk_io_write, response_time, raw FROM performance_logs WHERE server_id = ?",
+             disk_io_read, disk_io_write, response_time, raw, raw_packed FROM performance_logs WHERE server_id = ?",
             server_id,
         )
         .await[0];
@@ -60,7 +60,9 @@ async fn documented_agent_round_trip_is_stored_as_sent() {
     assert_eq!(row.get::<i64, _>("disk_io_read"), 2_048_000);
     assert_eq!(row.get::<i64, _>("disk_io_write"), 1_024_000);
     assert_eq!(row.get::<f64, _>("response_time"), 12.5);
-    let raw: serde_json::Value = serde_json::from_str(&row.get::<String, _>("raw")).unwrap();
+    assert_eq!(row.get::<String, _>("raw"), "", "the document is kept packed, not twice");
+    let packed = serverpulse_store::packed::unpack(&row.get::<Vec<u8>, _>("raw_packed")).unwrap();
+    let raw: serde_json::Value = serde_json::from_str(&packed).unwrap();
     assert_eq!(raw["services"][1]["name"], "mysql", "raw document kept");
 
     let services =
