@@ -2,9 +2,10 @@
 //!
 //! Every report's document is kept for the detail window (hours), so the rows written
 //! per report are mostly this text: ~2.5 KB for this workspace's agent, which SQLite
-//! writes to its log and then to the database file, a page or so per report. LZ4
-//! halves it at a few microseconds per report (measured in docs/benchmarks.md), and
-//! reading a document back (the server page's detail, a rule replayed) is rare.
+//! writes to its log and then to the database file, a page or so per report. LZ4 takes
+//! it to ~1.5 KB for a few microseconds per report, about what SQLite then saves
+//! (docs/benchmarks.md), and reading a document back (the server page's detail, a rule
+//! replayed) is rare.
 
 use crate::{StoreError, StoreResult};
 
