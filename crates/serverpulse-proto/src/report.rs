@@ -150,12 +150,14 @@ impl MetricsBody {
             reports: Vec<&'a serde_json::value::RawValue>,
         }
         // As the agent writes a batch of one, its report is all between the brackets:
-        // nothing else is in the body, and the brackets are the array's. Any other
-        // batch is split by a second (non-allocating) pass over its text.
+        // nothing else is in the body, and the brackets are the array's — unless a key
+        // was repeated (the parsed body keeps the last), so what is between them must be
+        // one object. Any other batch is split by a second (non-allocating) pass over its
+        // text, which refuses repeated keys.
         let trimmed = text.trim();
         let texts: Option<Vec<&str>> = match trimmed.strip_prefix(r#"{"reports":["#).and_then(|r| r.strip_suffix("]}"))
         {
-            Some(inner) if bare && reports.len() == 1 => Some(vec![inner.trim()]),
+            Some(inner) if bare && reports.len() == 1 && is_one_object(inner.trim()) => Some(vec![inner.trim()]),
             _ => serde_json::from_str::<Texts<'_>>(&text)
                 .ok()
                 .map(|texts| texts.reports.iter().map(|raw| raw.get()).collect()),
@@ -169,6 +171,39 @@ impl MetricsBody {
             _ => reports,
         }
     }
+}
+
+/// Whether `text`, a run of valid JSON, is exactly one object: its first value, followed
+/// by brackets and strings alone (the text was parsed already), ends at its last byte.
+fn is_one_object(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if bytes.first() != Some(&b'{') {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (at, byte) in bytes.iter().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return at + 1 == bytes.len();
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Decodes the body of `POST /agents/{id}/metrics`; `now` bounds future timestamps.
@@ -526,7 +561,7 @@ mod tests {
         assert_eq!(reports[0].raw_text.as_deref(), Some(single));
 
         // A batch of one, as the agent writes it, and the same with more around it.
-        let report = r#"{"seq":3,"timestamp":"2025-06-21T20:30:00Z","metrics":{"cpu_usage":1,"memory_usage":1,"disk_usage":1},"tags":["]}"]}"#;
+        let report = r#"{"seq":3,"timestamp":"2025-06-21T20:30:00Z","metrics":{"cpu_usage":1,"memory_usage":1,"disk_usage":1},"tags":["]}","\"]}{\\"]}"#;
         for text in [
             format!(r#"{{"reports":[{report}]}}"#),
             format!(" {{\"reports\":[ {report}\n]}}\n"),
@@ -537,6 +572,27 @@ mod tests {
             let body: Value = serde_json::from_str(&text).unwrap();
             let reports = decode_metrics_body(body, NOW).unwrap().into_reports_with_text(text.clone());
             assert_eq!(reports[0].raw_text.as_deref(), Some(report), "{text}");
+        }
+
+        // The agent's form is split by its brackets; anything after the first object is not.
+        assert!(is_one_object(report));
+        assert!(!is_one_object(&format!(r#"{report}],"reports":[{report}"#)));
+        assert!(!is_one_object("[1]") && !is_one_object("{") && !is_one_object(""));
+
+        // A repeated key: the parsed body holds the last report, and so does what is stored.
+        let other = report.replace(r#""seq":3"#, r#""seq":4"#);
+        for text in [
+            format!(r#"{{"reports":[{report}],"reports":[{other}]}}"#),
+            format!(r#"{{"reports":[{report}],"report\u0073":[{other}]}}"#),
+        ] {
+            let body: Value = serde_json::from_str(&text).unwrap();
+            let reports = decode_metrics_body(body, NOW).unwrap().into_reports_with_text(text.clone());
+            assert_eq!(reports[0].seq, Some(4), "{text}");
+            let stored = match &reports[0].raw_text {
+                Some(raw_text) => serde_json::from_str::<Value>(raw_text).unwrap(),
+                None => reports[0].raw.clone(),
+            };
+            assert_eq!(stored["seq"], json!(4), "{text}");
         }
 
         // A text that is not the body: the parsed documents stay.
