@@ -14,6 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serverpulse_proto::body_text::BodyText;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -21,26 +22,24 @@ use crate::error::ApiError;
 /// A JSON body; `None` when the request had no body at all.
 #[derive(Debug)]
 pub struct JsonBody {
-    document: Option<Value>,
-    /// The body's text (inflated), as the document was parsed from.
-    text: String,
+    /// The document, and the body's text (inflated) it was parsed from.
+    parsed: Option<(Value, BodyText)>,
 }
 
 impl JsonBody {
     /// The document, if the request had a body.
     pub fn document(&self) -> Option<&Value> {
-        self.document.as_ref()
+        self.parsed.as_ref().map(|(document, _)| document)
     }
 
     /// The document, or a 400 saying a body is required.
     pub fn required(self) -> Result<Value, ApiError> {
-        self.document.ok_or_else(|| ApiError::field("body", "a JSON body is required"))
+        self.required_with_text().map(|(document, _)| document)
     }
 
     /// The document and the text it was parsed from, or a 400 saying a body is required.
-    pub fn required_with_text(self) -> Result<(Value, String), ApiError> {
-        let text = self.text;
-        self.document.map(|document| (document, text)).ok_or_else(|| ApiError::field("body", "a JSON body is required"))
+    pub fn required_with_text(self) -> Result<(Value, BodyText), ApiError> {
+        self.parsed.ok_or_else(|| ApiError::field("body", "a JSON body is required"))
     }
 }
 
@@ -70,8 +69,10 @@ impl FromRequest<AppState> for JsonBody {
             }
         };
         let text = String::from_utf8(bytes).map_err(|e| not_utf8(e.utf8_error()))?;
-        let document = parse_text(&text)?;
-        Ok(JsonBody { document, text })
+        if text.trim().is_empty() {
+            return Ok(JsonBody { parsed: None });
+        }
+        Ok(JsonBody { parsed: Some(BodyText::parse(text).map_err(not_json)?) })
     }
 }
 
@@ -91,15 +92,15 @@ fn not_utf8(error: std::str::Utf8Error) -> ApiError {
 
 /// Empty (or whitespace-only) is `None`; anything else must be UTF-8 JSON.
 pub fn parse_json(bytes: &[u8]) -> Result<Option<Value>, ApiError> {
-    parse_text(std::str::from_utf8(bytes).map_err(not_utf8)?)
-}
-
-/// Empty (or whitespace-only) is `None`; anything else must be JSON.
-fn parse_text(text: &str) -> Result<Option<Value>, ApiError> {
+    let text = std::str::from_utf8(bytes).map_err(not_utf8)?;
     if text.trim().is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(text).map(Some).map_err(|e| ApiError::field("body", &format!("is not valid JSON: {e}")))
+    serde_json::from_str(text).map(Some).map_err(not_json)
+}
+
+fn not_json(error: serde_json::Error) -> ApiError {
+    ApiError::field("body", &format!("is not valid JSON: {error}"))
 }
 
 /// Wraps one of axum's parameter extractors so that its failures become JSON errors

@@ -7,6 +7,7 @@
 //! the response shapes the hub sends back. It does no IO, so the hub and the agent share it.
 
 pub mod alert;
+pub mod body_text;
 pub mod command;
 pub mod fields;
 pub mod heartbeat;

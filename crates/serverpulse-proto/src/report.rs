@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::body_text::BodyText;
 use crate::fields::{Errors, Object, Percent, ValidationError, join, kind};
 use crate::service::ServiceStatus;
 use crate::time::{MAX_FUTURE_SKEW_MS, UnixMillis, parse_timestamp};
@@ -134,76 +135,59 @@ impl MetricsBody {
     }
 
     /// The reports, each holding its document as the JSON text it came in
-    /// ([`Report::raw_text`]; `raw` dropped), given `text`, the body this was decoded
+    /// ([`Report::raw_text`]; `raw` dropped), given `body`, the text this was decoded
     /// from: the agent's own words are stored, not a serialisation of the parsed tree.
-    /// Where `text` does not split into as many reports (it is not this body), they keep
-    /// their parsed documents.
-    pub fn into_reports_with_text(self, text: String) -> Vec<Report> {
+    /// Where `body` does not split into as many reports (it is not this body's text),
+    /// they keep their parsed documents.
+    pub fn into_reports_with_text(self, body: BodyText) -> Vec<Report> {
         let (reports, bare) = match self {
-            Self::Single(report) => return vec![Report { raw_text: Some(text), raw: Value::Null, ..*report }],
+            Self::Single(report) => {
+                return vec![Report { raw_text: Some(body.into_string()), raw: Value::Null, ..*report }];
+            }
             Self::Batch { reports, bare } => (reports, bare),
         };
+        // As the agent writes a batch of one, its report is all between the brackets:
+        // the body holds nothing else and names no member twice, so they are the
+        // array's. The text is cut down to it in place.
+        if bare
+            && !body.repeated_member()
+            && reports.len() == 1
+            && let Some(span) = lone_report(body.as_str())
+        {
+            let mut text = body.into_string();
+            text.truncate(span.end);
+            text.replace_range(..span.start, "");
+            let mut text = Some(text);
+            return reports
+                .into_iter()
+                .map(|report| Report { raw_text: text.take(), raw: Value::Null, ..report })
+                .collect();
+        }
         /// A batch body, each report's text borrowed from it as it stands.
         #[derive(serde::Deserialize)]
         struct Texts<'a> {
             #[serde(borrow)]
             reports: Vec<&'a serde_json::value::RawValue>,
         }
-        // As the agent writes a batch of one, its report is all between the brackets:
-        // nothing else is in the body, and the brackets are the array's — unless a key
-        // was repeated (the parsed body keeps the last), so what is between them must be
-        // one object. Any other batch is split by a second (non-allocating) pass over its
-        // text, which refuses repeated keys.
-        let trimmed = text.trim();
-        let texts: Option<Vec<&str>> = match trimmed.strip_prefix(r#"{"reports":["#).and_then(|r| r.strip_suffix("]}"))
-        {
-            Some(inner) if bare && reports.len() == 1 && is_one_object(inner.trim()) => Some(vec![inner.trim()]),
-            _ => serde_json::from_str::<Texts<'_>>(&text)
-                .ok()
-                .map(|texts| texts.reports.iter().map(|raw| raw.get()).collect()),
-        };
-        match texts {
-            Some(texts) if texts.len() == reports.len() => reports
+        // Any other batch is split by a second (non-allocating) pass over its text,
+        // which refuses repeated keys.
+        match serde_json::from_str::<Texts<'_>>(body.as_str()) {
+            Ok(texts) if texts.reports.len() == reports.len() => reports
                 .into_iter()
-                .zip(texts)
-                .map(|(report, text)| Report { raw_text: Some(text.to_owned()), raw: Value::Null, ..report })
+                .zip(texts.reports)
+                .map(|(report, text)| Report { raw_text: Some(text.get().to_owned()), raw: Value::Null, ..report })
                 .collect(),
             _ => reports,
         }
     }
 }
 
-/// Whether `text`, a run of valid JSON, is exactly one object: its first value, followed
-/// by brackets and strings alone (the text was parsed already), ends at its last byte.
-fn is_one_object(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    if bytes.first() != Some(&b'{') {
-        return false;
-    }
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (at, byte) in bytes.iter().enumerate() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth -= 1;
-                if depth == 0 {
-                    return at + 1 == bytes.len();
-                }
-            }
-            _ => {}
-        }
-    }
-    false
+/// Where the one report of `{"reports":[…]}`, as the agent writes it, lies in `text`:
+/// between the array's brackets, when the body starts and ends with them.
+fn lone_report(text: &str) -> Option<std::ops::Range<usize>> {
+    let inner = text.trim().strip_prefix(r#"{"reports":["#)?.strip_suffix("]}")?.trim();
+    let start = inner.as_ptr() as usize - text.as_ptr() as usize;
+    Some(start..start + inner.len())
 }
 
 /// Decodes the body of `POST /agents/{id}/metrics`; `now` bounds future timestamps.
@@ -538,10 +522,14 @@ mod tests {
 
     #[test]
     fn each_report_keeps_the_text_it_came_in() {
+        let with_text = |text: &str| {
+            let (body, text) = BodyText::parse(text.to_owned()).unwrap();
+            decode_metrics_body(body, NOW).unwrap().into_reports_with_text(text)
+        };
         let text = r#"{ "reports": [ {"seq": 1, "timestamp":"2025-06-21T20:30:00Z", "metrics":{"cpu_usage":1.50,"memory_usage":1,"disk_usage":1},"extra":"a\u00e9"},
             {"seq": 2,"timestamp":"2025-06-21T20:30:30Z","metrics":{"cpu_usage":2,"memory_usage":2,"disk_usage":2}} ] }"#;
         let body: Value = serde_json::from_str(text).unwrap();
-        let reports = decode_metrics_body(body.clone(), NOW).unwrap().into_reports_with_text(text.to_owned());
+        let reports = with_text(text);
         let texts: Vec<&str> = reports.iter().filter_map(|r| r.raw_text.as_deref()).collect();
         assert_eq!(texts.len(), 2);
         assert!(texts[0].starts_with(r#"{"seq": 1, "#) && texts[0].ends_with(r#""extra":"a\u00e9"}"#), "{}", texts[0]);
@@ -555,10 +543,7 @@ mod tests {
         // One report: the whole text is its document.
         let single =
             r#"{"timestamp":"2025-06-21T20:30:00Z","metrics":{"cpu_usage":1,"memory_usage":1,"disk_usage":1}}"#;
-        let reports = decode_metrics_body(serde_json::from_str(single).unwrap(), NOW)
-            .unwrap()
-            .into_reports_with_text(single.to_owned());
-        assert_eq!(reports[0].raw_text.as_deref(), Some(single));
+        assert_eq!(with_text(single)[0].raw_text.as_deref(), Some(single));
 
         // A batch of one, as the agent writes it, and the same with more around it.
         let report = r#"{"seq":3,"timestamp":"2025-06-21T20:30:00Z","metrics":{"cpu_usage":1,"memory_usage":1,"disk_usage":1},"tags":["]}","\"]}{\\"]}"#;
@@ -569,24 +554,17 @@ mod tests {
             format!(r#"{{"reports":[{report}],"note":[1]}}"#),
             format!(r#"{{"note":[1],"reports":[{report}]}}"#),
         ] {
-            let body: Value = serde_json::from_str(&text).unwrap();
-            let reports = decode_metrics_body(body, NOW).unwrap().into_reports_with_text(text.clone());
-            assert_eq!(reports[0].raw_text.as_deref(), Some(report), "{text}");
+            assert_eq!(with_text(&text)[0].raw_text.as_deref(), Some(report), "{text}");
         }
 
-        // The agent's form is split by its brackets; anything after the first object is not.
-        assert!(is_one_object(report));
-        assert!(!is_one_object(&format!(r#"{report}],"reports":[{report}"#)));
-        assert!(!is_one_object("[1]") && !is_one_object("{") && !is_one_object(""));
-
-        // A repeated key: the parsed body holds the last report, and so does what is stored.
+        // A repeated key: the parsed body holds the last report, and so does what is
+        // stored, though the agent's form of the body begins as it does.
         let other = report.replace(r#""seq":3"#, r#""seq":4"#);
         for text in [
             format!(r#"{{"reports":[{report}],"reports":[{other}]}}"#),
             format!(r#"{{"reports":[{report}],"report\u0073":[{other}]}}"#),
         ] {
-            let body: Value = serde_json::from_str(&text).unwrap();
-            let reports = decode_metrics_body(body, NOW).unwrap().into_reports_with_text(text.clone());
+            let reports = with_text(&text);
             assert_eq!(reports[0].seq, Some(4), "{text}");
             let stored = match &reports[0].raw_text {
                 Some(raw_text) => serde_json::from_str::<Value>(raw_text).unwrap(),
@@ -596,7 +574,8 @@ mod tests {
         }
 
         // A text that is not the body: the parsed documents stay.
-        let reports = decode_metrics_body(body.clone(), NOW).unwrap().into_reports_with_text("{}".to_owned());
+        let (_, not_the_body) = BodyText::parse("{}".to_owned()).unwrap();
+        let reports = decode_metrics_body(body.clone(), NOW).unwrap().into_reports_with_text(not_the_body);
         assert!(reports.iter().all(|r| r.raw_text.is_none() && r.raw.is_object()));
     }
 
