@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use serverpulse_proto::report::{MetricsBody, Report, decode_metrics_body};
+use serverpulse_proto::report::{Document, MetricsBody, Report, decode_metrics_body};
 use serverpulse_store::history::{TIERS, bucket_of};
 use serverpulse_store::{IngestJob, Store};
 use serverpulse_store_sqlite::SqliteStore;
@@ -54,18 +54,20 @@ pub async fn writer(run: WriterRun, dir: &std::path::Path) -> anyhow::Result<()>
     let mut series: Vec<Series> = (0..ids.len() as u64).map(|i| Series::new(i, interval_ms)).collect();
     let (mut ordinary, mut closing) = (Vec::new(), Vec::new());
     let wall = Instant::now();
+    let mut gzip = serverpulse_agent::transport::Gzip::default();
     for round in 1..=run.rounds {
         let at = start + i64::try_from(round)? * interval_ms;
         let mut jobs = Vec::with_capacity(ids.len());
         for (id, series) in ids.iter().zip(&mut series) {
             let document = series.agent_report(round, at, start);
-            let text = document.to_string();
+            // Kept as the hub keeps an agent's report: the gzip body it came in.
+            let body = gzip.encode(format!("{{\"reports\":[{document}]}}").as_bytes());
             let MetricsBody::Single(report) = decode_metrics_body(document, at)? else {
                 anyhow::bail!("the series made a batch, not one report");
             };
             jobs.push(IngestJob {
                 server: *id,
-                reports: vec![Report { raw_text: Some(text), ..*report }],
+                reports: vec![Report { document: Document::GzipBody(body), ..*report }],
                 received_at: at,
             });
         }

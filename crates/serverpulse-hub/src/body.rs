@@ -59,20 +59,26 @@ impl FromRequest<AppState> for JsonBody {
                 ApiError::field("body", &rejection.body_text())
             }
         })?;
-        let bytes = match encoding.as_deref() {
-            None | Some("identity") | Some("") => bytes.to_vec(),
-            Some("gzip") | Some("x-gzip") => inflate(&bytes, limit)?,
+        let (text, gzip) = match encoding.as_deref() {
+            None | Some("identity") | Some("") => (bytes.to_vec(), None),
+            Some("gzip") | Some("x-gzip") => (inflate(&bytes, limit)?, Some(bytes)),
             Some(other) => {
                 return Err(ApiError::UnsupportedMediaType(format!(
                     "Content-Encoding {other:?} is not supported; use gzip or none"
                 )));
             }
         };
-        let text = String::from_utf8(bytes).map_err(|e| not_utf8(e.utf8_error()))?;
+        let text = String::from_utf8(text).map_err(|e| not_utf8(e.utf8_error()))?;
         if text.trim().is_empty() {
             return Ok(JsonBody { parsed: None });
         }
-        Ok(JsonBody { parsed: Some(BodyText::parse(text).map_err(not_json)?) })
+        let (document, text) = BodyText::parse(text).map_err(not_json)?;
+        // What was sent is kept beside what it says: a report may be stored as sent.
+        let text = match gzip {
+            Some(body) => text.sent_as_gzip(body.to_vec()),
+            None => text,
+        };
+        Ok(JsonBody { parsed: Some((document, text)) })
     }
 }
 

@@ -11,11 +11,13 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-/// The text a body's document was parsed from ([`BodyText::parse`]).
+/// The text a body's document was parsed from ([`BodyText::parse`]), and the body as
+/// it was sent where that was compressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyText {
     text: String,
     repeated_member: bool,
+    gzip: Option<Vec<u8>>,
 }
 
 impl BodyText {
@@ -31,7 +33,12 @@ impl BodyText {
         } else {
             (serde_json::from_str(&text)?, false)
         };
-        Ok((document, Self { text, repeated_member }))
+        Ok((document, Self { text, repeated_member, gzip: None }))
+    }
+
+    /// The same text, which came as the gzip stream `body` (`Content-Encoding: gzip`).
+    pub fn sent_as_gzip(self, body: Vec<u8>) -> Self {
+        Self { gzip: Some(body), ..self }
     }
 
     pub fn as_str(&self) -> &str {
@@ -44,8 +51,9 @@ impl BodyText {
         self.repeated_member
     }
 
-    pub fn into_string(self) -> String {
-        self.text
+    /// The text, and the gzip stream it came as, if it did.
+    pub fn into_parts(self) -> (String, Option<Vec<u8>>) {
+        (self.text, self.gzip)
     }
 }
 

@@ -3,7 +3,7 @@
 //! Dialect A puts flat numbers under `metrics` and services in a top-level array.
 //! Dialect B nests psutil-shaped objects under `metrics` and keys services by unit name
 //! inside it. Either way the hub gets the same flat figures; the whole document is kept
-//! as [`Report::raw`] so nothing the hub does not understand is lost.
+//! as [`Report::document`] so nothing the hub does not understand is lost.
 
 use std::collections::BTreeMap;
 
@@ -70,11 +70,33 @@ pub struct Report {
     pub services: Vec<ServiceReport>,
     /// What the document holds beyond the flat metrics that alert rules watch.
     pub detail: DetailFigures,
-    /// The document as received (null where [`Report::raw_text`] holds it).
-    pub raw: Value,
-    /// `raw` as the JSON text the agent sent, where the hub still has it (a request
-    /// carrying this one report): stored as it came instead of serialised again.
-    pub raw_text: Option<String>,
+    /// The document as received.
+    pub document: Document,
+}
+
+/// A report's whole document, in the form the hub has it in: stored as the agent sent
+/// it where the hub still has that, rather than serialised again.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Document {
+    /// Parsed: the hub has no text of it (a batch whose text did not split into its
+    /// reports), or it was decoded from a document in memory.
+    Parsed(Value),
+    /// The JSON text the agent wrote.
+    Text(String),
+    /// The gzip-compressed request body that carried this report alone, as the agent
+    /// sent it (and smaller than its text); inflated, [`report_in_body`] finds the
+    /// report in it.
+    GzipBody(Vec<u8>),
+}
+
+impl Document {
+    /// The parsed document, where it is held parsed.
+    pub fn parsed(&self) -> Option<&Value> {
+        match self {
+            Self::Parsed(value) => Some(value),
+            Self::Text(_) | Self::GzipBody(_) => None,
+        }
+    }
 }
 
 /// The figures of `metrics.detail` (serverpulse-agent) and of `metrics.custom` or
@@ -134,33 +156,32 @@ impl MetricsBody {
         }
     }
 
-    /// The reports, each holding its document as the JSON text it came in
-    /// ([`Report::raw_text`]; `raw` dropped), given `body`, the text this was decoded
-    /// from: the agent's own words are stored, not a serialisation of the parsed tree.
-    /// Where `body` does not split into as many reports (it is not this body's text),
-    /// they keep their parsed documents.
+    /// The reports, each holding its document as the agent sent it ([`Document::Text`],
+    /// or [`Document::GzipBody`] for a body that carries one report, was gzip-encoded and
+    /// is smaller so), given `body`, the text this was decoded from: the agent's own
+    /// words are stored, not a serialisation of the parsed tree. Where `body` does not
+    /// split into as many reports (it is not this body's text), they keep their parsed
+    /// documents.
     pub fn into_reports_with_text(self, body: BodyText) -> Vec<Report> {
         let (reports, bare) = match self {
             Self::Single(report) => {
-                return vec![Report { raw_text: Some(body.into_string()), raw: Value::Null, ..*report }];
+                let whole = 0..body.as_str().len();
+                return vec![Report { document: lone_document(body, whole), ..*report }];
             }
             Self::Batch { reports, bare } => (reports, bare),
         };
         // As the agent writes a batch of one, its report is all between the brackets:
         // the body holds nothing else and names no member twice, so they are the
-        // array's. The text is cut down to it in place.
+        // array's.
         if bare
             && !body.repeated_member()
             && reports.len() == 1
             && let Some(span) = lone_report(body.as_str())
         {
-            let mut text = body.into_string();
-            text.truncate(span.end);
-            text.replace_range(..span.start, "");
-            let mut text = Some(text);
+            let mut document = Some(lone_document(body, span));
             return reports
                 .into_iter()
-                .map(|report| Report { raw_text: text.take(), raw: Value::Null, ..report })
+                .map(|report| Report { document: document.take().unwrap_or(Document::Parsed(Value::Null)), ..report })
                 .collect();
         }
         /// A batch body, each report's text borrowed from it as it stands.
@@ -175,9 +196,31 @@ impl MetricsBody {
             Ok(texts) if texts.reports.len() == reports.len() => reports
                 .into_iter()
                 .zip(texts.reports)
-                .map(|(report, text)| Report { raw_text: Some(text.get().to_owned()), raw: Value::Null, ..report })
+                .map(|(report, text)| Report { document: Document::Text(text.get().to_owned()), ..report })
                 .collect(),
             _ => reports,
+        }
+    }
+}
+
+/// Where the text of the report a body carries alone lies in the body's text: the whole
+/// of it, or, for a batch of one as the agent writes it (`{"reports":[…]}`), what is
+/// between the array's brackets. This is how a [`Document::GzipBody`] is read back.
+pub fn report_in_body(body: &str) -> std::ops::Range<usize> {
+    lone_report(body).unwrap_or(0..body.len())
+}
+
+/// The document of the one report `body` carries, whose text is `span` of it: the gzip
+/// body the agent sent where that is smaller than the text (a deflate stream of JSON
+/// is, unless it was stored uncompressed), else the text, cut out of the body's in place.
+fn lone_document(body: BodyText, span: std::ops::Range<usize>) -> Document {
+    let (mut text, gzip) = body.into_parts();
+    match gzip {
+        Some(gzip) if gzip.len() < span.len() => Document::GzipBody(gzip),
+        _ => {
+            text.truncate(span.end);
+            text.replace_range(..span.start, "");
+            Document::Text(text)
         }
     }
 }
@@ -191,7 +234,7 @@ fn lone_report(text: &str) -> Option<std::ops::Range<usize>> {
 }
 
 /// Decodes the body of `POST /agents/{id}/metrics`; `now` bounds future timestamps.
-/// Each report keeps its part of `body` as [`Report::raw`] (moved, not copied).
+/// Each report keeps its part of `body` as its [`Document::Parsed`] (moved, not copied).
 pub fn decode_metrics_body(body: Value, now: UnixMillis) -> Result<MetricsBody, ValidationError> {
     let mut errors = Errors::default();
     let Some(root) = Object::root(&body, &mut errors) else {
@@ -199,7 +242,7 @@ pub fn decode_metrics_body(body: Value, now: UnixMillis) -> Result<MetricsBody, 
     };
     let Some(reports) = root.get("reports") else {
         let report = decode_fields(&body, "", now)?;
-        return Ok(MetricsBody::Single(Box::new(Report { raw: body, ..report })));
+        return Ok(MetricsBody::Single(Box::new(Report { document: Document::Parsed(body), ..report })));
     };
     let Value::Array(items) = reports else {
         errors.add("reports", format!("must be an array, got {}", kind(reports)));
@@ -226,19 +269,19 @@ pub fn decode_metrics_body(body: Value, now: UnixMillis) -> Result<MetricsBody, 
     {
         bare = root.is_empty();
         for (report, item) in decoded.iter_mut().zip(items) {
-            report.raw = item;
+            report.document = Document::Parsed(item);
         }
     }
     Ok(MetricsBody::Batch { reports: decoded, bare })
 }
 
 /// Decodes one report found at `path` (empty for the document root), keeping a copy of
-/// it as [`Report::raw`].
+/// it as its [`Document::Parsed`].
 pub fn decode_report(value: &Value, path: &str, now: UnixMillis) -> Result<Report, ValidationError> {
-    decode_fields(value, path, now).map(|report| Report { raw: value.clone(), ..report })
+    decode_fields(value, path, now).map(|report| Report { document: Document::Parsed(value.clone()), ..report })
 }
 
-/// Decodes one report's fields, without its document (`raw` is null).
+/// Decodes one report's fields, without its document (parsed as `null`).
 fn decode_fields(value: &Value, path: &str, now: UnixMillis) -> Result<Report, ValidationError> {
     let mut errors = Errors::default();
     let Some(doc) = Object::at(path.to_owned(), value, &mut errors) else {
@@ -275,7 +318,15 @@ fn decode_fields(value: &Value, path: &str, now: UnixMillis) -> Result<Report, V
 
     let timestamp = timestamp.unwrap_or(now);
     let detail = DetailFigures::of(value);
-    errors.finish(Report { seq, timestamp, dialect, metrics, services, detail, raw: Value::Null, raw_text: None })
+    errors.finish(Report {
+        seq,
+        timestamp,
+        dialect,
+        metrics,
+        services,
+        detail,
+        document: Document::Parsed(Value::Null),
+    })
 }
 
 fn seq_of(doc: &Object<'_>, errors: &mut Errors) -> Option<u64> {
@@ -507,7 +558,7 @@ mod tests {
         assert_eq!(report.metrics.network_tx, Some(512_000));
         assert_eq!(report.services.len(), 2);
         assert_eq!(report.services[1].status, ServiceStatus::Failed);
-        assert_eq!(report.raw, body, "the document is kept whole");
+        assert_eq!(report.document, Document::Parsed(body), "the document is kept whole");
     }
 
     #[test]
@@ -517,7 +568,10 @@ mod tests {
             json!({"seq": 2, "timestamp":"2025-06-21T20:30:30Z","metrics":{"cpu_usage":2,"memory_usage":2,"disk_usage":2},"extra":"b"}),
         ];
         let reports = decode_metrics_body(json!({"reports": items}), NOW).unwrap().into_reports();
-        assert_eq!(reports.iter().map(|r| &r.raw).collect::<Vec<_>>(), items.iter().collect::<Vec<_>>());
+        assert_eq!(
+            reports.iter().map(|r| r.document.parsed()).collect::<Vec<_>>(),
+            items.iter().map(Some).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -526,24 +580,28 @@ mod tests {
             let (body, text) = BodyText::parse(text.to_owned()).unwrap();
             decode_metrics_body(body, NOW).unwrap().into_reports_with_text(text)
         };
+        let text_of = |report: &Report| match &report.document {
+            Document::Text(text) => Some(text.clone()),
+            _ => None,
+        };
         let text = r#"{ "reports": [ {"seq": 1, "timestamp":"2025-06-21T20:30:00Z", "metrics":{"cpu_usage":1.50,"memory_usage":1,"disk_usage":1},"extra":"a\u00e9"},
             {"seq": 2,"timestamp":"2025-06-21T20:30:30Z","metrics":{"cpu_usage":2,"memory_usage":2,"disk_usage":2}} ] }"#;
         let body: Value = serde_json::from_str(text).unwrap();
         let reports = with_text(text);
-        let texts: Vec<&str> = reports.iter().filter_map(|r| r.raw_text.as_deref()).collect();
+        let texts: Vec<String> = reports.iter().filter_map(text_of).collect();
         assert_eq!(texts.len(), 2);
         assert!(texts[0].starts_with(r#"{"seq": 1, "#) && texts[0].ends_with(r#""extra":"a\u00e9"}"#), "{}", texts[0]);
         assert!(texts[1].starts_with(r#"{"seq": 2,"#) && texts[1].ends_with("}}"), "{}", texts[1]);
         for (text, document) in texts.iter().zip(body["reports"].as_array().unwrap()) {
             assert_eq!(&serde_json::from_str::<Value>(text).unwrap(), document);
         }
-        assert!(reports.iter().all(|r| r.raw.is_null()), "the parsed documents are dropped");
+        assert!(reports.iter().all(|r| r.document.parsed().is_none()), "the parsed documents are dropped");
         assert_eq!(reports[0].metrics.cpu_usage.map(Percent::get), Some(1.5));
 
         // One report: the whole text is its document.
         let single =
             r#"{"timestamp":"2025-06-21T20:30:00Z","metrics":{"cpu_usage":1,"memory_usage":1,"disk_usage":1}}"#;
-        assert_eq!(with_text(single)[0].raw_text.as_deref(), Some(single));
+        assert_eq!(text_of(&with_text(single)[0]).as_deref(), Some(single));
 
         // A batch of one, as the agent writes it, and the same with more around it.
         let report = r#"{"seq":3,"timestamp":"2025-06-21T20:30:00Z","metrics":{"cpu_usage":1,"memory_usage":1,"disk_usage":1},"tags":["]}","\"]}{\\"]}"#;
@@ -554,7 +612,7 @@ mod tests {
             format!(r#"{{"reports":[{report}],"note":[1]}}"#),
             format!(r#"{{"note":[1],"reports":[{report}]}}"#),
         ] {
-            assert_eq!(with_text(&text)[0].raw_text.as_deref(), Some(report), "{text}");
+            assert_eq!(text_of(&with_text(&text)[0]).as_deref(), Some(report), "{text}");
         }
 
         // A repeated key: the parsed body holds the last report, and so does what is
@@ -566,9 +624,10 @@ mod tests {
         ] {
             let reports = with_text(&text);
             assert_eq!(reports[0].seq, Some(4), "{text}");
-            let stored = match &reports[0].raw_text {
-                Some(raw_text) => serde_json::from_str::<Value>(raw_text).unwrap(),
-                None => reports[0].raw.clone(),
+            let stored = match &reports[0].document {
+                Document::Text(text) => serde_json::from_str::<Value>(text).unwrap(),
+                Document::Parsed(document) => document.clone(),
+                Document::GzipBody(_) => panic!("the body was not compressed"),
             };
             assert_eq!(stored["seq"], json!(4), "{text}");
         }
@@ -576,7 +635,46 @@ mod tests {
         // A text that is not the body: the parsed documents stay.
         let (_, not_the_body) = BodyText::parse("{}".to_owned()).unwrap();
         let reports = decode_metrics_body(body.clone(), NOW).unwrap().into_reports_with_text(not_the_body);
-        assert!(reports.iter().all(|r| r.raw_text.is_none() && r.raw.is_object()));
+        assert!(reports.iter().all(|r| r.document.parsed().is_some_and(Value::is_object)));
+    }
+
+    #[test]
+    fn a_compressed_body_carrying_one_report_is_kept_as_sent_when_smaller() {
+        use std::io::{Read, Write};
+        let gzip = |text: &str, level: u32| {
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+            encoder.write_all(text.as_bytes()).unwrap();
+            encoder.finish().unwrap()
+        };
+        let read_back = |body: &[u8]| {
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(body).read_to_string(&mut text).unwrap();
+            text[report_in_body(&text)].to_owned()
+        };
+        let sent = |text: &str, compressed: Vec<u8>| {
+            let (body, parsed) = BodyText::parse(text.to_owned()).unwrap();
+            decode_metrics_body(body, NOW).unwrap().into_reports_with_text(parsed.sent_as_gzip(compressed))
+        };
+        let report = format!(
+            r#"{{"seq":3,"timestamp":"2025-06-21T20:30:00Z","metrics":{{"cpu_usage":1,"memory_usage":1,"disk_usage":1}},"pad":"{}"}}"#,
+            "ab".repeat(200)
+        );
+        for text in
+            [format!(r#"{{"reports":[{report}]}}"#), format!(" {{\"reports\":[ {report}\n]}}\n"), report.clone()]
+        {
+            let compressed = gzip(&text, 6);
+            let reports = sent(&text, compressed.clone());
+            assert_eq!(reports[0].document, Document::GzipBody(compressed.clone()), "{text}");
+            assert_eq!(read_back(&compressed), report, "{text}");
+            // Stored uncompressed, the stream is larger than the text: the text is kept.
+            let reports = sent(&text, gzip(&text, 0));
+            assert_eq!(reports[0].document, Document::Text(report.clone()), "{text}");
+        }
+        // A batch of two, or of one with more beside it, is split as text.
+        let text = format!(r#"{{"reports":[{report}],"note":1}}"#);
+        assert_eq!(sent(&text, gzip(&text, 6))[0].document, Document::Text(report.clone()));
+        let text = format!(r#"{{"reports":[{report},{report}]}}"#);
+        assert!(sent(&text, gzip(&text, 6)).iter().all(|r| r.document == Document::Text(report.clone())));
     }
 
     #[test]

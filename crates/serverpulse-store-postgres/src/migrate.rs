@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "history ends", include_str!("../migrations/0005_history_ends.sql")),
     (6, "open bucket summary", include_str!("../migrations/0006_open_bucket_summary.sql")),
     (7, "packed documents", include_str!("../migrations/0007_packed_documents.sql")),
+    (8, "gzip documents", include_str!("../migrations/0008_gzip_documents.sql")),
 ];
 
 /// The advisory lock key serialising migrations ("SPMIGRAT" in ASCII).

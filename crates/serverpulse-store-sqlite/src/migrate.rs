@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (15, "history ends", include_str!("../migrations/0015_history_ends.sql")),
     (16, "open bucket summary", include_str!("../migrations/0016_open_bucket_summary.sql")),
     (17, "packed documents", include_str!("../migrations/0017_packed_documents.sql")),
+    (18, "gzip documents", include_str!("../migrations/0018_gzip_documents.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.

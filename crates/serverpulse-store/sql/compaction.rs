@@ -57,7 +57,8 @@ pub(crate) async fn reopen(conn: &mut Conn, server: ServerId, start: i64) -> Sto
             .map_err(db)?;
     let Some(data) = data else { return Ok(false) };
     let samples = decode(&data)?;
-    let rows: Vec<(ServerId, &Sample, Option<Vec<u8>>)> = samples.iter().map(|s| (server, s, None)).collect();
+    let rows: Vec<(ServerId, &Sample, Option<serverpulse_store::packed::Packed>)> =
+        samples.iter().map(|s| (server, s, None)).collect();
     crate::ingest::insert_samples(&mut *conn, &rows).await?;
     mark_dirty(&mut *conn, &samples.iter().map(|s| (server, s.at)).collect()).await?;
     // Ingest takes a `seq` above the server's greatest as new without a probe: the
@@ -97,7 +98,7 @@ async fn compact_span(conn: &mut Conn, server: ServerId, day: i64, until: i64) -
     let found = sqlx::query(
         "SELECT seq, agent_time, received_at, cpu_usage, ram_usage, disk_usage, load_average, uptime, \
          response_time, network_rx, network_tx, disk_io_read, disk_io_write, network_rx_rate, network_tx_rate, \
-         disk_io_read_rate, disk_io_write_rate, 'null' AS raw, NULL AS raw_packed FROM performance_logs \
+         disk_io_read_rate, disk_io_write_rate, 'null' AS raw, NULL AS raw_packed, NULL AS raw_packing FROM performance_logs \
          WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3 ORDER BY agent_time, id",
     )
     .bind(server)

@@ -13,7 +13,6 @@
 //! statement is a round trip to the database (a thread hand-off on SQLite, a network
 //! one on PostgreSQL), so this is what keeps a report's cost near its share of the work.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serverpulse_proto::report::{Report, ServiceReport};
@@ -22,6 +21,7 @@ use serverpulse_store::history::{
     bucket_of, charted, close_buckets, unit_change_event, units_digest,
 };
 use serverpulse_store::landing::{Around, Before, Landing, ServerLanding, land};
+use serverpulse_store::packed::{Packed, pack};
 use serverpulse_store::{
     AlertId, EventKind, IngestJob, IngestOutcome, Judge, RuleState, Sample, Server, ServerId, StoreResult,
 };
@@ -74,14 +74,8 @@ pub(crate) async fn store_batch(
     let around = around(&mut *tx, jobs, &before, &tracked).await?;
     let mut landing = land(jobs, &before, &around);
 
-    let samples: Vec<(ServerId, &Sample, Option<Vec<u8>>)> = landing
-        .stored
-        .iter()
-        .map(|s| {
-            let text = s.report.raw_text.as_deref().map_or_else(|| Cow::Owned(s.report.raw.to_string()), Cow::Borrowed);
-            (s.server, &s.sample, Some(serverpulse_store::packed::pack(&text)))
-        })
-        .collect();
+    let samples: Vec<(ServerId, &Sample, Option<Packed>)> =
+        landing.stored.iter().map(|s| (s.server, &s.sample, Some(pack(&s.report.document)))).collect();
     insert_samples(&mut *tx, &samples).await?;
     rerate(&mut *tx, &landing.rerated).await?;
     let units = UnitDigests::of(&landing, &tracked);
@@ -651,7 +645,7 @@ async fn around(
 }
 
 /// The columns of a sample row, with their types.
-const SAMPLE_COLUMNS: [(&str, &str); 20] = [
+const SAMPLE_COLUMNS: [(&str, &str); 21] = [
     ("server_id", "BIGINT"),
     ("seq", "BIGINT"),
     ("agent_time", "BIGINT"),
@@ -672,6 +666,7 @@ const SAMPLE_COLUMNS: [(&str, &str); 20] = [
     ("disk_io_write_rate", "DOUBLE PRECISION"),
     ("raw", "TEXT"),
     ("raw_packed", crate::dialect::BYTES),
+    ("raw_packing", "BIGINT"),
 ];
 
 /// Inserts samples of any servers, each with its report's document packed
@@ -679,7 +674,7 @@ const SAMPLE_COLUMNS: [(&str, &str); 20] = [
 /// `null`: a compacted sample put back), up to [`crate::batched::MAX_ROWS`] a statement.
 pub(crate) async fn insert_samples(
     conn: &mut Conn,
-    samples: &[(ServerId, &Sample, Option<Vec<u8>>)],
+    samples: &[(ServerId, &Sample, Option<Packed>)],
 ) -> StoreResult<()> {
     static TEXTS: Shapes = Shapes::new();
     for chunk in chunks(samples.len()) {
@@ -715,7 +710,8 @@ pub(crate) async fn insert_samples(
                 .bind(sample.and_then(|s| s.disk_io_read_rate))
                 .bind(sample.and_then(|s| s.disk_io_write_rate))
                 .bind(row.map(|(.., packed)| if packed.is_some() { "" } else { "null" }))
-                .bind(row.and_then(|(.., packed)| packed.as_deref()));
+                .bind(row.and_then(|(.., packed)| packed.as_ref().map(|p| p.bytes.as_slice())))
+                .bind(row.and_then(|(.., packed)| packed.as_ref().and_then(|p| p.packing)));
         }
         query.execute(&mut *conn).await.map_err(db)?;
     }

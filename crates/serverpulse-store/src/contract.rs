@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use serverpulse_domain::{AgentStatus, Role, Secret};
 use serverpulse_proto::alert::{AgentAlert, Severity};
 use serverpulse_proto::command::{AckStatus, CommandAck, CommandType};
-use serverpulse_proto::report::{Report, decode_report};
+use serverpulse_proto::report::{Document, Report, decode_report};
 use serverpulse_proto::settings::{AgentSettings, ThresholdSettings};
 
 use serverpulse_alerting::notify::{decode_channel, decode_silence};
@@ -550,13 +550,23 @@ pub async fn history_is_bounded_by_range_and_limit(store: &dyn Store) {
     assert_eq!(limited[0].raw["seq"], json!(0));
 
     // A report that comes with its document's text (as a request carrying one report
-    // does) is stored with that text as it is.
+    // does) is stored with that text as it is; one that came alone in a gzip body keeps
+    // that body, and reads back as the report in it.
     let text = r#"{ "seq": 10, "metrics": {"cpu_usage": 12.50, "memory_usage": 1, "disk_usage": 1}, "extra": [1, 2] }"#;
-    let sent =
-        Report { raw: Value::Null, raw_text: Some(text.to_owned()), ..report(Some(10), T0 + 10_000, 0, json!([])) };
-    store.store_reports(id, &[sent], T0 + 20_000).await.expect("store");
-    let kept = store.metrics_history(id, T0 + 10_000, T0 + 10_000, 1).await.expect("history");
+    let other = text.replace(r#""seq": 10"#, r#""seq": 11"#);
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gzip, format!(r#"{{"reports":[{other}]}}"#).as_bytes()).expect("gzip");
+    let sent = [
+        Report { document: Document::Text(text.to_owned()), ..report(Some(10), T0 + 10_000, 0, json!([])) },
+        Report {
+            document: Document::GzipBody(gzip.finish().expect("gzip")),
+            ..report(Some(11), T0 + 11_000, 0, json!([]))
+        },
+    ];
+    store.store_reports(id, &sent, T0 + 20_000).await.expect("store");
+    let kept = store.metrics_history(id, T0 + 10_000, T0 + 11_000, 2).await.expect("history");
     assert_eq!(kept[0].raw, serde_json::from_str::<Value>(text).expect("json"), "the text sent, not `raw` again");
+    assert_eq!(kept[1].raw, serde_json::from_str::<Value>(&other).expect("json"), "the report in the body sent");
 }
 
 pub async fn removing_a_server_removes_its_data_and_its_agent(store: &dyn Store) {

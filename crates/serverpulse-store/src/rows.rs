@@ -118,7 +118,7 @@ pub fn sample(row: &impl Columns) -> StoreResult<Sample> {
         disk_io_write_rate: row.opt_real("disk_io_write_rate")?,
         // Packed where written so (see `packed`), else the text itself.
         raw: match row.opt_bytes("raw_packed")? {
-            Some(packed) => json(&crate::packed::unpack(&packed)?)?,
+            Some(packed) => json(&crate::packed::unpack(&packed, row.opt_int("raw_packing")?)?)?,
             None => row.json("raw")?,
         },
     })

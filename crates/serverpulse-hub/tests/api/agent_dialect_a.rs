@@ -45,7 +45,8 @@ async fn documented_agent_round_trip_is_stored_as_sent() {
     let row = &hub
         .rows(
             "SELECT agent_time, cpu_usage, ram_usage, disk_usage, uptime, load_average, network_rx, network_tx, \
-             disk_io_read, disk_io_write, response_time, raw, raw_packed FROM performance_logs WHERE server_id = ?",
+             disk_io_read, disk_io_write, response_time, raw, raw_packed, raw_packing FROM performance_logs \
+             WHERE server_id = ?",
             server_id,
         )
         .await[0];
@@ -61,7 +62,9 @@ async fn documented_agent_round_trip_is_stored_as_sent() {
     assert_eq!(row.get::<i64, _>("disk_io_write"), 1_024_000);
     assert_eq!(row.get::<f64, _>("response_time"), 12.5);
     assert_eq!(row.get::<String, _>("raw"), "", "the document is kept packed, not twice");
-    let packed = serverpulse_store::packed::unpack(&row.get::<Vec<u8>, _>("raw_packed")).unwrap();
+    let packing = row.get::<Option<i64>, _>("raw_packing");
+    assert_eq!(packing, None, "an uncompressed body: its text is packed");
+    let packed = serverpulse_store::packed::unpack(&row.get::<Vec<u8>, _>("raw_packed"), packing).unwrap();
     let raw: serde_json::Value = serde_json::from_str(&packed).unwrap();
     assert_eq!(raw["services"][1]["name"], "mysql", "raw document kept");
 

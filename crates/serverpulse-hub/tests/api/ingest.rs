@@ -81,6 +81,59 @@ async fn a_gzip_batch_of_100_reports_stores_100() {
 }
 
 #[tokio::test]
+async fn a_report_sent_alone_in_a_gzip_body_is_kept_as_that_body() {
+    let hub = spawn_app().await;
+    let admin = hub.token_for(Role::Admin).await;
+    let (server_id, agent, token) = hub.registered_agent(&admin, "10.30.0.4").await;
+    let mut document = report(7, T0, 1_000, 100);
+    document["metrics"]["detail"] = json!({"processes": {"top_cpu": vec![json!({"name": "nginx", "cpu": 1.5}); 5]}});
+    let path = format!("/api/v1/agents/{agent}/metrics");
+    let send = |body: Vec<u8>| {
+        hub.send_raw(
+            Method::POST,
+            &path,
+            Some(&token),
+            &[("content-encoding", "gzip"), ("content-type", "application/json")],
+            Some(body),
+        )
+    };
+    // As the agent sends it: a batch of one; then a lone report, and a batch of two.
+    let sent = gzip(format!(r#"{{"reports":[{document}]}}"#).as_bytes());
+    assert_eq!(send(sent.clone()).await.ok()["stored"], json!(1));
+    let mut lone = document.clone();
+    lone["seq"] = json!(8);
+    lone["timestamp"] = json!(chrono::DateTime::from_timestamp_millis(T0 + 30_000).unwrap().to_rfc3339());
+    let sent_lone = gzip(lone.to_string().as_bytes());
+    assert_eq!(send(sent_lone.clone()).await.ok()["stored"], json!(1));
+    let pair: Vec<Value> = (9..11)
+        .map(|seq| {
+            let mut one = document.clone();
+            one["seq"] = json!(seq);
+            let at = T0 + 30_000 * (seq as i64 - 7);
+            one["timestamp"] = json!(chrono::DateTime::from_timestamp_millis(at).unwrap().to_rfc3339());
+            one
+        })
+        .collect();
+    assert_eq!(send(gzip(json!({"reports": pair}).to_string().as_bytes())).await.ok()["stored"], json!(2));
+
+    let rows = hub
+        .rows("SELECT raw_packed, raw_packing FROM performance_logs WHERE server_id = ? ORDER BY seq", server_id)
+        .await;
+    let stored: Vec<(Vec<u8>, Option<i64>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(stored[0], (sent, Some(1)), "the body as it came");
+    assert_eq!(stored[1], (sent_lone, Some(1)));
+    assert!(stored[2..].iter().all(|(_, packing)| packing.is_none()), "a batch of two is split, each packed");
+
+    let viewer = hub.token_for(Role::Viewer).await;
+    let history = hub
+        .get(&format!("/api/v1/servers/{server_id}/metrics?from={}&to={}", T0, T0 + 90_000), Some(&viewer))
+        .await
+        .expect(200);
+    let raws: Vec<&Value> = history["samples"].as_array().unwrap().iter().map(|s| &s["raw"]).collect();
+    assert_eq!(raws, [&document, &lone, &pair[0], &pair[1]], "each reads back as the report sent");
+}
+
+#[tokio::test]
 async fn counter_resets_are_not_negative_rates_and_replays_fix_neighbours() {
     let hub = spawn_app().await;
     let admin = hub.token_for(Role::Admin).await;
