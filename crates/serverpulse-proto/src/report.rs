@@ -84,8 +84,8 @@ pub enum Document {
     /// The JSON text the agent wrote.
     Text(String),
     /// The gzip-compressed request body that carried this report alone, as the agent
-    /// sent it (and smaller than its text); inflated, [`report_in_body`] finds the
-    /// report in it.
+    /// sent it (and smaller than its text); inflated, [`report_of_body`] takes the
+    /// report out of it.
     GzipBody(Vec<u8>),
 }
 
@@ -163,10 +163,11 @@ impl MetricsBody {
     /// split into as many reports (it is not this body's text), they keep their parsed
     /// documents.
     pub fn into_reports_with_text(self, body: BodyText) -> Vec<Report> {
-        let (reports, bare) = match self {
-            Self::Single(report) => {
+        let (mut reports, bare) = match self {
+            Self::Single(mut report) => {
                 let whole = 0..body.as_str().len();
-                return vec![Report { document: lone_document(body, whole), ..*report }];
+                report.document = lone_document(body, whole);
+                return vec![*report];
             }
             Self::Batch { reports, bare } => (reports, bare),
         };
@@ -175,14 +176,11 @@ impl MetricsBody {
         // array's.
         if bare
             && !body.repeated_member()
-            && reports.len() == 1
+            && let [report] = reports.as_mut_slice()
             && let Some(span) = lone_report(body.as_str())
         {
-            let mut document = Some(lone_document(body, span));
-            return reports
-                .into_iter()
-                .map(|report| Report { document: document.take().unwrap_or(Document::Parsed(Value::Null)), ..report })
-                .collect();
+            report.document = lone_document(body, span);
+            return reports;
         }
         /// A batch body, each report's text borrowed from it as it stands.
         #[derive(serde::Deserialize)]
@@ -203,25 +201,30 @@ impl MetricsBody {
     }
 }
 
-/// Where the text of the report a body carries alone lies in the body's text: the whole
-/// of it, or, for a batch of one as the agent writes it (`{"reports":[…]}`), what is
-/// between the array's brackets. This is how a [`Document::GzipBody`] is read back.
-pub fn report_in_body(body: &str) -> std::ops::Range<usize> {
-    lone_report(body).unwrap_or(0..body.len())
+/// The text of the report a body carries alone, given the body's text (cut in place):
+/// the whole of it, or, for a batch of one as the agent writes it (`{"reports":[…]}`),
+/// what is between the array's brackets. This is how a [`Document::GzipBody`] is read
+/// back.
+pub fn report_of_body(body: String) -> String {
+    let span = lone_report(&body).unwrap_or(0..body.len());
+    cut(body, span)
+}
+
+/// `text` cut down to its `span`, in place.
+fn cut(mut text: String, span: std::ops::Range<usize>) -> String {
+    text.truncate(span.end);
+    text.replace_range(..span.start, "");
+    text
 }
 
 /// The document of the one report `body` carries, whose text is `span` of it: the gzip
 /// body the agent sent where that is smaller than the text (a deflate stream of JSON
 /// is, unless it was stored uncompressed), else the text, cut out of the body's in place.
 fn lone_document(body: BodyText, span: std::ops::Range<usize>) -> Document {
-    let (mut text, gzip) = body.into_parts();
+    let (text, gzip) = body.into_parts();
     match gzip {
         Some(gzip) if gzip.len() < span.len() => Document::GzipBody(gzip),
-        _ => {
-            text.truncate(span.end);
-            text.replace_range(..span.start, "");
-            Document::Text(text)
-        }
+        _ => Document::Text(cut(text, span)),
     }
 }
 
@@ -649,7 +652,7 @@ mod tests {
         let read_back = |body: &[u8]| {
             let mut text = String::new();
             flate2::read::GzDecoder::new(body).read_to_string(&mut text).unwrap();
-            text[report_in_body(&text)].to_owned()
+            report_of_body(text)
         };
         let sent = |text: &str, compressed: Vec<u8>| {
             let (body, parsed) = BodyText::parse(text.to_owned()).unwrap();

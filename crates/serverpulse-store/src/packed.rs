@@ -14,7 +14,7 @@
 
 use std::io::Read;
 
-use serverpulse_proto::report::{Document, report_in_body};
+use serverpulse_proto::report::{Document, report_of_body};
 
 use crate::{StoreError, StoreResult};
 
@@ -52,10 +52,7 @@ pub fn unpack(packed: &[u8], packing: Option<i64>) -> StoreResult<String> {
         Some(GZIP_BODY) => {
             let mut body = String::new();
             flate2::read::GzDecoder::new(packed).read_to_string(&mut body).map_err(|e| corrupt(e.to_string()))?;
-            let report = report_in_body(&body);
-            body.truncate(report.end);
-            body.replace_range(..report.start, "");
-            Ok(body)
+            Ok(report_of_body(body))
         }
         Some(other) => Err(corrupt(format!("unknown packing {other}"))),
     }
