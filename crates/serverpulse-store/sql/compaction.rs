@@ -57,7 +57,7 @@ pub(crate) async fn reopen(conn: &mut Conn, server: ServerId, start: i64) -> Sto
             .map_err(db)?;
     let Some(data) = data else { return Ok(false) };
     let samples = decode(&data)?;
-    let rows: Vec<(ServerId, &Sample, Option<serverpulse_store::packed::Packed>)> =
+    let rows: Vec<(ServerId, &Sample, Option<serverpulse_store::packed::Packed<'_>>)> =
         samples.iter().map(|s| (server, s, None)).collect();
     crate::ingest::insert_samples(&mut *conn, &rows).await?;
     mark_dirty(&mut *conn, &samples.iter().map(|s| (server, s.at)).collect()).await?;

@@ -674,7 +674,7 @@ const SAMPLE_COLUMNS: [(&str, &str); 21] = [
 /// `null`: a compacted sample put back), up to [`crate::batched::MAX_ROWS`] a statement.
 pub(crate) async fn insert_samples(
     conn: &mut Conn,
-    samples: &[(ServerId, &Sample, Option<Packed>)],
+    samples: &[(ServerId, &Sample, Option<Packed<'_>>)],
 ) -> StoreResult<()> {
     static TEXTS: Shapes = Shapes::new();
     for chunk in chunks(samples.len()) {
@@ -710,7 +710,7 @@ pub(crate) async fn insert_samples(
                 .bind(sample.and_then(|s| s.disk_io_read_rate))
                 .bind(sample.and_then(|s| s.disk_io_write_rate))
                 .bind(row.map(|(.., packed)| if packed.is_some() { "" } else { "null" }))
-                .bind(row.and_then(|(.., packed)| packed.as_ref().map(|p| p.bytes.as_slice())))
+                .bind(row.and_then(|(.., packed)| packed.as_ref().map(|p| &*p.bytes)))
                 .bind(row.and_then(|(.., packed)| packed.as_ref().and_then(|p| p.packing)));
         }
         query.execute(&mut *conn).await.map_err(db)?;

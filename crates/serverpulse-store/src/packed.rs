@@ -12,6 +12,7 @@
 //!
 //! Reading a document back (the server page's detail, a rule replayed) is rare.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use serverpulse_proto::report::{Document, report_of_body};
@@ -21,24 +22,25 @@ use crate::{StoreError, StoreResult};
 /// `raw_packing` of a document kept as the gzip request body that carried it.
 const GZIP_BODY: i64 = 1;
 
-/// A document packed for its row: `raw_packed`, and how (`raw_packing`).
+/// A document packed for its row: `raw_packed`, and how (`raw_packing`). A gzip body
+/// is borrowed from the document as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Packed {
-    pub bytes: Vec<u8>,
+pub struct Packed<'a> {
+    pub bytes: Cow<'a, [u8]>,
     pub packing: Option<i64>,
 }
 
 /// `document` packed for the `raw_packed` and `raw_packing` columns.
-pub fn pack(document: &Document) -> Packed {
+pub fn pack(document: &Document) -> Packed<'_> {
     match document {
-        Document::GzipBody(body) => Packed { bytes: body.clone(), packing: Some(GZIP_BODY) },
+        Document::GzipBody(body) => Packed { bytes: Cow::Borrowed(body), packing: Some(GZIP_BODY) },
         Document::Text(text) => lz4(text),
         Document::Parsed(value) => lz4(&value.to_string()),
     }
 }
 
-fn lz4(text: &str) -> Packed {
-    Packed { bytes: lz4_flex::block::compress_prepend_size(text.as_bytes()), packing: None }
+fn lz4(text: &str) -> Packed<'static> {
+    Packed { bytes: Cow::Owned(lz4_flex::block::compress_prepend_size(text.as_bytes())), packing: None }
 }
 
 /// The text [`pack`] packed as `packing`; anything else is [`StoreError::Corrupt`].
@@ -73,13 +75,16 @@ mod tests {
 
     #[test]
     fn a_document_unpacks_to_the_text_packed() {
-        let packed = pack(&Document::Text(TEXT.to_owned()));
+        let document = Document::Text(TEXT.to_owned());
+        let packed = pack(&document);
         assert!(packed.bytes.len() < TEXT.len(), "{} bytes from {}", packed.bytes.len(), TEXT.len());
         assert_eq!(unpack(&packed.bytes, packed.packing).expect("unpacks"), TEXT);
-        let empty = pack(&Document::Text(String::new()));
+        let document = Document::Text(String::new());
+        let empty = pack(&document);
         assert_eq!(unpack(&empty.bytes, empty.packing).expect("unpacks"), "");
         let parsed: serde_json::Value = serde_json::from_str(TEXT).unwrap();
-        let packed = pack(&Document::Parsed(parsed.clone()));
+        let document = Document::Parsed(parsed.clone());
+        let packed = pack(&document);
         let back: serde_json::Value = serde_json::from_str(&unpack(&packed.bytes, packed.packing).unwrap()).unwrap();
         assert_eq!(back, parsed);
     }
@@ -88,15 +93,17 @@ mod tests {
     fn a_gzip_body_is_kept_as_sent_and_reads_back_as_its_report() {
         for body in [format!(r#"{{"reports":[{TEXT}]}}"#), format!(" {{\"reports\":[\n{TEXT} ]}}\n"), TEXT.to_owned()] {
             let sent = gzip(&body);
-            let packed = pack(&Document::GzipBody(sent.clone()));
-            assert_eq!(packed, Packed { bytes: sent, packing: Some(GZIP_BODY) });
+            let document = Document::GzipBody(sent.clone());
+            let packed = pack(&document);
+            assert_eq!(packed, Packed { bytes: Cow::Borrowed(&sent[..]), packing: Some(GZIP_BODY) });
             assert_eq!(unpack(&packed.bytes, packed.packing).expect("unpacks"), TEXT, "{body}");
         }
     }
 
     #[test]
     fn damaged_bytes_are_refused_not_misread() {
-        let packed = pack(&Document::Text(r#"{"seq":7,"metrics":{"cpu_usage":12.5}}"#.to_owned()));
+        let document = Document::Text(r#"{"seq":7,"metrics":{"cpu_usage":12.5}}"#.to_owned());
+        let packed = pack(&document);
         let corrupt = |result: StoreResult<String>| matches!(result, Err(StoreError::Corrupt(_)));
         assert!(corrupt(unpack(&packed.bytes[..packed.bytes.len() - 3], None)));
         assert!(corrupt(unpack(&[200, 0, 0, 0, 0x10], None)));
