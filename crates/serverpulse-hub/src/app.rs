@@ -81,8 +81,7 @@ impl AppState {
         let alerting = crate::alerting::Alerting::default();
         let (ingest, writer) = crate::ingest::Ingest::new(
             crate::ingest::WriterParts { store: store.clone(), alerting: alerting.clone(), clock: clock.clone() },
-            settings.ingest_queue,
-            settings.ingest_max_wait,
+            &settings,
         );
         let http = crate::notifier::http_client();
         let exporter = settings.export_url.as_deref().map(|url| crate::export::Exporter::start(url, http.clone()));

@@ -203,6 +203,7 @@ impl Cli {
             agent_binary: None,
             ingest_queue: None,
             ingest_max_wait: None,
+            ingest_commit_interval: None,
             retention: None,
             export: None,
             log: serve.log,

@@ -52,6 +52,9 @@ pub struct Settings {
     pub ingest_queue: usize,
     /// Longest a report may wait for the writer before new ones are told the same.
     pub ingest_max_wait: Duration,
+    /// Shortest time from the start of one ingest commit to the next (reports arriving
+    /// meanwhile share the next one).
+    pub ingest_commit_interval: Duration,
     /// How long history is kept, and the most room it may take.
     pub retention: serverpulse_store::RetentionPolicy,
     /// How long reports keep their full document (filesystems, interfaces, processes)
@@ -109,6 +112,7 @@ pub const DEFAULT_COMMAND_TTL_SECS: u32 = 3600;
 pub const DEFAULT_SWEEP_SECS: u32 = 15;
 pub const DEFAULT_INGEST_QUEUE: usize = 4096;
 pub const DEFAULT_INGEST_MAX_WAIT_SECS: u32 = 5;
+pub const DEFAULT_INGEST_COMMIT_INTERVAL_MS: u32 = 5;
 
 /// The YAML file's keys. Durations are whole seconds.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -128,6 +132,7 @@ pub struct ConfigValues {
     pub agent_binary: Option<PathBuf>,
     pub ingest_queue: Option<usize>,
     pub ingest_max_wait: Option<u32>,
+    pub ingest_commit_interval: Option<u32>,
     pub retention: Option<RetentionValues>,
     pub export: Option<ExportValues>,
     pub log: Option<String>,
@@ -151,6 +156,7 @@ impl ConfigValues {
             agent_binary: self.agent_binary.or(fallback.agent_binary),
             ingest_queue: self.ingest_queue.or(fallback.ingest_queue),
             ingest_max_wait: self.ingest_max_wait.or(fallback.ingest_max_wait),
+            ingest_commit_interval: self.ingest_commit_interval.or(fallback.ingest_commit_interval),
             retention: self.retention.or(fallback.retention),
             export: self.export.or(fallback.export),
             log: self.log.or(fallback.log),
@@ -260,6 +266,13 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
     if !(1..=300).contains(&ingest_max_wait) {
         return Err(bad("ingest_max_wait", format!("{ingest_max_wait} must be between 1 and 300 seconds")));
     }
+    let ingest_commit_interval = values.ingest_commit_interval.unwrap_or(DEFAULT_INGEST_COMMIT_INTERVAL_MS);
+    if ingest_commit_interval > 1000 {
+        return Err(bad(
+            "ingest_commit_interval",
+            format!("{ingest_commit_interval} must be between 0 and 1000 milliseconds"),
+        ));
+    }
     let retention = values.retention.unwrap_or_default();
     // Summaries must outlive what they sum up, or long charts would have holes.
     let kept = |days: Option<u32>, default: u32| match days.unwrap_or(default) {
@@ -298,6 +311,7 @@ pub fn resolve(values: ConfigValues, origin: &str) -> Result<HubConfig, ConfigEr
             agent_binary,
             ingest_queue,
             ingest_max_wait: Duration::from_secs(u64::from(ingest_max_wait)),
+            ingest_commit_interval: Duration::from_millis(u64::from(ingest_commit_interval)),
             retention: retention.policy(),
             detail_ms: i64::from(retention.detail_hours.unwrap_or(DEFAULT_DETAIL_HOURS)) * 3_600_000,
             export_url,
@@ -367,6 +381,9 @@ mod tests {
         assert!(err.starts_with("hub.yml: offline_after:"), "{err}");
         let values = ConfigValues { ingest_max_wait: Some(0), ..ConfigValues::default() };
         assert!(resolve(values, "hub.yml").unwrap_err().to_string().starts_with("hub.yml: ingest_max_wait:"));
+        let values = ConfigValues { ingest_commit_interval: Some(1001), ..ConfigValues::default() };
+        let err = resolve(values, "hub.yml").unwrap_err().to_string();
+        assert!(err.starts_with("hub.yml: ingest_commit_interval: 1001 must be between 0 and 1000"), "{err}");
         let values = ConfigValues { database_url: Some("mysql://x".into()), ..ConfigValues::default() };
         assert!(resolve(values, "env").unwrap_err().to_string().contains("database_url"));
     }

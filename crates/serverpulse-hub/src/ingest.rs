@@ -2,7 +2,11 @@
 //! which stores whatever has queued up meanwhile in a single transaction — one commit,
 //! one fsync — and only then answers each request. Under load, batches grow by
 //! themselves while the previous commit is on disk, so fsyncs per second follow the
-//! disk, not the number of agents; at rest, a lone report is committed at once.
+//! disk, not the number of agents. Commits also start at most once per
+//! `ingest_commit_interval`: a report arriving within that time of the previous commit's
+//! start waits for the rest of it, so that a steady trickle of reports (a large fleet at
+//! its collection interval) shares commits instead of paying one each; at rest, a lone
+//! report is committed at once.
 //!
 //! A report request is [`Admitted`] on arrival, before anything else is done for it. It
 //! is refused at once with 503 and `Retry-After` (agents come back later, their reports
@@ -103,16 +107,20 @@ pub struct Writer {
     receiver: mpsc::Receiver<Queued>,
     parts: WriterParts,
     stats: Arc<IngestStats>,
+    /// Shortest time from one commit's start to the next one's.
+    commit_interval: std::time::Duration,
 }
 
 impl Ingest {
-    /// A queue of `capacity` requests, refusing more while its requests wait longer
-    /// than `max_wait`, and its writer.
-    pub fn new(parts: WriterParts, capacity: usize, max_wait: std::time::Duration) -> (Self, Writer) {
-        let (sender, receiver) = mpsc::channel(capacity.max(1));
+    /// A queue of `ingest_queue` requests, refusing more while its requests wait longer
+    /// than `ingest_max_wait`, and its writer, committing at most once per
+    /// `ingest_commit_interval`.
+    pub fn new(parts: WriterParts, settings: &crate::config::Settings) -> (Self, Writer) {
+        let (sender, receiver) = mpsc::channel(settings.ingest_queue.max(1));
         let stats = Arc::<IngestStats>::default();
-        let max_wait_ms = u64::try_from(max_wait.as_millis()).unwrap_or(u64::MAX);
-        (Self { sender, stats: stats.clone(), max_wait_ms }, Writer { receiver, parts, stats })
+        let max_wait_ms = u64::try_from(settings.ingest_max_wait.as_millis()).unwrap_or(u64::MAX);
+        let writer = Writer { receiver, parts, stats: stats.clone(), commit_interval: settings.ingest_commit_interval };
+        (Self { sender, stats, max_wait_ms }, writer)
     }
 
     /// (commits, requests committed) so far.
@@ -164,10 +172,24 @@ impl Ingest {
 }
 
 impl Writer {
-    /// Commits batches until every [`Ingest`] handle is gone.
+    /// Commits batches until every [`Ingest`] handle is gone (what is queued then is
+    /// committed first).
     pub async fn run(mut self) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut previous_start: Option<tokio::time::Instant> = None;
         while self.receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            // Within the interval of the previous commit's start, what arrives until it
+            // ends joins this batch.
+            if let Some(until) = previous_start.map(|start| start + self.commit_interval) {
+                while batch.len() < MAX_BATCH {
+                    let room = MAX_BATCH - batch.len();
+                    match tokio::time::timeout_at(until, self.receiver.recv_many(&mut batch, room)).await {
+                        Ok(taken) if taken > 0 => {}
+                        _ => break,
+                    }
+                }
+            }
+            previous_start = Some(tokio::time::Instant::now());
             self.commit(&mut batch).await;
         }
     }

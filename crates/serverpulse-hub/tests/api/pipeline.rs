@@ -1,6 +1,7 @@
 //! The ingest pipeline: answers wait for the commit of the batch holding the report, a
-//! full queue is refused with 503 and `Retry-After` instead of growing, and a hub killed
-//! with SIGKILL mid-load keeps every report it acknowledged, each once.
+//! full queue is refused with 503 and `Retry-After` instead of growing, reports arriving
+//! within the commit interval share a commit while a lone one is not held back, and a
+//! hub killed with SIGKILL mid-load keeps every report it acknowledged, each once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -10,7 +11,9 @@ use serde_json::{Value, json};
 use serverpulse_domain::Role;
 use serverpulse_hub::config::Settings;
 
-use crate::support::{HubProcess, T0, spawn_paused};
+use tokio::task::JoinHandle;
+
+use crate::support::{HubProcess, T0, TestHub, spawn_paused, spawn_with};
 
 fn report(seq: u64) -> Value {
     report_at(seq, T0)
@@ -21,6 +24,14 @@ fn report_at(seq: u64, start: i64) -> Value {
     json!({"seq": seq, "timestamp": at, "metrics": {"cpu_usage": 1.0, "memory_usage": 2.0, "disk_usage": 3.0}})
 }
 
+/// Sends report `seq` of the agent with `token` to `url`, in a task of its own.
+fn sender<'a>(hub: &'a TestHub, url: &'a str, token: &'a str) -> impl Fn(u64) -> JoinHandle<reqwest::Response> + 'a {
+    move |seq| {
+        let request = hub.client.post(url).bearer_auth(token).json(&report(seq));
+        tokio::spawn(async move { request.send().await.unwrap() })
+    }
+}
+
 #[tokio::test]
 async fn answers_wait_for_the_commit_and_a_full_queue_says_when_to_retry() {
     let mut settings = Settings::defaults();
@@ -29,10 +40,7 @@ async fn answers_wait_for_the_commit_and_a_full_queue_says_when_to_retry() {
     let admin = hub.token_for(Role::Admin).await;
     let (server, agent, token) = hub.registered_agent(&admin, "10.90.0.1").await;
     let url = hub.url(&format!("/api/v1/agents/{agent}/metrics"));
-    let send = |seq: u64| {
-        let request = hub.client.post(&url).bearer_auth(&token).json(&report(seq));
-        tokio::spawn(async move { request.send().await.unwrap() })
-    };
+    let send = sender(&hub, &url, &token);
     let (first, second) = (send(1), send(2));
     // Both wait in the queue: nothing is stored and neither has an answer yet.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -62,10 +70,7 @@ async fn requests_are_refused_while_requests_take_too_long() {
     let admin = hub.token_for(Role::Admin).await;
     let (_, agent, token) = hub.registered_agent(&admin, "10.90.0.2").await;
     let url = hub.url(&format!("/api/v1/agents/{agent}/metrics"));
-    let send = |seq: u64| {
-        let request = hub.client.post(&url).bearer_auth(&token).json(&report(seq));
-        tokio::spawn(async move { request.send().await.unwrap() })
-    };
+    let send = sender(&hub, &url, &token);
     // Two requests in flight; one of them is answered 300 ms after it arrived.
     let (slow, other) = (hub.state.ingest.admit().unwrap(), hub.state.ingest.admit().unwrap());
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -86,6 +91,33 @@ async fn requests_are_refused_while_requests_take_too_long() {
     let _in_flight = hub.state.ingest.admit().expect("requests answered promptly: admitted");
     assert_eq!(writer.step().await, 1);
     assert_eq!(next.await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn reports_within_the_commit_interval_share_a_commit_and_a_lone_one_is_not_held() {
+    let mut settings = Settings::defaults();
+    settings.ingest_commit_interval = Duration::from_millis(1000);
+    let hub = spawn_with(settings).await;
+    let admin = hub.token_for(Role::Admin).await;
+    let (server, agent, token) = hub.registered_agent(&admin, "10.90.0.3").await;
+    let url = hub.url(&format!("/api/v1/agents/{agent}/metrics"));
+    let send = sender(&hub, &url, &token);
+    assert_eq!(send(1).await.unwrap().status(), 200);
+    assert_eq!(hub.state.ingest.stats(), (1, 1), "(commits, requests)");
+    // Two reports 100 ms apart, within the interval of that commit's start: one commit.
+    let second = send(2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let third = send(3);
+    assert_eq!(second.await.unwrap().status(), 200);
+    assert_eq!(third.await.unwrap().status(), 200);
+    assert_eq!(hub.state.ingest.stats(), (2, 3));
+    // Past the interval, a report alone is committed at once, not an interval later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(send(4).await.unwrap().status(), 200);
+    assert!(started.elapsed() < Duration::from_millis(500), "a lone report waited {:?}", started.elapsed());
+    assert_eq!(hub.state.ingest.stats(), (3, 4));
+    assert_eq!(hub.scalar_i64("SELECT COUNT(*) FROM performance_logs WHERE server_id = ?", server).await, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,7 +223,7 @@ async fn a_hub_killed_mid_load_keeps_every_acknowledged_report_once() {
 async fn retention_runs_with_the_configured_policy() {
     let mut settings = Settings::defaults();
     settings.retention.raw_ms = 7 * 86_400_000;
-    let hub = crate::support::spawn_with(settings).await;
+    let hub = spawn_with(settings).await;
     let admin = hub.token_for(Role::Admin).await;
     let (server, agent, token) = hub.registered_agent(&admin, "10.92.0.1").await;
     let at = |age_days: i64, seq: u64| {
