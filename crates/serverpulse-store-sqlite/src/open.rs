@@ -1,4 +1,5 @@
-//! Opening an SQLite file: WAL, full sync, foreign keys, one writer and a few readers.
+//! Opening an SQLite file: WAL, full sync, foreign keys, one writer (its temporary
+//! journals in memory) and a few readers.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -30,7 +31,11 @@ impl SqlStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = pool_options(1).connect_with(options.clone()).await.map_err(db)?;
+        // The writer's statement journals (the page images a statement that writes many
+        // rows keeps, to undo it alone if it fails) stay in memory: a batch's statements
+        // touch a few MB of pages, which SQLite otherwise spilled to temporary files.
+        let writer_options = options.clone().pragma("temp_store", "memory");
+        let writer = pool_options(1).connect_with(writer_options).await.map_err(db)?;
         crate::migrate::run(&writer, now).await.map_err(db)?;
         let reader = pool_options(4).connect_with(options.read_only(true)).await.map_err(db)?;
         Ok(Self { writer, reader, coordination: crate::dialect::Coordination })

@@ -513,72 +513,95 @@ impl UnitStates {
     }
 }
 
-/// A digest of the watched units a report lists, in its order (64-bit FNV-1a over each
-/// unit's name, status, sub-state and details, walked without serialising): a report
-/// with the digest of the last one applied lists its units exactly as they are stored,
-/// so it need not be compared unit by unit. Not a security boundary: an agent could at
-/// most hide changes to its own units, which it reports anyway.
+/// A digest of the watched units a report lists, in its order (64 bits over each unit's
+/// name, status, sub-state and details, walked without serialising): a report with the
+/// digest of the last one applied lists its units exactly as they are stored, so it
+/// need not be compared unit by unit. Not a security boundary: an agent could at most
+/// hide changes to its own units, which it reports anyway. (A digest stored by an
+/// earlier version that computed it otherwise only costs one full comparison.)
 pub fn units_digest(services: &[ServiceReport]) -> i64 {
-    let mut digest = Fnv::default();
+    let mut digest = Digest::default();
     for unit in services {
         digest.text(&unit.name);
         digest.text(unit.status.as_str());
         match &unit.sub_state {
             Some(sub_state) => digest.text(sub_state),
-            None => digest.byte(0xfe),
+            None => digest.word(0xfe),
         }
         digest.value(&unit.details);
     }
     i64::from_ne_bytes(digest.0.to_ne_bytes())
 }
 
-/// 64-bit FNV-1a, fed with tagged fields so that no two inputs run together.
-struct Fnv(u64);
+/// A 64-bit digest taking eight bytes a step, each step a full-width multiply folded
+/// back (every input bit reaches every state bit), fed with tagged, length-prefixed
+/// fields so that no two inputs run together. A byte at a time (FNV-1a, as before) was
+/// a dependent multiply per byte: 1.9 % of a saturated hub's CPU.
+struct Digest(u64);
 
-impl Default for Fnv {
+impl Default for Digest {
     fn default() -> Self {
         Self(0xcbf2_9ce4_8422_2325)
     }
 }
 
-impl Fnv {
-    fn byte(&mut self, byte: u8) {
-        self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+impl Digest {
+    fn word(&mut self, word: u64) {
+        let product = u128::from(self.0 ^ word) * 0x9e37_79b9_7f4a_7c15_u128;
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
     }
 
+    /// `bytes` eight at a time, the last ones zero-padded (their count was fed before).
     fn bytes(&mut self, bytes: &[u8]) {
-        bytes.iter().for_each(|b| self.byte(*b));
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut eight = [0; 8];
+            eight.copy_from_slice(word);
+            self.word(u64::from_le_bytes(eight));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut eight = [0; 8];
+            eight[..rest.len()].copy_from_slice(rest);
+            self.word(u64::from_le_bytes(eight));
+        }
     }
 
     fn text(&mut self, text: &str) {
-        self.bytes(&(text.len() as u64).to_le_bytes());
+        self.word(text.len() as u64);
         self.bytes(text.as_bytes());
     }
 
     fn value(&mut self, value: &Value) {
         match value {
-            Value::Null => self.byte(0),
-            Value::Bool(b) => self.bytes(&[1, u8::from(*b)]),
-            Value::Number(n) => {
-                self.byte(2);
-                match (n.as_i64(), n.as_u64(), n.as_f64()) {
-                    (Some(i), ..) => self.bytes(&i.to_le_bytes()),
-                    (None, Some(u), _) => self.bytes(&u.to_le_bytes()),
-                    (.., f) => self.bytes(&f.unwrap_or(f64::NAN).to_bits().to_le_bytes()),
+            Value::Null => self.word(0),
+            Value::Bool(b) => self.word(0x100 | u64::from(*b)),
+            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), ..) => {
+                    self.word(2);
+                    self.word(i as u64);
                 }
-            }
+                (None, Some(u), _) => {
+                    self.word(6);
+                    self.word(u);
+                }
+                (.., f) => {
+                    self.word(7);
+                    self.word(f.unwrap_or(f64::NAN).to_bits());
+                }
+            },
             Value::String(text) => {
-                self.byte(3);
+                self.word(3);
                 self.text(text);
             }
             Value::Array(items) => {
-                self.byte(4);
-                self.bytes(&(items.len() as u64).to_le_bytes());
+                self.word(4);
+                self.word(items.len() as u64);
                 items.iter().for_each(|item| self.value(item));
             }
             Value::Object(members) => {
-                self.byte(5);
-                self.bytes(&(members.len() as u64).to_le_bytes());
+                self.word(5);
+                self.word(members.len() as u64);
                 for (key, item) in members {
                     self.text(key);
                     self.value(item);
@@ -635,6 +658,10 @@ mod tests {
             vec![unit("nginx", ServiceStatus::Active, Some("running"), json!({"pid": 11})), sshd.clone()],
             vec![unit("nginx", ServiceStatus::Active, Some("running"), json!({"pid": "10"})), sshd.clone()],
             vec![unit("nginxs", ServiceStatus::Active, Some("running"), json!({"pid": 10})), sshd.clone()],
+            vec![unit("nginx\0", ServiceStatus::Active, Some("running"), json!({"pid": 10})), sshd.clone()],
+            vec![unit("nginx", ServiceStatus::Active, Some("running"), json!({"pid": 10.0})), sshd.clone()],
+            vec![unit("nginx", ServiceStatus::Active, Some("running"), json!({"pid": [10]})), sshd.clone()],
+            vec![nginx.clone(), unit("sshd", ServiceStatus::Active, None, json!(false))],
         ];
         for units in changed {
             assert_ne!(super::units_digest(&units), both, "{units:?}");
