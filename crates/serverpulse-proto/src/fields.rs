@@ -128,22 +128,23 @@ impl<'a> Object<'a> {
     /// An optional string member, trimmed; empty counts as a problem.
     pub fn string(&self, key: &str, max_len: usize, errors: &mut Errors) -> Option<String> {
         let value = self.get(key)?;
-        let path = join(&self.path, key);
+        // The path is spelled out only for an error: most members are fine.
+        let path = || join(&self.path, key);
         match value {
             Value::String(s) => {
                 let s = s.trim();
                 if s.is_empty() {
-                    errors.add(path, "must not be empty");
+                    errors.add(path(), "must not be empty");
                     None
                 } else if s.chars().count() > max_len {
-                    errors.add(path, format!("must be at most {max_len} characters"));
+                    errors.add(path(), format!("must be at most {max_len} characters"));
                     None
                 } else {
                     Some(s.to_owned())
                 }
             }
             other => {
-                errors.add(path, format!("must be a string, got {}", kind(other)));
+                errors.add(path(), format!("must be a string, got {}", kind(other)));
                 None
             }
         }
@@ -161,15 +162,15 @@ impl<'a> Object<'a> {
     /// An optional finite number.
     pub fn number(&self, key: &str, errors: &mut Errors) -> Option<f64> {
         let value = self.get(key)?;
-        let path = join(&self.path, key);
+        let path = || join(&self.path, key);
         match value.as_f64() {
             Some(n) if n.is_finite() => Some(n),
             Some(_) => {
-                errors.add(path, "must be a finite number");
+                errors.add(path(), "must be a finite number");
                 None
             }
             None => {
-                errors.add(path, format!("must be a number, got {}", kind(value)));
+                errors.add(path(), format!("must be a number, got {}", kind(value)));
                 None
             }
         }
