@@ -74,8 +74,9 @@ impl FromRequest<AppState> for JsonBody {
         }
         let (document, text) = BodyText::parse(text).map_err(not_json)?;
         // What was sent is kept beside what it says: a report may be stored as sent.
+        // (The buffer is taken over where nothing else holds it, else copied.)
         let text = match gzip {
-            Some(body) => text.sent_as_gzip(body.to_vec()),
+            Some(body) => text.sent_as_gzip(Vec::from(body)),
             None => text,
         };
         Ok(JsonBody { parsed: Some((document, text)) })
