@@ -11,6 +11,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::SqlStore;
 use crate::rows::db;
 
+/// Rows the writer's connection thread may hand over before they are taken. A batch's
+/// statements each cover at most 64 servers or reports (`batched::MAX_ROWS`), a few rows
+/// for each; a larger result only makes that thread wait, as with the default.
+const WRITER_ROW_BUFFER: usize = 1024;
+
 impl SqlStore {
     /// Opens (creating if needed) the database file at `path` and migrates it.
     pub async fn open(path: &Path, now: i64) -> StoreResult<Self> {
@@ -34,7 +39,10 @@ impl SqlStore {
         // The writer's statement journals (the page images a statement that writes many
         // rows keeps, to undo it alone if it fails) stay in memory: a batch's statements
         // touch a few MB of pages, which SQLite otherwise spilled to temporary files.
-        let writer_options = options.clone().pragma("temp_store", "memory");
+        // Its connection's thread hands a statement's rows over without waiting for them
+        // to be taken: with sqlx's default of 50 rows it stopped, and the writer woke it,
+        // in the middle of most reads of a batch's rows (a thread switch each way).
+        let writer_options = options.clone().pragma("temp_store", "memory").row_buffer_size(WRITER_ROW_BUFFER);
         let writer = pool_options(1).connect_with(writer_options).await.map_err(db)?;
         crate::migrate::run(&writer, now).await.map_err(db)?;
         let reader = pool_options(4).connect_with(options.read_only(true)).await.map_err(db)?;
