@@ -1,5 +1,5 @@
 //! Opening an SQLite file: WAL, full sync, foreign keys, one writer (its temporary
-//! journals in memory) and a few readers.
+//! journals in memory, its rows handed over without waiting) and a few readers.
 
 use std::path::Path;
 use std::str::FromStr;
