@@ -1,13 +1,17 @@
 //! `serverpulse-bench load`: N simulated agents against a real `serverpulse serve` process
 //! on 127.0.0.1, and then against the floor (a process that only parses the same
 //! reports). First every agent reports once, as fast as the target answers (a fleet's
-//! first contact, timed); then each reports every interval, agent i at i/N of it, for
-//! the measured window: throughput, latency, errors, and from outside the target process
-//! its CPU, peak PSS and fsyncs per second. Last, saturation: the target pinned to core
-//! 1 and this generator to core 0 (`taskset`), every agent reports round after round as
-//! fast as the target answers — sustained throughput on one core, and CPU per report.
-//! The ratio to the floor takes the floor's throughput on a whole core (scaled up by its
-//! CPU share when the generator cannot keep it busy, which only lowers the ratio).
+//! first contact, timed); then each reports every interval, the agent k-th in the
+//! fleet's arrival order at k/N of it, for the measured window: throughput, latency,
+//! errors, and from outside the target process its CPU, peak PSS and fsyncs per second.
+//! Last, saturation: the target pinned to core 1 and this generator to core 0
+//! (`taskset`), every agent reports round after round as fast as the target answers —
+//! sustained throughput on one core, and CPU per report. The ratio to the floor takes
+//! the floor's throughput on a whole core (scaled up by its CPU share when the generator
+//! cannot keep it busy, which only lowers the ratio).
+//!
+//! The arrival order ([`arrival_order`]) is fixed and unrelated to server ids, as a real
+//! fleet's is; `--in-id-order` sends by server id instead, as runs before 2026-12-07 did.
 //!
 //! The agents are provisioned straight into a fresh SQLite database (one transaction)
 //! before the hub starts; the run's data directory lives under `target/` (a real disk).
@@ -24,7 +28,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::{Value, json};
 use serverpulse_bench::measure::{FsyncCounter, cpu_seconds, pss_bytes, quantile};
-use serverpulse_bench::series::Series;
+use serverpulse_bench::series::{Series, arrival_order};
 use serverpulse_domain::Secret;
 use serverpulse_proto::register::RegisterRequest;
 use serverpulse_proto::responses::AgentConfig;
@@ -59,6 +63,9 @@ enum Cli {
         /// Seconds of agent time between one server's reports.
         #[arg(long, default_value_t = 30)]
         interval: u64,
+        /// Store each round's reports by server id instead of in the fleet's arrival order.
+        #[arg(long)]
+        in_id_order: bool,
     },
 }
 
@@ -86,6 +93,9 @@ struct LoadArgs {
     /// Skip the floor run.
     #[arg(long)]
     no_floor: bool,
+    /// Agents report in server-id order instead of the fleet's arrival order.
+    #[arg(long)]
+    in_id_order: bool,
     /// Run the hub on this empty PostgreSQL database (`postgres://…`) instead of a fresh
     /// SQLite file.
     #[arg(long)]
@@ -103,9 +113,9 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse() {
         Cli::Load(args) => runtime.block_on(load(args)),
         Cli::Floor { listen } => runtime.block_on(floor(listen)),
-        Cli::Writer { servers, batch, rounds, interval } => {
+        Cli::Writer { servers, batch, rounds, interval, in_id_order } => {
             let dir = scratch_dir("writer-run")?;
-            let run = writer::WriterRun { servers, batch, rounds, interval };
+            let run = writer::WriterRun { servers, batch, rounds, interval, in_id_order };
             runtime.block_on(writer::writer(run, dir.path()))
         }
     }
@@ -247,6 +257,8 @@ struct Outcome {
 
 struct Schedule<'a> {
     agents: &'a [(String, String)],
+    /// Indexes into `agents`: who reports k-th in each round.
+    order: &'a [usize],
     interval: Duration,
     duration: Duration,
     concurrency: usize,
@@ -257,7 +269,8 @@ struct Schedule<'a> {
 enum Pace {
     /// Every agent once, as fast as the target answers (the first report of a fleet).
     AllOnce,
-    /// Agent i at `i / N` of each interval, for the schedule's duration.
+    /// The k-th agent of the arrival order at `k / N` of each interval, for the
+    /// schedule's duration.
     Scheduled,
     /// Round after round of every agent, each report sent once a connection is free,
     /// for the saturation window: the target's sustained throughput.
@@ -285,9 +298,10 @@ async fn run(
         if pace == Pace::AllOnce && round > 0 {
             break;
         }
-        for (i, (agent, token)) in schedule.agents.iter().enumerate() {
+        for (k, &i) in schedule.order.iter().enumerate() {
+            let (agent, token) = &schedule.agents[i];
             if pace == Pace::Scheduled {
-                let due = start + schedule.interval * round as u32 + schedule.interval / n * i as u32;
+                let due = start + schedule.interval * round as u32 + schedule.interval / n * k as u32;
                 if due >= end {
                     break 'rounds;
                 }
@@ -295,7 +309,7 @@ async fn run(
                 // end what was not sent counts as such instead of stretching the run.
                 if tokio::time::Instant::now() >= end {
                     let rounds_left = ((end - due).as_millis() / schedule.interval.as_millis().max(1)) as usize;
-                    let unsent = schedule.agents.len() - i + schedule.agents.len() * rounds_left;
+                    let unsent = schedule.agents.len() - k + schedule.agents.len() * rounds_left;
                     outcome.lock().map(|mut o| o.unsent += unsent as u64).ok();
                     break 'rounds;
                 }
@@ -538,8 +552,10 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client =
         reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(30)).build()?;
+    let order = arrival_order(agents.len(), args.in_id_order);
     let schedule = Schedule {
         agents: &agents,
+        order: &order,
         interval: Duration::from_secs(args.interval),
         duration: Duration::from_secs(args.duration),
         concurrency: args.concurrency,

@@ -34,6 +34,27 @@ impl Seed {
     }
 }
 
+/// The order a fleet's reports arrive in within each round: `servers` indexes in a
+/// fixed pseudo-random order (Fisher–Yates over [`Seed`], the same on every run), or in
+/// index order when `in_index_order`.
+///
+/// Agents report on timers of their own, started whenever each machine booted, so a
+/// real fleet's reports come in no order of their server ids: each report lands among
+/// unrelated rows and index entries. Index order (server ids ascending, as provisioned)
+/// makes each batch of reports touch neighbouring rows and pages, which flatters any
+/// store that keeps rows in id order.
+pub fn arrival_order(servers: usize, in_index_order: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..servers).collect();
+    if !in_index_order {
+        let mut seed = Seed(0x5EED_0F_A221_7A15);
+        for i in (1..order.len()).rev() {
+            let j = ((seed.uniform() * (i + 1) as f64) as usize).min(i);
+            order.swap(i, j);
+        }
+    }
+    order
+}
+
 /// Bytes per second each counter grows by on average: received, sent, read, written.
 const RATES: [f64; 4] = [40_000.0, 15_000.0, 4_096.0, 12_288.0];
 /// The simulated machine's memory and root filesystem, in bytes.
@@ -302,5 +323,22 @@ mod tests {
         assert!(text.len() > 2_000, "{} bytes", text.len());
         let decoded = serverpulse_proto::report::decode_metrics_body(document, 1_800_000_000_000).unwrap();
         assert_eq!(decoded.into_reports().len(), 1);
+    }
+
+    #[test]
+    fn arrivals_are_every_server_once_in_a_fixed_order_unrelated_to_ids() {
+        let order = arrival_order(10_000, false);
+        assert_eq!(order, arrival_order(10_000, false));
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..10_000).collect::<Vec<_>>());
+        // Neighbours in arrival are rarely neighbours in id: a batch of 512 consecutive
+        // arrivals spans most of the fleet's ids, not a run of them.
+        let neighbours = order.windows(2).filter(|w| w[0].abs_diff(w[1]) <= 8).count();
+        assert!(neighbours < 100, "{neighbours} arrivals follow an id within 8");
+        let batch = &order[..512];
+        let span = batch.iter().max().unwrap() - batch.iter().min().unwrap();
+        assert!(span > 9_000, "the first 512 arrivals span only {span} ids");
+        assert_eq!(arrival_order(5, true), vec![0, 1, 2, 3, 4]);
     }
 }

@@ -5,7 +5,8 @@
 //! A fleet is provisioned into a fresh SQLite file under `target/`; then, round after
 //! round, every server stores one report `interval` later than the last (agent time, so
 //! 5-minute buckets close every 300 / interval rounds, as they would in the field), in
-//! batches as the group-commit writer takes them. CPU is every thread of this process
+//! the fleet's arrival order (unrelated to server ids, as `load` sends them), in batches
+//! as the group-commit writer takes them. CPU is every thread of this process
 //! (SQLite works on a thread of its own), from `/proc/self/task/*/schedstat` in ns; run
 //! it pinned (`taskset -c 1`) for steadier figures.
 
@@ -17,7 +18,7 @@ use serverpulse_store::history::{TIERS, bucket_of};
 use serverpulse_store::{IngestJob, Store};
 use serverpulse_store_sqlite::SqliteStore;
 
-use serverpulse_bench::series::Series;
+use serverpulse_bench::series::{Series, arrival_order};
 
 /// What one writer run is asked to do.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,8 @@ pub struct WriterRun {
     pub rounds: u64,
     /// Seconds of agent time between one server's reports.
     pub interval: u64,
+    /// Each round by server id instead of in the fleet's arrival order.
+    pub in_id_order: bool,
 }
 
 /// CPU of every thread of this process so far, in µs.
@@ -52,13 +55,15 @@ pub async fn writer(run: WriterRun, dir: &std::path::Path) -> anyhow::Result<()>
     let ids: Vec<i64> = store.list_servers().await?.iter().map(|s| s.id).collect();
     let interval_ms = i64::try_from(run.interval)?.saturating_mul(1_000).max(1);
     let mut series: Vec<Series> = (0..ids.len() as u64).map(|i| Series::new(i, interval_ms)).collect();
+    let order = arrival_order(ids.len(), run.in_id_order);
     let (mut ordinary, mut closing) = (Vec::new(), Vec::new());
     let wall = Instant::now();
     let mut gzip = serverpulse_agent::transport::Gzip::default();
     for round in 1..=run.rounds {
         let at = start + i64::try_from(round)? * interval_ms;
         let mut jobs = Vec::with_capacity(ids.len());
-        for (id, series) in ids.iter().zip(&mut series) {
+        for &i in &order {
+            let (id, series) = (&ids[i], &mut series[i]);
             let document = series.agent_report(round, at, start);
             // Kept as the hub keeps an agent's report: the gzip body it came in.
             let body = gzip.encode(format!("{{\"reports\":[{document}]}}").as_bytes());
