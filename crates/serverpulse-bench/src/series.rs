@@ -46,7 +46,7 @@ impl Seed {
 pub fn arrival_order(servers: usize, in_index_order: bool) -> Vec<usize> {
     let mut order: Vec<usize> = (0..servers).collect();
     if !in_index_order {
-        let mut seed = Seed(0x5EED_0F_A221_7A15);
+        let mut seed = Seed(0x005E_ED0F_A221_7A15);
         for i in (1..order.len()).rev() {
             let j = ((seed.uniform() * (i + 1) as f64) as usize).min(i);
             order.swap(i, j);
