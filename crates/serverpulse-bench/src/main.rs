@@ -6,7 +6,9 @@
 //! errors, and from outside the target process its CPU, peak PSS and fsyncs per second.
 //! Last, saturation: the target pinned to core 1 and this generator to core 0
 //! (`taskset`), every agent reports round after round as fast as the target answers —
-//! sustained throughput on one core, and CPU per report. The ratio to the floor takes
+//! sustained throughput on one core, and CPU per report. The window ends with the target
+//! stopped, and its stop counts: a hub folds on its way out the reports it appended but
+//! has not folded yet, work deferred past the window. The ratio to the floor takes
 //! the floor's throughput on a whole core (scaled up by its CPU share when the generator
 //! cannot keep it busy, which only lowers the ratio).
 //!
@@ -93,6 +95,11 @@ struct LoadArgs {
     /// Skip the floor run.
     #[arg(long)]
     no_floor: bool,
+    /// Seconds of the floor's scheduled phase (default: `--duration`); its saturation
+    /// lasts `--saturate` whatever this is. A floor defers no work, so a long hub run
+    /// need not wait as long again for it.
+    #[arg(long)]
+    floor_duration: Option<u64>,
     /// Agents report in server-id order instead of the fleet's arrival order.
     #[arg(long)]
     in_id_order: bool,
@@ -397,7 +404,7 @@ fn pin(pid: u32, cores: &str) -> bool {
 /// agent reporting round after round as fast as the target answers.
 async fn saturate(
     client: &reqwest::Client,
-    target: &Target,
+    target: &mut Target,
     schedule: &Schedule<'_>,
     series: &mut [Series],
     first_seq: u64,
@@ -408,9 +415,9 @@ async fn saturate(
     let cpu_start = cpu_seconds(pid);
     let started = Instant::now();
     let outcome = run(client, &target.base, schedule, series, first_seq, Pace::Saturated(window)).await;
-    let seconds = started.elapsed().as_secs_f64().max(1e-3);
-    let cpu_end = cpu_seconds(pid);
     pin(std::process::id(), "0,1");
+    let (stop, cpu_end) = stop(target).await;
+    let seconds = started.elapsed().as_secs_f64().max(1e-3);
     let ok = outcome.latencies.len() as u64;
     let errors: u64 = outcome.errors.values().sum();
     let reports_per_second = ok as f64 / seconds;
@@ -422,8 +429,9 @@ async fn saturate(
         _ => ("n/a".to_owned(), "n/a".to_owned()),
     };
     let ms = |q: f64| quantile(&outcome.latencies, q).as_secs_f64() * 1e3;
+    let stop = stop.map_or("did not stop within 30 min".to_owned(), |s| format!("{:.1} s", s.as_secs_f64()));
     let row = format!(
-        "| {} | {} | {reports_per_second:.0} | {:.1} ms | {:.1} ms | {ok} ok, {errors} failed | {cpu} | {per_report} |",
+        "| {} | {} | {reports_per_second:.0} | {:.1} ms | {:.1} ms | {ok} ok, {errors} failed | {stop} | {cpu} | {per_report} |",
         target.name,
         if pinned { "core 1 (generator on core 0)" } else { "unpinned (taskset failed)" },
         ms(0.5),
@@ -432,9 +440,30 @@ async fn saturate(
     Saturated { reports_per_second, cpu_share, row }
 }
 
+/// Stops `target` (SIGTERM) after its saturation window and waits for it to exit:
+/// how long that took (`None` past 30 minutes, when it is killed) and its CPU seconds
+/// last read before it exited. The stop counts in the window's throughput because a
+/// target may defer work past the window — the hub folds the reports it appended but
+/// has not folded yet on its way out — and deferred work is work a sustained rate pays.
+async fn stop(target: &mut Target) -> (Option<Duration>, Option<f64>) {
+    let pid = target.child.id();
+    let asked = Instant::now();
+    let mut cpu = cpu_seconds(pid);
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    while asked.elapsed() < Duration::from_secs(30 * 60) {
+        if matches!(target.child.try_wait(), Ok(Some(_)) | Err(_)) {
+            return (Some(asked.elapsed()), cpu);
+        }
+        cpu = cpu_seconds(pid).or(cpu);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = target.child.kill();
+    (None, cpu)
+}
+
 /// One target: every agent's first report (timed), then the schedule with the target's
 /// CPU, peak PSS and fsyncs measured over it, then (unless skipped) saturation on one core.
-async fn measure(client: &reqwest::Client, target: &Target, schedule: &Schedule<'_>, saturation: Duration) -> Rows {
+async fn measure(client: &reqwest::Client, target: &mut Target, schedule: &Schedule<'_>, saturation: Duration) -> Rows {
     let pid = target.child.id();
     let mut series: Vec<Series> =
         (0..schedule.agents.len()).map(|i| Series::new(i as u64, schedule.interval.as_millis() as i64)).collect();
@@ -585,7 +614,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     };
     wait_until_up(&client, &mut hub).await?;
     let saturation = Duration::from_secs(args.saturate);
-    let hub_rows = measure(&client, &hub, &schedule, saturation).await;
+    let hub_rows = measure(&client, &mut hub, &schedule, saturation).await;
     drop(hub);
     lines.push(hub_rows.scheduled);
     let mut saturated: Vec<Saturated> = hub_rows.saturated.into_iter().collect();
@@ -602,7 +631,9 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
             base: format!("http://{address}"),
         };
         wait_until_up(&client, &mut floor).await?;
-        let floor_rows = measure(&client, &floor, &schedule, saturation).await;
+        let schedule =
+            Schedule { duration: Duration::from_secs(args.floor_duration.unwrap_or(args.duration)), ..schedule };
+        let floor_rows = measure(&client, &mut floor, &schedule, saturation).await;
         lines.push(floor_rows.scheduled);
         saturated.extend(floor_rows.saturated);
     }
@@ -615,8 +646,10 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     }
     if !saturated.is_empty() {
         println!("\nsaturated for {} s:\n", args.saturate);
-        println!("| target | where | reports/s | p50 | p99 | outcome | CPU (of its core) | CPU per report |");
-        println!("|---|---|---|---|---|---|---|---|");
+        println!(
+            "| target | where | reports/s (window and stop) | p50 | p99 | outcome | stop | CPU (of its core) | CPU per report |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
         for phase in &saturated {
             println!("{}", phase.row);
         }
