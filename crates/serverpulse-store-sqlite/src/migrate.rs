@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "open bucket summary", include_str!("../migrations/0016_open_bucket_summary.sql")),
     (17, "packed documents", include_str!("../migrations/0017_packed_documents.sql")),
     (18, "gzip documents", include_str!("../migrations/0018_gzip_documents.sql")),
+    (19, "one sample index", include_str!("../migrations/0019_one_sample_index.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.
