@@ -38,6 +38,8 @@ mod rows;
 mod store;
 #[path = "../../serverpulse-store/sql/users.rs"]
 mod users;
+#[path = "../../serverpulse-store/sql/written_back.rs"]
+mod written_back;
 
 pub(crate) use store::SqlStore;
 

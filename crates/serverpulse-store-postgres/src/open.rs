@@ -29,6 +29,11 @@ impl SqlStore {
             .await
             .map_err(db)?;
         crate::migrate::run(&pool, now).await.map_err(db)?;
-        Ok(Self { writer: pool.clone(), reader: pool, coordination: crate::dialect::Coordination::default() })
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+            coordination: crate::dialect::Coordination::default(),
+            write_back: None,
+        })
     }
 }

@@ -14,6 +14,7 @@ mod dialect;
 mod migrate;
 mod open;
 mod plans;
+mod rebuild;
 
 #[path = "../../serverpulse-store/sql/alerting.rs"]
 mod alerting;
@@ -39,6 +40,8 @@ mod rows;
 mod store;
 #[path = "../../serverpulse-store/sql/users.rs"]
 mod users;
+#[path = "../../serverpulse-store/sql/written_back.rs"]
+mod written_back;
 
 pub(crate) use store::SqlStore;
 

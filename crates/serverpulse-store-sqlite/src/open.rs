@@ -45,8 +45,12 @@ impl SqlStore {
         let writer_options = options.clone().pragma("temp_store", "memory").row_buffer_size(WRITER_ROW_BUFFER);
         let writer = pool_options(1).connect_with(writer_options).await.map_err(db)?;
         crate::migrate::run(&writer, now).await.map_err(db)?;
+        // Rows a hub stopped without writing out (see `serverpulse_store::write_back`)
+        // are rebuilt before anything reads them.
+        crate::rebuild::rebuild_rows(&writer).await?;
         let reader = pool_options(4).connect_with(options.read_only(true)).await.map_err(db)?;
-        Ok(Self { writer, reader, coordination: crate::dialect::Coordination })
+        let write_back = Some(std::sync::Arc::default());
+        Ok(Self { writer, reader, coordination: crate::dialect::Coordination, write_back })
     }
 }
 

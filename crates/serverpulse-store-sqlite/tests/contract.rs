@@ -212,3 +212,63 @@ async fn the_history_ends_migration_keeps_reopened_seqs_known() {
     let again = migrated.store_reports(server, &[report(Some(3), hour + 3_720_000)], t0).await.unwrap();
     assert_eq!((again.stored, again.duplicate_seqs), (0, vec![3]), "seq 3 is a row again, and known");
 }
+
+/// Ingest leaves server rows behind the reports it takes (see
+/// `serverpulse_store::write_back`) and writes them out on close. A store that stops
+/// without closing (a crash, a kill) leaves them behind in the file: the next open
+/// rebuilds them from the samples, so that the newest figures, the greatest `seq` and
+/// the open bucket say everything that was stored.
+#[tokio::test]
+async fn rows_a_crash_left_behind_are_rebuilt_from_the_samples() {
+    use serverpulse_store::Store;
+    let (dir, store, server) = store_with_one_agent("crashed").await;
+    let path = dir.path().join("contract.db");
+    let t0 = serverpulse_store::contract::T0;
+    let bucket = t0 - t0 % 300_000;
+    let report = |seq: u64, at: i64| {
+        let doc = serde_json::json!({"timestamp": serverpulse_proto::time::format_timestamp(at), "seq": seq,
+            "metrics": {"cpu_usage": 10.0 * seq as f64, "memory_usage": 20.0, "disk_usage": 30.0,
+                        "uptime": 100 + seq, "network_rx": 1_000 * seq}});
+        serverpulse_proto::report::decode_report(&doc, "", at).unwrap()
+    };
+    // One report a batch, 30 s apart, all in one 5-minute bucket.
+    for seq in 1..=5u64 {
+        let at = bucket + (seq as i64 - 1) * 30_000;
+        store.store_reports(server, &[report(seq, at)], at + 1_000).await.unwrap();
+    }
+    let row_in_file = |path: std::path::PathBuf| async move {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).read_only(true);
+        let raw = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let row: (Option<i64>, Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT last_metrics_at, max_seq, agent_last_contact FROM servers WHERE id = ?")
+                .bind(server)
+                .fetch_one(&raw)
+                .await
+                .unwrap();
+        raw.close().await;
+        row
+    };
+    let newest = bucket + 120_000;
+    assert!(row_in_file(path.clone()).await.0 < Some(newest), "the row is behind in the file");
+    assert_eq!(store.get_server(server).await.unwrap().last_metrics_at, Some(newest), "but not as read");
+    drop(store);
+
+    let reopened = SqliteStore::open(&path, t0).await.unwrap();
+    assert_eq!(row_in_file(path.clone()).await, (Some(newest), Some(5), Some(newest + 1_000)), "rebuilt");
+    let row = reopened.get_server(server).await.unwrap();
+    let figures = row.last_metrics.expect("newest figures");
+    assert_eq!((figures.cpu_usage, figures.uptime, figures.network_rx), (Some(50.0), Some(105), Some(5_000)));
+    // A replayed seq is known; the next report is rated against the newest one.
+    let replay = reopened.store_reports(server, &[report(4, newest + 30_000)], newest + 31_000).await.unwrap();
+    assert_eq!((replay.stored, replay.duplicate_seqs), (0, vec![4]));
+    let next = reopened.store_reports(server, &[report(6, bucket + 300_000)], bucket + 301_000).await.unwrap();
+    assert_eq!(next.previous_uptime, Some(105));
+    let history = reopened.metrics_history(server, bucket, bucket + 300_000, 10).await.unwrap();
+    let rate = history.iter().find(|s| s.seq == Some(6)).and_then(|s| s.network_rx_rate);
+    assert_eq!(rate, Some(1_000.0 / 180.0), "against the sample at 2 minutes, 3 minutes before");
+    // The bucket the rebuilt row had open closed with all five of its samples.
+    reopened.refresh_rollups(Some(server)).await.unwrap();
+    let chart = reopened.chart(server, bucket, bucket + 599_999, 300_000).await.unwrap();
+    assert_eq!(chart.iter().map(|b| (b.start, b.samples)).collect::<Vec<_>>(), [(bucket, 5), (bucket + 300_000, 1)]);
+    reopened.close().await;
+}

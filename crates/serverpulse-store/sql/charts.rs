@@ -95,6 +95,8 @@ impl SqlStore {
                         .await
                         .map_err(db)?
                         .unwrap_or_default();
+                // Or in the write-back, where ingest has not written the row yet.
+                let (open, summary) = crate::written_back::open_summary(self.write_back(), server, (open, summary));
                 let summary =
                     summary.as_deref().and_then(OpenSummary::from_bytes).filter(|summary| open == Some(summary.start));
                 let rows = sqlx::query(

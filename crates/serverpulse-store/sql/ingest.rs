@@ -7,13 +7,18 @@
 //! agent time, a compacted chunk to reopen), and [`land`] decides the rest in memory; then multi-row statements write the samples,
 //! the dirty marks and every server's newest figures and contact (the server rows the
 //! outcomes carry are completed in memory from what was read and written, not read
-//! back). Watched units listed as the newest report listed them (same digest) are not
+//! back); where the store writes rows back ([`WriteBack`]), a server whose reports all
+//! came after its history and whose open bucket stays has its row left pending instead.
+//! Watched units listed as the newest report listed them (same digest) are not
 //! compared at all. Only what is rare goes row by row: re-rated samples (a report
 //! landing before stored ones), watched units that changed, agents coming back. A
 //! statement is a round trip to the database (a thread hand-off on SQLite, a network
 //! one on PostgreSQL), so this is what keeps a report's cost near its share of the work.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+
+use serverpulse_domain::AgentStatus;
 
 use serverpulse_proto::report::{Report, ServiceReport};
 use serverpulse_store::history::{
@@ -22,6 +27,7 @@ use serverpulse_store::history::{
 };
 use serverpulse_store::landing::{Around, Before, Landing, ServerLanding, land};
 use serverpulse_store::packed::{Packed, pack};
+use serverpulse_store::write_back::{PendingRow, RowChanges, WriteBack};
 use serverpulse_store::{
     AlertId, EventKind, IngestJob, IngestOutcome, Judge, RuleState, Sample, Server, ServerId, StoreResult,
 };
@@ -59,19 +65,31 @@ async fn rows_for_servers(
 
 /// Stores `jobs` on `tx` (the caller commits): their outcomes in order, a job failing
 /// alone (`NotFound`) when its server is gone.
+///
+/// `write_back`, where the store keeps rows written back (see [`WriteBack`]): what the
+/// batch leaves pending is returned, for the caller to record with its commit.
 pub(crate) async fn store_batch(
     tx: &mut Conn,
     jobs: &[IngestJob],
     judge: Option<&dyn Judge>,
-) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
+    write_back: Option<&Mutex<WriteBack>>,
+) -> StoreResult<(Vec<StoreResult<IngestOutcome>>, RowChanges)> {
     if jobs.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), RowChanges::default()));
     }
     // Every server's lock up front, in one order on every replica: no deadlock.
     let servers: BTreeSet<ServerId> = jobs.iter().map(|job| job.server).collect();
     crate::dialect::lock_servers(&mut *tx, &servers).await?;
-    let (before, server_rows, tracked) = servers_before(&mut *tx, &servers).await?;
-    let around = around(&mut *tx, jobs, &before, &tracked).await?;
+    // Taken while the batch holds the writer: nothing else changes it until the commit.
+    let pending: HashMap<ServerId, PendingRow> = match write_back {
+        Some(write_back) => {
+            let ids: Vec<ServerId> = servers.iter().copied().collect();
+            lock(write_back).of(Some(&ids))
+        }
+        None => HashMap::new(),
+    };
+    let (before, server_rows, tracked) = servers_before(&mut *tx, &servers, &pending).await?;
+    let (around, probed) = around(&mut *tx, jobs, &before, &tracked).await?;
     let mut landing = land(jobs, &before, &around);
 
     let samples: Vec<(ServerId, &Sample, Option<Packed>)> =
@@ -119,9 +137,37 @@ pub(crate) async fn store_batch(
             Some((*server, newest.rates_after(Some(&landed.newest_follows?))))
         })
         .collect();
-    let tracked_after =
-        TrackedAfter { open: &buckets.open, summaries: &summaries, units: &units.stored, max_seq, rerated_figures };
-    let mut rows = after_ingest(&mut *tx, &mut landing.servers, server_rows, &tracked_after).await?;
+    // Servers whose rows may stay behind: every report of theirs in the batch came after
+    // all of their history unprobed, their agent was active, their open bucket stays.
+    let deferrable: BTreeSet<ServerId> = match write_back {
+        Some(_) => landing
+            .servers
+            .iter()
+            .filter(|(server, landed)| {
+                landed.newest.is_some()
+                    && landed.status_before == AgentStatus::Active.as_str()
+                    && !probed.contains(server)
+                    && buckets
+                        .open
+                        .get(server)
+                        .is_none_or(|open| tracked.get(server).and_then(|t| t.open) == Some(*open))
+            })
+            .map(|(server, _)| *server)
+            .filter(|server| landing.stored.iter().all(|s| s.server != *server || s.appended))
+            .filter(|server| !landing.touched.iter().any(|(s, _)| s == server))
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let tracked_after = TrackedAfter {
+        open: &buckets.open,
+        summaries: &summaries,
+        units: &units.stored,
+        max_seq,
+        rerated_figures,
+        pending: &pending,
+        deferrable: &deferrable,
+    };
+    let (mut rows, changes) = after_ingest(&mut *tx, &mut landing.servers, server_rows, &tracked_after).await?;
     for (server, landed) in &landing.servers {
         contact_event(&mut *tx, *server, landed.first_arrival, &landed.status_before).await?;
     }
@@ -150,7 +196,12 @@ pub(crate) async fn store_batch(
             }
         }
     }
-    Ok(landing.outcomes)
+    Ok((landing.outcomes, changes))
+}
+
+/// The write-back's lock (a panic elsewhere leaves it as consistent as each change).
+pub(crate) fn lock(write_back: &Mutex<WriteBack>) -> std::sync::MutexGuard<'_, WriteBack> {
+    write_back.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What the store tracks about a server beside its row, for ingest alone.
@@ -174,6 +225,10 @@ struct TrackedAfter<'a> {
     summaries: &'a BTreeMap<ServerId, Option<Vec<u8>>>,
     /// Each server's units digest after the batch (see [`UnitDigests::stored`]).
     units: &'a BTreeMap<ServerId, Option<i64>>,
+    /// What was pending of each server's row before the batch (see [`WriteBack`]).
+    pending: &'a HashMap<ServerId, PendingRow>,
+    /// Servers whose rows stay behind, their state left pending.
+    deferrable: &'a BTreeSet<ServerId>,
     /// The greatest `seq` the batch stored for each server.
     max_seq: BTreeMap<ServerId, i64>,
     /// New rates of the newest figures of servers the batch brought nothing newer for.
@@ -400,9 +455,13 @@ async fn states_of(
 /// The batch's servers that exist, as they are before it: what [`land`] needs, each
 /// one's row but for its newest figures (`last_metrics` left out, `None`), which the
 /// batch mostly replaces ([`after_ingest`] completes the rows), and what is tracked.
+///
+/// A server's `pending` row (see [`WriteBack`]) is laid over what its row says: newest
+/// figures, counters and uptime, greatest `seq`, contact, open summary, units digest.
 async fn servers_before(
     conn: &mut Conn,
     servers: &BTreeSet<ServerId>,
+    pending: &HashMap<ServerId, PendingRow>,
 ) -> StoreResult<(HashMap<ServerId, Before>, HashMap<ServerId, Server>, HashMap<ServerId, Tracked>)> {
     let ids: Vec<ServerId> = servers.iter().copied().collect();
     static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -419,9 +478,9 @@ async fn servers_before(
     let mut tracked = HashMap::with_capacity(ids.len());
     static TEXTS: Shapes = Shapes::new();
     for db_row in rows_for_servers(&mut *conn, &ids, &TEXTS, &SELECT).await? {
-        let server = rows::server(&db_row)?;
+        let mut server = rows::server(&db_row)?;
         let row = Cols(&db_row);
-        let state = Before {
+        let mut state = Before {
             last_at: server.last_metrics_at,
             uptime: row.opt_u64("uptime")?,
             status: row.text("agent_status")?,
@@ -430,18 +489,33 @@ async fn servers_before(
         for (slot, column) in counters.iter_mut().zip(LAST_COUNTERS) {
             *slot = row.opt_u64(column)?;
         }
-        let ends = Ends {
+        let mut ends = Ends {
             newest: state.last_at.map(|at| Neighbour { id: 0, at, uptime: state.uptime, counters }),
             max_seq: row.opt_int("max_seq")?,
             chunked_until: row.opt_int("chunked_until")?,
             raw_horizon: row.opt_int("raw_horizon")?,
         };
         let open = row.opt_int("rollup_open")?;
-        let summary: Option<Vec<u8>> = db_row.try_get("rollup_open_summary").map_err(db)?;
+        let mut summary: Option<Vec<u8>> = db_row.try_get("rollup_open_summary").map_err(db)?;
+        let mut units = row.opt_int("units_digest")?;
+        if let Some(p) = pending.get(&server.id) {
+            let newest = p.newest();
+            state.last_at = Some(newest.at);
+            state.uptime = newest.uptime;
+            state.status = AgentStatus::Active.as_str().to_owned();
+            ends.newest = Some(newest);
+            ends.max_seq = ends.max_seq.max(p.max_seq);
+            summary.clone_from(&p.summary);
+            units = p.units;
+            // Its newest figures come from the batch (see `after_ingest`).
+            server.last_metrics_at = Some(p.at);
+            server.agent_status = AgentStatus::Active;
+            server.agent_last_contact = server.agent_last_contact.max(Some(p.contact));
+        }
         // A summary stands for the bucket it was summed up for alone.
         let summary =
             summary.as_deref().and_then(OpenSummary::from_bytes).filter(|summary| open == Some(summary.start));
-        tracked.insert(server.id, Tracked { open, summary, units: row.opt_int("units_digest")?, ends });
+        tracked.insert(server.id, Tracked { open, summary, units, ends });
         before.insert(server.id, state);
         server_rows.insert(server.id, server);
     }
@@ -555,12 +629,13 @@ async fn earlier_from_chunks(
 /// around them from its [`Ends`]; the other servers' reports are probed in one
 /// statement, compacted chunks they fall into reopened first, so that each is judged
 /// against every stored sample.
+/// Also returns the servers probed.
 async fn around(
     conn: &mut Conn,
     jobs: &[IngestJob],
     before: &HashMap<ServerId, Before>,
     tracked: &HashMap<ServerId, Tracked>,
-) -> StoreResult<Vec<Around>> {
+) -> StoreResult<(Vec<Around>, HashSet<ServerId>)> {
     let total: usize = jobs.iter().map(|job| job.reports.len()).sum();
     let mut found = vec![Around::default(); total];
     // Probed whole: reopening a chunk for one report can put back samples (and seqs)
@@ -630,7 +705,7 @@ async fn around(
         }
         if compacted.is_empty() {
             earlier_from_chunks(&mut *conn, &mut found, &earlier_in_chunks, jobs).await?;
-            return Ok(found);
+            return Ok((found, probed));
         }
         earlier_in_chunks.clear();
         for (server, day) in compacted {
@@ -889,8 +964,10 @@ async fn record_service_change(
 }
 
 /// Stores every server's newest figures (kept when the batch has none newer) and its
-/// agent's contact, and completes the rows [`servers_before`] read into the rows as
-/// this leaves them, each with the commands waiting for its agent as of that contact.
+/// agent's contact — or, for the servers `tracked.deferrable` names, leaves them pending
+/// in the returned changes instead (see [`WriteBack`]) — and completes the rows
+/// [`servers_before`] read into the rows as this leaves them, each with the commands
+/// waiting for its agent as of that contact.
 /// The rows are made here, not read back: reading back would parse again every
 /// server's newest figures, just written. The figures move from `landed` to the rows.
 /// Every server read is still there: removing one waits for its lock, which the batch
@@ -900,95 +977,33 @@ async fn after_ingest(
     landed: &mut BTreeMap<ServerId, ServerLanding>,
     mut server_rows: HashMap<ServerId, Server>,
     tracked: &TrackedAfter<'_>,
-) -> StoreResult<HashMap<ServerId, (Server, u32)>> {
-    /// Newer figures than those stored, as written.
-    struct Figures {
-        at: i64,
-        text: String,
-        uptime: Option<i64>,
-        counters: [Option<i64>; 4],
-    }
-    /// What the update writes for one server.
-    struct Update<'a> {
-        server: ServerId,
-        newest: Option<Figures>,
-        contact: i64,
-        open: Option<i64>,
-        summary: Option<&'a [u8]>,
-        units: Option<i64>,
-        max_seq: Option<i64>,
-    }
-    let updates: Vec<Update<'_>> = landed
-        .iter()
-        .map(|(server, landed)| Update {
-            server: *server,
-            newest: landed.newest.as_ref().map(|(at, figures)| Figures {
-                at: *at,
-                text: figures.text(),
-                uptime: to_i64(figures.uptime),
-                counters: [figures.network_rx, figures.network_tx, figures.disk_io_read, figures.disk_io_write]
-                    .map(to_i64),
-            }),
-            contact: landed.contact,
-            open: tracked.open.get(server).copied(),
-            summary: tracked.summaries.get(server).and_then(|summary| summary.as_deref()),
-            units: tracked.units.get(server).copied().flatten(),
-            max_seq: tracked.max_seq.get(server).copied(),
-        })
-        .collect();
-    static TEXTS: Shapes = Shapes::new();
-    for chunk in chunks(updates.len()) {
-        let sql = TEXTS.text(chunk.shape, |rows| {
-            let mut columns = vec![
-                ("v_server", "BIGINT"),
-                ("v_metrics", "TEXT"),
-                ("v_at", "BIGINT"),
-                ("v_uptime", "BIGINT"),
-                ("v_contact", "BIGINT"),
-                ("v_open", "BIGINT"),
-                ("v_summary", crate::dialect::BYTES),
-                ("v_units", "BIGINT"),
-                ("v_seq", "BIGINT"),
-            ];
-            columns.extend(LAST_COUNTERS.map(|column| (column, "BIGINT")));
-            let counters: String = LAST_COUNTERS
-                .iter()
-                .map(|c| format!(", {c} = CASE WHEN v.v_at IS NULL THEN servers.{c} ELSE v.{c} END"))
-                .collect();
-            format!(
-                "{}UPDATE servers SET last_metrics = COALESCE(v.v_metrics, servers.last_metrics), \
-                 last_metrics_at = COALESCE(v.v_at, servers.last_metrics_at), agent_status = 'active', \
-                 last_uptime = CASE WHEN v.v_at IS NULL THEN servers.last_uptime ELSE v.v_uptime END{counters}, \
-                 max_seq = CASE WHEN servers.max_seq IS NULL OR v.v_seq > servers.max_seq \
-                 THEN COALESCE(v.v_seq, servers.max_seq) ELSE servers.max_seq END, \
-                 rollup_open = COALESCE(v.v_open, servers.rollup_open), rollup_open_summary = v.v_summary, \
-                 units_digest = v.v_units, \
-                 agent_last_contact = CASE WHEN COALESCE(servers.agent_last_contact, 0) < v.v_contact \
-                 THEN v.v_contact ELSE servers.agent_last_contact END \
-                 FROM v WHERE servers.id = v.v_server",
-                values_cte("v", &columns, rows)
-            )
-        });
-        let mut query = sqlx::query(sql);
-        for i in 0..chunk.shape {
-            let row = chunk.row(&updates, i);
-            let newest = row.and_then(|u| u.newest.as_ref());
-            query = query
-                .bind(row.map(|u| u.server))
-                .bind(newest.map(|f| f.text.as_str()))
-                .bind(newest.map(|f| f.at))
-                .bind(newest.and_then(|f| f.uptime))
-                .bind(row.map(|u| u.contact))
-                .bind(row.and_then(|u| u.open))
-                .bind(row.and_then(|u| u.summary))
-                .bind(row.and_then(|u| u.units))
-                .bind(row.and_then(|u| u.max_seq));
-            for k in 0..4 {
-                query = query.bind(newest.and_then(|f| f.counters[k]));
-            }
+) -> StoreResult<(HashMap<ServerId, (Server, u32)>, RowChanges)> {
+    let mut changes = RowChanges::default();
+    let mut updates: Vec<RowUpdate<'_>> = Vec::with_capacity(landed.len());
+    for (server, landed) in landed.iter() {
+        let pending = tracked.pending.get(server);
+        let max_seq = tracked.max_seq.get(server).copied().max(pending.and_then(|p| p.max_seq));
+        let contact = pending.map_or(landed.contact, |p| p.contact.max(landed.contact));
+        let summary = tracked.summaries.get(server).and_then(|summary| summary.as_deref());
+        let units = tracked.units.get(server).copied().flatten();
+        if let (true, Some((at, figures))) = (tracked.deferrable.contains(server), &landed.newest) {
+            let figures = figures.clone();
+            let summary = summary.map(<[u8]>::to_vec);
+            changes.pending.push((*server, PendingRow { at: *at, figures, contact, max_seq, summary, units }));
+            continue;
         }
-        query.execute(&mut *conn).await.map_err(db)?;
+        if pending.is_some() {
+            changes.written.push(*server);
+        }
+        let newest = match (&landed.newest, pending) {
+            (Some((at, figures)), _) => Some(RowFigures::of(*at, figures)),
+            (None, Some(p)) => Some(RowFigures::of(p.at, &p.figures)),
+            (None, None) => None,
+        };
+        let open = tracked.open.get(server).copied();
+        updates.push(RowUpdate { server: *server, newest, contact, open, summary, units, max_seq });
     }
+    write_rows(&mut *conn, &updates).await?;
     // Servers the batch brought nothing newer for keep their stored figures: read.
     let kept: Vec<ServerId> = landed
         .iter()
@@ -1036,7 +1051,7 @@ async fn after_ingest(
                 }
             }
         }
-        server.agent_status = serverpulse_domain::AgentStatus::Active;
+        server.agent_status = AgentStatus::Active;
         if server.agent_last_contact.unwrap_or(0) < landed.contact {
             server.agent_last_contact = Some(landed.contact);
         }
@@ -1054,5 +1069,95 @@ async fn after_ingest(
             .await
             .map_err(db)?;
     }
-    Ok(out)
+    Ok((out, changes))
+}
+
+/// A server's newest figures as its row keeps them.
+pub(crate) struct RowFigures {
+    at: i64,
+    text: String,
+    uptime: Option<i64>,
+    counters: [Option<i64>; 4],
+}
+
+impl RowFigures {
+    pub(crate) fn of(at: i64, figures: &NewestFigures) -> Self {
+        Self {
+            at,
+            text: figures.text(),
+            uptime: to_i64(figures.uptime),
+            counters: [figures.network_rx, figures.network_tx, figures.disk_io_read, figures.disk_io_write].map(to_i64),
+        }
+    }
+}
+
+/// What ingest writes into one server's row: its newest figures (kept when `None`),
+/// its agent active and contacted, its open bucket (kept when `None`) summed up, its
+/// units digest, and its greatest `seq` (kept where greater).
+pub(crate) struct RowUpdate<'a> {
+    pub(crate) server: ServerId,
+    pub(crate) newest: Option<RowFigures>,
+    pub(crate) contact: i64,
+    pub(crate) open: Option<i64>,
+    pub(crate) summary: Option<&'a [u8]>,
+    pub(crate) units: Option<i64>,
+    pub(crate) max_seq: Option<i64>,
+}
+
+/// Writes `updates` into their servers' rows, a chunk of servers per statement.
+pub(crate) async fn write_rows(conn: &mut Conn, updates: &[RowUpdate<'_>]) -> StoreResult<()> {
+    static TEXTS: Shapes = Shapes::new();
+    for chunk in chunks(updates.len()) {
+        let sql = TEXTS.text(chunk.shape, |rows| {
+            let mut columns = vec![
+                ("v_server", "BIGINT"),
+                ("v_metrics", "TEXT"),
+                ("v_at", "BIGINT"),
+                ("v_uptime", "BIGINT"),
+                ("v_contact", "BIGINT"),
+                ("v_open", "BIGINT"),
+                ("v_summary", crate::dialect::BYTES),
+                ("v_units", "BIGINT"),
+                ("v_seq", "BIGINT"),
+            ];
+            columns.extend(LAST_COUNTERS.map(|column| (column, "BIGINT")));
+            let counters: String = LAST_COUNTERS
+                .iter()
+                .map(|c| format!(", {c} = CASE WHEN v.v_at IS NULL THEN servers.{c} ELSE v.{c} END"))
+                .collect();
+            format!(
+                "{}UPDATE servers SET last_metrics = COALESCE(v.v_metrics, servers.last_metrics), \
+                 last_metrics_at = COALESCE(v.v_at, servers.last_metrics_at), agent_status = 'active', \
+                 last_uptime = CASE WHEN v.v_at IS NULL THEN servers.last_uptime ELSE v.v_uptime END{counters}, \
+                 max_seq = CASE WHEN servers.max_seq IS NULL OR v.v_seq > servers.max_seq \
+                 THEN COALESCE(v.v_seq, servers.max_seq) ELSE servers.max_seq END, \
+                 rollup_open = COALESCE(v.v_open, servers.rollup_open), rollup_open_summary = v.v_summary, \
+                 units_digest = v.v_units, \
+                 agent_last_contact = CASE WHEN COALESCE(servers.agent_last_contact, 0) < v.v_contact \
+                 THEN v.v_contact ELSE servers.agent_last_contact END \
+                 FROM v WHERE servers.id = v.v_server",
+                values_cte("v", &columns, rows)
+            )
+        });
+        let mut query = sqlx::query(sql);
+        for i in 0..chunk.shape {
+            let row = chunk.row(updates, i);
+            let newest = row.and_then(|u| u.newest.as_ref());
+            query = query
+                .bind(row.map(|u| u.server))
+                .bind(newest.map(|f| f.text.as_str()))
+                .bind(newest.map(|f| f.at))
+                .bind(newest.and_then(|f| f.uptime))
+                .bind(row.map(|u| u.contact))
+                .bind(row.and_then(|u| u.open))
+                .bind(row.and_then(|u| u.summary))
+                .bind(row.and_then(|u| u.units))
+                .bind(row.and_then(|u| u.max_seq));
+            for k in 0..4 {
+                query = query.bind(newest.and_then(|f| f.counters[k]));
+            }
+        }
+        query.execute(&mut *conn).await.map_err(db)?;
+    }
+    Ok(())
 }

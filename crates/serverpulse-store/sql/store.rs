@@ -34,11 +34,20 @@ pub struct SqlStore {
     pub(crate) reader: Pool<Db>,
     /// How hubs sharing the database agree on a leader and pass live updates.
     pub(crate) coordination: crate::dialect::Coordination,
+    /// Server rows ingest has not written yet, where this store is its database's one
+    /// writer (SQLite; see [`serverpulse_store::write_back`]). `None` where every row is
+    /// written through (PostgreSQL, whose replicas share no memory).
+    pub(crate) write_back: Option<std::sync::Arc<std::sync::Mutex<serverpulse_store::write_back::WriteBack>>>,
 }
 
 impl SqlStore {
-    /// Closes the connections (giving up the lead, where this hub had it).
+    /// Closes the connections (giving up the lead, where this hub had it), having
+    /// written out every server row left pending: a database closed cleanly has its
+    /// rows up to date.
     pub async fn close(&self) {
+        if let Err(error) = self.write_out(None).await {
+            tracing::warn!(error = %error, "server rows not written out; the next start rebuilds them");
+        }
         self.coordination.release().await;
         self.reader.close().await;
         self.writer.close().await;
@@ -85,6 +94,22 @@ impl SqlStore {
 
     pub(crate) async fn begin(&self) -> StoreResult<Transaction<'static, Db>> {
         self.writer.begin().await.map_err(db)
+    }
+
+    /// The write-back, where this store keeps one.
+    pub(crate) fn write_back(&self) -> Option<&std::sync::Mutex<serverpulse_store::write_back::WriteBack>> {
+        self.write_back.as_deref()
+    }
+
+    /// Writes out the pending rows of `servers` (every one when `None`) in a
+    /// transaction of their own, before work that reads or rewrites them in the database.
+    pub(crate) async fn write_out(&self, servers: Option<&[ServerId]>) -> StoreResult<()> {
+        if self.write_back().is_none_or(|w| crate::ingest::lock(w).is_empty()) {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        let changes = crate::written_back::write_out(&mut tx, self.write_back(), servers).await?;
+        crate::written_back::commit_with(tx, self.write_back(), changes).await
     }
 
     /// A read-only transaction on one snapshot of the database.
@@ -249,22 +274,43 @@ impl Store for SqlStore {
     async fn list_servers(&self) -> StoreResult<Vec<Server>> {
         let sql = format!("SELECT {SERVER_COLUMNS} FROM servers ORDER BY id");
         let found = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.reader).await.map_err(db)?;
-        found.iter().map(rows::server).collect()
+        let mut servers = found.iter().map(rows::server).collect::<StoreResult<Vec<_>>>()?;
+        crate::written_back::lay_over(self.write_back(), &mut servers);
+        Ok(servers)
     }
 
     async fn quiet_servers(&self, since: i64) -> StoreResult<Vec<Server>> {
         let sql = format!(
-            "SELECT {SERVER_COLUMNS} FROM servers WHERE agent_status = 'disconnected' \
-             OR last_metrics_at < $1 \
+            "SELECT {SERVER_COLUMNS}, id IN (SELECT server_id FROM alerts WHERE status <> 'resolved') AS alerting \
+             FROM servers WHERE agent_status = 'disconnected' OR last_metrics_at < $1 \
              OR id IN (SELECT server_id FROM alerts WHERE status <> 'resolved') ORDER BY id"
         );
         let found = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(since).fetch_all(&self.reader).await.map_err(db)?;
-        found.iter().map(rows::server).collect()
+        let mut servers = Vec::with_capacity(found.len());
+        let mut alerting = Vec::with_capacity(found.len());
+        for row in &found {
+            servers.push(rows::server(row)?);
+            alerting.push(Cols(row).flag("alerting")?);
+        }
+        // A pending row makes a server whose row is quiet report again.
+        crate::written_back::lay_over(self.write_back(), &mut servers);
+        Ok(servers
+            .into_iter()
+            .zip(alerting)
+            .filter(|(server, alerting)| {
+                *alerting
+                    || server.agent_status == AgentStatus::Disconnected
+                    || server.last_metrics_at.is_some_and(|at| at < since)
+            })
+            .map(|(server, _)| server)
+            .collect())
     }
 
     async fn get_server(&self, id: ServerId) -> StoreResult<Server> {
         let mut conn = self.reader.acquire().await.map_err(db)?;
-        Self::server_in(&mut conn, id).await
+        let mut server = Self::server_in(&mut conn, id).await?;
+        crate::written_back::lay_over(self.write_back(), std::slice::from_mut(&mut server));
+        Ok(server)
     }
 
     async fn update_server(&self, id: ServerId, patch: ServerPatch, now: i64) -> StoreResult<Server> {
@@ -282,7 +328,8 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let after = Self::server_in(&mut tx, id).await?;
+        let mut after = Self::server_in(&mut tx, id).await?;
+        crate::written_back::lay_over(self.write_back(), std::slice::from_mut(&mut after));
         record_event(
             &mut tx,
             Some(id),
@@ -318,7 +365,8 @@ impl Store for SqlStore {
             now,
         )
         .await?;
-        tx.commit().await.map_err(db)
+        let gone = serverpulse_store::write_back::RowChanges { written: vec![id], pending: Vec::new() };
+        crate::written_back::commit_with(tx, self.write_back(), gone).await
     }
 
     async fn add_enrollment(&self, id: ServerId, enrollment: EnrollmentGrant, now: i64) -> StoreResult<()> {
@@ -503,8 +551,8 @@ impl Store for SqlStore {
         judge: Option<&dyn serverpulse_store::Judge>,
     ) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
         let mut tx = self.begin().await?;
-        let outcomes = crate::ingest::store_batch(&mut tx, jobs, judge).await?;
-        tx.commit().await.map_err(db)?;
+        let (outcomes, changes) = crate::ingest::store_batch(&mut tx, jobs, judge, self.write_back()).await?;
+        crate::written_back::commit_with(tx, self.write_back(), changes).await?;
         Ok(outcomes)
     }
 
@@ -672,16 +720,44 @@ impl Store for SqlStore {
     }
 
     async fn mark_silent_agents(&self, now: i64, offline_after_ms: i64) -> StoreResult<Vec<ServerId>> {
+        let cutoff = now.saturating_sub(offline_after_ms);
         let mut tx = self.begin().await?;
-        let silent = sqlx::query(
-            "UPDATE servers SET agent_status = 'disconnected' \
-             WHERE agent_status = 'active' AND agent_enabled AND COALESCE(agent_last_contact, 0) < $1 \
-             RETURNING id, name, agent_last_contact",
+        // Taken while this transaction holds the writer: no batch changes it before the
+        // commit. Servers whose pending rows say they reported are left alone; the
+        // others' pending rows are written out first (and leave the write-back), so that
+        // their rows say all they did and the next report reads them.
+        let mut changes = serverpulse_store::write_back::RowChanges::default();
+        let mut reporting = std::collections::HashSet::new();
+        if let Some(write_back) = self.write_back() {
+            let (heard, silent): (Vec<ServerId>, Vec<ServerId>) = {
+                let write_back = crate::ingest::lock(write_back);
+                let heard: Vec<ServerId> = write_back.reporting_since(cutoff).collect();
+                let silent = write_back.of(None).into_keys().filter(|s| !heard.contains(s)).collect();
+                (heard, silent)
+            };
+            reporting.extend(heard);
+            changes = crate::written_back::write_out(&mut tx, Some(write_back), Some(&silent)).await?;
+        }
+        let candidates: Vec<ServerId> = sqlx::query_scalar(
+            "SELECT id FROM servers WHERE agent_status = 'active' AND agent_enabled \
+             AND COALESCE(agent_last_contact, 0) < $1 ORDER BY id",
         )
-        .bind(now.saturating_sub(offline_after_ms))
+        .bind(cutoff)
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
+        let mut silent = Vec::new();
+        for id in candidates.into_iter().filter(|id| !reporting.contains(id)) {
+            let row = sqlx::query(
+                "UPDATE servers SET agent_status = 'disconnected' WHERE id = $1 \
+                 RETURNING id, name, agent_last_contact",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            silent.push(row);
+        }
         let mut ids = Vec::with_capacity(silent.len());
         for row in &silent {
             let id: i64 = row.try_get("id").map_err(db)?;
@@ -699,7 +775,7 @@ impl Store for SqlStore {
             .await?;
             ids.push(id);
         }
-        tx.commit().await.map_err(db)?;
+        crate::written_back::commit_with(tx, self.write_back(), changes).await?;
         ids.sort_unstable();
         Ok(ids)
     }
@@ -863,10 +939,14 @@ impl Store for SqlStore {
     }
 
     async fn apply_retention(&self, policy: &RetentionPolicy, now: i64) -> StoreResult<RetentionOutcome> {
+        // Retention closes open buckets and moves horizons in the rows: they must be whole.
+        self.write_out(None).await?;
         self.retain(policy, now).await
     }
 
     async fn compact_history(&self, before: i64) -> StoreResult<CompactionOutcome> {
+        // Compaction closes open buckets and raises `max_seq` in the rows: likewise.
+        self.write_out(None).await?;
         self.compact(before).await
     }
 

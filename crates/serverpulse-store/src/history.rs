@@ -414,6 +414,28 @@ impl NewestFigures {
         }
     }
 
+    /// The figures of a stored sample (its rates as stored): what [`Self::of`] made of
+    /// its report when it was stored, unless it was re-rated since.
+    pub fn of_sample(sample: &Sample) -> Self {
+        Self {
+            cpu_usage: sample.cpu_usage,
+            disk_io_read: sample.disk_io_read,
+            disk_io_read_rate: sample.disk_io_read_rate,
+            disk_io_write: sample.disk_io_write,
+            disk_io_write_rate: sample.disk_io_write_rate,
+            disk_usage: sample.disk_usage,
+            load_average: sample.load_average,
+            memory_usage: sample.memory_usage,
+            network_rx: sample.network_rx,
+            network_rx_rate: sample.network_rx_rate,
+            network_tx: sample.network_tx,
+            network_tx_rate: sample.network_tx_rate,
+            response_time: sample.response_time,
+            timestamp: serverpulse_proto::time::format_timestamp(sample.at),
+            uptime: sample.uptime,
+        }
+    }
+
     /// As JSON text, written straight from the fields.
     pub fn text(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "null".to_owned())

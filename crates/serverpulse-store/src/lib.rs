@@ -18,6 +18,7 @@ pub mod landing;
 pub mod model;
 pub mod packed;
 pub mod rows;
+pub mod write_back;
 
 use async_trait::async_trait;
 use serverpulse_alerting::Rule;

@@ -1,0 +1,70 @@
+//! Rebuilding on open the server rows a hub stopped without writing out (a crash, a
+//! kill): SQLite's alone, as only a store that is its database's one writer keeps rows
+//! pending (see `serverpulse_store::write_back`). PostgreSQL writes every row through.
+
+use serverpulse_store::history::NewestFigures;
+use serverpulse_store::{ServerId, StoreResult};
+use sqlx::Row;
+
+use crate::dialect::Db;
+use crate::ingest::{RowFigures, RowUpdate, write_rows};
+use crate::rows::{Cols, db};
+
+/// Servers per transaction when rows are rebuilt on open.
+const REBUILT_PER_TRANSACTION: usize = 512;
+
+/// Rebuilds the rows a hub stopped without writing out (a crash, a kill): a row's
+/// pending reports are exactly its samples later than its newest figures, all in its
+/// open bucket (its row was written whenever that moved). Each such row takes the
+/// newest of them as its figures, their greatest `seq` and latest arrival, and forgets
+/// its open summary and units digest (not known: the bucket is summed up from its raw
+/// samples when it closes, the units compared afresh). Returns the rows rebuilt.
+pub(crate) async fn rebuild_rows(writer: &sqlx::Pool<Db>) -> StoreResult<usize> {
+    let behind: Vec<(ServerId, i64)> = sqlx::query(
+        "SELECT s.id, s.last_metrics_at FROM servers s WHERE s.last_metrics_at IS NOT NULL \
+         AND EXISTS (SELECT 1 FROM performance_logs p WHERE p.server_id = s.id AND p.agent_time > s.last_metrics_at) \
+         ORDER BY s.id",
+    )
+    .fetch_all(writer)
+    .await
+    .map_err(db)?
+    .iter()
+    .map(|row| Ok((row.try_get("id").map_err(db)?, row.try_get("last_metrics_at").map_err(db)?)))
+    .collect::<StoreResult<_>>()?;
+    for part in behind.chunks(REBUILT_PER_TRANSACTION) {
+        let mut tx = writer.begin().await.map_err(db)?;
+        let mut updates = Vec::with_capacity(part.len());
+        for (server, after) in part {
+            let rows = sqlx::query(
+                "SELECT seq, agent_time, received_at, cpu_usage, ram_usage, disk_usage, load_average, uptime, \
+                 response_time, network_rx, network_tx, disk_io_read, disk_io_write, network_rx_rate, \
+                 network_tx_rate, disk_io_read_rate, disk_io_write_rate, 'null' AS raw, NULL AS raw_packed, \
+                 NULL AS raw_packing FROM performance_logs WHERE server_id = $1 AND agent_time > $2 \
+                 ORDER BY agent_time, id",
+            )
+            .bind(server)
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            let samples =
+                rows.iter().map(|row| serverpulse_store::rows::sample(&Cols(row))).collect::<StoreResult<Vec<_>>>()?;
+            let Some(newest) = samples.last() else { continue };
+            updates.push(RowUpdate {
+                server: *server,
+                newest: Some(RowFigures::of(newest.at, &NewestFigures::of_sample(newest))),
+                contact: samples.iter().map(|s| s.received_at).max().unwrap_or(newest.received_at),
+                open: None,
+                summary: None,
+                units: None,
+                max_seq: samples.iter().filter_map(|s| s.seq).filter_map(|s| i64::try_from(s).ok()).max(),
+            });
+        }
+        write_rows(&mut tx, &updates).await?;
+        tx.commit().await.map_err(db)?;
+    }
+    if !behind.is_empty() {
+        tracing::info!(servers = behind.len(), "server rows rebuilt from reports stored after them");
+    }
+    Ok(behind.len())
+}
