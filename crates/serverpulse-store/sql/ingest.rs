@@ -16,7 +16,7 @@
 //! one on PostgreSQL), so this is what keeps a report's cost near its share of the work.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serverpulse_domain::AgentStatus;
 
@@ -81,10 +81,10 @@ pub(crate) async fn store_batch(
     let servers: BTreeSet<ServerId> = jobs.iter().map(|job| job.server).collect();
     crate::dialect::lock_servers(&mut *tx, &servers).await?;
     // Taken while the batch holds the writer: nothing else changes it until the commit.
-    let pending: HashMap<ServerId, PendingRow> = match write_back {
+    let pending: HashMap<ServerId, Arc<PendingRow>> = match write_back {
         Some(write_back) => {
             let ids: Vec<ServerId> = servers.iter().copied().collect();
-            lock(write_back).of(Some(&ids))
+            lock(write_back).of(&ids)
         }
         None => HashMap::new(),
     };
@@ -226,7 +226,7 @@ struct TrackedAfter<'a> {
     /// Each server's units digest after the batch (see [`UnitDigests::stored`]).
     units: &'a BTreeMap<ServerId, Option<i64>>,
     /// What was pending of each server's row before the batch (see [`WriteBack`]).
-    pending: &'a HashMap<ServerId, PendingRow>,
+    pending: &'a HashMap<ServerId, Arc<PendingRow>>,
     /// Servers whose rows stay behind, their state left pending.
     deferrable: &'a BTreeSet<ServerId>,
     /// The greatest `seq` the batch stored for each server.
@@ -461,7 +461,7 @@ async fn states_of(
 async fn servers_before(
     conn: &mut Conn,
     servers: &BTreeSet<ServerId>,
-    pending: &HashMap<ServerId, PendingRow>,
+    pending: &HashMap<ServerId, Arc<PendingRow>>,
 ) -> StoreResult<(HashMap<ServerId, Before>, HashMap<ServerId, Server>, HashMap<ServerId, Tracked>)> {
     let ids: Vec<ServerId> = servers.iter().copied().collect();
     static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {

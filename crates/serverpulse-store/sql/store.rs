@@ -729,13 +729,8 @@ impl Store for SqlStore {
         let mut changes = serverpulse_store::write_back::RowChanges::default();
         let mut reporting = std::collections::HashSet::new();
         if let Some(write_back) = self.write_back() {
-            let (heard, silent): (Vec<ServerId>, Vec<ServerId>) = {
-                let write_back = crate::ingest::lock(write_back);
-                let heard: Vec<ServerId> = write_back.reporting_since(cutoff).collect();
-                let silent = write_back.of(None).into_keys().filter(|s| !heard.contains(s)).collect();
-                (heard, silent)
-            };
-            reporting.extend(heard);
+            let silent;
+            (reporting, silent) = crate::ingest::lock(write_back).split_by_contact(cutoff);
             changes = crate::written_back::write_out(&mut tx, Some(write_back), Some(&silent)).await?;
         }
         let candidates: Vec<ServerId> = sqlx::query_scalar(

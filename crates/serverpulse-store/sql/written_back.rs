@@ -7,10 +7,9 @@
 //! Only a store that is its database's one writer keeps rows pending (SQLite); on
 //! PostgreSQL `SqlStore::write_back` is `None` and every function here does nothing.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serverpulse_store::write_back::{PendingRow, RowChanges, WriteBack};
+use serverpulse_store::write_back::{RowChanges, WriteBack};
 use serverpulse_store::{Server, ServerId, StoreResult};
 
 use crate::dialect::{Conn, Db};
@@ -34,6 +33,10 @@ pub(crate) async fn commit_with(
     Ok(())
 }
 
+/// Servers written out per statement round: what is cloned out of the write-back at a
+/// time, so that writing the whole fleet out (close, compaction) holds no second copy.
+const WRITTEN_OUT_AT_ONCE: usize = 4_096;
+
 /// Writes the pending rows of `servers` (every one when `None`) into the database on
 /// `conn`, the writer's transaction, and returns the changes that say they are written.
 pub(crate) async fn write_out(
@@ -42,34 +45,31 @@ pub(crate) async fn write_out(
     servers: Option<&[ServerId]>,
 ) -> StoreResult<RowChanges> {
     let Some(write_back) = write_back else { return Ok(RowChanges::default()) };
-    let pending = lock(write_back).of(servers);
-    if pending.is_empty() {
-        return Ok(RowChanges::default());
+    let mut ids: Vec<ServerId> = match servers {
+        Some(servers) => servers.to_vec(),
+        None => lock(write_back).servers(),
+    };
+    ids.sort_unstable();
+    let mut written = Vec::with_capacity(ids.len());
+    for part in ids.chunks(WRITTEN_OUT_AT_ONCE) {
+        let pending = lock(write_back).of(part);
+        let mut updates: Vec<RowUpdate<'_>> = pending
+            .iter()
+            .map(|(server, p)| RowUpdate {
+                server: *server,
+                newest: Some(RowFigures::of(p.at, &p.figures)),
+                contact: p.contact,
+                open: None,
+                summary: p.summary.as_deref(),
+                units: p.units,
+                max_seq: p.max_seq,
+            })
+            .collect();
+        updates.sort_unstable_by_key(|u| u.server);
+        write_rows(&mut *conn, &updates).await?;
+        written.extend(updates.iter().map(|u| u.server));
     }
-    let mut updates: Vec<RowUpdate<'_>> = pending
-        .iter()
-        .map(|(server, p)| RowUpdate {
-            server: *server,
-            newest: Some(RowFigures::of(p.at, &p.figures)),
-            contact: p.contact,
-            open: None,
-            summary: p.summary.as_deref(),
-            units: p.units,
-            max_seq: p.max_seq,
-        })
-        .collect();
-    updates.sort_unstable_by_key(|u| u.server);
-    write_rows(&mut *conn, &updates).await?;
-    Ok(RowChanges { written: updates.iter().map(|u| u.server).collect(), pending: Vec::new() })
-}
-
-/// What is pending of `servers` (every one when `None`), taken *after* their rows were
-/// read: a row written out in between is then at least as new as what lies over it.
-pub(crate) fn pending_of(
-    write_back: Option<&Mutex<WriteBack>>,
-    servers: Option<&[ServerId]>,
-) -> HashMap<ServerId, PendingRow> {
-    write_back.map(|write_back| lock(write_back).of(servers)).unwrap_or_default()
+    Ok(RowChanges { written, pending: Vec::new() })
 }
 
 /// Lays what is pending over `rows` as read.
@@ -92,8 +92,9 @@ pub(crate) fn open_summary(
     server: ServerId,
     stored: (Option<i64>, Option<Vec<u8>>),
 ) -> (Option<i64>, Option<Vec<u8>>) {
-    match pending_of(write_back, Some(&[server])).remove(&server) {
-        Some(pending) => (stored.0, pending.summary),
+    let Some(write_back) = write_back else { return stored };
+    match lock(write_back).get(server) {
+        Some(pending) => (stored.0, pending.summary.clone()),
         None => stored,
     }
 }

@@ -18,7 +18,8 @@
 //!
 //! This module is the bookkeeping alone, with no database.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serverpulse_domain::AgentStatus;
 
@@ -71,7 +72,8 @@ impl PendingRow {
 /// Every server whose row is behind its newest state.
 #[derive(Debug, Default)]
 pub struct WriteBack {
-    rows: HashMap<ServerId, PendingRow>,
+    /// Shared with the batches and reads that take copies: a copy is a count.
+    rows: HashMap<ServerId, Arc<PendingRow>>,
 }
 
 /// What a transaction changes here, applied while it still holds the writer and put
@@ -86,11 +88,11 @@ pub struct RowChanges {
 
 /// What [`WriteBack::apply`] replaced, to put back.
 #[derive(Debug, Default)]
-pub struct Undo(Vec<(ServerId, Option<PendingRow>)>);
+pub struct Undo(Vec<(ServerId, Option<Arc<PendingRow>>)>);
 
 impl WriteBack {
     pub fn get(&self, server: ServerId) -> Option<&PendingRow> {
-        self.rows.get(&server)
+        self.rows.get(&server).map(|row| &**row)
     }
 
     /// Servers with pending rows.
@@ -102,18 +104,30 @@ impl WriteBack {
         self.rows.is_empty()
     }
 
-    /// The pending rows of `servers`, or of every server (`None`).
-    pub fn of(&self, servers: Option<&[ServerId]>) -> HashMap<ServerId, PendingRow> {
-        match servers {
-            Some(servers) => servers.iter().filter_map(|s| Some((*s, self.rows.get(s)?.clone()))).collect(),
-            None => self.rows.clone(),
-        }
+    /// Every server with a pending row.
+    pub fn servers(&self) -> Vec<ServerId> {
+        self.rows.keys().copied().collect()
     }
 
-    /// Servers among `servers` whose pending contact is at or after `cutoff`: reporting,
-    /// whatever their rows say.
-    pub fn reporting_since(&self, cutoff: i64) -> impl Iterator<Item = ServerId> + '_ {
-        self.rows.iter().filter(move |(_, row)| row.contact >= cutoff).map(|(server, _)| *server)
+    /// The pending rows of `servers`, to use without holding the lock.
+    pub fn of(&self, servers: &[ServerId]) -> HashMap<ServerId, Arc<PendingRow>> {
+        servers.iter().filter_map(|s| Some((*s, Arc::clone(self.rows.get(s)?)))).collect()
+    }
+
+    /// Servers with pending rows, split by their pending contact: those heard from at or
+    /// after `cutoff` (reporting, whatever their rows say), and the others. One pass,
+    /// nothing cloned: the sweeper asks every few seconds, with the whole fleet pending.
+    pub fn split_by_contact(&self, cutoff: i64) -> (HashSet<ServerId>, Vec<ServerId>) {
+        let mut reporting = HashSet::with_capacity(self.rows.len());
+        let mut silent = Vec::new();
+        for (server, row) in &self.rows {
+            if row.contact >= cutoff {
+                reporting.insert(*server);
+            } else {
+                silent.push(*server);
+            }
+        }
+        (reporting, silent)
     }
 
     /// Records `changes`, returning what they replaced.
@@ -123,7 +137,7 @@ impl WriteBack {
             undo.push((server, self.rows.remove(&server)));
         }
         for (server, row) in changes.pending {
-            undo.push((server, self.rows.insert(server, row)));
+            undo.push((server, self.rows.insert(server, Arc::new(row))));
         }
         Undo(undo)
     }
@@ -158,12 +172,12 @@ mod tests {
     fn a_failed_commit_puts_back_exactly_what_was_there() {
         let mut rows = WriteBack::default();
         rows.apply(RowChanges { written: vec![], pending: vec![(1, pending(10, 11)), (2, pending(20, 21))] });
-        let before = rows.of(None);
+        let before = rows.of(&[1, 2, 3, 4]);
         let undo =
             rows.apply(RowChanges { written: vec![1, 3], pending: vec![(2, pending(30, 31)), (4, pending(40, 41))] });
         assert_eq!((rows.get(1), rows.get(2).map(|r| r.at), rows.get(4).map(|r| r.at)), (None, Some(30), Some(40)));
         rows.restore(undo);
-        assert_eq!(rows.of(None), before);
+        assert_eq!(rows.of(&[1, 2, 3, 4]), before);
     }
 
     #[test]
@@ -200,6 +214,7 @@ mod tests {
     fn servers_heard_from_since_a_cutoff_are_reporting() {
         let mut rows = WriteBack::default();
         rows.apply(RowChanges { written: vec![], pending: vec![(1, pending(10, 100)), (2, pending(20, 200))] });
-        assert_eq!(rows.reporting_since(150).collect::<Vec<_>>(), [2]);
+        let (reporting, silent) = rows.split_by_contact(150);
+        assert_eq!((reporting.into_iter().collect::<Vec<_>>(), silent), (vec![2], vec![1]));
     }
 }
