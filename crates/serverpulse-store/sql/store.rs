@@ -25,6 +25,10 @@ use sqlx::{Pool, Row, Transaction};
 use crate::dialect::{Conn, Db};
 use crate::rows::{self, Cols, Columns, db};
 
+/// Pending server rows written out per transaction by [`SqlStore::write_out`]: ~10 ms
+/// of the writer each.
+const WRITTEN_OUT_PER_TRANSACTION: usize = 1_024;
+
 /// The store over one database. Cheap to clone (pool handles). Writes go through
 /// `writer`, reads through `reader`: two pools on SQLite (one writer connection, readers
 /// beside it), one pool twice on PostgreSQL.
@@ -45,7 +49,7 @@ impl SqlStore {
     /// written out every server row left pending: a database closed cleanly has its
     /// rows up to date.
     pub async fn close(&self) {
-        if let Err(error) = self.write_out(None).await {
+        if let Err(error) = self.write_out().await {
             tracing::warn!(error = %error, "server rows not written out; the next start rebuilds them");
         }
         self.coordination.release().await;
@@ -101,15 +105,19 @@ impl SqlStore {
         self.write_back.as_deref()
     }
 
-    /// Writes out the pending rows of `servers` (every one when `None`) in a
-    /// transaction of their own, before work that reads or rewrites them in the database.
-    pub(crate) async fn write_out(&self, servers: Option<&[ServerId]>) -> StoreResult<()> {
-        if self.write_back().is_none_or(|w| crate::ingest::lock(w).is_empty()) {
-            return Ok(());
+    /// Writes out every pending row, before work that reads or rewrites rows in the
+    /// database (compaction, retention) and on close: a few hundred servers a
+    /// transaction, so that batches of reports wait milliseconds between them, not the
+    /// second the whole fleet takes.
+    pub(crate) async fn write_out(&self) -> StoreResult<()> {
+        let Some(write_back) = self.write_back() else { return Ok(()) };
+        let servers = crate::ingest::lock(write_back).servers();
+        for part in servers.chunks(WRITTEN_OUT_PER_TRANSACTION) {
+            let mut tx = self.begin().await?;
+            let changes = crate::written_back::write_out(&mut tx, Some(write_back), part).await?;
+            crate::written_back::commit_with(tx, Some(write_back), changes).await?;
         }
-        let mut tx = self.begin().await?;
-        let changes = crate::written_back::write_out(&mut tx, self.write_back(), servers).await?;
-        crate::written_back::commit_with(tx, self.write_back(), changes).await
+        Ok(())
     }
 
     /// A read-only transaction on one snapshot of the database.
@@ -731,7 +739,7 @@ impl Store for SqlStore {
         if let Some(write_back) = self.write_back() {
             let silent;
             (reporting, silent) = crate::ingest::lock(write_back).split_by_contact(cutoff);
-            changes = crate::written_back::write_out(&mut tx, Some(write_back), Some(&silent)).await?;
+            changes = crate::written_back::write_out(&mut tx, Some(write_back), &silent).await?;
         }
         let candidates: Vec<ServerId> = sqlx::query_scalar(
             "SELECT id FROM servers WHERE agent_status = 'active' AND agent_enabled \
@@ -935,13 +943,13 @@ impl Store for SqlStore {
 
     async fn apply_retention(&self, policy: &RetentionPolicy, now: i64) -> StoreResult<RetentionOutcome> {
         // Retention closes open buckets and moves horizons in the rows: they must be whole.
-        self.write_out(None).await?;
+        self.write_out().await?;
         self.retain(policy, now).await
     }
 
     async fn compact_history(&self, before: i64) -> StoreResult<CompactionOutcome> {
         // Compaction closes open buckets and raises `max_seq` in the rows: likewise.
-        self.write_out(None).await?;
+        self.write_out().await?;
         self.compact(before).await
     }
 

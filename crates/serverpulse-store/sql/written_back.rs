@@ -33,43 +33,30 @@ pub(crate) async fn commit_with(
     Ok(())
 }
 
-/// Servers written out per statement round: what is cloned out of the write-back at a
-/// time, so that writing the whole fleet out (close, compaction) holds no second copy.
-const WRITTEN_OUT_AT_ONCE: usize = 4_096;
-
-/// Writes the pending rows of `servers` (every one when `None`) into the database on
-/// `conn`, the writer's transaction, and returns the changes that say they are written.
+/// Writes the pending rows of `servers` into the database on `conn`, the writer's
+/// transaction, and returns the changes that say they are written.
 pub(crate) async fn write_out(
     conn: &mut Conn,
     write_back: Option<&Mutex<WriteBack>>,
-    servers: Option<&[ServerId]>,
+    servers: &[ServerId],
 ) -> StoreResult<RowChanges> {
     let Some(write_back) = write_back else { return Ok(RowChanges::default()) };
-    let mut ids: Vec<ServerId> = match servers {
-        Some(servers) => servers.to_vec(),
-        None => lock(write_back).servers(),
-    };
-    ids.sort_unstable();
-    let mut written = Vec::with_capacity(ids.len());
-    for part in ids.chunks(WRITTEN_OUT_AT_ONCE) {
-        let pending = lock(write_back).of(part);
-        let mut updates: Vec<RowUpdate<'_>> = pending
-            .iter()
-            .map(|(server, p)| RowUpdate {
-                server: *server,
-                newest: Some(RowFigures::of(p.at, &p.figures)),
-                contact: p.contact,
-                open: None,
-                summary: p.summary.as_deref(),
-                units: p.units,
-                max_seq: p.max_seq,
-            })
-            .collect();
-        updates.sort_unstable_by_key(|u| u.server);
-        write_rows(&mut *conn, &updates).await?;
-        written.extend(updates.iter().map(|u| u.server));
-    }
-    Ok(RowChanges { written, pending: Vec::new() })
+    let pending = lock(write_back).of(servers);
+    let mut updates: Vec<RowUpdate<'_>> = pending
+        .iter()
+        .map(|(server, p)| RowUpdate {
+            server: *server,
+            newest: Some(RowFigures::of(p.at, &p.figures)),
+            contact: p.contact,
+            open: None,
+            summary: p.summary.as_deref(),
+            units: p.units,
+            max_seq: p.max_seq,
+        })
+        .collect();
+    updates.sort_unstable_by_key(|u| u.server);
+    write_rows(&mut *conn, &updates).await?;
+    Ok(RowChanges { written: updates.iter().map(|u| u.server).collect(), pending: Vec::new() })
 }
 
 /// Lays what is pending over `rows` as read.
