@@ -25,8 +25,8 @@ use sqlx::{Pool, Row, Transaction};
 use crate::dialect::{Conn, Db};
 use crate::rows::{self, Cols, Columns, db};
 
-/// Pending server rows written out per transaction by [`SqlStore::write_out`]: ~10 ms
-/// of the writer each.
+/// Pending server rows written out per transaction before compaction and retention
+/// (see [`SqlStore::write_out`]): ~10 ms of the writer each.
 const WRITTEN_OUT_PER_TRANSACTION: usize = 1_024;
 
 /// The store over one database. Cheap to clone (pool handles). Writes go through
@@ -49,7 +49,7 @@ impl SqlStore {
     /// written out every server row left pending: a database closed cleanly has its
     /// rows up to date.
     pub async fn close(&self) {
-        if let Err(error) = self.write_out().await {
+        if let Err(error) = self.write_out(usize::MAX).await {
             tracing::warn!(error = %error, "server rows not written out; the next start rebuilds them");
         }
         self.coordination.release().await;
@@ -105,14 +105,15 @@ impl SqlStore {
         self.write_back.as_deref()
     }
 
-    /// Writes out every pending row, before work that reads or rewrites rows in the
-    /// database (compaction, retention) and on close: a few hundred servers a
-    /// transaction, so that batches of reports wait milliseconds between them, not the
-    /// second the whole fleet takes.
-    pub(crate) async fn write_out(&self) -> StoreResult<()> {
+    /// Writes out every pending row, `per_transaction` servers a transaction: before
+    /// work that reads or rewrites rows in the database (compaction, retention) a
+    /// thousand, so that batches of reports wait milliseconds between them, not the
+    /// second the whole fleet takes; on close, when nothing waits, all in one (each
+    /// transaction is an fsync).
+    pub(crate) async fn write_out(&self, per_transaction: usize) -> StoreResult<()> {
         let Some(write_back) = self.write_back() else { return Ok(()) };
         let servers = crate::ingest::lock(write_back).servers();
-        for part in servers.chunks(WRITTEN_OUT_PER_TRANSACTION) {
+        for part in servers.chunks(per_transaction.max(1)) {
             let mut tx = self.begin().await?;
             let changes = crate::written_back::write_out(&mut tx, Some(write_back), part).await?;
             crate::written_back::commit_with(tx, Some(write_back), changes).await?;
@@ -943,13 +944,13 @@ impl Store for SqlStore {
 
     async fn apply_retention(&self, policy: &RetentionPolicy, now: i64) -> StoreResult<RetentionOutcome> {
         // Retention closes open buckets and moves horizons in the rows: they must be whole.
-        self.write_out().await?;
+        self.write_out(WRITTEN_OUT_PER_TRANSACTION).await?;
         self.retain(policy, now).await
     }
 
     async fn compact_history(&self, before: i64) -> StoreResult<CompactionOutcome> {
         // Compaction closes open buckets and raises `max_seq` in the rows: likewise.
-        self.write_out().await?;
+        self.write_out(WRITTEN_OUT_PER_TRANSACTION).await?;
         self.compact(before).await
     }
 
