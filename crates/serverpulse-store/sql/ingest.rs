@@ -140,22 +140,27 @@ pub(crate) async fn store_batch(
     // Servers whose rows may stay behind: every report of theirs in the batch came after
     // all of their history unprobed, their agent was active, their open bucket stays.
     let deferrable: BTreeSet<ServerId> = match write_back {
-        Some(_) => landing
-            .servers
-            .iter()
-            .filter(|(server, landed)| {
-                landed.newest.is_some()
-                    && landed.status_before == AgentStatus::Active.as_str()
-                    && !probed.contains(server)
-                    && buckets
-                        .open
-                        .get(server)
-                        .is_none_or(|open| tracked.get(server).and_then(|t| t.open) == Some(*open))
-            })
-            .map(|(server, _)| *server)
-            .filter(|server| landing.stored.iter().all(|s| s.server != *server || s.appended))
-            .filter(|server| !landing.touched.iter().any(|(s, _)| s == server))
-            .collect(),
+        Some(_) => {
+            // Servers with a report stored among their history, or a sample touched.
+            let among: HashSet<ServerId> = (landing.stored.iter().filter(|s| !s.appended).map(|s| s.server))
+                .chain(landing.touched.iter().map(|(server, _)| *server))
+                .collect();
+            landing
+                .servers
+                .iter()
+                .filter(|(server, landed)| {
+                    landed.newest.is_some()
+                        && landed.status_before == AgentStatus::Active.as_str()
+                        && !probed.contains(server)
+                        && !among.contains(server)
+                        && buckets
+                            .open
+                            .get(server)
+                            .is_none_or(|open| tracked.get(server).and_then(|t| t.open) == Some(*open))
+                })
+                .map(|(server, _)| *server)
+                .collect()
+        }
         None => BTreeSet::new(),
     };
     let tracked_after = TrackedAfter {
