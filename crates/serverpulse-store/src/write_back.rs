@@ -95,11 +95,7 @@ impl WriteBack {
         self.rows.get(&server).map(|row| &**row)
     }
 
-    /// Servers with pending rows.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
+    /// Whether no row is pending (reads then lay nothing over).
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
