@@ -28,6 +28,10 @@ pub(crate) fn placeholder(n: usize) -> String {
 /// The type of a column of bytes, for casts.
 pub(crate) const BYTES: &str = "BYTEA";
 
+/// `samples_by_server` is a view of `performance_logs` and its index: every sample's
+/// entry is written with it.
+pub(crate) const SAMPLE_ENTRIES_APART: bool = false;
+
 /// Keeps what a heartbeat says (`$1`, JSON) in the server's `agent_config`.
 pub(crate) const SET_HEARTBEAT_STATUS: &str =
     "UPDATE servers SET agent_config = jsonb_set(agent_config::jsonb, '{heartbeat}', $1::jsonb)::text WHERE id = $2";

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "open bucket summary", include_str!("../migrations/0006_open_bucket_summary.sql")),
     (7, "packed documents", include_str!("../migrations/0007_packed_documents.sql")),
     (8, "gzip documents", include_str!("../migrations/0008_gzip_documents.sql")),
+    (9, "samples by server", include_str!("../migrations/0009_samples_by_server.sql")),
 ];
 
 /// The advisory lock key serialising migrations ("SPMIGRAT" in ASCII).

@@ -28,6 +28,10 @@ pub(crate) fn placeholder(_n: usize) -> String {
 /// The type of a column of bytes, for casts.
 pub(crate) const BYTES: &str = "BLOB";
 
+/// `samples_by_server` is a table of its own, written by the store (see migration
+/// "samples by server"): a sample's entry may be written after the sample.
+pub(crate) const SAMPLE_ENTRIES_APART: bool = true;
+
 /// Keeps what a heartbeat says (`$1`, JSON) in the server's `agent_config`.
 pub(crate) const SET_HEARTBEAT_STATUS: &str =
     "UPDATE servers SET agent_config = json_set(agent_config, '$.heartbeat', json($1)) WHERE id = $2";

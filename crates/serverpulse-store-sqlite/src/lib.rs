@@ -36,6 +36,8 @@ mod retention;
 mod rollups;
 #[path = "../../serverpulse-store/sql/rows.rs"]
 mod rows;
+#[path = "../../serverpulse-store/sql/samples_by_server.rs"]
+mod samples_by_server;
 #[path = "../../serverpulse-store/sql/store.rs"]
 mod store;
 #[path = "../../serverpulse-store/sql/users.rs"]

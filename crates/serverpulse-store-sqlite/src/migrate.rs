@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (17, "packed documents", include_str!("../migrations/0017_packed_documents.sql")),
     (18, "gzip documents", include_str!("../migrations/0018_gzip_documents.sql")),
     (19, "one sample index", include_str!("../migrations/0019_one_sample_index.sql")),
+    (20, "samples by server", include_str!("../migrations/0020_samples_by_server.sql")),
 ];
 
 /// Applies every migration not yet recorded. Refuses a database from a newer hub.

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serverpulse_store::StoreResult;
+use serverpulse_store::write_back::WriteBack;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::SqlStore;
@@ -45,11 +46,12 @@ impl SqlStore {
         let writer_options = options.clone().pragma("temp_store", "memory").row_buffer_size(WRITER_ROW_BUFFER);
         let writer = pool_options(1).connect_with(writer_options).await.map_err(db)?;
         crate::migrate::run(&writer, now).await.map_err(db)?;
-        // Rows a hub stopped without writing out (see `serverpulse_store::write_back`)
-        // are rebuilt before anything reads them.
+        // Sample entries and rows a hub stopped without writing out (see
+        // `serverpulse_store::write_back`) are rebuilt before anything reads them.
+        let newest_sample = crate::rebuild::rebuild_entries(&writer).await?;
         crate::rebuild::rebuild_rows(&writer).await?;
         let reader = pool_options(4).connect_with(options.read_only(true)).await.map_err(db)?;
-        let write_back = Some(std::sync::Arc::default());
+        let write_back = Some(std::sync::Arc::new(std::sync::Mutex::new(WriteBack::after(newest_sample))));
         Ok(Self { writer, reader, coordination: crate::dialect::Coordination, write_back })
     }
 }

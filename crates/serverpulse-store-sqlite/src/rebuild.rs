@@ -1,6 +1,7 @@
-//! Rebuilding on open the server rows a hub stopped without writing out (a crash, a
-//! kill): SQLite's alone, as only a store that is its database's one writer keeps rows
-//! pending (see `serverpulse_store::write_back`). PostgreSQL writes every row through.
+//! Rebuilding on open what a hub stopped without writing out (a crash, a kill): the
+//! entries of samples in `samples_by_server`, then the server rows. SQLite's alone, as
+//! only a store that is its database's one writer keeps rows pending (see
+//! `serverpulse_store::write_back`). PostgreSQL writes every row through.
 
 use serverpulse_store::history::NewestFigures;
 use serverpulse_store::{ServerId, StoreResult};
@@ -10,10 +11,38 @@ use crate::dialect::Db;
 use crate::ingest::{RowFigures, RowUpdate, write_rows};
 use crate::rows::{Cols, db};
 
+/// Writes the entries of every sample after the last id recorded as indexed (a pending
+/// row's were in the writer's memory alone), and records every sample indexed. One
+/// read of the samples stored since that id: after a clean close, none. Returns the
+/// greatest sample id.
+pub(crate) async fn rebuild_entries(writer: &sqlx::Pool<Db>) -> StoreResult<i64> {
+    let mut tx = writer.begin().await.map_err(db)?;
+    let rebuilt = sqlx::query(
+        "INSERT INTO samples_by_server (server_id, agent_time, id, seq) \
+         SELECT server_id, agent_time, id, seq FROM performance_logs \
+         WHERE id > (SELECT through FROM samples_indexed) ON CONFLICT DO NOTHING",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM performance_logs")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+    crate::samples_by_server::record_indexed_through(&mut tx, newest).await?;
+    tx.commit().await.map_err(db)?;
+    if rebuilt > 0 {
+        tracing::info!(entries = rebuilt, "sample entries rebuilt from the samples stored after them");
+    }
+    Ok(newest)
+}
+
 /// Servers per transaction when rows are rebuilt on open.
 const REBUILT_PER_TRANSACTION: usize = 512;
 
-/// Rebuilds the rows a hub stopped without writing out (a crash, a kill): a row's
+/// Rebuilds the rows a hub stopped without writing out (a crash, a kill), after their
+/// samples' entries ([`rebuild_entries`]): a row's
 /// pending reports are exactly its samples later than its newest figures, all in its
 /// open bucket (its row was written whenever that moved). Each such row takes the
 /// newest of them as its figures, their greatest `seq` and latest arrival, and forgets
@@ -22,7 +51,7 @@ const REBUILT_PER_TRANSACTION: usize = 512;
 pub(crate) async fn rebuild_rows(writer: &sqlx::Pool<Db>) -> StoreResult<usize> {
     let behind: Vec<(ServerId, i64)> = sqlx::query(
         "SELECT s.id, s.last_metrics_at FROM servers s WHERE s.last_metrics_at IS NOT NULL \
-         AND EXISTS (SELECT 1 FROM performance_logs p WHERE p.server_id = s.id AND p.agent_time > s.last_metrics_at) \
+         AND EXISTS (SELECT 1 FROM samples_by_server p WHERE p.server_id = s.id AND p.agent_time > s.last_metrics_at) \
          ORDER BY s.id",
     )
     .fetch_all(writer)
@@ -39,8 +68,8 @@ pub(crate) async fn rebuild_rows(writer: &sqlx::Pool<Db>) -> StoreResult<usize> 
                 "SELECT seq, agent_time, received_at, cpu_usage, ram_usage, disk_usage, load_average, uptime, \
                  response_time, network_rx, network_tx, disk_io_read, disk_io_write, network_rx_rate, \
                  network_tx_rate, disk_io_read_rate, disk_io_write_rate, 'null' AS raw, NULL AS raw_packed, \
-                 NULL AS raw_packing FROM performance_logs WHERE server_id = $1 AND agent_time > $2 \
-                 ORDER BY agent_time, id",
+                 NULL AS raw_packing FROM performance_logs WHERE id IN (SELECT id FROM samples_by_server \
+                 WHERE server_id = $1 AND agent_time > $2) ORDER BY agent_time, id",
             )
             .bind(server)
             .bind(after)

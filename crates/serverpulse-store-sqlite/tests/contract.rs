@@ -248,13 +248,29 @@ async fn rows_a_crash_left_behind_are_rebuilt_from_the_samples() {
         raw.close().await;
         row
     };
+    let count_in_file = |path: std::path::PathBuf, table: &'static str| async move {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).read_only(true);
+        let raw = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE server_id = ?");
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(server).fetch_one(&raw).await.unwrap();
+        raw.close().await;
+        count
+    };
     let newest = bucket + 120_000;
     assert!(row_in_file(path.clone()).await.0 < Some(newest), "the row is behind in the file");
     assert_eq!(store.get_server(server).await.unwrap().last_metrics_at, Some(newest), "but not as read");
+    // So are the samples' entries, but every sample is read.
+    assert_eq!(count_in_file(path.clone(), "performance_logs").await, 5);
+    assert!(count_in_file(path.clone(), "samples_by_server").await < 5, "entries behind in the file");
+    let read = store.metrics_history(server, bucket, bucket + 299_999, 10).await.unwrap();
+    assert_eq!(read.iter().map(|s| s.seq).collect::<Vec<_>>(), (1..=5).map(Some).collect::<Vec<_>>());
+    let raw_chart = store.chart(server, bucket, bucket + 299_999, 30_000).await.unwrap();
+    assert_eq!(raw_chart.iter().map(|b| b.samples).sum::<u32>(), 5, "{raw_chart:?}");
     drop(store);
 
     let reopened = SqliteStore::open(&path, t0).await.unwrap();
     assert_eq!(row_in_file(path.clone()).await, (Some(newest), Some(5), Some(newest + 1_000)), "rebuilt");
+    assert_eq!(count_in_file(path.clone(), "samples_by_server").await, 5, "entries rebuilt");
     let row = reopened.get_server(server).await.unwrap();
     let figures = row.last_metrics.expect("newest figures");
     assert_eq!((figures.cpu_usage, figures.uptime, figures.network_rx), (Some(50.0), Some(105), Some(5_000)));
@@ -270,5 +286,12 @@ async fn rows_a_crash_left_behind_are_rebuilt_from_the_samples() {
     reopened.refresh_rollups(Some(server)).await.unwrap();
     let chart = reopened.chart(server, bucket, bucket + 599_999, 300_000).await.unwrap();
     assert_eq!(chart.iter().map(|b| (b.start, b.samples)).collect::<Vec<_>>(), [(bucket, 5), (bucket + 300_000, 1)]);
+    // Removing the server removes its samples and their entries, pending ones included
+    // (nothing cascades to them).
+    let later = bucket + 330_000;
+    reopened.store_reports(server, &[report(7, later)], later + 1_000).await.unwrap();
+    reopened.delete_server(server, later + 2_000).await.unwrap();
     reopened.close().await;
+    assert_eq!(count_in_file(path.clone(), "performance_logs").await, 0);
+    assert_eq!(count_in_file(path.clone(), "samples_by_server").await, 0);
 }

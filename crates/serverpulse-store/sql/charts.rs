@@ -16,6 +16,7 @@ use sqlx::Row;
 
 use crate::SqlStore;
 use crate::rows::db;
+use crate::samples_by_server::SampleIds;
 use serverpulse_store::history::{COLUMNS, ChartPlan, Filling, OpenSummary, TIERS, bucket_of};
 
 fn charted_row(row: &DbRow) -> StoreResult<[Option<f64>; 8]> {
@@ -51,23 +52,27 @@ fn add_tier_row(filling: &mut Filling, row: &DbRow) -> StoreResult<()> {
     Ok(())
 }
 
-/// The charted figures of `server`'s raw samples in `[from, to)` of agent time, in
-/// (time, arrival) order.
-async fn raw_rows(conn: &mut crate::dialect::Conn, server: ServerId, from: i64, to: i64) -> StoreResult<Vec<DbRow>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
+/// The charted figures of `server`'s raw samples (`ids`) in `[from, to)` of agent time,
+/// in (time, arrival) order.
+async fn raw_rows(
+    conn: &mut crate::dialect::Conn,
+    server: ServerId,
+    ids: &SampleIds,
+    from: i64,
+    to: i64,
+) -> StoreResult<Vec<DbRow>> {
+    fn sql(condition: &str) -> String {
         format!(
-            "SELECT agent_time, {} FROM performance_logs \
-             WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3 ORDER BY agent_time, id",
+            "SELECT agent_time, {} FROM performance_logs WHERE {condition} ORDER BY agent_time, id",
             COLUMNS.join(", ")
         )
-    });
-    sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
-        .bind(server)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)
+    }
+    static PLAIN: LazyLock<String> = LazyLock::new(|| sql(&SampleIds::of(None, 0).condition()));
+    let query = match ids.is_plain() {
+        true => sqlx::query(sqlx::AssertSqlSafe(PLAIN.as_str())),
+        false => sqlx::query(sqlx::AssertSqlSafe(sql(&ids.condition()))).persistent(false),
+    };
+    query.bind(server).bind(from).bind(to).fetch_all(&mut *conn).await.map_err(db)
 }
 
 impl SqlStore {
@@ -79,6 +84,7 @@ impl SqlStore {
         step: i64,
     ) -> StoreResult<Vec<ChartBucket>> {
         let plan = ChartPlan::new(from, to, step);
+        let ids = SampleIds::of(self.write_back(), server);
         // One read transaction: one snapshot of rows, summaries and chunks.
         let mut snapshot = self.snapshot().await?;
         let mut buckets: BTreeMap<i64, Filling> = BTreeMap::new();
@@ -123,7 +129,7 @@ impl SqlStore {
                     match summary {
                         Some(summary) => buckets.entry(bucket).or_default().merge(&summary.filling),
                         None => {
-                            for row in &raw_rows(&mut snapshot, server, open, open + TIERS[0]).await? {
+                            for row in &raw_rows(&mut snapshot, server, &ids, open, open + TIERS[0]).await? {
                                 let at = row.try_get("agent_time").map_err(db)?;
                                 buckets.entry(bucket).or_default().add_sample(at, charted_row(row)?);
                             }
@@ -132,7 +138,7 @@ impl SqlStore {
                 }
             }
             None => {
-                for row in &raw_rows(&mut snapshot, server, from, to).await? {
+                for row in &raw_rows(&mut snapshot, server, &ids, from, to).await? {
                     let at: i64 = row.try_get("agent_time").map_err(db)?;
                     buckets.entry(bucket_of(at, plan.step)).or_default().add_sample(at, charted_row(row)?);
                 }

@@ -10,6 +10,7 @@
 //! previous sample is a chunk's last reads it from the chunk.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
 use crate::dialect::Conn;
 use serverpulse_store::{CompactionOutcome, Sample, ServerId, StoreError, StoreResult, chunk};
@@ -20,6 +21,7 @@ use serverpulse_store::history::{CHUNK_SPAN, COMPACTION_STEP as STEP, TIERS, buc
 use crate::batched::{chunks, values_cte};
 use crate::rollups::{Closed, mark_dirty, write_summaries};
 use crate::rows::{self, db};
+use crate::samples_by_server::SampleIds;
 
 /// Chunks written (or reopened) per transaction: few, so ingest's commits interleave.
 const CHUNKS_PER_TRANSACTION: usize = 32;
@@ -59,7 +61,8 @@ pub(crate) async fn reopen(conn: &mut Conn, server: ServerId, start: i64) -> Sto
     let samples = decode(&data)?;
     let rows: Vec<(ServerId, &Sample, Option<serverpulse_store::packed::Packed<'_>>)> =
         samples.iter().map(|s| (server, s, None)).collect();
-    crate::ingest::insert_samples(&mut *conn, &rows).await?;
+    let mut entries = crate::ingest::insert_samples(&mut *conn, &rows).await?;
+    crate::samples_by_server::index(&mut *conn, &mut entries).await?;
     mark_dirty(&mut *conn, &samples.iter().map(|s| (server, s.at)).collect()).await?;
     // Ingest takes a `seq` above the server's greatest as new without a probe: the
     // chunk's seqs are rows again (a chunk compacted before that was tracked may hold
@@ -99,7 +102,8 @@ async fn compact_span(conn: &mut Conn, server: ServerId, day: i64, until: i64) -
         "SELECT seq, agent_time, received_at, cpu_usage, ram_usage, disk_usage, load_average, uptime, \
          response_time, network_rx, network_tx, disk_io_read, disk_io_write, network_rx_rate, network_tx_rate, \
          disk_io_read_rate, disk_io_write_rate, 'null' AS raw, NULL AS raw_packed, NULL AS raw_packing FROM performance_logs \
-         WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3 ORDER BY agent_time, id",
+         WHERE id IN (SELECT id FROM samples_by_server WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3) \
+         ORDER BY agent_time, id",
     )
     .bind(server)
     .bind(day)
@@ -137,13 +141,7 @@ async fn compact_span(conn: &mut Conn, server: ServerId, day: i64, until: i64) -
         .map_err(db)?;
     let open_from = raw_horizon.map_or(day, |h| h.max(day));
     crate::rollups::close_open_in(&mut *conn, Some(server), open_from, until, Closed::Removed).await?;
-    sqlx::query("DELETE FROM performance_logs WHERE server_id = $1 AND agent_time >= $2 AND agent_time < $3")
-        .bind(server)
-        .bind(day)
-        .bind(until)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+    crate::samples_by_server::delete(&mut *conn, server, day, until, i64::MAX).await?;
     // The server's newest sample may be among those moved: ingest then probes its
     // history for reports after it, instead of taking it from beside the server's row.
     sqlx::query(
@@ -220,7 +218,7 @@ impl SqlStore {
         let first = |source: &str, from: &str, limit: &str| {
             format!(
                 "SELECT server_id, first FROM (SELECT {source}.server_id, (SELECT MIN(p.agent_time) \
-                 FROM performance_logs p WHERE p.server_id = {source}.server_id AND p.agent_time >= {from} \
+                 FROM samples_by_server p WHERE p.server_id = {source}.server_id AND p.agent_time >= {from} \
                  AND p.agent_time < {limit}) AS first FROM {source}) AS f WHERE first IS NOT NULL ORDER BY server_id"
             )
         };
@@ -263,6 +261,9 @@ impl SqlStore {
         outcome: &mut CompactionOutcome,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
+        // Their samples are read through their entries, all written.
+        let servers: Vec<ServerId> = spans.iter().map(|(server, _)| *server).collect();
+        let written = crate::written_back::write_out(&mut tx, self.write_back(), &servers).await?;
         for (server, day) in spans {
             let until = limit.min(day.saturating_add(CHUNK_SPAN));
             if let Some((samples, bytes)) = compact_span(&mut tx, *server, *day, until).await? {
@@ -271,7 +272,7 @@ impl SqlStore {
                 outcome.bytes += bytes;
             }
         }
-        tx.commit().await.map_err(db)
+        crate::written_back::commit_with(tx, self.write_back(), written).await
     }
 
     pub(crate) async fn compact(&self, before: i64) -> StoreResult<CompactionOutcome> {
@@ -353,20 +354,26 @@ impl SqlStore {
         to: i64,
         limit: u32,
     ) -> StoreResult<Vec<Sample>> {
+        let ids = SampleIds::of(self.write_back(), server);
         // One read transaction: one snapshot, so no sample is seen both as a row and in a
         // chunk (or in neither) while compaction moves it.
         let mut snapshot = self.snapshot().await?;
-        let recent = sqlx::query(
-            "SELECT * FROM performance_logs WHERE server_id = $1 AND agent_time BETWEEN $2 AND $3 \
-             ORDER BY agent_time, id LIMIT $4",
-        )
-        .bind(server)
-        .bind(from)
-        .bind(to)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *snapshot)
-        .await
-        .map_err(db)?;
+        fn sql(condition: &str) -> String {
+            format!("SELECT * FROM performance_logs WHERE {condition} ORDER BY agent_time, id LIMIT $4")
+        }
+        static PLAIN: LazyLock<String> = LazyLock::new(|| sql(&SampleIds::of(None, 0).condition()));
+        let query = match ids.is_plain() {
+            true => sqlx::query(sqlx::AssertSqlSafe(PLAIN.as_str())),
+            false => sqlx::query(sqlx::AssertSqlSafe(sql(&ids.condition()))).persistent(false),
+        };
+        let recent = query
+            .bind(server)
+            .bind(from)
+            .bind(to.saturating_add(1))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *snapshot)
+            .await
+            .map_err(db)?;
         let recent: Vec<Sample> = recent.iter().map(rows::sample).collect::<StoreResult<_>>()?;
         let starts: Vec<i64> = sqlx::query_scalar(
             "SELECT start FROM history_chunks WHERE server_id = $1 AND start >= $2 AND start <= $3 ORDER BY start",

@@ -27,7 +27,7 @@ use serverpulse_store::history::{
 };
 use serverpulse_store::landing::{Around, Before, Landing, ServerLanding, land};
 use serverpulse_store::packed::{Packed, pack};
-use serverpulse_store::write_back::{PendingRow, RowChanges, WriteBack};
+use serverpulse_store::write_back::{PendingRow, RowChanges, SampleEntry, WriteBack};
 use serverpulse_store::{
     AlertId, EventKind, IngestJob, IngestOutcome, Judge, RuleState, Sample, Server, ServerId, StoreResult,
 };
@@ -81,20 +81,29 @@ pub(crate) async fn store_batch(
     let servers: BTreeSet<ServerId> = jobs.iter().map(|job| job.server).collect();
     crate::dialect::lock_servers(&mut *tx, &servers).await?;
     // Taken while the batch holds the writer: nothing else changes it until the commit.
-    let pending: HashMap<ServerId, Arc<PendingRow>> = match write_back {
+    let (pending, indexed_through): (HashMap<ServerId, Arc<PendingRow>>, Option<i64>) = match write_back {
         Some(write_back) => {
             let ids: Vec<ServerId> = servers.iter().copied().collect();
-            lock(write_back).of(&ids)
+            let write_back = lock(write_back);
+            (write_back.of(&ids), Some(write_back.indexed_through()))
         }
-        None => HashMap::new(),
+        None => (HashMap::new(), None),
     };
     let (before, server_rows, tracked) = servers_before(&mut *tx, &servers, &pending).await?;
-    let (around, probed) = around(&mut *tx, jobs, &before, &tracked).await?;
+    let probed = to_probe(jobs, &tracked);
+    // The writer reads a server's samples with all of their entries written.
+    let mut entries: Vec<(ServerId, SampleEntry)> = probed
+        .iter()
+        .filter_map(|server| Some(pending.get(server)?.entries.iter().map(|entry| (*server, *entry))))
+        .flatten()
+        .collect();
+    crate::samples_by_server::index(&mut *tx, &mut entries).await?;
+    let around = around(&mut *tx, jobs, &before, &tracked, &probed).await?;
     let mut landing = land(jobs, &before, &around);
 
     let samples: Vec<(ServerId, &Sample, Option<Packed>)> =
         landing.stored.iter().map(|s| (s.server, &s.sample, Some(pack(&s.report.document)))).collect();
-    insert_samples(&mut *tx, &samples).await?;
+    let stored_entries = insert_samples(&mut *tx, &samples).await?;
     rerate(&mut *tx, &landing.rerated).await?;
     let units = UnitDigests::of(&landing, &tracked);
     write_units(&mut *tx, &landing, &units.unchanged).await?;
@@ -103,6 +112,52 @@ pub(crate) async fn store_batch(
     let mut buckets = OpenBuckets::after(&appended, &tracked);
     landing.touched.extend(buckets.stray.iter().copied());
     buckets.forget_touched(&landing.touched);
+    // Servers whose rows may stay behind: every report of theirs in the batch came after
+    // all of their history unprobed, their agent was active, their open bucket stays.
+    let deferrable: BTreeSet<ServerId> = match write_back {
+        Some(_) => {
+            // Servers with a report stored among their history, or a sample touched.
+            let among: HashSet<ServerId> = (landing.stored.iter().filter(|s| !s.appended).map(|s| s.server))
+                .chain(landing.touched.iter().map(|(server, _)| *server))
+                .collect();
+            landing
+                .servers
+                .iter()
+                .filter(|(server, landed)| {
+                    landed.newest.is_some()
+                        && landed.status_before == AgentStatus::Active.as_str()
+                        && !probed.contains(server)
+                        && !among.contains(server)
+                        && buckets
+                            .open
+                            .get(server)
+                            .is_none_or(|open| tracked.get(server).and_then(|t| t.open) == Some(*open))
+                })
+                .map(|(server, _)| *server)
+                .collect()
+        }
+        None => BTreeSet::new(),
+    };
+    // Entries go with their rows: those of rows written now before anything reads the
+    // samples (closing buckets, below); the others stay pending with theirs.
+    let newest_id = stored_entries.iter().map(|(_, entry)| entry.id).max();
+    let mut entries_pending: HashMap<ServerId, Vec<SampleEntry>> = HashMap::new();
+    entries.clear();
+    for (server, entry) in stored_entries {
+        match deferrable.contains(&server) {
+            true => entries_pending.entry(server).or_default().push(entry),
+            false => entries.push((server, entry)),
+        }
+    }
+    for server in landing.servers.keys().filter(|s| !deferrable.contains(s) && !probed.contains(s)) {
+        if let Some(row) = pending.get(server) {
+            entries.extend(row.entries.iter().map(|entry| (*server, *entry)));
+        }
+    }
+    crate::samples_by_server::index(&mut *tx, &mut entries).await?;
+    if let Some(through) = indexed_through {
+        crate::samples_by_server::record_indexed_through(&mut *tx, through).await?;
+    }
     crate::rollups::mark_dirty(&mut *tx, &landing.touched).await?;
     // The appended samples' own buckets stay open (summed up beside their servers' rows);
     // the buckets they close get their 5-minute summaries now.
@@ -137,32 +192,6 @@ pub(crate) async fn store_batch(
             Some((*server, newest.rates_after(Some(&landed.newest_follows?))))
         })
         .collect();
-    // Servers whose rows may stay behind: every report of theirs in the batch came after
-    // all of their history unprobed, their agent was active, their open bucket stays.
-    let deferrable: BTreeSet<ServerId> = match write_back {
-        Some(_) => {
-            // Servers with a report stored among their history, or a sample touched.
-            let among: HashSet<ServerId> = (landing.stored.iter().filter(|s| !s.appended).map(|s| s.server))
-                .chain(landing.touched.iter().map(|(server, _)| *server))
-                .collect();
-            landing
-                .servers
-                .iter()
-                .filter(|(server, landed)| {
-                    landed.newest.is_some()
-                        && landed.status_before == AgentStatus::Active.as_str()
-                        && !probed.contains(server)
-                        && !among.contains(server)
-                        && buckets
-                            .open
-                            .get(server)
-                            .is_none_or(|open| tracked.get(server).and_then(|t| t.open) == Some(*open))
-                })
-                .map(|(server, _)| *server)
-                .collect()
-        }
-        None => BTreeSet::new(),
-    };
     let tracked_after = TrackedAfter {
         open: &buckets.open,
         summaries: &summaries,
@@ -171,8 +200,9 @@ pub(crate) async fn store_batch(
         rerated_figures,
         pending: &pending,
         deferrable: &deferrable,
+        entries: entries_pending,
     };
-    let (mut rows, changes) = after_ingest(&mut *tx, &mut landing.servers, server_rows, &tracked_after).await?;
+    let (mut rows, mut changes) = after_ingest(&mut *tx, &mut landing.servers, server_rows, &tracked_after).await?;
     for (server, landed) in &landing.servers {
         contact_event(&mut *tx, *server, landed.first_arrival, &landed.status_before).await?;
     }
@@ -201,6 +231,7 @@ pub(crate) async fn store_batch(
             }
         }
     }
+    changes.newest_id = newest_id;
     Ok((landing.outcomes, changes))
 }
 
@@ -234,6 +265,8 @@ struct TrackedAfter<'a> {
     pending: &'a HashMap<ServerId, Arc<PendingRow>>,
     /// Servers whose rows stay behind, their state left pending.
     deferrable: &'a BTreeSet<ServerId>,
+    /// The entries of the samples the batch stored for those servers.
+    entries: HashMap<ServerId, Vec<SampleEntry>>,
     /// The greatest `seq` the batch stored for each server.
     max_seq: BTreeMap<ServerId, i64>,
     /// New rates of the newest figures of servers the batch brought nothing newer for.
@@ -543,10 +576,11 @@ fn neighbour(row: &DbRow) -> StoreResult<Neighbour> {
 /// holding the sample just before it (4: the latest one, with no row between its end and
 /// the report).
 ///
-/// Every part is driven by the reports: `r CROSS JOIN` a table, its conditions in
-/// `WHERE`, which SQLite's planner takes as the loop order (PostgreSQL plans it as any
-/// join). With a plain `JOIN`, SQLite 3.51 drove part 2 from `performance_logs`, reading
-/// the whole table for every probe.
+/// A server's samples are found through `samples_by_server` (its pending entries written
+/// first: see [`crate::samples_by_server`]). Every part is driven by the reports: `r
+/// CROSS JOIN` a table, its conditions in `WHERE`, which SQLite's planner takes as the
+/// loop order (PostgreSQL plans it as any join). With a plain `JOIN`, SQLite 3.51 drove
+/// part 2 from `performance_logs`, reading the whole table for every probe.
 pub(crate) fn around_sql(rows: usize) -> String {
     let reports = values_cte(
         "r",
@@ -564,32 +598,32 @@ pub(crate) fn around_sql(rows: usize) -> String {
     let chunk = "c.start, c.server_id, NULL, NULL, NULL, NULL, NULL";
     let nearest = |op: &str, at: &str, order: &str| {
         format!(
-            "(SELECT q.id FROM performance_logs q WHERE q.server_id = r.server_id AND q.agent_time {op} r.{at} \
+            "(SELECT q.id FROM samples_by_server q WHERE q.server_id = r.server_id AND q.agent_time {op} r.{at} \
              ORDER BY q.agent_time {order}, q.id {order} LIMIT 1)"
         )
     };
     format!(
-        "{reports}SELECT r.k, CAST(0 AS BIGINT) AS which, {columns} FROM r CROSS JOIN performance_logs p \
-           WHERE p.server_id = r.server_id AND p.seq = r.seq \
+        "{reports}SELECT r.k, CAST(0 AS BIGINT) AS which, {columns} FROM r CROSS JOIN samples_by_server i \
+           CROSS JOIN performance_logs p WHERE i.server_id = r.server_id AND i.seq = r.seq AND p.id = i.id \
          UNION ALL SELECT r.k, CAST(1 AS BIGINT), {columns} FROM r CROSS JOIN performance_logs p WHERE p.id = {earlier} \
-         UNION ALL SELECT r.k, CAST(2 AS BIGINT), {columns} FROM r CROSS JOIN performance_logs p \
-           WHERE p.server_id = r.server_id AND p.agent_time = {later} \
+         UNION ALL SELECT r.k, CAST(2 AS BIGINT), {columns} FROM r CROSS JOIN samples_by_server i \
+           CROSS JOIN performance_logs p WHERE i.server_id = r.server_id AND i.agent_time = {later} AND p.id = i.id \
          UNION ALL SELECT r.k, CAST(3 AS BIGINT), {chunk} FROM r CROSS JOIN history_chunks c \
            WHERE c.server_id = r.server_id AND c.start = r.day AND r.at < c.until \
          UNION ALL SELECT r.k, CAST(3 AS BIGINT), {chunk} FROM r CROSS JOIN history_chunks c \
            WHERE c.server_id = r.server_id AND c.start = (SELECT MIN(n.start) \
              FROM history_chunks n WHERE n.server_id = r.server_id AND n.start > r.older) \
-           AND NOT EXISTS (SELECT 1 FROM performance_logs q WHERE q.server_id = r.server_id \
+           AND NOT EXISTS (SELECT 1 FROM samples_by_server q WHERE q.server_id = r.server_id \
              AND q.agent_time > r.older AND q.agent_time < c.start) \
          UNION ALL SELECT r.k, CAST(4 AS BIGINT), {chunk} FROM r CROSS JOIN history_chunks c \
            WHERE c.server_id = r.server_id AND c.start = (SELECT MAX(p.start) \
              FROM history_chunks p WHERE p.server_id = r.server_id AND p.start < r.at) \
-           AND c.until <= r.at AND NOT EXISTS (SELECT 1 FROM performance_logs q WHERE q.server_id = r.server_id \
+           AND c.until <= r.at AND NOT EXISTS (SELECT 1 FROM samples_by_server q WHERE q.server_id = r.server_id \
              AND q.agent_time >= c.until AND q.agent_time < r.at)",
         earlier = nearest("<", "at", "DESC"),
         // Only a report older than its server's newest sample can have later ones: every
         // sample of the earliest later time.
-        later = "(SELECT MIN(q.agent_time) FROM performance_logs q WHERE q.server_id = r.server_id \
+        later = "(SELECT MIN(q.agent_time) FROM samples_by_server q WHERE q.server_id = r.server_id \
                  AND q.agent_time > r.older)",
     )
 }
@@ -629,32 +663,40 @@ async fn earlier_from_chunks(
     Ok(())
 }
 
+/// The servers with a report that is not after all of their stored history (see
+/// [`Ends::around`]). Probed whole: reopening a chunk for one report can put back
+/// samples (and seqs) that bear on the server's others.
+fn to_probe(jobs: &[IngestJob], tracked: &HashMap<ServerId, Tracked>) -> HashSet<ServerId> {
+    jobs.iter()
+        .filter(|job| {
+            let ends = tracked.get(&job.server).map(|t| t.ends).unwrap_or_default();
+            job.reports.iter().any(|report| ends.around(report).is_none())
+        })
+        .map(|job| job.server)
+        .collect()
+}
+
 /// What is stored around every report of the batch whose server exists (in batch
 /// order). A server whose every report comes after its stored history takes what is
 /// around them from its [`Ends`]; the other servers' reports are probed in one
 /// statement, compacted chunks they fall into reopened first, so that each is judged
 /// against every stored sample.
-/// Also returns the servers probed.
+/// The servers `probed` ([`to_probe`]) have every report probed.
 async fn around(
     conn: &mut Conn,
     jobs: &[IngestJob],
     before: &HashMap<ServerId, Before>,
     tracked: &HashMap<ServerId, Tracked>,
-) -> StoreResult<(Vec<Around>, HashSet<ServerId>)> {
+    probed: &HashSet<ServerId>,
+) -> StoreResult<Vec<Around>> {
     let total: usize = jobs.iter().map(|job| job.reports.len()).sum();
     let mut found = vec![Around::default(); total];
-    // Probed whole: reopening a chunk for one report can put back samples (and seqs)
-    // that bear on the server's others.
-    let mut probed: HashSet<ServerId> = HashSet::new();
     let mut position = 0;
     for job in jobs {
         let ends = tracked.get(&job.server).map(|t| t.ends).unwrap_or_default();
         for report in &job.reports {
-            match ends.around(report) {
-                Some(around) => found[position] = around,
-                None => {
-                    probed.insert(job.server);
-                }
+            if let Some(around) = ends.around(report) {
+                found[position] = around;
             }
             position += 1;
         }
@@ -710,7 +752,7 @@ async fn around(
         }
         if compacted.is_empty() {
             earlier_from_chunks(&mut *conn, &mut found, &earlier_in_chunks, jobs).await?;
-            return Ok((found, probed));
+            return Ok(found);
         }
         earlier_in_chunks.clear();
         for (server, day) in compacted {
@@ -752,17 +794,22 @@ const SAMPLE_COLUMNS: [(&str, &str); 21] = [
 /// Inserts samples of any servers, each with its report's document packed
 /// ([`serverpulse_store::packed`]; the `raw` text column left empty) or none (`raw`
 /// `null`: a compacted sample put back), up to [`crate::batched::MAX_ROWS`] a statement.
+/// Returns their entries for `samples_by_server`, where those are written apart
+/// ([`crate::samples_by_server`]; none otherwise): the caller writes them.
 pub(crate) async fn insert_samples(
     conn: &mut Conn,
     samples: &[(ServerId, &Sample, Option<Packed<'_>>)],
-) -> StoreResult<()> {
+) -> StoreResult<Vec<(ServerId, SampleEntry)>> {
     static TEXTS: Shapes = Shapes::new();
+    let mut entries = Vec::new();
     for chunk in chunks(samples.len()) {
         let sql = TEXTS.text(chunk.shape, |rows| {
             let names: Vec<&str> = SAMPLE_COLUMNS.iter().map(|(name, _)| *name).collect();
             let names = names.join(", ");
+            let returning =
+                if crate::dialect::SAMPLE_ENTRIES_APART { " RETURNING server_id, agent_time, id, seq" } else { "" };
             format!(
-                "{}INSERT INTO performance_logs ({names}) SELECT {names} FROM v WHERE server_id IS NOT NULL",
+                "{}INSERT INTO performance_logs ({names}) SELECT {names} FROM v WHERE server_id IS NOT NULL{returning}",
                 values_cte("v", &SAMPLE_COLUMNS, rows)
             )
         });
@@ -793,9 +840,17 @@ pub(crate) async fn insert_samples(
                 .bind(row.and_then(|(.., packed)| packed.as_ref().map(|p| &*p.bytes)))
                 .bind(row.and_then(|(.., packed)| packed.as_ref().and_then(|p| p.packing)));
         }
-        query.execute(&mut *conn).await.map_err(db)?;
+        if !crate::dialect::SAMPLE_ENTRIES_APART {
+            query.execute(&mut *conn).await.map_err(db)?;
+            continue;
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
+            let row = Cols(&row);
+            let entry = SampleEntry { at: row.int("agent_time")?, id: row.int("id")?, seq: row.opt_int("seq")? };
+            entries.push((row.int("server_id")?, entry));
+        }
     }
-    Ok(())
+    Ok(entries)
 }
 
 /// Stores new rates of samples a report landed just before (rare: replays).
@@ -994,7 +1049,10 @@ async fn after_ingest(
         if let (true, Some((at, figures))) = (tracked.deferrable.contains(server), &landed.newest) {
             let figures = figures.clone();
             let summary = summary.map(<[u8]>::to_vec);
-            changes.pending.push((*server, PendingRow { at: *at, figures, contact, max_seq, summary, units }));
+            let mut entries = pending.map(|p| p.entries.clone()).unwrap_or_default();
+            entries.extend(tracked.entries.get(server).into_iter().flatten().copied());
+            let row = PendingRow { at: *at, figures, contact, max_seq, summary, units, entries };
+            changes.pending.push((*server, row));
             continue;
         }
         if pending.is_some() {

@@ -4,6 +4,7 @@
 //! its turn; each kind's horizon is recorded first, so no summary is ever recomputed
 //! from data that is being removed.
 
+use serverpulse_store::write_back::RowChanges;
 use serverpulse_store::{RetentionOutcome, RetentionPolicy, StoreResult};
 
 use crate::SqlStore;
@@ -23,7 +24,7 @@ impl SqlStore {
         // far older — a pass then costs no write per server.
         let servers: Vec<i64> = if width == 0 {
             sqlx::query_scalar(
-                "SELECT s.id FROM servers s WHERE EXISTS (SELECT 1 FROM performance_logs p \
+                "SELECT s.id FROM servers s WHERE EXISTS (SELECT 1 FROM samples_by_server p \
                  WHERE p.server_id = s.id AND p.agent_time < $1) ORDER BY s.id",
             )
             .bind(cutoff)
@@ -41,8 +42,14 @@ impl SqlStore {
         let mut tx = self.begin().await?;
         // An open 5-minute bucket is its raw samples: before those go, it is summed up
         // and folded into the coarser tiers (before the raw horizon passes it). Until
-        // then no tier holds it, so the other kinds' retention leaves it be.
+        // then no tier holds it, so the other kinds' retention leaves it be. Its samples
+        // are read through their entries: every pending row is written out first.
+        let mut written = RowChanges::default();
         if width == 0 {
+            if let Some(write_back) = self.write_back() {
+                let pending = crate::ingest::lock(write_back).servers();
+                written = crate::written_back::write_out(&mut tx, Some(write_back), &pending).await?;
+            }
             crate::rollups::close_open_in(&mut tx, None, i64::MIN, cutoff, Closed::Kept).await?;
         }
         sqlx::query(
@@ -55,21 +62,16 @@ impl SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        crate::written_back::commit_with(tx, self.write_back(), written).await?;
         // Compacted samples go chunk by chunk, leaving their 5-minute summaries.
         let mut deleted = if width == 0 { self.cut_chunks_before(cutoff).await? } else { 0 };
         for server in servers {
             loop {
                 let done = if width == 0 {
-                    sqlx::query(
-                        "DELETE FROM performance_logs WHERE id IN (SELECT id FROM performance_logs \
-                         WHERE server_id = $1 AND agent_time < $2 LIMIT $3)",
-                    )
-                    .bind(server)
-                    .bind(cutoff)
-                    .bind(CHUNK)
-                    .execute(&self.writer)
-                    .await
+                    let mut tx = self.begin().await?;
+                    let done = crate::samples_by_server::delete(&mut tx, server, i64::MIN, cutoff, CHUNK).await?;
+                    tx.commit().await.map_err(db)?;
+                    done
                 } else {
                     sqlx::query(
                         "DELETE FROM rollups WHERE server_id = $1 AND width = $2 AND start IN (SELECT start FROM rollups \
@@ -81,9 +83,9 @@ impl SqlStore {
                     .bind(CHUNK)
                     .execute(&self.writer)
                     .await
-                }
-                .map_err(db)?
-                .rows_affected();
+                    .map_err(db)?
+                    .rows_affected()
+                };
                 deleted += done;
                 if done < CHUNK as u64 {
                     break;
@@ -97,7 +99,7 @@ impl SqlStore {
     async fn oldest(&self, width: i64) -> StoreResult<Option<i64>> {
         if width == 0 {
             sqlx::query_scalar(
-                "SELECT MIN(m) FROM (SELECT MIN(agent_time) AS m FROM performance_logs \
+                "SELECT MIN(m) FROM (SELECT MIN(agent_time) AS m FROM samples_by_server \
                  UNION ALL SELECT MIN(start) FROM history_chunks) AS oldest",
             )
         } else {

@@ -60,14 +60,15 @@ fn recompute(
                 .map(|c| {
                     format!(
                         "MIN(s.{c}), MAX(s.{c}), SUM(s.{c}), COUNT(s.{c}), (SELECT q.{c} FROM performance_logs q \
-                         WHERE q.server_id = b.server_id AND q.agent_time >= b.start AND q.agent_time < b.start + {width} \
-                         ORDER BY q.agent_time DESC, q.id DESC LIMIT 1)"
+                         WHERE q.id = (SELECT n.id FROM samples_by_server n WHERE n.server_id = b.server_id \
+                         AND n.agent_time >= b.start AND n.agent_time < b.start + {width} \
+                         ORDER BY n.agent_time DESC, n.id DESC LIMIT 1))"
                     )
                 })
                 .collect();
             let source = format!(
-                "performance_logs s ON s.server_id = b.server_id AND s.agent_time >= b.start \
-                 AND s.agent_time < b.start + {width}"
+                "samples_by_server e ON e.server_id = b.server_id AND e.agent_time >= b.start \
+                 AND e.agent_time < b.start + {width} JOIN performance_logs s ON s.id = e.id"
             );
             (source, "COUNT(*)".to_owned(), aggregates)
         }
@@ -412,6 +413,9 @@ impl crate::SqlStore {
             }
             let servers: BTreeSet<ServerId> = dirty.iter().map(|(server, _)| *server).collect();
             crate::dialect::lock_servers(&mut tx, &servers).await?;
+            // Their samples are read through their entries, all written.
+            let listed: Vec<ServerId> = servers.iter().copied().collect();
+            let written = crate::written_back::write_out(&mut tx, self.write_back(), &listed).await?;
             let buckets: BTreeSet<(ServerId, i64)> = dirty.iter().copied().collect();
             let mut sql = refresh(&mut tx, &buckets).await?;
             sql.push_str(&format!(
@@ -419,7 +423,7 @@ impl crate::SqlStore {
                 buckets_cte(&buckets)
             ));
             sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(db)?;
-            tx.commit().await.map_err(db)?;
+            crate::written_back::commit_with(tx, self.write_back(), written).await?;
             total += dirty.len() as u64;
             if (dirty.len() as i64) < REFRESH_BATCH {
                 return Ok(total);

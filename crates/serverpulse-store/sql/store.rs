@@ -51,6 +51,8 @@ impl SqlStore {
     pub async fn close(&self) {
         if let Err(error) = self.write_out(usize::MAX).await {
             tracing::warn!(error = %error, "server rows not written out; the next start rebuilds them");
+        } else if let Err(error) = self.record_indexed().await {
+            tracing::warn!(error = %error, "sample entries not recorded written; the next start checks them");
         }
         self.coordination.release().await;
         self.reader.close().await;
@@ -119,6 +121,16 @@ impl SqlStore {
             crate::written_back::commit_with(tx, Some(write_back), changes).await?;
         }
         Ok(())
+    }
+
+    /// Records how far every sample has its entry, as the write-back now says (after
+    /// every row is written out: all of them, so the next start reads no sample to check).
+    async fn record_indexed(&self) -> StoreResult<()> {
+        let Some(write_back) = self.write_back() else { return Ok(()) };
+        let mut tx = self.begin().await?;
+        let through = crate::ingest::lock(write_back).indexed_through();
+        crate::samples_by_server::record_indexed_through(&mut tx, through).await?;
+        tx.commit().await.map_err(db)
     }
 
     /// A read-only transaction on one snapshot of the database.
@@ -363,6 +375,10 @@ impl Store for SqlStore {
         // Waits for a batch storing its reports, which finds it gone afterwards.
         crate::dialect::lock_server(&mut tx, id).await?;
         let server = Self::server_in(&mut tx, id).await?;
+        // Its samples go through their entries (written out first): nothing cascades to
+        // them on SQLite (migration "samples by server").
+        let gone = crate::written_back::write_out(&mut tx, self.write_back(), &[id]).await?;
+        crate::samples_by_server::delete(&mut tx, id, i64::MIN, i64::MAX, i64::MAX).await?;
         sqlx::query("DELETE FROM servers WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(db)?;
         record_event(
             &mut tx,
@@ -374,7 +390,6 @@ impl Store for SqlStore {
             now,
         )
         .await?;
-        let gone = serverpulse_store::write_back::RowChanges { written: vec![id], pending: Vec::new() };
         crate::written_back::commit_with(tx, self.write_back(), gone).await
     }
 

@@ -33,8 +33,9 @@ pub(crate) async fn commit_with(
     Ok(())
 }
 
-/// Writes the pending rows of `servers` into the database on `conn`, the writer's
-/// transaction, and returns the changes that say they are written.
+/// Writes the pending rows of `servers` (and their samples' entries) into the database
+/// on `conn`, the writer's transaction, and returns the changes that say they are
+/// written.
 pub(crate) async fn write_out(
     conn: &mut Conn,
     write_back: Option<&Mutex<WriteBack>>,
@@ -56,7 +57,10 @@ pub(crate) async fn write_out(
         .collect();
     updates.sort_unstable_by_key(|u| u.server);
     write_rows(&mut *conn, &updates).await?;
-    Ok(RowChanges { written: updates.iter().map(|u| u.server).collect(), pending: Vec::new() })
+    let mut entries: Vec<_> =
+        pending.iter().flat_map(|(server, p)| p.entries.iter().map(|entry| (*server, *entry))).collect();
+    crate::samples_by_server::index(&mut *conn, &mut entries).await?;
+    Ok(RowChanges { written: updates.iter().map(|u| u.server).collect(), pending: Vec::new(), newest_id: None })
 }
 
 /// Lays what is pending over `rows` as read.

@@ -10,15 +10,22 @@
 //! appended report touches it, and when the store closes; in between its newest state
 //! is here, and every read of server rows lays it over what the row says.
 //!
+//! A pending row also holds the entries of its samples in `samples_by_server` (the table
+//! a server's samples are found through), written with the row: a server's entries of a
+//! bucket land together on one page instead of each report's on a page of its own.
+//! Reads of a server's samples take the entries from here as well ([`WriteBack::entries_of`]).
+//!
 //! Only a store that is the one writer of its database keeps rows here (SQLite); hubs
 //! sharing a PostgreSQL database write every row through. What a crash loses of this
 //! is rebuilt on open from the samples, which are always written before a report is
-//! answered: a row's pending reports are exactly its samples later than its newest
-//! figures, all in its open bucket (see the SQLite store's repair on open).
+//! answered: the entries of every sample after [`WriteBack::indexed_through`] (kept in
+//! the database with each batch), then a row's pending reports, which are exactly its
+//! samples later than its newest figures, all in its open bucket (see the SQLite
+//! store's repair on open).
 //!
 //! This module is the bookkeeping alone, with no database.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serverpulse_domain::AgentStatus;
@@ -42,6 +49,20 @@ pub struct PendingRow {
     pub summary: Option<Vec<u8>>,
     /// The digest of the watched units its newest report lists, when known.
     pub units: Option<i64>,
+    /// Its samples' entries not yet in `samples_by_server`, in the order stored (never
+    /// empty: a row stays behind only for samples appended).
+    pub entries: Vec<SampleEntry>,
+}
+
+/// A sample's entry in `samples_by_server` (its server aside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleEntry {
+    /// Its agent time.
+    pub at: i64,
+    /// Its row id.
+    pub id: i64,
+    /// Its report's `seq`, when any.
+    pub seq: Option<i64>,
 }
 
 impl PendingRow {
@@ -74,6 +95,13 @@ impl PendingRow {
 pub struct WriteBack {
     /// Shared with the batches and reads that take copies: a copy is a count.
     rows: HashMap<ServerId, Arc<PendingRow>>,
+    /// The first entry's id of every pending row, with its server.
+    firsts: BTreeSet<(i64, ServerId)>,
+    /// The greatest sample id a recorded transaction stored.
+    newest_id: i64,
+    /// The rows the latest transaction wrote: its commit may not have landed yet, and
+    /// until it has, a read of their samples finds their entries only here.
+    written_lately: Vec<(ServerId, Arc<PendingRow>)>,
 }
 
 /// What a transaction changes here, applied while it still holds the writer and put
@@ -84,13 +112,23 @@ pub struct RowChanges {
     pub written: Vec<ServerId>,
     /// Servers whose newest state the transaction left pending.
     pub pending: Vec<(ServerId, PendingRow)>,
+    /// The greatest sample id the transaction stored, when it stored any.
+    pub newest_id: Option<i64>,
 }
 
 /// What [`WriteBack::apply`] replaced, to put back.
 #[derive(Debug, Default)]
-pub struct Undo(Vec<(ServerId, Option<Arc<PendingRow>>)>);
+pub struct Undo {
+    rows: Vec<(ServerId, Option<Arc<PendingRow>>)>,
+    newest_id: i64,
+}
 
 impl WriteBack {
+    /// Nothing pending, every sample up to id `newest` indexed (as on open).
+    pub fn after(newest: i64) -> Self {
+        Self { newest_id: newest, ..Self::default() }
+    }
+
     pub fn get(&self, server: ServerId) -> Option<&PendingRow> {
         self.rows.get(&server).map(|row| &**row)
     }
@@ -126,26 +164,63 @@ impl WriteBack {
         (reporting, silent)
     }
 
+    /// Every sample up to this id has its entry in `samples_by_server`: those of pending
+    /// rows come after it (what a crash would lose is rebuilt from there on).
+    pub fn indexed_through(&self) -> i64 {
+        self.firsts.first().map_or(self.newest_id, |(id, _)| id - 1)
+    }
+
+    /// The entries of `server`'s samples that `samples_by_server` may not hold for a
+    /// read that starts now: pending ones, and those whose commit may not have landed.
+    /// (Read before the read's snapshot starts: an entry leaving here has landed.)
+    pub fn entries_of(&self, server: ServerId) -> Vec<SampleEntry> {
+        let lately = self.written_lately.iter().filter(|(s, _)| *s == server).map(|(_, row)| row);
+        self.rows.get(&server).into_iter().chain(lately).flat_map(|row| row.entries.iter().copied()).collect()
+    }
+
     /// Records `changes`, returning what they replaced.
     pub fn apply(&mut self, changes: RowChanges) -> Undo {
-        let mut undo = Vec::with_capacity(changes.written.len() + changes.pending.len());
+        let mut rows = Vec::with_capacity(changes.written.len() + changes.pending.len());
+        self.written_lately.clear();
         for server in changes.written {
-            undo.push((server, self.rows.remove(&server)));
+            let was = self.put(server, None);
+            if let Some(row) = &was {
+                self.written_lately.push((server, Arc::clone(row)));
+            }
+            rows.push((server, was));
         }
         for (server, row) in changes.pending {
-            undo.push((server, self.rows.insert(server, Arc::new(row))));
+            rows.push((server, self.put(server, Some(Arc::new(row)))));
         }
-        Undo(undo)
+        let undo = Undo { rows, newest_id: self.newest_id };
+        self.newest_id = self.newest_id.max(changes.newest_id.unwrap_or(i64::MIN));
+        undo
     }
 
     /// Puts back what [`Self::apply`] replaced (its commit failed).
     pub fn restore(&mut self, undo: Undo) {
-        for (server, row) in undo.0.into_iter().rev() {
-            match row {
-                Some(row) => self.rows.insert(server, row),
-                None => self.rows.remove(&server),
-            };
+        self.written_lately.clear();
+        for (server, row) in undo.rows.into_iter().rev() {
+            self.put(server, row);
         }
+        self.newest_id = undo.newest_id;
+    }
+
+    /// Sets `server`'s pending row, returning the one it replaced.
+    fn put(&mut self, server: ServerId, row: Option<Arc<PendingRow>>) -> Option<Arc<PendingRow>> {
+        let first = |row: &PendingRow| row.entries.first().map(|entry| (entry.id, server));
+        let new_first = row.as_deref().and_then(first);
+        let was = match row {
+            Some(row) => self.rows.insert(server, row),
+            None => self.rows.remove(&server),
+        };
+        if let Some(first) = was.as_deref().and_then(first) {
+            self.firsts.remove(&first);
+        }
+        if let Some(first) = new_first {
+            self.firsts.insert(first);
+        }
+        was
     }
 }
 
@@ -161,19 +236,49 @@ mod tests {
             max_seq: Some(at),
             summary: None,
             units: None,
+            entries: vec![SampleEntry { at, id: at, seq: None }],
         }
     }
 
     #[test]
     fn a_failed_commit_puts_back_exactly_what_was_there() {
         let mut rows = WriteBack::default();
-        rows.apply(RowChanges { written: vec![], pending: vec![(1, pending(10, 11)), (2, pending(20, 21))] });
-        let before = rows.of(&[1, 2, 3, 4]);
-        let undo =
-            rows.apply(RowChanges { written: vec![1, 3], pending: vec![(2, pending(30, 31)), (4, pending(40, 41))] });
+        rows.apply(RowChanges {
+            written: vec![],
+            pending: vec![(1, pending(10, 11)), (2, pending(20, 21))],
+            newest_id: Some(20),
+        });
+        let before = (rows.of(&[1, 2, 3, 4]), rows.indexed_through());
+        let undo = rows.apply(RowChanges {
+            written: vec![1, 3],
+            pending: vec![(2, pending(30, 31)), (4, pending(40, 41))],
+            newest_id: Some(40),
+        });
         assert_eq!((rows.get(1), rows.get(2).map(|r| r.at), rows.get(4).map(|r| r.at)), (None, Some(30), Some(40)));
+        assert_eq!(rows.indexed_through(), 29);
         rows.restore(undo);
-        assert_eq!(rows.of(&[1, 2, 3, 4]), before);
+        assert_eq!((rows.of(&[1, 2, 3, 4]), rows.indexed_through()), before);
+        assert_eq!(rows.indexed_through(), 9);
+    }
+
+    #[test]
+    fn samples_are_indexed_up_to_the_first_pending_entry() {
+        let mut rows = WriteBack::default();
+        assert_eq!(rows.indexed_through(), 0);
+        rows.apply(RowChanges { written: vec![], pending: vec![], newest_id: Some(7) });
+        assert_eq!(rows.indexed_through(), 7);
+        // A row carrying its entries on keeps its first one.
+        let mut carried = pending(12, 1);
+        carried.entries.push(SampleEntry { at: 13, id: 15, seq: None });
+        rows.apply(RowChanges { written: vec![], pending: vec![(1, pending(12, 1))], newest_id: Some(12) });
+        rows.apply(RowChanges { written: vec![], pending: vec![(1, carried)], newest_id: Some(15) });
+        assert_eq!(rows.indexed_through(), 11);
+        // Written, its entries are still found until the next transaction's changes.
+        rows.apply(RowChanges { written: vec![1], pending: vec![], newest_id: None });
+        assert_eq!(rows.indexed_through(), 15);
+        assert_eq!(rows.entries_of(1).iter().map(|e| e.id).collect::<Vec<_>>(), vec![12, 15]);
+        rows.apply(RowChanges::default());
+        assert_eq!(rows.entries_of(1), vec![]);
     }
 
     #[test]
@@ -209,7 +314,11 @@ mod tests {
     #[test]
     fn servers_heard_from_since_a_cutoff_are_reporting() {
         let mut rows = WriteBack::default();
-        rows.apply(RowChanges { written: vec![], pending: vec![(1, pending(10, 100)), (2, pending(20, 200))] });
+        rows.apply(RowChanges {
+            written: vec![],
+            pending: vec![(1, pending(10, 100)), (2, pending(20, 200))],
+            newest_id: None,
+        });
         let (reporting, silent) = rows.split_by_contact(150);
         assert_eq!((reporting.into_iter().collect::<Vec<_>>(), silent), (vec![2], vec![1]));
     }
