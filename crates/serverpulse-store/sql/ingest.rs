@@ -846,7 +846,7 @@ pub(crate) async fn insert_samples(
         }
         for row in query.fetch_all(&mut *conn).await.map_err(db)? {
             let row = Cols(&row);
-            let entry = SampleEntry { at: row.int("agent_time")?, id: row.int("id")?, seq: row.opt_int("seq")? };
+            let entry = SampleEntry::new(row.int("agent_time")?, row.int("id")?, row.opt_int("seq")?);
             entries.push((row.int("server_id")?, entry));
         }
     }
@@ -1049,8 +1049,10 @@ async fn after_ingest(
         if let (true, Some((at, figures))) = (tracked.deferrable.contains(server), &landed.newest) {
             let figures = figures.clone();
             let summary = summary.map(<[u8]>::to_vec);
-            let mut entries = pending.map(|p| p.entries.clone()).unwrap_or_default();
-            entries.extend(tracked.entries.get(server).into_iter().flatten().copied());
+            // Exactly as long as needed: the fleet's entries are in memory till written.
+            let (was, new) = (pending.map_or(&[][..], |p| &p.entries), tracked.entries.get(server));
+            let mut entries = Vec::with_capacity(was.len() + new.map_or(0, Vec::len));
+            entries.extend(was.iter().chain(new.into_iter().flatten()).copied());
             let row = PendingRow { at: *at, figures, contact, max_seq, summary, units, entries };
             changes.pending.push((*server, row));
             continue;

@@ -48,7 +48,7 @@ pub(crate) async fn index(conn: &mut Conn, entries: &mut [(ServerId, SampleEntry
                 .bind(row.map(|(server, _)| *server))
                 .bind(row.map(|(_, e)| e.at))
                 .bind(row.map(|(_, e)| e.id))
-                .bind(row.and_then(|(_, e)| e.seq));
+                .bind(row.and_then(|(_, e)| e.seq()));
         }
         query.execute(&mut *conn).await.map_err(db)?;
     }

@@ -54,15 +54,27 @@ pub struct PendingRow {
     pub entries: Vec<SampleEntry>,
 }
 
-/// A sample's entry in `samples_by_server` (its server aside).
+/// A sample's entry in `samples_by_server` (its server aside), in 24 bytes: the fleet's
+/// pending entries are ~10 a server at the end of each bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SampleEntry {
     /// Its agent time.
     pub at: i64,
     /// Its row id.
     pub id: i64,
+    /// Its report's `seq`, negative for none (a `seq` is never negative).
+    seq: i64,
+}
+
+impl SampleEntry {
+    pub fn new(at: i64, id: i64, seq: Option<i64>) -> Self {
+        Self { at, id, seq: seq.filter(|seq| *seq >= 0).unwrap_or(-1) }
+    }
+
     /// Its report's `seq`, when any.
-    pub seq: Option<i64>,
+    pub fn seq(&self) -> Option<i64> {
+        (self.seq >= 0).then_some(self.seq)
+    }
 }
 
 impl PendingRow {
@@ -101,7 +113,7 @@ pub struct WriteBack {
     newest_id: i64,
     /// The rows the latest transaction wrote: its commit may not have landed yet, and
     /// until it has, a read of their samples finds their entries only here.
-    written_lately: Vec<(ServerId, Arc<PendingRow>)>,
+    written_lately: HashMap<ServerId, Arc<PendingRow>>,
 }
 
 /// What a transaction changes here, applied while it still holds the writer and put
@@ -174,7 +186,7 @@ impl WriteBack {
     /// read that starts now: pending ones, and those whose commit may not have landed.
     /// (Read before the read's snapshot starts: an entry leaving here has landed.)
     pub fn entries_of(&self, server: ServerId) -> Vec<SampleEntry> {
-        let lately = self.written_lately.iter().filter(|(s, _)| *s == server).map(|(_, row)| row);
+        let lately = self.written_lately.get(&server);
         self.rows.get(&server).into_iter().chain(lately).flat_map(|row| row.entries.iter().copied()).collect()
     }
 
@@ -185,7 +197,7 @@ impl WriteBack {
         for server in changes.written {
             let was = self.put(server, None);
             if let Some(row) = &was {
-                self.written_lately.push((server, Arc::clone(row)));
+                self.written_lately.insert(server, Arc::clone(row));
             }
             rows.push((server, was));
         }
@@ -236,7 +248,7 @@ mod tests {
             max_seq: Some(at),
             summary: None,
             units: None,
-            entries: vec![SampleEntry { at, id: at, seq: None }],
+            entries: vec![SampleEntry::new(at, at, None)],
         }
     }
 
@@ -269,14 +281,14 @@ mod tests {
         assert_eq!(rows.indexed_through(), 7);
         // A row carrying its entries on keeps its first one.
         let mut carried = pending(12, 1);
-        carried.entries.push(SampleEntry { at: 13, id: 15, seq: None });
+        carried.entries.push(SampleEntry::new(13, 15, Some(3)));
         rows.apply(RowChanges { written: vec![], pending: vec![(1, pending(12, 1))], newest_id: Some(12) });
         rows.apply(RowChanges { written: vec![], pending: vec![(1, carried)], newest_id: Some(15) });
         assert_eq!(rows.indexed_through(), 11);
         // Written, its entries are still found until the next transaction's changes.
         rows.apply(RowChanges { written: vec![1], pending: vec![], newest_id: None });
         assert_eq!(rows.indexed_through(), 15);
-        assert_eq!(rows.entries_of(1).iter().map(|e| e.id).collect::<Vec<_>>(), vec![12, 15]);
+        assert_eq!(rows.entries_of(1).iter().map(|e| (e.id, e.seq())).collect::<Vec<_>>(), [(12, None), (15, Some(3))]);
         rows.apply(RowChanges::default());
         assert_eq!(rows.entries_of(1), vec![]);
     }
