@@ -92,12 +92,12 @@ pub(crate) async fn store_batch(
     let (before, server_rows, tracked) = servers_before(&mut *tx, &servers, &pending).await?;
     let probed = to_probe(jobs, &tracked);
     // The writer reads a server's samples with all of their entries written.
-    let mut entries: Vec<(ServerId, SampleEntry)> = probed
+    let mut probed_entries: Vec<(ServerId, SampleEntry)> = probed
         .iter()
         .filter_map(|server| Some(pending.get(server)?.entries.iter().map(|entry| (*server, *entry))))
         .flatten()
         .collect();
-    crate::samples_by_server::index(&mut *tx, &mut entries).await?;
+    crate::samples_by_server::index(&mut *tx, &mut probed_entries).await?;
     let around = around(&mut *tx, jobs, &before, &tracked, &probed).await?;
     let mut landing = land(jobs, &before, &around);
 
@@ -112,49 +112,15 @@ pub(crate) async fn store_batch(
     let mut buckets = OpenBuckets::after(&appended, &tracked);
     landing.touched.extend(buckets.stray.iter().copied());
     buckets.forget_touched(&landing.touched);
-    // Servers whose rows may stay behind: every report of theirs in the batch came after
-    // all of their history unprobed, their agent was active, their open bucket stays.
-    let deferrable: BTreeSet<ServerId> = match write_back {
-        Some(_) => {
-            // Servers with a report stored among their history, or a sample touched.
-            let among: HashSet<ServerId> = (landing.stored.iter().filter(|s| !s.appended).map(|s| s.server))
-                .chain(landing.touched.iter().map(|(server, _)| *server))
-                .collect();
-            landing
-                .servers
-                .iter()
-                .filter(|(server, landed)| {
-                    landed.newest.is_some()
-                        && landed.status_before == AgentStatus::Active.as_str()
-                        && !probed.contains(server)
-                        && !among.contains(server)
-                        && buckets
-                            .open
-                            .get(server)
-                            .is_none_or(|open| tracked.get(server).and_then(|t| t.open) == Some(*open))
-                })
-                .map(|(server, _)| *server)
-                .collect()
-        }
+    let deferrable = match write_back {
+        Some(_) => deferrable(&landing, &probed, &buckets, &tracked),
         None => BTreeSet::new(),
     };
     // Entries go with their rows: those of rows written now before anything reads the
     // samples (closing buckets, below); the others stay pending with theirs.
     let newest_id = stored_entries.iter().map(|(_, entry)| entry.id).max();
-    let mut entries_pending: HashMap<ServerId, Vec<SampleEntry>> = HashMap::new();
-    entries.clear();
-    for (server, entry) in stored_entries {
-        match deferrable.contains(&server) {
-            true => entries_pending.entry(server).or_default().push(entry),
-            false => entries.push((server, entry)),
-        }
-    }
-    for server in landing.servers.keys().filter(|s| !deferrable.contains(s) && !probed.contains(s)) {
-        if let Some(row) = pending.get(server) {
-            entries.extend(row.entries.iter().map(|entry| (*server, *entry)));
-        }
-    }
-    crate::samples_by_server::index(&mut *tx, &mut entries).await?;
+    let mut entries = route_entries(stored_entries, &landing, &deferrable, &probed, &pending);
+    crate::samples_by_server::index(&mut *tx, &mut entries.now).await?;
     if let Some(through) = indexed_through {
         crate::samples_by_server::record_indexed_through(&mut *tx, through).await?;
     }
@@ -200,7 +166,7 @@ pub(crate) async fn store_batch(
         rerated_figures,
         pending: &pending,
         deferrable: &deferrable,
-        entries: entries_pending,
+        entries: entries.pending,
     };
     let (mut rows, mut changes) = after_ingest(&mut *tx, &mut landing.servers, server_rows, &tracked_after).await?;
     for (server, landed) in &landing.servers {
@@ -233,6 +199,64 @@ pub(crate) async fn store_batch(
     }
     changes.newest_id = newest_id;
     Ok((landing.outcomes, changes))
+}
+
+/// Servers whose rows may stay behind (see [`WriteBack`]): every report of theirs in the
+/// batch came after all of their history unprobed, their agent was active, their open
+/// bucket stays.
+fn deferrable(
+    landing: &Landing<'_>,
+    probed: &HashSet<ServerId>,
+    buckets: &OpenBuckets,
+    tracked: &HashMap<ServerId, Tracked>,
+) -> BTreeSet<ServerId> {
+    // Servers with a report stored among their history, or a sample touched.
+    let among: HashSet<ServerId> = (landing.stored.iter().filter(|s| !s.appended).map(|s| s.server))
+        .chain(landing.touched.iter().map(|(server, _)| *server))
+        .collect();
+    landing
+        .servers
+        .iter()
+        .filter(|(server, landed)| {
+            landed.newest.is_some()
+                && landed.status_before == AgentStatus::Active.as_str()
+                && !probed.contains(server)
+                && !among.contains(server)
+                && buckets.open.get(server).is_none_or(|open| tracked.get(server).and_then(|t| t.open) == Some(*open))
+        })
+        .map(|(server, _)| *server)
+        .collect()
+}
+
+/// The entries of a batch's samples, by where they go.
+struct RoutedEntries {
+    /// Written now: the batch's own of servers whose rows are written, and those their
+    /// pending rows held (unless written before the probe).
+    now: Vec<(ServerId, SampleEntry)>,
+    /// The batch's own of the servers whose rows stay behind, pending with them.
+    pending: HashMap<ServerId, Vec<SampleEntry>>,
+}
+
+fn route_entries(
+    stored: Vec<(ServerId, SampleEntry)>,
+    landing: &Landing<'_>,
+    deferrable: &BTreeSet<ServerId>,
+    probed: &HashSet<ServerId>,
+    pending: &HashMap<ServerId, Arc<PendingRow>>,
+) -> RoutedEntries {
+    let mut routed = RoutedEntries { now: Vec::with_capacity(stored.len()), pending: HashMap::new() };
+    for (server, entry) in stored {
+        match deferrable.contains(&server) {
+            true => routed.pending.entry(server).or_default().push(entry),
+            false => routed.now.push((server, entry)),
+        }
+    }
+    for server in landing.servers.keys().filter(|s| !deferrable.contains(s) && !probed.contains(s)) {
+        if let Some(row) = pending.get(server) {
+            routed.now.extend(row.entries.iter().map(|entry| (*server, *entry)));
+        }
+    }
+    routed
 }
 
 /// The write-back's lock (a panic elsewhere leaves it as consistent as each change).
