@@ -61,3 +61,63 @@ pub async fn run(pool: &SqlitePool, now: i64) -> Result<(), sqlx::Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+    use super::*;
+
+    /// A database with history from before migration 20 ("samples by server") keeps all
+    /// of it: every sample with its entry, recorded as indexed, ids never used twice, and
+    /// nothing cascading from a server to its samples any more.
+    #[tokio::test]
+    async fn samples_stored_before_get_their_entries() {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:").unwrap().foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 < 20) {
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+            sqlx::query("INSERT INTO schema_migrations VALUES (?, ?, 0)")
+                .bind(version)
+                .bind(name)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        sqlx::raw_sql(
+            "INSERT INTO servers (name, ip, created_at) VALUES ('a', '10.0.0.1', 0);
+             INSERT INTO performance_logs (server_id, seq, agent_time, received_at, raw)
+             VALUES (1, 1, 1000, 1000, '{}'), (1, NULL, 2000, 2000, '{}'), (1, 3, 3000, 3000, '{}'), (1, 4, 4000, 4000, '{}');
+             DELETE FROM performance_logs WHERE id = 4;",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+
+        run(&pool, 0).await.unwrap();
+        let entries: Vec<(i64, i64, i64, Option<i64>)> =
+            sqlx::query_as("SELECT server_id, agent_time, id, seq FROM samples_by_server ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(entries, [(1, 1000, 1, Some(1)), (1, 2000, 2, None), (1, 3000, 3, Some(3))]);
+        let through: i64 = sqlx::query_scalar("SELECT through FROM samples_indexed").fetch_one(&pool).await.unwrap();
+        assert_eq!(through, 3);
+        let next: i64 = sqlx::query_scalar(
+            "INSERT INTO performance_logs (server_id, agent_time, received_at, raw) VALUES (1, 5000, 5000, '{}') RETURNING id",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(next, 5, "the id of a sample deleted before stays unused");
+        sqlx::query("DELETE FROM servers WHERE id = 1").execute(&pool).await.unwrap();
+        let samples: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM performance_logs").fetch_one(&pool).await.unwrap();
+        assert_eq!(samples, 4, "the store deletes samples through their entries, not by cascade");
+    }
+}
