@@ -90,7 +90,7 @@ pub(crate) async fn store_batch(
         None => (HashMap::new(), None),
     };
     let (before, server_rows, tracked) = servers_before(&mut *tx, &servers, &pending).await?;
-    let probed = to_probe(jobs, &tracked);
+    let (found, probed) = after_history(jobs, &tracked);
     // The writer reads a server's samples with all of their entries written.
     let mut probed_entries: Vec<(ServerId, SampleEntry)> = probed
         .iter()
@@ -98,7 +98,7 @@ pub(crate) async fn store_batch(
         .flatten()
         .collect();
     crate::samples_by_server::index(&mut *tx, &mut probed_entries).await?;
-    let around = around(&mut *tx, jobs, &before, &tracked, &probed).await?;
+    let around = around(&mut *tx, jobs, &before, found, &probed).await?;
     let mut landing = land(jobs, &before, &around);
 
     let samples: Vec<(ServerId, &Sample, Option<Packed>)> =
@@ -687,44 +687,42 @@ async fn earlier_from_chunks(
     Ok(())
 }
 
-/// The servers with a report that is not after all of their stored history (see
-/// [`Ends::around`]). Probed whole: reopening a chunk for one report can put back
+/// What is around each report that comes after all of its server's stored history (see
+/// [`Ends::around`]), in batch order, and the servers with any other report, whose
+/// reports are all probed ([`around`]): reopening a chunk for one report can put back
 /// samples (and seqs) that bear on the server's others.
-fn to_probe(jobs: &[IngestJob], tracked: &HashMap<ServerId, Tracked>) -> HashSet<ServerId> {
-    jobs.iter()
-        .filter(|job| {
-            let ends = tracked.get(&job.server).map(|t| t.ends).unwrap_or_default();
-            job.reports.iter().any(|report| ends.around(report).is_none())
-        })
-        .map(|job| job.server)
-        .collect()
-}
-
-/// What is stored around every report of the batch whose server exists (in batch
-/// order). A server whose every report comes after its stored history takes what is
-/// around them from its [`Ends`]; the other servers' reports are probed in one
-/// statement, compacted chunks they fall into reopened first, so that each is judged
-/// against every stored sample.
-/// The servers `probed` ([`to_probe`]) have every report probed.
-async fn around(
-    conn: &mut Conn,
-    jobs: &[IngestJob],
-    before: &HashMap<ServerId, Before>,
-    tracked: &HashMap<ServerId, Tracked>,
-    probed: &HashSet<ServerId>,
-) -> StoreResult<Vec<Around>> {
+fn after_history(jobs: &[IngestJob], tracked: &HashMap<ServerId, Tracked>) -> (Vec<Around>, HashSet<ServerId>) {
     let total: usize = jobs.iter().map(|job| job.reports.len()).sum();
     let mut found = vec![Around::default(); total];
+    let mut probed: HashSet<ServerId> = HashSet::new();
     let mut position = 0;
     for job in jobs {
         let ends = tracked.get(&job.server).map(|t| t.ends).unwrap_or_default();
         for report in &job.reports {
-            if let Some(around) = ends.around(report) {
-                found[position] = around;
+            match ends.around(report) {
+                Some(around) => found[position] = around,
+                None => {
+                    probed.insert(job.server);
+                }
             }
             position += 1;
         }
     }
+    (found, probed)
+}
+
+/// What is stored around every report of the batch whose server exists (in batch
+/// order). A server whose every report comes after its stored history takes what is
+/// around them from its [`Ends`] (`found`, from [`after_history`]); the other servers'
+/// (`probed`) reports are probed in one statement, compacted chunks they fall into
+/// reopened first, so that each is judged against every stored sample.
+async fn around(
+    conn: &mut Conn,
+    jobs: &[IngestJob],
+    before: &HashMap<ServerId, Before>,
+    mut found: Vec<Around>,
+    probed: &HashSet<ServerId>,
+) -> StoreResult<Vec<Around>> {
     // (position, server, agent time, seq, day, agent time again if older than the
     // server's newest sample) of each report probed.
     let mut reports: Vec<[Option<i64>; 6]> = Vec::new();
