@@ -213,6 +213,12 @@ async fn the_history_ends_migration_keeps_reopened_seqs_known() {
     assert_eq!((again.stored, again.duplicate_seqs), (0, vec![3]), "seq 3 is a row again, and known");
 }
 
+/// The database file at `path`, read as it stands on disk (beside the store).
+async fn read_only(path: &std::path::Path) -> sqlx::SqlitePool {
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true);
+    sqlx::SqlitePool::connect_with(options).await.expect("the database file opens read-only")
+}
+
 /// Ingest leaves server rows behind the reports it takes (see
 /// `serverpulse_store::write_back`) and writes them out on close. A store that stops
 /// without closing (a crash, a kill) leaves them behind in the file: the next open
@@ -237,8 +243,7 @@ async fn rows_a_crash_left_behind_are_rebuilt_from_the_samples() {
         store.store_reports(server, &[report(seq, at)], at + 1_000).await.unwrap();
     }
     let row_in_file = |path: std::path::PathBuf| async move {
-        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).read_only(true);
-        let raw = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let raw = read_only(&path).await;
         let row: (Option<i64>, Option<i64>, Option<i64>) =
             sqlx::query_as("SELECT last_metrics_at, max_seq, agent_last_contact FROM servers WHERE id = ?")
                 .bind(server)
@@ -249,8 +254,7 @@ async fn rows_a_crash_left_behind_are_rebuilt_from_the_samples() {
         row
     };
     let count_in_file = |path: std::path::PathBuf, table: &'static str| async move {
-        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).read_only(true);
-        let raw = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let raw = read_only(&path).await;
         let sql = format!("SELECT COUNT(*) FROM {table} WHERE server_id = ?");
         let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(server).fetch_one(&raw).await.unwrap();
         raw.close().await;
