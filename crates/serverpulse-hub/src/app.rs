@@ -180,11 +180,7 @@ fn log_request(
 
 /// Serves until `shutdown` resolves, running the background tasks beside the router.
 /// In-flight requests finish before this returns.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let leadership = tokio::spawn(crate::leadership::run(state.clone(), stop_rx.clone()));
     let sharing = tokio::spawn(crate::live::share(state.clone(), stop_rx.clone()));
@@ -192,9 +188,7 @@ pub async fn serve(
     let notifier = tokio::spawn(crate::notifier::run(state.clone(), stop_rx.clone()));
     let retention = tokio::spawn(crate::retention::run(state.clone(), stop_rx.clone()));
     let summaries = tokio::spawn(crate::summaries::run(state.clone(), stop_rx));
-    let app = router(state);
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    crate::connections::serve(listener, router(state), shutdown).await;
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
     let _ = notifier.await;
@@ -202,7 +196,6 @@ pub async fn serve(
     let _ = summaries.await;
     let _ = sharing.await;
     let _ = leadership.await;
-    result
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -374,7 +374,7 @@ async fn serve(config: &HubConfig, state: AppState) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", config.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "ServerPulse hub listening");
-    app::serve(listener, state, app::shutdown_signal()).await?;
+    app::serve(listener, state, app::shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

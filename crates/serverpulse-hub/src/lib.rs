@@ -16,6 +16,7 @@ pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod delivery;
 pub mod error;
 pub mod export;

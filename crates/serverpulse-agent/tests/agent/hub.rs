@@ -50,8 +50,7 @@ impl TestHub {
             serverpulse_hub::app::serve(listener, serving, async {
                 let _ = stopped.await;
             })
-            .await
-            .unwrap();
+            .await;
         }));
         self.state = Some(state);
         self.stop = Some(stop);

@@ -10,6 +10,7 @@ mod alerting;
 mod bad_input;
 mod browser;
 mod cli;
+mod connections;
 mod dashboard;
 mod export;
 mod ingest;

@@ -102,8 +102,7 @@ pub async fn spawn_live() -> LiveHub {
         serverpulse_hub::app::serve(listener, serving, async {
             let _ = stopped.await;
         })
-        .await
-        .expect("serve");
+        .await;
     });
     LiveHub { base: format!("http://{address}"), _dir: dir, stop: Some(stop) }
 }
