@@ -209,7 +209,8 @@ async fn floor(listen: SocketAddr) -> anyhow::Result<()> {
         )
         .route("/api/v1/health", axum::routing::get(|| async { "ok" }));
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    axum::serve(listener, app).await?;
+    // Served as the hub serves its router: the same accept loop and HTTP/1 settings.
+    serverpulse_hub::connections::serve(listener, app, std::future::pending()).await;
     Ok(())
 }
 

@@ -369,6 +369,7 @@ fn api(error: ApiError) -> anyhow::Error {
 }
 
 async fn serve(config: &HubConfig, state: AppState) -> anyhow::Result<()> {
+    crate::connections::raise_open_files_limit();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

@@ -87,6 +87,28 @@ async fn serve_connection(
     }
 }
 
+/// Raises this process's soft limit on open files to its hard limit, as a server that
+/// holds a descriptor per connection should: the usual soft limit (1,024) is a few
+/// seconds of a large fleet's reports, while services get a hard limit of 524,288 from
+/// systemd. The limits found and set are logged; a failure leaves them as they were.
+pub fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    /// Linux's own ceiling (`fs.nr_open`) unless raised: the most an unlimited hard
+    /// limit allows.
+    const KERNEL_DEFAULT_CEILING: u64 = 1 << 20;
+    let Rlimit { current: Some(soft), maximum } = getrlimit(Resource::Nofile) else {
+        return;
+    };
+    let hard = maximum.unwrap_or(KERNEL_DEFAULT_CEILING);
+    if soft >= hard {
+        return;
+    }
+    match setrlimit(Resource::Nofile, Rlimit { current: Some(hard), maximum }) {
+        Ok(()) => tracing::debug!(from = soft, to = hard, "open files limit raised"),
+        Err(error) => tracing::warn!(%error, soft, hard, "cannot raise the open files limit"),
+    }
+}
+
 /// After an accept error, carries on at once when it concerned that connection alone,
 /// and after a second otherwise (out of file descriptors, say: some may be closed by
 /// then), as axum's `serve` does.

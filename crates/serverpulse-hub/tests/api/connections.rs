@@ -1,5 +1,6 @@
 //! Connections as `serverpulse serve` keeps them: one idle past the hub's limit is
-//! closed by the hub, one in use is kept however long it lives.
+//! closed by the hub, one in use is kept however long it lives, and the hub may hold
+//! as many as its hard limit on open files allows.
 
 use std::time::{Duration, Instant};
 
@@ -7,7 +8,7 @@ use serverpulse_hub::connections::IDLE_TIMEOUT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::spawn_live;
+use crate::support::{HubProcess, free_port, spawn_live};
 
 const HEALTH: &[u8] = b"GET /api/v1/health HTTP/1.1\r\nHost: hub\r\n\r\n";
 
@@ -53,4 +54,23 @@ async fn an_idle_connection_is_closed_and_one_in_use_is_kept() {
     let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
     let read = read.expect("the hub closed the idle connection").expect("read to its end");
     assert_eq!(read, 0, "nothing is sent on an idle connection: {}", String::from_utf8_lossy(&rest));
+}
+
+/// The soft and hard limits on open files of process `pid`.
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("read its limits");
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("an open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_owned(), fields[4].to_owned())
+}
+
+#[tokio::test]
+async fn the_hub_raises_its_open_files_limit_to_the_hard_one() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let hub = HubProcess::serve_with_open_files(free_port(), &["--data-dir".as_ref(), data.path().as_os_str()], 1024);
+    hub.wait_ready().await;
+    let (soft, hard) = open_files_limits(hub.child.id());
+    assert!(hard == "unlimited" || hard.parse::<u64>().expect("a number") > 1024, "a hard limit above 1,024: {hard}");
+    let raised_to = if hard == "unlimited" { "1048576" } else { hard.as_str() };
+    assert_eq!(soft, raised_to, "started at 1,024, raised to the hard limit");
 }

@@ -109,6 +109,8 @@ pub async fn spawn_live() -> LiveHub {
 
 /// Waits (up to 20 s) until `url` answers 200: a server process the test started is up.
 pub async fn wait_until_up(url: &str) {
+    // reqwest here has no TLS provider of its own: the hub's, whatever test runs first.
+    serverpulse_hub::notifier::install_crypto_provider();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while std::time::Instant::now() < deadline {
         if reqwest::get(url).await.is_ok_and(|r| r.status() == 200) {
@@ -321,7 +323,18 @@ impl HubProcess {
 
     /// `serverpulse <args> serve --listen 127.0.0.1:<port>`, logging warnings only.
     pub fn serve(port: u16, args: &[&OsStr]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_serverpulse"))
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_serverpulse")), port, args)
+    }
+
+    /// As [`HubProcess::serve`], started with a soft limit of `soft` open files.
+    pub fn serve_with_open_files(port: u16, args: &[&OsStr], soft: u32) -> Self {
+        let mut shell = Command::new("sh");
+        shell.args(["-c", &format!("ulimit -Sn {soft} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_serverpulse")]);
+        Self::spawn(shell, port, args)
+    }
+
+    fn spawn(mut command: Command, port: u16, args: &[&OsStr]) -> Self {
+        let child = command
             .args(args)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env_remove("SERVERPULSE_CONFIG")
