@@ -43,6 +43,8 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Out
             Err(error) => wait_after_accept_error(&error).await,
         }
     }
+    // New connections are refused from now on, not left waiting in the backlog.
+    drop(listener);
     drop(stopping);
     let _ = stop.send(true);
     stop.closed().await;
