@@ -4,7 +4,7 @@
 //! Agents keep their connection after a report (ureq pools it) and come back 30 s later,
 //! when their pool finds it too old and opens another. A hub that kept every idle
 //! connection open (axum's `serve` has no such limit) held one per agent: a file
-//! descriptor each (a fleet past the usual 1,024 stopped being accepted) and ~12–27 KB
+//! descriptor each (a fleet past the usual 1,024 stopped being accepted) and ~28 KB
 //! of buffers and task each, which at 100,000 agents is gigabytes. Closing a connection
 //! idle for a few seconds keeps the ones in use (a report and the requests right
 //! after it, a browser loading a page) and lets the rest go. A client reusing a pooled
