@@ -4,6 +4,12 @@
 //! first contact, timed); then each reports every interval, the agent k-th in the
 //! fleet's arrival order at k/N of it, for the measured window: throughput, latency,
 //! errors, and from outside the target process its CPU, peak PSS and fsyncs per second.
+//! In that phase each report opens a connection of its own, from the agent's own
+//! loopback address, and leaves it open as an agent's pool does (the target closes it
+//! when it likes): a target holds what a real fleet's connections cost it.
+//! `--shared-connections` sends them over a pool of kept-alive connections instead.
+//! The other phases always share connections: they measure how fast the target
+//! answers, not what connecting costs.
 //! Last, saturation: the target pinned to core 1 and this generator to core 0
 //! (`taskset`), every agent reports round after round as fast as the target answers —
 //! sustained throughput on one core, and CPU per report. The window ends with the target
@@ -20,7 +26,7 @@
 //! Nothing but loopback is ever contacted.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -100,6 +106,12 @@ struct LoadArgs {
     /// need not wait as long again for it.
     #[arg(long)]
     floor_duration: Option<u64>,
+    /// In the scheduled phase, reports share `--concurrency` kept-alive connections
+    /// (as runs before 2026-12-08 did) instead of each opening its own and leaving it
+    /// open, as an agent does: its pool keeps it for a next report 30 s later, by
+    /// which time the hub has closed it.
+    #[arg(long)]
+    shared_connections: bool,
     /// Agents report in server-id order instead of the fleet's arrival order.
     #[arg(long)]
     in_id_order: bool,
@@ -226,7 +238,7 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 struct Target {
     name: &'static str,
     child: Child,
-    base: String,
+    address: SocketAddr,
 }
 
 impl Drop for Target {
@@ -239,7 +251,7 @@ impl Drop for Target {
 async fn wait_until_up(client: &reqwest::Client, target: &mut Target) -> anyhow::Result<()> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
-        if let Ok(response) = client.get(format!("{}/api/v1/health", target.base)).send().await
+        if let Ok(response) = client.get(format!("http://{}/api/v1/health", target.address)).send().await
             && response.status().is_success()
         {
             return Ok(());
@@ -270,6 +282,9 @@ struct Schedule<'a> {
     interval: Duration,
     duration: Duration,
     concurrency: usize,
+    /// The scheduled phase's reports share `concurrency` kept-alive connections
+    /// instead of each opening its own.
+    shared_connections: bool,
 }
 
 /// How a phase sends.
@@ -285,10 +300,12 @@ enum Pace {
     Saturated(Duration),
 }
 
-/// One phase against `base`; `series` advance (report numbers start at `first_seq`).
+/// One phase against the target at `address`; `series` advance (report numbers start
+/// at `first_seq`). The scheduled phase opens a connection per report unless the
+/// schedule shares them; the others share `client`'s.
 async fn run(
     client: &reqwest::Client,
-    base: &str,
+    address: SocketAddr,
     schedule: &Schedule<'_>,
     series: &mut [Series],
     first_seq: u64,
@@ -339,24 +356,17 @@ async fn run(
             // As the agent sends a report: a gzip-compressed batch of one.
             let report = series[i].agent_report(first_seq + round, now_ms(), series_start).to_string();
             let body = gzip.encode(format!("{{\"reports\":[{report}]}}").as_bytes());
-            let request = client
-                .post(format!("{base}/api/v1/agents/{agent}/metrics"))
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .header("content-encoding", "gzip")
-                .body(body);
+            let report = Report { path: format!("/api/v1/agents/{agent}/metrics"), token: token.clone(), body };
+            let transport = match pace {
+                Pace::Scheduled if !schedule.shared_connections => {
+                    Transport::OwnConnection(address, agent_source_address(i))
+                }
+                _ => Transport::Shared(client.clone(), address),
+            };
             let outcome = outcome.clone();
             tasks.spawn(async move {
                 let sent = Instant::now();
-                let result = match request.send().await {
-                    Ok(response) => {
-                        let status = response.status();
-                        let _ = response.bytes().await;
-                        if status.is_success() { Ok(()) } else { Err(status.as_u16().to_string()) }
-                    }
-                    Err(e) if e.is_timeout() => Err("timeout".to_owned()),
-                    Err(_) => Err("connection".to_owned()),
-                };
+                let result = transport.send(report).await;
                 let elapsed = sent.elapsed();
                 drop(permit);
                 if let Ok(mut o) = outcome.lock() {
@@ -373,6 +383,99 @@ async fn run(
     let mut outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     outcome.latencies.sort();
     outcome
+}
+
+/// A report as an agent sends it: where, with which token, and its gzip-compressed body.
+struct Report {
+    path: String,
+    token: String,
+    body: Vec<u8>,
+}
+
+/// How long a report may take, as the agent allows.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a report reaches the target.
+enum Transport {
+    /// On one of a client's pooled keep-alive connections to this address.
+    Shared(reqwest::Client, SocketAddr),
+    /// On a connection of its own to the first address from the second, left open
+    /// afterwards as an agent's pool leaves it, until the target closes it.
+    OwnConnection(SocketAddr, Ipv4Addr),
+}
+
+impl Transport {
+    /// Sends `report`: `Ok` on a success status, else what went wrong (the status code,
+    /// `timeout` or `connection`).
+    async fn send(self, report: Report) -> Result<(), String> {
+        let status = match self {
+            Self::Shared(client, address) => {
+                let request = client
+                    .post(format!("http://{address}{}", report.path))
+                    .bearer_auth(&report.token)
+                    .header("content-type", "application/json")
+                    .header("content-encoding", "gzip")
+                    .body(report.body);
+                match request.send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let _ = response.bytes().await;
+                        status
+                    }
+                    Err(e) if e.is_timeout() => return Err("timeout".to_owned()),
+                    Err(_) => return Err("connection".to_owned()),
+                }
+            }
+            Self::OwnConnection(address, source) => {
+                match tokio::time::timeout(REQUEST_TIMEOUT, send_on_own_connection(address, source, report)).await {
+                    Ok(Some(status)) => status,
+                    Ok(None) => return Err("connection".to_owned()),
+                    Err(_) => return Err("timeout".to_owned()),
+                }
+            }
+        };
+        if status.is_success() { Ok(()) } else { Err(status.as_u16().to_string()) }
+    }
+}
+
+/// Agent `i`'s own loopback address (in 127.1.0.0 and up), as each agent of a real fleet
+/// has its own. From one address the connections a report each would run out of
+/// ports: each closed one keeps its port pair in TIME_WAIT for a minute.
+fn agent_source_address(i: usize) -> Ipv4Addr {
+    let [_, high, middle, low] = (i as u32).to_be_bytes();
+    Ipv4Addr::new(127, high.saturating_add(1), middle, low)
+}
+
+/// Sends `report` from `source` on a new connection, which then stays open until the
+/// target closes it (as an agent's pool keeps it for the next report); `None` when the
+/// connection failed.
+async fn send_on_own_connection(
+    address: SocketAddr,
+    source: Ipv4Addr,
+    report: Report,
+) -> Option<axum::http::StatusCode> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(SocketAddr::from((source, 0))).ok()?;
+    let stream = socket.connect(address).await.ok()?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
+    let connection = tokio::spawn(connection);
+    let request = axum::http::Request::post(report.path)
+        .header("host", address.to_string())
+        .header("authorization", format!("Bearer {}", report.token))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(axum::body::Body::from(report.body))
+        .ok()?;
+    let response = sender.send_request(request).await.ok()?;
+    let status = response.status();
+    axum::body::to_bytes(axum::body::Body::new(response.into_body()), usize::MAX).await.ok()?;
+    tokio::spawn(async move {
+        // Holding the sender keeps the connection open; it ends when the target closes it.
+        let _ = connection.await;
+        drop(sender);
+    });
+    Some(status)
 }
 
 /// What [`measure`] found of one target: its row in the schedule's table, and in the
@@ -415,7 +518,7 @@ async fn saturate(
     let pinned = pin(pid, "1") && pin(std::process::id(), "0");
     let cpu_start = cpu_seconds(pid);
     let started = Instant::now();
-    let outcome = run(client, &target.base, schedule, series, first_seq, Pace::Saturated(window)).await;
+    let outcome = run(client, target.address, schedule, series, first_seq, Pace::Saturated(window)).await;
     pin(std::process::id(), "0,1");
     let (stop, cpu_end) = stop(target).await;
     let seconds = started.elapsed().as_secs_f64().max(1e-3);
@@ -469,7 +572,7 @@ async fn measure(client: &reqwest::Client, target: &mut Target, schedule: &Sched
     let mut series: Vec<Series> =
         (0..schedule.agents.len()).map(|i| Series::new(i as u64, schedule.interval.as_millis() as i64)).collect();
     let warm_up = Instant::now();
-    let first = run(client, &target.base, schedule, &mut series, 1, Pace::AllOnce).await;
+    let first = run(client, target.address, schedule, &mut series, 1, Pace::AllOnce).await;
     let warm_up = warm_up.elapsed().as_secs_f64();
     let first_failed: u64 = first.errors.values().sum();
 
@@ -489,7 +592,7 @@ async fn measure(client: &reqwest::Client, target: &mut Target, schedule: &Sched
     let fsyncs = tokio::task::spawn_blocking(move || FsyncCounter::start(pid)).await.ok().flatten();
     let cpu_start = cpu_seconds(pid);
     let started = Instant::now();
-    let outcome = run(client, &target.base, schedule, &mut series, 2, Pace::Scheduled).await;
+    let outcome = run(client, target.address, schedule, &mut series, 2, Pace::Scheduled).await;
     let seconds = started.elapsed().as_secs_f64().max(1e-3);
     let cpu_end = cpu_seconds(pid);
     let fsyncs = match fsyncs {
@@ -580,8 +683,10 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     println!("{} agents provisioned in {:.1} s", args.agents, provisioning.elapsed().as_secs_f64());
 
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // A connection per report, each open until the hub closes it: thousands at a time.
+    serverpulse_hub::connections::raise_open_files_limit();
     let client =
-        reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(Duration::from_secs(30)).build()?;
+        reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).timeout(REQUEST_TIMEOUT).build()?;
     let order = arrival_order(agents.len(), args.in_id_order);
     let schedule = Schedule {
         agents: &agents,
@@ -589,6 +694,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         interval: Duration::from_secs(args.interval),
         duration: Duration::from_secs(args.duration),
         concurrency: args.concurrency,
+        shared_connections: args.shared_connections,
     };
     let mut lines = Vec::new();
 
@@ -611,7 +717,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", hub_binary.display()))?,
-        base: format!("http://{address}"),
+        address,
     };
     wait_until_up(&client, &mut hub).await?;
     let saturation = Duration::from_secs(args.saturate);
@@ -629,7 +735,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()?,
-            base: format!("http://{address}"),
+            address,
         };
         wait_until_up(&client, &mut floor).await?;
         let schedule =

@@ -1,6 +1,8 @@
 //! Connections as `serverpulse serve` keeps them: one idle past the hub's limit is
 //! closed by the hub, one in use is kept however long it lives, and the hub may hold
-//! as many as its hard limit on open files allows.
+//! as many as its hard limit on open files allows. Between requests the hub parks a
+//! connection (hyper let go, the socket kept): an answer is sent whole before that,
+//! and a next request already begun is served whole after.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +10,7 @@ use serverpulse_hub::connections::IDLE_TIMEOUT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{HubProcess, free_port, spawn_live};
+use crate::support::{HubProcess, free_port, spawn_live, spawn_live_with};
 
 const HEALTH: &[u8] = b"GET /api/v1/health HTTP/1.1\r\nHost: hub\r\n\r\n";
 
@@ -54,6 +56,69 @@ async fn an_idle_connection_is_closed_and_one_in_use_is_kept() {
     let read = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
     let read = read.expect("the hub closed the idle connection").expect("read to its end");
     assert_eq!(read, 0, "nothing is sent on an idle connection: {}", String::from_utf8_lossy(&rest));
+}
+
+/// Reads one response from `connection`: its status line and its body (as long as its
+/// `content-length` says).
+async fn read_response(connection: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = connection.read_u8().await.expect("a response head");
+        head.push(byte);
+    }
+    let head = String::from_utf8(head).expect("a text head");
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+        .expect("a content-length")
+        .parse()
+        .expect("a number");
+    let mut body = vec![0u8; length];
+    connection.read_exact(&mut body).await.expect("the whole body");
+    (head.lines().next().unwrap_or_default().to_owned(), body)
+}
+
+#[tokio::test]
+async fn an_answer_larger_than_the_socket_takes_is_sent_whole_before_the_connection_is_parked() {
+    // The agent download: megabytes, more than the hub's socket buffers hold.
+    let download = tempfile::NamedTempFile::new().expect("temp file");
+    let executable: Vec<u8> = (0..8_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(download.path(), &executable).expect("write it");
+    let path = download.path().to_owned();
+    let hub = spawn_live_with(move |settings| settings.agent_binary = path).await;
+    let address = hub.base.trim_start_matches("http://").to_owned();
+    let mut connection = TcpStream::connect(&address).await.expect("connect");
+    connection.write_all(b"GET /download/serverpulse-agent HTTP/1.1\r\nHost: hub\r\n\r\n").await.expect("sent");
+    // Not read for a while: the hub's writes stall midway.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (status, body) = read_response(&mut connection).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(body == executable, "the whole file, and only it: {} bytes of {}", body.len(), executable.len());
+
+    // The same connection, parked after its answer, serves the next request.
+    connection.write_all(HEALTH).await.expect("second request sent");
+    let (status, body) = read_response(&mut connection).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(body.starts_with(b"{"), "the health answer: {}", String::from_utf8_lossy(&body));
+}
+
+#[tokio::test]
+async fn a_request_begun_before_the_last_answer_is_served_whole_after_it() {
+    let hub = spawn_live().await;
+    let address = hub.base.trim_start_matches("http://").to_owned();
+    let mut connection = TcpStream::connect(&address).await.expect("connect");
+    // A first request and half of a second, pipelined; the rest of the second after
+    // the hub has answered the first (and parked the connection with the half read).
+    let (first_half, second_half) = HEALTH.split_at(HEALTH.len() / 2);
+    connection.write_all(&[HEALTH, first_half].concat()).await.expect("requests sent");
+    let (status, _) = read_response(&mut connection).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    connection.write_all(second_half).await.expect("rest sent");
+    let (status, body) = read_response(&mut connection).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "the second request, whole: {status}");
+    assert!(body.starts_with(b"{"), "{}", String::from_utf8_lossy(&body));
 }
 
 /// The soft and hard limits on open files of process `pid`.

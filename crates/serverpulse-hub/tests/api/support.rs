@@ -85,6 +85,11 @@ impl Drop for LiveHub {
 }
 
 pub async fn spawn_live() -> LiveHub {
+    spawn_live_with(|_| ()).await
+}
+
+/// [`spawn_live`], with its settings changed by `configure` first.
+pub async fn spawn_live_with(configure: impl FnOnce(&mut Settings)) -> LiveHub {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = serverpulse_hub::clock::SystemClock;
     let store = SqliteStore::open(&dir.path().join("serverpulse.db"), serverpulse_hub::clock::Clock::now_ms(&clock))
@@ -95,6 +100,7 @@ pub async fn spawn_live() -> LiveHub {
     let mut settings = Settings::defaults();
     settings.public_url = format!("http://{address}");
     settings.sweep_interval = std::time::Duration::from_secs(1);
+    configure(&mut settings);
     let state = AppState::new(Arc::new(store), Arc::new(clock), settings);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = state.clone();
