@@ -107,7 +107,7 @@ struct LoadArgs {
     #[arg(long)]
     floor_duration: Option<u64>,
     /// In the scheduled phase, reports share `--concurrency` kept-alive connections
-    /// (as runs before 2026-12-08 did) instead of each opening its own and leaving it
+    /// (as runs before the nineteenth session did) instead of each opening its own and leaving it
     /// open, as an agent does: its pool keeps it for a next report 30 s later, by
     /// which time the hub has closed it.
     #[arg(long)]
