@@ -107,9 +107,9 @@ struct LoadArgs {
     #[arg(long)]
     floor_duration: Option<u64>,
     /// In the scheduled phase, reports share `--concurrency` kept-alive connections
-    /// (as runs before the nineteenth session did) instead of each opening its own and leaving it
-    /// open, as an agent does: its pool keeps it for a next report 30 s later, by
-    /// which time the hub has closed it.
+    /// (as runs before the nineteenth session did) instead of each opening its own
+    /// and leaving it open, as an agent does: its pool keeps it for a next report
+    /// 30 s later, by which time the hub has closed it.
     #[arg(long)]
     shared_connections: bool,
     /// Agents report in server-id order instead of the fleet's arrival order.
