@@ -121,6 +121,27 @@ async fn a_request_begun_before_the_last_answer_is_served_whole_after_it() {
     assert!(body.starts_with(b"{"), "{}", String::from_utf8_lossy(&body));
 }
 
+#[tokio::test]
+async fn a_stopping_hub_closes_its_parked_connections_at_once() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut hub = HubProcess::on_data_dir(data.path(), free_port());
+    hub.wait_ready().await;
+    let address = hub.base.trim_start_matches("http://").to_owned();
+    let mut parked = TcpStream::connect(&address).await.expect("connect");
+    health_check(&mut parked).await;
+
+    let asked = Instant::now();
+    let status = std::process::Command::new("kill").args(["-TERM", &hub.child.id().to_string()]).status();
+    assert!(status.expect("kill").success());
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(IDLE_TIMEOUT * 2, parked.read_to_end(&mut rest)).await;
+    assert_eq!(read.expect("closed").expect("read to its end"), 0, "{}", String::from_utf8_lossy(&rest));
+    let exit = hub.child.wait().expect("the hub exits");
+    assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+    // Closed by the stop, not by its idle limit.
+    assert!(asked.elapsed() < IDLE_TIMEOUT - Duration::from_secs(1), "stopped after {:?}", asked.elapsed());
+}
+
 /// The soft and hard limits on open files of process `pid`.
 fn open_files_limits(pid: u32) -> (String, String) {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("read its limits");
