@@ -17,15 +17,34 @@ const HEALTH: &[u8] = b"GET /api/v1/health HTTP/1.1\r\nHost: hub\r\n\r\n";
 /// Sends a health check on `connection` and reads its whole answer.
 async fn health_check(connection: &mut TcpStream) {
     connection.write_all(HEALTH).await.expect("request sent");
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 4096];
-    // The answer is small (a JSON object): its head and body come in a read or a few.
-    while !answer.ends_with(b"}") {
-        let read = connection.read(&mut buffer).await.expect("answer read");
-        assert!(read > 0, "connection closed before its answer: {}", String::from_utf8_lossy(&answer));
-        answer.extend_from_slice(&buffer[..read]);
+    read_health_answer(connection).await;
+}
+
+/// Reads a health check's answer from `connection`: 200 and a JSON object.
+async fn read_health_answer(connection: &mut TcpStream) {
+    let (status, body) = read_response(connection).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(body.starts_with(b"{") && body.ends_with(b"}"), "the health answer: {}", String::from_utf8_lossy(&body));
+}
+
+/// Reads one response from `connection`: its status line and its body (as long as its
+/// `content-length` says).
+async fn read_response(connection: &mut TcpStream) -> (String, Vec<u8>) {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = connection.read_u8().await.expect("a response head (the connection was closed)");
+        head.push(byte);
     }
-    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    let head = String::from_utf8(head).expect("a text head");
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+        .expect("a content-length")
+        .parse()
+        .expect("a number");
+    let mut body = vec![0u8; length];
+    connection.read_exact(&mut body).await.expect("the whole body");
+    (head.lines().next().unwrap_or_default().to_owned(), body)
 }
 
 #[tokio::test]
@@ -58,26 +77,6 @@ async fn an_idle_connection_is_closed_and_one_in_use_is_kept() {
     assert_eq!(read, 0, "nothing is sent on an idle connection: {}", String::from_utf8_lossy(&rest));
 }
 
-/// Reads one response from `connection`: its status line and its body (as long as its
-/// `content-length` says).
-async fn read_response(connection: &mut TcpStream) -> (String, Vec<u8>) {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let byte = connection.read_u8().await.expect("a response head");
-        head.push(byte);
-    }
-    let head = String::from_utf8(head).expect("a text head");
-    let length: usize = head
-        .lines()
-        .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
-        .expect("a content-length")
-        .parse()
-        .expect("a number");
-    let mut body = vec![0u8; length];
-    connection.read_exact(&mut body).await.expect("the whole body");
-    (head.lines().next().unwrap_or_default().to_owned(), body)
-}
-
 #[tokio::test]
 async fn an_answer_larger_than_the_socket_takes_is_sent_whole_before_the_connection_is_parked() {
     // The agent download: megabytes, more than the hub's socket buffers hold.
@@ -97,10 +96,7 @@ async fn an_answer_larger_than_the_socket_takes_is_sent_whole_before_the_connect
     assert!(body == executable, "the whole file, and only it: {} bytes of {}", body.len(), executable.len());
 
     // The same connection, parked after its answer, serves the next request.
-    connection.write_all(HEALTH).await.expect("second request sent");
-    let (status, body) = read_response(&mut connection).await;
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-    assert!(body.starts_with(b"{"), "the health answer: {}", String::from_utf8_lossy(&body));
+    health_check(&mut connection).await;
 }
 
 #[tokio::test]
@@ -112,13 +108,10 @@ async fn a_request_begun_before_the_last_answer_is_served_whole_after_it() {
     // the hub has answered the first (and parked the connection with the half read).
     let (first_half, second_half) = HEALTH.split_at(HEALTH.len() / 2);
     connection.write_all(&[HEALTH, first_half].concat()).await.expect("requests sent");
-    let (status, _) = read_response(&mut connection).await;
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    read_health_answer(&mut connection).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     connection.write_all(second_half).await.expect("rest sent");
-    let (status, body) = read_response(&mut connection).await;
-    assert!(status.starts_with("HTTP/1.1 200"), "the second request, whole: {status}");
-    assert!(body.starts_with(b"{"), "{}", String::from_utf8_lossy(&body));
+    read_health_answer(&mut connection).await;
 }
 
 #[tokio::test]
