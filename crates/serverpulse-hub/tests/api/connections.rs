@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use serverpulse_domain::Role;
 use serverpulse_hub::connections::IDLE_TIMEOUT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -133,6 +134,36 @@ async fn a_stopping_hub_closes_its_parked_connections_at_once() {
     assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
     // Closed by the stop, not by its idle limit.
     assert!(asked.elapsed() < IDLE_TIMEOUT - Duration::from_secs(1), "stopped after {:?}", asked.elapsed());
+}
+
+#[tokio::test]
+async fn a_live_feed_streams_past_the_idle_limit() {
+    let hub = spawn_live().await;
+    let admin = serverpulse_hub::auth::Admin::console();
+    serverpulse_hub::admin::add_user(&hub.state, &admin, "viewer@example.test", Role::Viewer, None)
+        .await
+        .expect("user");
+    let (_, token) =
+        serverpulse_hub::admin::create_token(&hub.state, &admin, "viewer@example.test", "test").await.expect("token");
+    let address = hub.base.trim_start_matches("http://").to_owned();
+    let mut feed = TcpStream::connect(&address).await.expect("connect");
+    let request = format!("GET /api/v1/live HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\n\r\n");
+    feed.write_all(request.as_bytes()).await.expect("request sent");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(feed.read_u8().await.expect("a response head"));
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200") && head.contains("text/event-stream"), "{head}");
+
+    // A response being sent is not idle, however long it lasts.
+    tokio::time::sleep(IDLE_TIMEOUT + Duration::from_secs(2)).await;
+    let mut byte = [0u8; 1];
+    let still = feed.try_read(&mut byte);
+    assert!(
+        matches!(&still, Ok(n) if *n > 0) || matches!(&still, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the feed is still open past the idle limit: {still:?}"
+    );
 }
 
 /// The soft and hard limits on open files of process `pid`.

@@ -71,6 +71,8 @@ pub async fn spawn_paused(mut settings: Settings) -> (TestHub, serverpulse_hub::
 /// the wall clock) on 127.0.0.1:0 over a fresh SQLite file: for browsers and live feeds.
 pub struct LiveHub {
     pub base: String,
+    /// The running hub's state (users, tokens), as the serving process holds it.
+    pub state: AppState,
     /// Holds the database while the hub runs.
     _dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -110,7 +112,7 @@ pub async fn spawn_live_with(configure: impl FnOnce(&mut Settings)) -> LiveHub {
         })
         .await;
     });
-    LiveHub { base: format!("http://{address}"), _dir: dir, stop: Some(stop) }
+    LiveHub { base: format!("http://{address}"), state, _dir: dir, stop: Some(stop) }
 }
 
 /// Waits (up to 20 s) until `url` answers 200: a server process the test started is up.
