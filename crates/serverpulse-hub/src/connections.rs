@@ -151,8 +151,9 @@ impl Connection {
             tracing::trace!(%error, "connection ended");
             return None;
         }
-        if !parking {
-            // hyper closed it: the client asked to, or the hub is stopping.
+        if !parking || stop_asked {
+            // hyper closed it (the client asked to), or the hub is stopping: a stop
+            // seen here is not seen again by the parked connection's wait.
             return None;
         }
         let parts = connection.into_parts();
