@@ -112,6 +112,11 @@ struct LoadArgs {
     /// 30 s later, by which time the hub has closed it.
     #[arg(long)]
     shared_connections: bool,
+    /// In the scheduled phase, agents send their reports alone, without the heartbeats
+    /// (every 60 s) and command polls (every 5 minutes) an agent sends besides, as
+    /// runs before the twentieth session did.
+    #[arg(long)]
+    reports_only: bool,
     /// Agents report in server-id order instead of the fleet's arrival order.
     #[arg(long)]
     in_id_order: bool,
@@ -219,6 +224,20 @@ async fn floor(listen: SocketAddr) -> anyhow::Result<()> {
                 }
             }),
         )
+        // An agent's other requests, parsed and answered as briefly.
+        .route(
+            "/api/v1/agents/{agent}/heartbeat",
+            axum::routing::post(|body: axum::body::Bytes| async move {
+                match serde_json::from_slice::<Value>(&body) {
+                    Ok(_) => (axum::http::StatusCode::OK, axum::Json(json!({"success": true, "commands_pending": 0}))),
+                    Err(_) => (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid JSON"}))),
+                }
+            }),
+        )
+        .route(
+            "/api/v1/agents/{agent}/commands",
+            axum::routing::get(|| async { axum::Json(json!({"success": true, "commands": []})) }),
+        )
         .route("/api/v1/health", axum::routing::get(|| async { "ok" }));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     // Served as the hub serves its router: the same accept loop and HTTP/1 settings.
@@ -267,7 +286,12 @@ async fn wait_until_up(client: &reqwest::Client, target: &mut Target) -> anyhow:
 /// What one phase of a run saw.
 #[derive(Debug, Default)]
 struct Outcome {
+    /// Reports answered with success, each its latency.
     latencies: Vec<Duration>,
+    /// Heartbeats and command polls answered with success (the scheduled phase's
+    /// other requests), each its latency.
+    others: Vec<Duration>,
+    /// Failed requests of any kind, by what went wrong.
     errors: BTreeMap<String, u64>,
     /// Sends that had to wait for a free connection.
     late: u64,
@@ -285,6 +309,18 @@ struct Schedule<'a> {
     /// The scheduled phase's reports share `concurrency` kept-alive connections
     /// instead of each opening its own.
     shared_connections: bool,
+    /// The scheduled phase sends reports alone: no heartbeats, no command polls.
+    reports_only: bool,
+}
+
+/// Rounds between one agent's heartbeats (every `DEFAULT_HEARTBEAT_SECS`, which the
+/// fleet is provisioned with) and between its command polls (every `COMMAND_POLL_MS`),
+/// at `interval` between reports.
+fn agent_cadence(interval: Duration) -> (u64, u64) {
+    let every = |period: Duration| (period.as_millis() / interval.as_millis().max(1)).max(1) as u64;
+    let heartbeat = Duration::from_secs(u64::from(serverpulse_hub::config::DEFAULT_HEARTBEAT_SECS));
+    let poll = Duration::from_millis(serverpulse_agent::runtime::COMMAND_POLL_MS.unsigned_abs());
+    (every(heartbeat), every(poll))
 }
 
 /// How a phase sends.
@@ -319,6 +355,7 @@ async fn run(
     let series_start = now_ms() - first_seq as i64 * schedule.interval.as_millis() as i64;
     let mut tasks = tokio::task::JoinSet::new();
     let mut gzip = serverpulse_agent::transport::Gzip::default();
+    let (heartbeat_every, poll_every) = agent_cadence(schedule.interval);
     'rounds: for round in 0u64.. {
         if pace == Pace::AllOnce && round > 0 {
             break;
@@ -354,9 +391,21 @@ async fn run(
                 }
             };
             // As the agent sends a report: a gzip-compressed batch of one.
-            let report = series[i].agent_report(first_seq + round, now_ms(), series_start).to_string();
+            let at = now_ms();
+            let report = series[i].agent_report(first_seq + round, at, series_start).to_string();
             let body = gzip.encode(format!("{{\"reports\":[{report}]}}").as_bytes());
-            let report = Report { path: format!("/api/v1/agents/{agent}/metrics"), token: token.clone(), body };
+            let mut requests = vec![AgentRequest::report(agent, token, body)];
+            // Then, on the same connection, what else the agent's loop has due: its
+            // heartbeat and its command poll, each agent on its own phase of them.
+            if pace == Pace::Scheduled && !schedule.reports_only {
+                let turn = round + i as u64;
+                if turn % heartbeat_every == 0 {
+                    requests.push(AgentRequest::heartbeat(agent, token, at));
+                }
+                if turn % poll_every == 0 {
+                    requests.push(AgentRequest::command_poll(agent, token));
+                }
+            }
             let transport = match pace {
                 Pace::Scheduled if !schedule.shared_connections => {
                     Transport::OwnConnection(address, agent_source_address(i))
@@ -365,14 +414,15 @@ async fn run(
             };
             let outcome = outcome.clone();
             tasks.spawn(async move {
-                let sent = Instant::now();
-                let result = transport.send(report).await;
-                let elapsed = sent.elapsed();
+                let results = transport.send(requests).await;
                 drop(permit);
                 if let Ok(mut o) = outcome.lock() {
-                    match result {
-                        Ok(()) => o.latencies.push(elapsed),
-                        Err(kind) => *o.errors.entry(kind).or_default() += 1,
+                    for (is_report, result) in results {
+                        match result {
+                            Ok(elapsed) if is_report => o.latencies.push(elapsed),
+                            Ok(elapsed) => o.others.push(elapsed),
+                            Err(kind) => *o.errors.entry(kind).or_default() += 1,
+                        }
                     }
                 }
             });
@@ -382,20 +432,79 @@ async fn run(
     while tasks.join_next().await.is_some() {}
     let mut outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     outcome.latencies.sort();
+    outcome.others.sort();
     outcome
 }
 
-/// A report as an agent sends it: where, with which token, and its gzip-compressed body.
-struct Report {
+/// A request as an agent sends it: a report (its body gzip-compressed), a heartbeat
+/// or a command poll.
+struct AgentRequest {
+    method: axum::http::Method,
     path: String,
     token: String,
-    body: Vec<u8>,
+    /// The body, and whether it is gzip-compressed.
+    body: Option<(Vec<u8>, bool)>,
 }
 
-/// How long a report may take, as the agent allows.
+impl AgentRequest {
+    fn report(agent: &str, token: &str, gzipped: Vec<u8>) -> Self {
+        Self {
+            method: axum::http::Method::POST,
+            path: format!("/api/v1/agents/{agent}/metrics"),
+            token: token.to_owned(),
+            body: Some((gzipped, true)),
+        }
+    }
+
+    /// The heartbeat this workspace's agent sends (see its runtime), at `at`.
+    fn heartbeat(agent: &str, token: &str, at: i64) -> Self {
+        let body = json!({"agent_id": agent, "timestamp": serverpulse_proto::time::format_timestamp(at),
+                          "status": "online", "config_version": 0});
+        Self {
+            method: axum::http::Method::POST,
+            path: format!("/api/v1/agents/{agent}/heartbeat"),
+            token: token.to_owned(),
+            body: Some((body.to_string().into_bytes(), false)),
+        }
+    }
+
+    fn command_poll(agent: &str, token: &str) -> Self {
+        Self {
+            method: axum::http::Method::GET,
+            path: format!("/api/v1/agents/{agent}/commands"),
+            token: token.to_owned(),
+            body: None,
+        }
+    }
+
+    fn is_report(&self) -> bool {
+        self.path.ends_with("/metrics")
+    }
+
+    fn into_http(self, host: SocketAddr) -> Option<axum::http::Request<axum::body::Body>> {
+        let mut builder = axum::http::Request::builder()
+            .method(self.method)
+            .uri(self.path)
+            .header("host", host.to_string())
+            .header("authorization", format!("Bearer {}", self.token));
+        let body = match self.body {
+            Some((bytes, gzipped)) => {
+                builder = builder.header("content-type", "application/json");
+                if gzipped {
+                    builder = builder.header("content-encoding", "gzip");
+                }
+                axum::body::Body::from(bytes)
+            }
+            None => axum::body::Body::empty(),
+        };
+        builder.body(body).ok()
+    }
+}
+
+/// How long a request may take, as the agent allows.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How a report reaches the target.
+/// How an agent's requests reach the target.
 enum Transport {
     /// On one of a client's pooled keep-alive connections to this address.
     Shared(reqwest::Client, SocketAddr),
@@ -404,38 +513,63 @@ enum Transport {
     OwnConnection(SocketAddr, Ipv4Addr),
 }
 
+/// What became of one request: whether it was a report, and its latency on a success
+/// status, else what went wrong (the status code, `timeout` or `connection`).
+type Sent = (bool, Result<Duration, String>);
+
 impl Transport {
-    /// Sends `report`: `Ok` on a success status, else what went wrong (the status code,
-    /// `timeout` or `connection`).
-    async fn send(self, report: Report) -> Result<(), String> {
-        let status = match self {
+    /// Sends `requests` one after the other, as an agent's loop does.
+    async fn send(self, requests: Vec<AgentRequest>) -> Vec<Sent> {
+        match self {
             Self::Shared(client, address) => {
-                let request = client
-                    .post(format!("http://{address}{}", report.path))
-                    .bearer_auth(&report.token)
-                    .header("content-type", "application/json")
-                    .header("content-encoding", "gzip")
-                    .body(report.body);
-                match request.send().await {
-                    Ok(response) => {
-                        let status = response.status();
-                        let _ = response.bytes().await;
-                        status
-                    }
-                    Err(e) if e.is_timeout() => return Err("timeout".to_owned()),
-                    Err(_) => return Err("connection".to_owned()),
+                let mut results = Vec::with_capacity(requests.len());
+                for request in requests {
+                    let is_report = request.is_report();
+                    let started = Instant::now();
+                    results.push((is_report, send_shared(&client, address, request).await.map(|()| started.elapsed())));
                 }
+                results
             }
             Self::OwnConnection(address, source) => {
-                match tokio::time::timeout(REQUEST_TIMEOUT, send_on_own_connection(address, source, report)).await {
-                    Ok(Some(status)) => status,
-                    Ok(None) => return Err("connection".to_owned()),
-                    Err(_) => return Err("timeout".to_owned()),
-                }
+                let kinds: Vec<bool> = requests.iter().map(AgentRequest::is_report).collect();
+                let results =
+                    match tokio::time::timeout(REQUEST_TIMEOUT, send_on_own_connection(address, source, requests)).await {
+                        Ok(results) => results,
+                        Err(_) => Vec::new(),
+                    };
+                // What got no answer in time (or whose connection failed) failed.
+                let missing = if results.len() < kinds.len() { "timeout or connection" } else { "" };
+                kinds
+                    .iter()
+                    .enumerate()
+                    .map(|(k, is_report)| (*is_report, results.get(k).cloned().unwrap_or_else(|| Err(missing.to_owned()))))
+                    .collect()
             }
-        };
-        if status.is_success() { Ok(()) } else { Err(status.as_u16().to_string()) }
+        }
     }
+}
+
+async fn send_shared(client: &reqwest::Client, address: SocketAddr, request: AgentRequest) -> Result<(), String> {
+    let mut builder = client
+        .request(request.method, format!("http://{address}{}", request.path))
+        .bearer_auth(&request.token)
+        .timeout(REQUEST_TIMEOUT);
+    if let Some((bytes, gzipped)) = request.body {
+        builder = builder.header("content-type", "application/json").body(bytes);
+        if gzipped {
+            builder = builder.header("content-encoding", "gzip");
+        }
+    }
+    let status = match builder.send().await {
+        Ok(response) => {
+            let status = response.status();
+            let _ = response.bytes().await;
+            status
+        }
+        Err(e) if e.is_timeout() => return Err("timeout".to_owned()),
+        Err(_) => return Err("connection".to_owned()),
+    };
+    if status.is_success() { Ok(()) } else { Err(status.as_u16().to_string()) }
 }
 
 /// Agent `i`'s own loopback address (in 127.1.0.0 and up), as each agent of a real fleet
@@ -446,36 +580,47 @@ fn agent_source_address(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, high.saturating_add(1), middle, low)
 }
 
-/// Sends `report` from `source` on a new connection, which then stays open until the
-/// target closes it (as an agent's pool keeps it for the next report); `None` when the
-/// connection failed.
+/// Sends `requests` from `source` on a new connection, one after the other; the
+/// connection then stays open until the target closes it (as an agent's pool keeps it
+/// for the next report). Each answered request's latency, or its failure status; the
+/// list stops short where the connection failed.
 async fn send_on_own_connection(
     address: SocketAddr,
     source: Ipv4Addr,
-    report: Report,
-) -> Option<axum::http::StatusCode> {
-    let socket = tokio::net::TcpSocket::new_v4().ok()?;
-    socket.bind(SocketAddr::from((source, 0))).ok()?;
-    let stream = socket.connect(address).await.ok()?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
+    requests: Vec<AgentRequest>,
+) -> Vec<Result<Duration, String>> {
+    let mut results = Vec::with_capacity(requests.len());
+    let started = Instant::now();
+    let connected = async {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket.bind(SocketAddr::from((source, 0))).ok()?;
+        let stream = socket.connect(address).await.ok()?;
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()
+    };
+    let Some((mut sender, connection)) = connected.await else { return results };
     let connection = tokio::spawn(connection);
-    let request = axum::http::Request::post(report.path)
-        .header("host", address.to_string())
-        .header("authorization", format!("Bearer {}", report.token))
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(axum::body::Body::from(report.body))
-        .ok()?;
-    let response = sender.send_request(request).await.ok()?;
-    let status = response.status();
-    axum::body::to_bytes(axum::body::Body::new(response.into_body()), usize::MAX).await.ok()?;
+    let mut since = started;
+    for request in requests {
+        let Some(request) = request.into_http(address) else { break };
+        if sender.ready().await.is_err() {
+            break;
+        }
+        let Ok(response) = sender.send_request(request).await else { break };
+        let status = response.status();
+        if axum::body::to_bytes(axum::body::Body::new(response.into_body()), usize::MAX).await.is_err() {
+            break;
+        }
+        // A request's latency runs from when it could be sent: the first one's includes
+        // connecting, as an agent's does.
+        results.push(if status.is_success() { Ok(since.elapsed()) } else { Err(status.as_u16().to_string()) });
+        since = Instant::now();
+    }
     tokio::spawn(async move {
         // Holding the sender keeps the connection open; it ends when the target closes it.
         let _ = connection.await;
         drop(sender);
     });
-    Some(status)
+    results
 }
 
 /// What [`measure`] found of one target: its row in the schedule's table, and in the
@@ -621,13 +766,20 @@ async fn measure(client: &reqwest::Client, target: &mut Target, schedule: &Sched
     } else {
         Some(saturate(client, target, schedule, &mut series, 3 + rounds as u64, saturation).await)
     };
+    let others = match outcome.others.len() {
+        0 => "none".to_owned(),
+        n => format!(
+            "{n} ok, p99 {:.1} ms",
+            quantile(&outcome.others, 0.99).as_secs_f64() * 1e3
+        ),
+    };
     let scheduled = format!(
-        "| {} | {} | {:.1} s ({:.0}/s, {first_failed} failed) | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {ok} ok, {errors} failed ({error_list}), {} late, {} unsent | {cpu} | {:.0} MB | {fsyncs} |",
+        "| {} | {} | {:.1} s ({:.0}/s, {first_failed} failed) | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {ok} ok, {errors} failed ({error_list}), {} late, {} unsent | {others} | {cpu} | {:.0} MB | {fsyncs} |",
         target.name,
         schedule.agents.len(),
         warm_up,
         schedule.agents.len() as f64 / warm_up.max(1e-3),
-        (ok + errors) as f64 / seconds,
+        (ok + outcome.others.len() as u64 + errors) as f64 / seconds,
         ms(0.5),
         ms(0.99),
         outcome.latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
@@ -695,6 +847,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs(args.duration),
         concurrency: args.concurrency,
         shared_connections: args.shared_connections,
+        reports_only: args.reports_only,
     };
     let mut lines = Vec::new();
 
@@ -745,9 +898,9 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         saturated.extend(floor_rows.saturated);
     }
     println!(
-        "| target | agents | first report of each | requests/s | p50 | p99 | max | outcome | CPU (of one core) | peak PSS | fsyncs/s |"
+        "| target | agents | first report of each | requests/s | p50 | p99 | max | outcome | heartbeats and command polls | CPU (of one core) | peak PSS | fsyncs/s |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for line in lines {
         println!("{line}");
     }
