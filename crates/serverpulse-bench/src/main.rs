@@ -532,17 +532,23 @@ impl Transport {
             }
             Self::OwnConnection(address, source) => {
                 let kinds: Vec<bool> = requests.iter().map(AgentRequest::is_report).collect();
-                let results =
-                    match tokio::time::timeout(REQUEST_TIMEOUT, send_on_own_connection(address, source, requests)).await {
-                        Ok(results) => results,
-                        Err(_) => Vec::new(),
-                    };
+                let results = match tokio::time::timeout(
+                    REQUEST_TIMEOUT,
+                    send_on_own_connection(address, source, requests),
+                )
+                .await
+                {
+                    Ok(results) => results,
+                    Err(_) => Vec::new(),
+                };
                 // What got no answer in time (or whose connection failed) failed.
                 let missing = if results.len() < kinds.len() { "timeout or connection" } else { "" };
                 kinds
                     .iter()
                     .enumerate()
-                    .map(|(k, is_report)| (*is_report, results.get(k).cloned().unwrap_or_else(|| Err(missing.to_owned()))))
+                    .map(|(k, is_report)| {
+                        (*is_report, results.get(k).cloned().unwrap_or_else(|| Err(missing.to_owned())))
+                    })
                     .collect()
             }
         }
@@ -768,10 +774,7 @@ async fn measure(client: &reqwest::Client, target: &mut Target, schedule: &Sched
     };
     let others = match outcome.others.len() {
         0 => "none".to_owned(),
-        n => format!(
-            "{n} ok, p99 {:.1} ms",
-            quantile(&outcome.others, 0.99).as_secs_f64() * 1e3
-        ),
+        n => format!("{n} ok, p99 {:.1} ms", quantile(&outcome.others, 0.99).as_secs_f64() * 1e3),
     };
     let scheduled = format!(
         "| {} | {} | {:.1} s ({:.0}/s, {first_failed} failed) | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {ok} ok, {errors} failed ({error_list}), {} late, {} unsent | {others} | {cpu} | {:.0} MB | {fsyncs} |",

@@ -32,9 +32,11 @@ pub(crate) const BYTES: &str = "BYTEA";
 /// entry is written with it.
 pub(crate) const SAMPLE_ENTRIES_APART: bool = false;
 
-/// Keeps what a heartbeat says (`$1`, JSON) in the server's `agent_config`.
-pub(crate) const SET_HEARTBEAT_STATUS: &str =
-    "UPDATE servers SET agent_config = jsonb_set(agent_config::jsonb, '{heartbeat}', $1::jsonb)::text WHERE id = $2";
+/// `config` (an agent's stored configuration, JSON text) with `beat` (what its latest
+/// heartbeat said, JSON text) as its `heartbeat` member.
+pub(crate) fn with_heartbeat(config: &str, beat: &str) -> String {
+    format!("jsonb_set({config}::jsonb, '{{heartbeat}}', {beat}::jsonb)::text")
+}
 
 /// (alert, channel) pairs due a repeated notice at `$1`.
 pub(crate) const REPEATS_DUE: &str = "SELECT n.alert_id, n.channel_id FROM notifications n \

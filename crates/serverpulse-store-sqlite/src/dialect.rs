@@ -32,9 +32,11 @@ pub(crate) const BYTES: &str = "BLOB";
 /// "samples by server"): a sample's entry may be written after the sample.
 pub(crate) const SAMPLE_ENTRIES_APART: bool = true;
 
-/// Keeps what a heartbeat says (`$1`, JSON) in the server's `agent_config`.
-pub(crate) const SET_HEARTBEAT_STATUS: &str =
-    "UPDATE servers SET agent_config = json_set(agent_config, '$.heartbeat', json($1)) WHERE id = $2";
+/// `config` (an agent's stored configuration, JSON text) with `beat` (what its latest
+/// heartbeat said, JSON text) as its `heartbeat` member.
+pub(crate) fn with_heartbeat(config: &str, beat: &str) -> String {
+    format!("json_set({config}, '$.heartbeat', json({beat}))")
+}
 
 /// (alert, channel) pairs due a repeated notice at `$1`.
 pub(crate) const REPEATS_DUE: &str = "SELECT n.alert_id, n.channel_id FROM notifications n \

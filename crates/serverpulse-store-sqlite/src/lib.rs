@@ -24,6 +24,8 @@ mod batched;
 mod charts;
 #[path = "../../serverpulse-store/sql/compaction.rs"]
 mod compaction;
+#[path = "../../serverpulse-store/sql/contacts.rs"]
+mod contacts;
 #[path = "../../serverpulse-store/sql/errors.rs"]
 mod errors;
 #[path = "../../serverpulse-store/sql/ingest.rs"]

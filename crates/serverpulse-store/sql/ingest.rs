@@ -45,7 +45,7 @@ fn to_i64(value: Option<u64>) -> Option<i64> {
 
 /// The rows `select` gives for the servers `ids`: it reads them joined to `ids(id)`, a
 /// table of the ids in [`chunks`]. `texts` keeps the statement (one per `select`).
-async fn rows_for_servers(
+pub(crate) async fn rows_for_servers(
     conn: &mut Conn,
     ids: &[ServerId],
     texts: &'static Shapes,

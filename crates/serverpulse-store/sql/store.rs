@@ -12,8 +12,8 @@ use serverpulse_proto::report::Report;
 use serverpulse_proto::settings::AgentSettings;
 use serverpulse_store::history::AGENT_ALERT_WINDOW_MS;
 use serverpulse_store::{
-    AckOutcome, AgentContact, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord,
-    AlertStatus, AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, CompactionOutcome,
+    AckOutcome, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord, AlertStatus,
+    AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, CompactionOutcome, Contact,
     DeliveryOutcome, DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, FleetCounts, IngestJob,
     IngestOutcome, NewApiToken, NewCommand, NewNotification, NewServer, NewSession, NewUser, NotificationQuery,
     NotificationRecord, ProvisionedAgent, Recipients, RegisterOutcome, RegistrationWay, RetentionOutcome,
@@ -580,24 +580,22 @@ impl Store for SqlStore {
         Ok(outcomes)
     }
 
-    async fn record_heartbeat(&self, server: ServerId, contact: AgentContact, now: i64) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("UPDATE servers SET agent_last_heartbeat = $1 WHERE id = $2")
-            .bind(now)
-            .bind(server)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        mark_contact(&mut tx, server, now).await?;
-        if contact.status.is_some() || contact.config_version.is_some() {
-            sqlx::query(crate::dialect::SET_HEARTBEAT_STATUS)
-                .bind(json!({"status": contact.status, "config_version": contact.config_version}).to_string())
-                .bind(server)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+    async fn record_contacts(&self, contacts: &[Contact]) -> StoreResult<Vec<StoreResult<()>>> {
+        if contacts.is_empty() {
+            return Ok(Vec::new());
         }
-        tx.commit().await.map_err(db)
+        let mut tx = self.begin().await?;
+        // Taken while the transaction holds the writer: nothing else changes it meanwhile.
+        let pending: std::collections::HashSet<ServerId> = match self.write_back() {
+            Some(write_back) => {
+                let ids: Vec<ServerId> = contacts.iter().map(|c| c.server).collect();
+                crate::ingest::lock(write_back).of(&ids).into_keys().collect()
+            }
+            None => std::collections::HashSet::new(),
+        };
+        let outcomes = crate::contacts::record(&mut tx, contacts, &pending).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(outcomes)
     }
 
     async fn agent_settings(&self, server: ServerId) -> StoreResult<Versioned<AgentSettings>> {

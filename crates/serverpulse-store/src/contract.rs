@@ -24,7 +24,7 @@ use serverpulse_alerting::{EpisodeState, Phase, Rule, decode_rule};
 
 use crate::{
     AckOutcome, AgentContact, AgentCredentials, AgentProfile, AlertAction, AlertQuery, AlertStatus, AlertingChange,
-    CommandState, DeliveryOutcome, EnrollmentGrant, EventKind, EventQuery, IngestJob, NewApiToken, NewCommand,
+    CommandState, Contact, DeliveryOutcome, EnrollmentGrant, EventKind, EventQuery, IngestJob, NewApiToken, NewCommand,
     NewNotification, NewServer, NewSession, NewUser, NotificationQuery, RegisterOutcome, RegistrationWay,
     RetentionPolicy, Sample, ServerId, ServerPatch, Store, StoreError,
 };
@@ -73,6 +73,7 @@ macro_rules! contract_suite {
             a_bucket_compaction_closed_counts_its_samples_once,
             samples_of_one_time_are_re_rated_together,
             a_batch_commits_jobs_together_and_fails_them_alone,
+            contacts_are_recorded_together_and_fail_alone,
             a_batch_rates_reports_against_their_neighbours_in_agent_time,
             agent_changes_move_with_every_change_of_an_identity,
             a_batch_judges_each_servers_rules_against_its_stored_episodes,
@@ -341,10 +342,9 @@ pub async fn silent_agents_disconnect_and_come_back(store: &dyn Store) {
     assert!(store.mark_silent_agents(T0 + 500, 100).await.expect("sweep").is_empty());
     assert_eq!(store.get_server(id).await.expect("get").agent_status, AgentStatus::Disconnected);
     assert_eq!(store.get_server(never).await.expect("get").agent_status, AgentStatus::Inactive);
-    store
-        .record_heartbeat(id, AgentContact { status: Some("online".into()), config_version: Some(3) }, T0 + 600)
-        .await
-        .expect("heartbeat");
+    let beat = AgentContact { status: Some("online".into()), config_version: Some(3) };
+    let recorded = store.record_contacts(&[heartbeat(id, T0 + 600, beat)]).await.expect("heartbeat");
+    assert!(recorded.iter().all(Result::is_ok));
     let back = store.get_server(id).await.expect("get");
     assert_eq!(back.agent_status, AgentStatus::Active);
     assert_eq!(back.agent_last_heartbeat, Some(T0 + 600));
@@ -1229,6 +1229,62 @@ pub async fn long_range_charts_match_the_raw_samples(store: &dyn Store) {
     charts_agree_with_the_samples(store, "rollup", &samples, &batches).await;
 }
 
+fn heartbeat(server: ServerId, at: i64, said: AgentContact) -> Contact {
+    Contact { server, at, heartbeat: Some(said) }
+}
+
+/// Heartbeats and command polls of many agents in one transaction: each server marked
+/// active with its latest contact and heartbeat, a server's return logged once, a gone
+/// server failing alone, and a contact older than the one stored not moving it back.
+pub async fn contacts_are_recorded_together_and_fail_alone(store: &dyn Store) {
+    let a = agent(store, "contact-a", "10.0.0.91").await;
+    let b = agent(store, "contact-b", "10.0.0.92").await;
+    let gone = agent(store, "contact-gone", "10.0.0.93").await;
+    let reporting = agent(store, "contact-reporting", "10.0.0.94").await;
+    store.delete_server(gone, T0).await.expect("remove");
+    store.store_reports(reporting, &[report(Some(1), T0 + 5_000, 0, json!([]))], T0 + 5_000).await.expect("report");
+    assert_eq!(store.mark_silent_agents(T0 + 1_000, 100).await.expect("sweep"), [a, b], "a and b fell silent");
+    let said = |version| AgentContact { status: Some("online".into()), config_version: Some(version) };
+    let poll = |server, at| Contact { server, at, heartbeat: None };
+    let contacts = [
+        heartbeat(a, T0 + 2_000, said(1)),
+        poll(b, T0 + 2_100),
+        heartbeat(gone, T0 + 2_200, said(1)),
+        heartbeat(a, T0 + 2_500, said(2)),
+        poll(a, T0 + 2_400),
+        heartbeat(reporting, T0 + 3_000, said(7)),
+        poll(reporting, T0 + 1_000),
+    ];
+    let outcomes = store.record_contacts(&contacts).await.expect("contacts");
+    assert_eq!(outcomes.len(), contacts.len());
+    for (k, outcome) in outcomes.iter().enumerate() {
+        assert_eq!(matches!(outcome, Err(StoreError::NotFound)), k == 2, "contact {k}: {outcome:?}");
+    }
+    let a_now = store.get_server(a).await.expect("a");
+    assert_eq!(a_now.agent_status, AgentStatus::Active);
+    assert_eq!((a_now.agent_last_contact, a_now.agent_last_heartbeat), (Some(T0 + 2_500), Some(T0 + 2_500)));
+    assert_eq!(a_now.agent_config.value()["heartbeat"]["config_version"], json!(2), "the latest heartbeat");
+    let b_now = store.get_server(b).await.expect("b");
+    assert_eq!(b_now.agent_status, AgentStatus::Active);
+    assert_eq!((b_now.agent_last_contact, b_now.agent_last_heartbeat), (Some(T0 + 2_100), None), "a poll only");
+    let r_now = store.get_server(reporting).await.expect("reporting");
+    assert_eq!(r_now.agent_last_contact, Some(T0 + 5_000), "an older contact does not move it back");
+    assert_eq!(r_now.agent_last_heartbeat, Some(T0 + 3_000));
+    assert_eq!(r_now.last_metrics_at, Some(T0 + 5_000), "its newest report stands");
+    for (server, returns) in [(a, 1), (b, 1), (reporting, 0)] {
+        let query = EventQuery {
+            server_id: Some(server),
+            kind: Some(EventKind::AgentStatus),
+            limit: 10,
+            ..EventQuery::default()
+        };
+        let back = store.events(query).await.expect("events");
+        let back = back.iter().filter(|e| e.details["to"] == json!("active")).count();
+        assert_eq!(back, returns, "server {server}: its return logged once");
+    }
+    assert!(store.record_contacts(&[]).await.expect("none").is_empty());
+}
+
 pub async fn a_batch_commits_jobs_together_and_fails_them_alone(store: &dyn Store) {
     let a = agent(store, "batch-a", "10.0.0.44").await;
     let b = agent(store, "batch-b", "10.0.0.45").await;
@@ -1421,7 +1477,7 @@ pub async fn agent_changes_move_with_every_change_of_an_identity(store: &dyn Sto
 
     let unchanged = store.agent_changes().await.expect("changes");
     store.store_reports(id, &[report(Some(1), T0, 0, json!([]))], T0).await.expect("report");
-    store.record_heartbeat(id, AgentContact::default(), T0).await.expect("heartbeat");
+    store.record_contacts(&[heartbeat(id, T0, AgentContact::default())]).await.expect("heartbeat");
     let rename = ServerPatch { name: Some("renamed".into()), ..ServerPatch::default() };
     store.update_server(id, rename, T0).await.expect("rename");
     assert_eq!(store.agent_changes().await.expect("changes"), unchanged, "reports, beats, names do not");

@@ -120,7 +120,13 @@ pub trait Store: Send + Sync + 'static {
         jobs: &[IngestJob],
         judge: Option<&dyn Judge>,
     ) -> StoreResult<Vec<StoreResult<IngestOutcome>>>;
-    async fn record_heartbeat(&self, server: ServerId, contact: AgentContact, now: i64) -> StoreResult<()>;
+    /// Records agents' contacts other than reports (heartbeats, command polls) in one
+    /// transaction — one commit, one fsync — each succeeding or failing on its own
+    /// (`NotFound`: its server is gone), the outcomes in the contacts' order: the server
+    /// marked active (its return logged if it was not), its last contact moved on (never
+    /// back), and for a heartbeat its time and what it said kept. `Err` only when
+    /// nothing could be committed.
+    async fn record_contacts(&self, contacts: &[Contact]) -> StoreResult<Vec<StoreResult<()>>>;
     /// The server's agent settings and their revision (0 and empty settings until first set).
     async fn agent_settings(&self, server: ServerId) -> StoreResult<Versioned<AgentSettings>>;
     /// Replaces the server's agent settings; returns them with the new revision (previous + 1).

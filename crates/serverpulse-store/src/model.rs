@@ -233,6 +233,17 @@ pub struct AgentContact {
     pub config_version: Option<u64>,
 }
 
+/// An agent's contact other than a report — a heartbeat or a command poll — as the
+/// ingest writer hands a batch of them to the store ([`crate::Store::record_contacts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contact {
+    pub server: ServerId,
+    /// When the hub heard from the agent.
+    pub at: i64,
+    /// What a heartbeat said; `None` for a command poll.
+    pub heartbeat: Option<AgentContact>,
+}
+
 /// One stored report, as the history API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

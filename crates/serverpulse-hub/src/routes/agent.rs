@@ -18,7 +18,8 @@ use serverpulse_proto::responses::{
 use serverpulse_proto::settings::AgentSettings;
 use serverpulse_proto::time::format_timestamp;
 use serverpulse_store::{
-    AckOutcome, AgentContact, AgentCredentials, AgentProfile, RegisterOutcome, RegistrationWay, ServerId, StoreError,
+    AckOutcome, AgentContact, AgentCredentials, AgentProfile, Contact, RegisterOutcome, RegistrationWay, ServerId,
+    StoreError,
 };
 
 use serverpulse_alerting::notify::{Schedule, Silence};
@@ -55,6 +56,14 @@ fn agent_gone(error: StoreError) -> ApiError {
     match error {
         StoreError::NotFound => ApiError::Unauthorized,
         other => other.into(),
+    }
+}
+
+/// A contact's outcome, as [`agent_gone`] answers a vanished server.
+fn recorded(outcome: Result<(), ApiError>) -> Result<(), ApiError> {
+    match outcome {
+        Err(ApiError::NotFound(_)) => Err(ApiError::Unauthorized),
+        other => other,
     }
 }
 
@@ -196,19 +205,15 @@ pub async fn metrics(
     security(("agent_token" = [])))]
 pub async fn heartbeat(
     State(state): State<AppState>,
+    admitted: crate::ingest::Admitted,
     agent: AuthenticatedAgent,
     body: JsonBody,
 ) -> ApiResult<Json<HeartbeatAccepted>> {
     let beat = decode_heartbeat(body.document())?;
-    state
-        .store
-        .record_heartbeat(
-            agent.server_id,
-            AgentContact { status: beat.status, config_version: beat.config_version },
-            state.now(),
-        )
-        .await
-        .map_err(agent_gone)?;
+    let said = AgentContact { status: beat.status, config_version: beat.config_version };
+    // Committed with the other contacts the writer has queued (see `ingest`).
+    let contact = Contact { server: agent.server_id, at: state.now(), heartbeat: Some(said) };
+    recorded(state.ingest.record_contact(&admitted, contact).await)?;
     crate::live::publish_server(&state, agent.server_id).await;
     let commands_pending = state.store.pending_command_count(agent.server_id, state.now()).await?;
     let config = agent_config(&state, agent.server_id).await.map_err(agent_gone)?;
@@ -295,8 +300,21 @@ pub async fn maintenance(
     params(("agent_id" = String, Path)),
     responses((status = 200, body = PendingCommands), (status = 401)),
     security(("agent_token" = [])))]
-pub async fn commands(State(state): State<AppState>, agent: AuthenticatedAgent) -> ApiResult<Json<PendingCommands>> {
-    let pending = state.store.pending_commands(agent.server_id, state.now()).await.map_err(agent_gone)?;
+pub async fn commands(
+    State(state): State<AppState>,
+    admitted: crate::ingest::Admitted,
+    agent: AuthenticatedAgent,
+) -> ApiResult<Json<PendingCommands>> {
+    let now = state.now();
+    // Nearly every poll finds nothing: then it is only a contact, committed with the
+    // others the writer has queued, instead of a transaction of its own.
+    if state.store.pending_command_count(agent.server_id, now).await? == 0 {
+        recorded(
+            state.ingest.record_contact(&admitted, Contact { server: agent.server_id, at: now, heartbeat: None }).await,
+        )?;
+        return Ok(Json(PendingCommands { success: true, commands: Vec::new() }));
+    }
+    let pending = state.store.pending_commands(agent.server_id, now).await.map_err(agent_gone)?;
     let commands = pending
         .into_iter()
         .map(|c| {

@@ -1,7 +1,8 @@
 //! The ingest pipeline: answers wait for the commit of the batch holding the report, a
 //! full queue is refused with 503 and `Retry-After` instead of growing, reports arriving
-//! within the commit interval share a commit while a lone one is not held back, and a
-//! hub killed with SIGKILL mid-load keeps every report it acknowledged, each once.
+//! within the commit interval share a commit while a lone one is not held back, agents'
+//! heartbeats and command polls share a commit too, and a hub killed with SIGKILL
+//! mid-load keeps every report it acknowledged, each once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -60,6 +61,49 @@ async fn answers_wait_for_the_commit_and_a_full_queue_says_when_to_retry() {
     let history = hub.get(&format!("/api/v1/servers/{server}/metrics?from=0&to={}", T0 + 10_000), Some(&admin)).await;
     let history = history.expect(200);
     assert_eq!(history["samples"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn heartbeats_and_command_polls_of_many_agents_share_one_commit() {
+    let (hub, mut writer) = spawn_paused(Settings::defaults()).await;
+    let admin = hub.token_for(Role::Admin).await;
+    let mut agents = Vec::new();
+    for k in 0..3 {
+        agents.push(hub.registered_agent(&admin, &format!("10.90.0.{}", 20 + k)).await);
+    }
+    let mut answers = Vec::new();
+    for (_, agent, token) in &agents {
+        let beat = hub
+            .client
+            .post(hub.url(&format!("/api/v1/agents/{agent}/heartbeat")))
+            .bearer_auth(token)
+            .json(&json!({"agent_id": agent, "status": "online", "config_version": 4}));
+        answers.push(tokio::spawn(async move { beat.send().await.unwrap() }));
+        let poll = hub.client.get(hub.url(&format!("/api/v1/agents/{agent}/commands"))).bearer_auth(token);
+        answers.push(tokio::spawn(async move { poll.send().await.unwrap() }));
+    }
+    // All six wait for the writer: none is answered, nothing is written.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(answers.iter().all(|a| !a.is_finished()), "answered before the commit");
+    for (server, ..) in &agents {
+        let beat = hub.scalar_i64("SELECT COALESCE(agent_last_heartbeat, 0) FROM servers WHERE id = ?", *server).await;
+        assert_eq!(beat, 0, "a heartbeat written before the writer's commit");
+    }
+    let (commits, requests) = hub.state.ingest.stats();
+    assert_eq!(writer.step().await, 6, "one batch holds them all");
+    assert_eq!(hub.state.ingest.stats(), (commits + 1, requests + 6), "(commits, requests): one commit for six");
+    for answer in answers {
+        let answer = answer.await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["success"], json!(true), "{body}");
+    }
+    for (server, ..) in &agents {
+        let beat = hub.scalar_i64("SELECT COALESCE(agent_last_heartbeat, 0) FROM servers WHERE id = ?", *server).await;
+        assert!(beat > 0, "server {server}: its heartbeat is kept");
+        let said = hub.get(&format!("/api/v1/servers/{server}"), Some(&admin)).await.expect(200);
+        assert_eq!(said["server"]["agent_config"]["heartbeat"]["config_version"], json!(4), "{said}");
+    }
 }
 
 #[tokio::test]

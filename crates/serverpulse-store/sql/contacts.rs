@@ -1,0 +1,113 @@
+//! Agents' contacts other than reports — heartbeats and command polls — recorded a
+//! whole batch at a time, in the ingest writer's commits.
+//!
+//! Why it exists: an agent heartbeats every minute and polls for commands every five,
+//! so a fleet of 100,000 sends ~2,000 of them a second beside its reports. Each was a
+//! transaction of its own, an fsync each on the one connection ingest commits on: the
+//! hub fell behind its reports (docs/benchmarks.md, twentieth session). Here a batch
+//! costs one read of its servers' statuses and one multi-row update, whatever its size.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use serde_json::json;
+use serverpulse_domain::AgentStatus;
+use serverpulse_store::{Contact, ServerId, StoreError, StoreResult};
+
+use crate::batched::{Shapes, chunks, values_cte};
+use crate::dialect::Conn;
+use crate::rows::{Cols, Columns, db};
+use crate::store::contact_event;
+
+/// One server's contacts of a batch, merged: the earliest and latest time heard from,
+/// and its latest heartbeat (its time, and what it said when it said anything).
+#[derive(Debug, Default)]
+struct Heard {
+    first: i64,
+    last: i64,
+    beat_at: Option<i64>,
+    beat: Option<String>,
+}
+
+/// Records `contacts` on `conn`, the writer's transaction (the caller commits). Servers
+/// in `pending` have a row written back, which says they are active whatever the row
+/// in the database says.
+pub(crate) async fn record(
+    conn: &mut Conn,
+    contacts: &[Contact],
+    pending: &HashSet<ServerId>,
+) -> StoreResult<Vec<StoreResult<()>>> {
+    let mut heard: BTreeMap<ServerId, Heard> = BTreeMap::new();
+    for contact in contacts {
+        let merged =
+            heard.entry(contact.server).or_insert(Heard { first: contact.at, last: contact.at, ..Heard::default() });
+        merged.first = merged.first.min(contact.at);
+        merged.last = merged.last.max(contact.at);
+        if let Some(beat) = &contact.heartbeat
+            && merged.beat_at.is_none_or(|at| at <= contact.at)
+        {
+            merged.beat_at = Some(contact.at);
+            merged.beat = (beat.status.is_some() || beat.config_version.is_some())
+                .then(|| json!({"status": beat.status, "config_version": beat.config_version}).to_string());
+        }
+    }
+    let servers: BTreeSet<ServerId> = heard.keys().copied().collect();
+    crate::dialect::lock_servers(&mut *conn, &servers).await?;
+    let ids: Vec<ServerId> = servers.iter().copied().collect();
+    static STATUSES: Shapes = Shapes::new();
+    let rows = crate::ingest::rows_for_servers(
+        &mut *conn,
+        &ids,
+        &STATUSES,
+        "SELECT id, agent_status FROM servers WHERE id IN (SELECT id FROM ids)",
+    )
+    .await?;
+    let mut before: BTreeMap<ServerId, String> = BTreeMap::new();
+    for row in &rows {
+        let row = Cols(row);
+        before.insert(row.int("id")?, row.text("agent_status")?);
+    }
+    let found: Vec<(ServerId, &Heard)> =
+        heard.iter().filter(|(server, _)| before.contains_key(server)).map(|(server, h)| (*server, h)).collect();
+    write(&mut *conn, &found).await?;
+    for (server, h) in &found {
+        let previous = if pending.contains(server) { AgentStatus::Active.as_str() } else { before[server].as_str() };
+        contact_event(&mut *conn, *server, h.first, previous).await?;
+    }
+    Ok(contacts
+        .iter()
+        .map(|contact| if before.contains_key(&contact.server) { Ok(()) } else { Err(StoreError::NotFound) })
+        .collect())
+}
+
+/// Marks the servers of `heard` active, moves their last contact on (never back) and
+/// keeps their latest heartbeat, a chunk of servers per statement.
+async fn write(conn: &mut Conn, heard: &[(ServerId, &Heard)]) -> StoreResult<()> {
+    static TEXTS: Shapes = Shapes::new();
+    for chunk in chunks(heard.len()) {
+        let sql = TEXTS.text(chunk.shape, |rows| {
+            let columns =
+                [("v_server", "BIGINT"), ("v_contact", "BIGINT"), ("v_beat_at", "BIGINT"), ("v_beat", "TEXT")];
+            format!(
+                "{}UPDATE servers SET agent_status = 'active', \
+                 agent_last_contact = CASE WHEN COALESCE(servers.agent_last_contact, 0) < v.v_contact \
+                 THEN v.v_contact ELSE servers.agent_last_contact END, \
+                 agent_last_heartbeat = COALESCE(v.v_beat_at, servers.agent_last_heartbeat), \
+                 agent_config = CASE WHEN v.v_beat IS NULL THEN servers.agent_config ELSE {} END \
+                 FROM v WHERE servers.id = v.v_server",
+                values_cte("v", &columns, rows),
+                crate::dialect::with_heartbeat("servers.agent_config", "v.v_beat"),
+            )
+        });
+        let mut query = sqlx::query(sql);
+        for i in 0..chunk.shape {
+            let row = chunk.row(heard, i);
+            query = query
+                .bind(row.map(|(server, _)| *server))
+                .bind(row.map(|(_, h)| h.last))
+                .bind(row.and_then(|(_, h)| h.beat_at))
+                .bind(row.and_then(|(_, h)| h.beat.as_deref()));
+        }
+        query.execute(&mut *conn).await.map_err(db)?;
+    }
+    Ok(())
+}
