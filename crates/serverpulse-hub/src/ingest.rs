@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serverpulse_proto::report::Report;
-use serverpulse_store::{Contact, IngestJob, IngestOutcome, Judge, ServerId, Store, StoreError};
+use serverpulse_store::{Contact, ContactOutcome, IngestJob, IngestOutcome, Judge, ServerId, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
@@ -39,7 +39,7 @@ type Reply = (Result<IngestOutcome, StoreError>, Vec<Report>);
 /// What waits for the writer, with where its outcome goes.
 enum Queued {
     Reports { job: IngestJob, reply: oneshot::Sender<Reply> },
-    Contact { contact: Contact, reply: oneshot::Sender<Result<(), StoreError>> },
+    Contact { contact: Contact, reply: oneshot::Sender<Result<ContactOutcome, StoreError>> },
 }
 
 /// Counters of the writer's work: commits (each one fsync of the database's log) and the
@@ -167,9 +167,9 @@ impl Ingest {
         Ok((outcome?, reports))
     }
 
-    /// Queues an agent's heartbeat or command poll and waits until it is durable. Only
-    /// an admitted request submits.
-    pub async fn record_contact(&self, _admitted: &Admitted, contact: Contact) -> Result<(), ApiError> {
+    /// Queues an agent's heartbeat or command poll and waits until it is durable: what
+    /// the agent is answered, as of the commit. Only an admitted request submits.
+    pub async fn record_contact(&self, _admitted: &Admitted, contact: Contact) -> Result<ContactOutcome, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.enqueue(Queued::Contact { contact, reply })?;
         Ok(answer.await.map_err(|_| writer_gone())??)
@@ -282,7 +282,11 @@ impl Writer {
     }
 
     /// One transaction for the batch's heartbeats and command polls.
-    async fn commit_contacts(&self, contacts: &[Contact], replies: Vec<oneshot::Sender<Result<(), StoreError>>>) {
+    async fn commit_contacts(
+        &self,
+        contacts: &[Contact],
+        replies: Vec<oneshot::Sender<Result<ContactOutcome, StoreError>>>,
+    ) {
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.jobs.fetch_add(contacts.len() as u64, Ordering::Relaxed);
         let outcomes = match self.parts.store.record_contacts(contacts).await {

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde_json::json;
 use serverpulse_domain::AgentStatus;
-use serverpulse_store::{Contact, ServerId, StoreError, StoreResult};
+use serverpulse_proto::settings::AgentSettings;
+use serverpulse_store::{Contact, ContactOutcome, ServerId, StoreError, StoreResult, Versioned};
 
 use crate::batched::{Shapes, chunks, values_cte};
 use crate::dialect::Conn;
@@ -35,7 +36,7 @@ pub(crate) async fn record(
     conn: &mut Conn,
     contacts: &[Contact],
     pending: &HashSet<ServerId>,
-) -> StoreResult<Vec<StoreResult<()>>> {
+) -> StoreResult<Vec<StoreResult<ContactOutcome>>> {
     let mut heard: BTreeMap<ServerId, Heard> = BTreeMap::new();
     for contact in contacts {
         let merged =
@@ -58,24 +59,39 @@ pub(crate) async fn record(
         &mut *conn,
         &ids,
         &STATUSES,
-        "SELECT id, agent_status FROM servers WHERE id IN (SELECT id FROM ids)",
+        "SELECT id, agent_status, agent_settings, agent_settings_version FROM servers WHERE id IN (SELECT id FROM ids)",
     )
     .await?;
-    let mut before: BTreeMap<ServerId, String> = BTreeMap::new();
+    // Each server's status before, and its settings (what a heartbeat is answered with).
+    let mut before: BTreeMap<ServerId, (String, Versioned<AgentSettings>)> = BTreeMap::new();
     for row in &rows {
         let row = Cols(row);
-        before.insert(row.int("id")?, row.text("agent_status")?);
+        let id = row.int("id")?;
+        let value = serde_json::from_str(&row.text("agent_settings")?)
+            .map_err(|e| StoreError::Corrupt(format!("agent settings of server {id}: {e}")))?;
+        let version = u64::try_from(row.int("agent_settings_version")?).unwrap_or(0);
+        before.insert(id, (row.text("agent_status")?, Versioned { version, value }));
     }
     let found: Vec<(ServerId, &Heard)> =
         heard.iter().filter(|(server, _)| before.contains_key(server)).map(|(server, h)| (*server, h)).collect();
     write(&mut *conn, &found).await?;
     for (server, h) in &found {
-        let previous = if pending.contains(server) { AgentStatus::Active.as_str() } else { before[server].as_str() };
+        let previous = if pending.contains(server) { AgentStatus::Active.as_str() } else { before[server].0.as_str() };
         contact_event(&mut *conn, *server, h.first, previous).await?;
     }
+    let found: Vec<ServerId> = found.iter().map(|(server, _)| *server).collect();
+    let waiting = crate::ingest::commands_waiting(&mut *conn, &found).await?;
     Ok(contacts
         .iter()
-        .map(|contact| if before.contains_key(&contact.server) { Ok(()) } else { Err(StoreError::NotFound) })
+        .map(|contact| {
+            let (_, settings) = before.get(&contact.server).ok_or(StoreError::NotFound)?;
+            let expiring = waiting.get(&contact.server).map_or(&[][..], Vec::as_slice);
+            let commands_pending = expiring.iter().filter(|expires_at| **expires_at > contact.at).count();
+            Ok(ContactOutcome {
+                commands_pending: u32::try_from(commands_pending).unwrap_or(u32::MAX),
+                settings: settings.clone(),
+            })
+        })
         .collect())
 }
 

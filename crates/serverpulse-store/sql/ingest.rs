@@ -1108,14 +1108,7 @@ async fn after_ingest(
         }
     }
     let ids: Vec<ServerId> = server_rows.keys().copied().collect();
-    let mut waiting: HashMap<ServerId, Vec<i64>> = HashMap::new();
-    static PENDING: Shapes = Shapes::new();
-    let select = "SELECT c.server_id, c.expires_at FROM commands c JOIN ids ON c.server_id = ids.id \
-                  WHERE c.state = 'pending'";
-    for row in rows_for_servers(&mut *conn, &ids, &PENDING, select).await? {
-        let row = Cols(&row);
-        waiting.entry(row.int("server_id")?).or_default().push(row.int("expires_at")?);
-    }
+    let waiting = commands_waiting(&mut *conn, &ids).await?;
     let mut out = HashMap::with_capacity(server_rows.len());
     let mut refigured: Vec<(ServerId, String)> = Vec::new();
     for (id, landed) in landed.iter_mut() {
@@ -1189,6 +1182,22 @@ pub(crate) struct RowUpdate<'a> {
     pub(crate) summary: Option<&'a [u8]>,
     pub(crate) units: Option<i64>,
     pub(crate) max_seq: Option<i64>,
+}
+
+/// When each command waiting for the agents of `servers` (not yet delivered) expires.
+pub(crate) async fn commands_waiting(
+    conn: &mut Conn,
+    servers: &[ServerId],
+) -> StoreResult<HashMap<ServerId, Vec<i64>>> {
+    let mut waiting: HashMap<ServerId, Vec<i64>> = HashMap::new();
+    static PENDING: Shapes = Shapes::new();
+    let select = "SELECT c.server_id, c.expires_at FROM commands c JOIN ids ON c.server_id = ids.id \
+                  WHERE c.state = 'pending'";
+    for row in rows_for_servers(&mut *conn, servers, &PENDING, select).await? {
+        let row = Cols(&row);
+        waiting.entry(row.int("server_id")?).or_default().push(row.int("expires_at")?);
+    }
+    Ok(waiting)
 }
 
 /// Writes `updates` into their servers' rows, a chunk of servers per statement.

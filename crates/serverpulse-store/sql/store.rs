@@ -14,11 +14,12 @@ use serverpulse_store::history::AGENT_ALERT_WINDOW_MS;
 use serverpulse_store::{
     AckOutcome, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord, AlertStatus,
     AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, CompactionOutcome, Contact,
-    DeliveryOutcome, DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, FleetCounts, IngestJob,
-    IngestOutcome, NewApiToken, NewCommand, NewNotification, NewServer, NewSession, NewUser, NotificationQuery,
-    NotificationRecord, ProvisionedAgent, Recipients, RegisterOutcome, RegistrationWay, RetentionOutcome,
-    RetentionPolicy, RuleState, Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord, Store, StoreError,
-    StoreResult, StoredChannel, StoredRule, StoredSilence, User, UserId, UserWithPassword, Versioned,
+    ContactOutcome, DeliveryOutcome, DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, FleetCounts,
+    IngestJob, IngestOutcome, NewApiToken, NewCommand, NewNotification, NewServer, NewSession, NewUser,
+    NotificationQuery, NotificationRecord, ProvisionedAgent, Recipients, RegisterOutcome, RegistrationWay,
+    RetentionOutcome, RetentionPolicy, RuleState, Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord,
+    Store, StoreError, StoreResult, StoredChannel, StoredRule, StoredSilence, User, UserId, UserWithPassword,
+    Versioned,
 };
 use sqlx::{Pool, Row, Transaction};
 
@@ -580,7 +581,7 @@ impl Store for SqlStore {
         Ok(outcomes)
     }
 
-    async fn record_contacts(&self, contacts: &[Contact]) -> StoreResult<Vec<StoreResult<()>>> {
+    async fn record_contacts(&self, contacts: &[Contact]) -> StoreResult<Vec<StoreResult<ContactOutcome>>> {
         if contacts.is_empty() {
             return Ok(Vec::new());
         }

@@ -1244,6 +1244,16 @@ pub async fn contacts_are_recorded_together_and_fail_alone(store: &dyn Store) {
     store.delete_server(gone, T0).await.expect("remove");
     store.store_reports(reporting, &[report(Some(1), T0 + 5_000, 0, json!([]))], T0 + 5_000).await.expect("report");
     assert_eq!(store.mark_silent_agents(T0 + 1_000, 100).await.expect("sweep"), [a, b], "a and b fell silent");
+    // A command waits for a's agent until T0 + 2,450; b's settings move to version 1.
+    let command = NewCommand {
+        id: "contact-c1".to_owned(),
+        kind: CommandType::CollectNow,
+        args: json!({}),
+        expires_at: T0 + 2_450,
+        issued_by: "tester".into(),
+    };
+    store.enqueue_command(a, command, T0).await.expect("enqueue");
+    let settings = store.set_agent_settings(b, AgentSettings::default(), T0).await.expect("settings");
     let said = |version| AgentContact { status: Some("online".into()), config_version: Some(version) };
     let poll = |server, at| Contact { server, at, heartbeat: None };
     let contacts = [
@@ -1260,6 +1270,10 @@ pub async fn contacts_are_recorded_together_and_fail_alone(store: &dyn Store) {
     for (k, outcome) in outcomes.iter().enumerate() {
         assert_eq!(matches!(outcome, Err(StoreError::NotFound)), k == 2, "contact {k}: {outcome:?}");
     }
+    let answered = |k: usize| outcomes[k].as_ref().expect("recorded");
+    let waiting: Vec<u32> = [0, 3, 4, 1].iter().map(|k| answered(*k).commands_pending).collect();
+    assert_eq!(waiting, [1, 0, 1, 0], "a's command waits, as of each contact, until it expires");
+    assert_eq!(answered(1).settings, settings, "each contact answered with its server's settings");
     let a_now = store.get_server(a).await.expect("a");
     assert_eq!(a_now.agent_status, AgentStatus::Active);
     assert_eq!((a_now.agent_last_contact, a_now.agent_last_heartbeat), (Some(T0 + 2_500), Some(T0 + 2_500)));

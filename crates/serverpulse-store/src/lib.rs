@@ -124,9 +124,10 @@ pub trait Store: Send + Sync + 'static {
     /// transaction — one commit, one fsync — each succeeding or failing on its own
     /// (`NotFound`: its server is gone), the outcomes in the contacts' order: the server
     /// marked active (its return logged if it was not), its last contact moved on (never
-    /// back), and for a heartbeat its time and what it said kept. `Err` only when
-    /// nothing could be committed.
-    async fn record_contacts(&self, contacts: &[Contact]) -> StoreResult<Vec<StoreResult<()>>>;
+    /// back), and for a heartbeat its time and what it said kept. Each comes back with
+    /// what its agent is answered, as of the commit. `Err` only when nothing could be
+    /// committed.
+    async fn record_contacts(&self, contacts: &[Contact]) -> StoreResult<Vec<StoreResult<ContactOutcome>>>;
     /// The server's agent settings and their revision (0 and empty settings until first set).
     async fn agent_settings(&self, server: ServerId) -> StoreResult<Versioned<AgentSettings>>;
     /// Replaces the server's agent settings; returns them with the new revision (previous + 1).

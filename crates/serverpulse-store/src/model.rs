@@ -244,6 +244,15 @@ pub struct Contact {
     pub heartbeat: Option<AgentContact>,
 }
 
+/// What an agent is answered after a contact, as its commit left its server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactOutcome {
+    /// Unexpired commands waiting for the agent (not yet delivered).
+    pub commands_pending: u32,
+    /// The server's own agent settings.
+    pub settings: Versioned<serverpulse_proto::settings::AgentSettings>,
+}
+
 /// One stored report, as the history API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

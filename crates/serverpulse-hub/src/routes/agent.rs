@@ -19,7 +19,7 @@ use serverpulse_proto::settings::AgentSettings;
 use serverpulse_proto::time::format_timestamp;
 use serverpulse_store::{
     AckOutcome, AgentContact, AgentCredentials, AgentProfile, Contact, RegisterOutcome, RegistrationWay, ServerId,
-    StoreError,
+    StoreError, Versioned,
 };
 
 use serverpulse_alerting::notify::{Schedule, Silence};
@@ -42,13 +42,17 @@ fn default_config(state: &AppState) -> AgentConfig {
 
 /// What one server's agent is told to run: the defaults with the server's settings over them.
 pub async fn agent_config(state: &AppState, server: ServerId) -> Result<AgentConfig, StoreError> {
-    let settings = state.store.agent_settings(server).await?;
-    Ok(AgentConfig::effective(
+    Ok(effective_config(state, state.store.agent_settings(server).await?))
+}
+
+/// The hub's defaults with a server's own `settings` over them.
+fn effective_config(state: &AppState, settings: Versioned<AgentSettings>) -> AgentConfig {
+    AgentConfig::effective(
         state.settings.collection_interval_secs,
         state.settings.heartbeat_interval_secs,
         settings.value,
         settings.version,
-    ))
+    )
 }
 
 /// The server behind an authenticated agent vanished mid-request: same answer as a bad token.
@@ -60,7 +64,7 @@ fn agent_gone(error: StoreError) -> ApiError {
 }
 
 /// A contact's outcome, as [`agent_gone`] answers a vanished server.
-fn recorded(outcome: Result<(), ApiError>) -> Result<(), ApiError> {
+fn recorded<T>(outcome: Result<T, ApiError>) -> Result<T, ApiError> {
     match outcome {
         Err(ApiError::NotFound(_)) => Err(ApiError::Unauthorized),
         other => other,
@@ -213,11 +217,11 @@ pub async fn heartbeat(
     let said = AgentContact { status: beat.status, config_version: beat.config_version };
     // Committed with the other contacts the writer has queued (see `ingest`).
     let contact = Contact { server: agent.server_id, at: state.now(), heartbeat: Some(said) };
-    recorded(state.ingest.record_contact(&admitted, contact).await)?;
+    // Its answer (settings, commands waiting) comes from the same commit.
+    let answer = recorded(state.ingest.record_contact(&admitted, contact).await)?;
     crate::live::publish_server(&state, agent.server_id).await;
-    let commands_pending = state.store.pending_command_count(agent.server_id, state.now()).await?;
-    let config = agent_config(&state, agent.server_id).await.map_err(agent_gone)?;
-    Ok(Json(HeartbeatAccepted { success: true, config, commands_pending }))
+    let config = effective_config(&state, answer.settings);
+    Ok(Json(HeartbeatAccepted { success: true, config, commands_pending: answer.commands_pending }))
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{agent_id}/alerts", tag = "agents",
@@ -306,12 +310,11 @@ pub async fn commands(
     agent: AuthenticatedAgent,
 ) -> ApiResult<Json<PendingCommands>> {
     let now = state.now();
-    // Nearly every poll finds nothing: then it is only a contact, committed with the
-    // others the writer has queued, instead of a transaction of its own.
-    if state.store.pending_command_count(agent.server_id, now).await? == 0 {
-        recorded(
-            state.ingest.record_contact(&admitted, Contact { server: agent.server_id, at: now, heartbeat: None }).await,
-        )?;
+    // A contact, committed with the others the writer has queued; nearly every poll
+    // finds nothing waiting and ends there. Commands waiting are delivered in a
+    // transaction of their own.
+    let contact = Contact { server: agent.server_id, at: now, heartbeat: None };
+    if recorded(state.ingest.record_contact(&admitted, contact).await)?.commands_pending == 0 {
         return Ok(Json(PendingCommands { success: true, commands: Vec::new() }));
     }
     let pending = state.store.pending_commands(agent.server_id, now).await.map_err(agent_gone)?;
