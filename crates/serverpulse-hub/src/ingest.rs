@@ -9,9 +9,9 @@
 //! report is committed at once.
 //!
 //! Agents' other contacts — heartbeats, command polls — go through the same queue
-//! ([`Ingest::record_contact`]): the writer records those of a batch in one more
-//! transaction after its reports, so they too cost a commit per batch, not one each
-//! (a fleet of 100,000 agents sends ~2,000 of them a second).
+//! ([`Ingest::record_contact`]) and are recorded in the same transaction as the batch's
+//! reports, so they too cost nothing in commits (a fleet of 100,000 agents sends ~2,000
+//! of them a second).
 //!
 //! A request is [`Admitted`] on arrival, before anything else is done for it. It
 //! is refused at once with 503 and `Retry-After` (agents come back later, their reports
@@ -248,30 +248,22 @@ impl Writer {
                 }
             }
         }
-        if !jobs.is_empty() {
-            self.commit_reports(jobs, replies).await;
-        }
-        if !contacts.is_empty() {
-            self.commit_contacts(&contacts, contact_replies).await;
-        }
-        tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "ingest batch committed");
-    }
-
-    /// One transaction for the batch's reports, each request then answered.
-    async fn commit_reports(&self, jobs: Vec<IngestJob>, replies: Vec<oneshot::Sender<Reply>>) {
-        let count = jobs.len();
+        let (count, heard) = (jobs.len(), contacts.len());
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats.jobs.fetch_add(count as u64, Ordering::Relaxed);
+        self.stats.jobs.fetch_add((count + heard) as u64, Ordering::Relaxed);
         // Alert rules are judged in the same commit, with the batch's servers' evaluation
         // locks held (the sweeper's evaluations of them wait, and see the outcome).
         let WriterParts { store, alerting, clock } = &self.parts;
-        let judge = alerting.judge(&**store, clock.now_ms()).await;
+        let judge = if count > 0 { alerting.judge(&**store, clock.now_ms()).await } else { None };
         let locks = alerting.locks.lock_all(jobs.iter().map(|job| job.server)).await;
-        let outcomes = match store.store_report_batch(&jobs, judge.as_ref().map(|j| j as &dyn Judge)).await {
+        let (outcomes, answered) = match store
+            .commit_batch(&jobs, &contacts, judge.as_ref().map(|j| j as &dyn Judge))
+            .await
+        {
             Ok(outcomes) => outcomes,
             Err(error) => {
-                tracing::warn!(jobs = count, error = %error, "ingest batch failed; nothing of it was stored");
-                vec![Err(error); count]
+                tracing::warn!(jobs = count, contacts = heard, error = %error, "ingest batch failed; nothing of it was stored");
+                (vec![Err(error.clone()); count], vec![Err(error); heard])
             }
         };
         drop(locks);
@@ -279,25 +271,14 @@ impl Writer {
             // The request may have gone (client hung up): its reports are kept anyway.
             let _ = reply.send((outcome, job.reports));
         }
-    }
-
-    /// One transaction for the batch's heartbeats and command polls.
-    async fn commit_contacts(
-        &self,
-        contacts: &[Contact],
-        replies: Vec<oneshot::Sender<Result<ContactOutcome, StoreError>>>,
-    ) {
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats.jobs.fetch_add(contacts.len() as u64, Ordering::Relaxed);
-        let outcomes = match self.parts.store.record_contacts(contacts).await {
-            Ok(outcomes) => outcomes,
-            Err(error) => {
-                tracing::warn!(contacts = contacts.len(), error = %error, "contacts failed; none of them was recorded");
-                vec![Err(error); contacts.len()]
-            }
-        };
-        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        for (reply, outcome) in contact_replies.into_iter().zip(answered) {
             let _ = reply.send(outcome);
         }
+        tracing::debug!(
+            jobs = count,
+            contacts = heard,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "ingest batch committed"
+        );
     }
 }

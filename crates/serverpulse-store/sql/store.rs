@@ -13,9 +13,9 @@ use serverpulse_proto::settings::AgentSettings;
 use serverpulse_store::history::AGENT_ALERT_WINDOW_MS;
 use serverpulse_store::{
     AckOutcome, AgentCredentials, AgentIdentity, AgentProfile, AlertId, AlertQuery, AlertRecord, AlertStatus,
-    AlertingChange, ApiToken, ApiTokenSecret, ChartBucket, CommandRecord, CommandState, CompactionOutcome, Contact,
-    ContactOutcome, DeliveryOutcome, DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord, FleetCounts,
-    IngestJob, IngestOutcome, NewApiToken, NewCommand, NewNotification, NewServer, NewSession, NewUser,
+    AlertingChange, ApiToken, ApiTokenSecret, BatchOutcomes, ChartBucket, CommandRecord, CommandState,
+    CompactionOutcome, Contact, DeliveryOutcome, DueNotification, EnrollmentGrant, EventKind, EventQuery, EventRecord,
+    FleetCounts, IngestJob, IngestOutcome, NewApiToken, NewCommand, NewNotification, NewServer, NewSession, NewUser,
     NotificationQuery, NotificationRecord, ProvisionedAgent, Recipients, RegisterOutcome, RegistrationWay,
     RetentionOutcome, RetentionPolicy, RuleState, Sample, Server, ServerId, ServerPatch, ServiceChange, ServiceRecord,
     Store, StoreError, StoreResult, StoredChannel, StoredRule, StoredSilence, User, UserId, UserWithPassword,
@@ -570,33 +570,29 @@ impl Store for SqlStore {
         self.store_report_batch(std::slice::from_ref(&job), None).await?.pop().unwrap_or(Err(StoreError::NotFound))
     }
 
-    async fn store_report_batch(
+    async fn commit_batch(
         &self,
         jobs: &[IngestJob],
+        contacts: &[Contact],
         judge: Option<&dyn serverpulse_store::Judge>,
-    ) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
+    ) -> StoreResult<BatchOutcomes> {
         let mut tx = self.begin().await?;
         let (outcomes, changes) = crate::ingest::store_batch(&mut tx, jobs, judge, self.write_back()).await?;
-        crate::written_back::commit_with(tx, self.write_back(), changes).await?;
-        Ok(outcomes)
-    }
-
-    async fn record_contacts(&self, contacts: &[Contact]) -> StoreResult<Vec<StoreResult<ContactOutcome>>> {
-        if contacts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut tx = self.begin().await?;
-        // Taken while the transaction holds the writer: nothing else changes it meanwhile.
-        let pending: std::collections::HashSet<ServerId> = match self.write_back() {
-            Some(write_back) => {
+        let answered = if contacts.is_empty() {
+            Vec::new()
+        } else {
+            // Servers a row written back says are active: those pending before this
+            // transaction, and those its reports leave pending (taken while it holds the
+            // writer: nothing else changes the write-back meanwhile).
+            let mut pending: std::collections::HashSet<ServerId> = changes.pending.iter().map(|(s, _)| *s).collect();
+            if let Some(write_back) = self.write_back() {
                 let ids: Vec<ServerId> = contacts.iter().map(|c| c.server).collect();
-                crate::ingest::lock(write_back).of(&ids).into_keys().collect()
+                pending.extend(crate::ingest::lock(write_back).of(&ids).into_keys());
             }
-            None => std::collections::HashSet::new(),
+            crate::contacts::record(&mut tx, contacts, &pending).await?
         };
-        let outcomes = crate::contacts::record(&mut tx, contacts, &pending).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(outcomes)
+        crate::written_back::commit_with(tx, self.write_back(), changes).await?;
+        Ok((outcomes, answered))
     }
 
     async fn agent_settings(&self, server: ServerId) -> StoreResult<Versioned<AgentSettings>> {

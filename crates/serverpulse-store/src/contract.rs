@@ -74,6 +74,7 @@ macro_rules! contract_suite {
             samples_of_one_time_are_re_rated_together,
             a_batch_commits_jobs_together_and_fails_them_alone,
             contacts_are_recorded_together_and_fail_alone,
+            a_batch_commits_reports_and_contacts_together,
             a_batch_rates_reports_against_their_neighbours_in_agent_time,
             agent_changes_move_with_every_change_of_an_identity,
             a_batch_judges_each_servers_rules_against_its_stored_episodes,
@@ -1297,6 +1298,30 @@ pub async fn contacts_are_recorded_together_and_fail_alone(store: &dyn Store) {
         assert_eq!(back, returns, "server {server}: its return logged once");
     }
     assert!(store.record_contacts(&[]).await.expect("none").is_empty());
+}
+
+/// A writer's batch holding a returning agent's report and its heartbeat: both kept,
+/// in one transaction, and its return logged once.
+pub async fn a_batch_commits_reports_and_contacts_together(store: &dyn Store) {
+    let id = agent(store, "together", "10.0.0.95").await;
+    assert_eq!(store.mark_silent_agents(T0 + 1_000, 100).await.expect("sweep"), [id]);
+    let job =
+        IngestJob { server: id, reports: vec![report(Some(1), T0 + 2_000, 0, json!([]))], received_at: T0 + 2_000 };
+    let beat = AgentContact { status: Some("online".into()), config_version: Some(1) };
+    let (stored, heard) = store.commit_batch(&[job], &[heartbeat(id, T0 + 2_100, beat)], None).await.expect("batch");
+    assert_eq!(stored[0].as_ref().expect("stored").stored_seqs, [1]);
+    assert_eq!(heard[0].as_ref().expect("heard").commands_pending, 0);
+    let back = store.get_server(id).await.expect("get");
+    assert_eq!(back.agent_status, AgentStatus::Active);
+    assert_eq!((back.agent_last_contact, back.agent_last_heartbeat), (Some(T0 + 2_100), Some(T0 + 2_100)));
+    assert_eq!(back.last_metrics_at, Some(T0 + 2_000));
+    let query =
+        EventQuery { server_id: Some(id), kind: Some(EventKind::AgentStatus), limit: 10, ..EventQuery::default() };
+    let returns = store.events(query).await.expect("events");
+    let returns = returns.iter().filter(|e| e.details["to"] == json!("active")).count();
+    assert_eq!(returns, 1, "its return logged once, by its report");
+    let (none, nobody) = store.commit_batch(&[], &[], None).await.expect("empty batch");
+    assert!(none.is_empty() && nobody.is_empty());
 }
 
 pub async fn a_batch_commits_jobs_together_and_fails_them_alone(store: &dyn Store) {

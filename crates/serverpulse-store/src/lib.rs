@@ -119,7 +119,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         jobs: &[IngestJob],
         judge: Option<&dyn Judge>,
-    ) -> StoreResult<Vec<StoreResult<IngestOutcome>>>;
+    ) -> StoreResult<Vec<StoreResult<IngestOutcome>>> {
+        Ok(self.commit_batch(jobs, &[], judge).await?.0)
+    }
     /// Records agents' contacts other than reports (heartbeats, command polls) in one
     /// transaction — one commit, one fsync — each succeeding or failing on its own
     /// (`NotFound`: its server is gone), the outcomes in the contacts' order: the server
@@ -127,7 +129,19 @@ pub trait Store: Send + Sync + 'static {
     /// back), and for a heartbeat its time and what it said kept. Each comes back with
     /// what its agent is answered, as of the commit. `Err` only when nothing could be
     /// committed.
-    async fn record_contacts(&self, contacts: &[Contact]) -> StoreResult<Vec<StoreResult<ContactOutcome>>>;
+    async fn record_contacts(&self, contacts: &[Contact]) -> StoreResult<Vec<StoreResult<ContactOutcome>>> {
+        Ok(self.commit_batch(&[], contacts, None).await?.1)
+    }
+    /// The ingest writer's batch in one transaction — one commit, one fsync: `jobs` as
+    /// [`Store::store_report_batch`] stores them, then `contacts` as
+    /// [`Store::record_contacts`] records them. `Err` only when nothing could be
+    /// committed.
+    async fn commit_batch(
+        &self,
+        jobs: &[IngestJob],
+        contacts: &[Contact],
+        judge: Option<&dyn Judge>,
+    ) -> StoreResult<BatchOutcomes>;
     /// The server's agent settings and their revision (0 and empty settings until first set).
     async fn agent_settings(&self, server: ServerId) -> StoreResult<Versioned<AgentSettings>>;
     /// Replaces the server's agent settings; returns them with the new revision (previous + 1).

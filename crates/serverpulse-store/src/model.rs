@@ -244,6 +244,10 @@ pub struct Contact {
     pub heartbeat: Option<AgentContact>,
 }
 
+/// The outcomes of a writer's batch ([`crate::Store::commit_batch`]): its report jobs'
+/// and its contacts', each in their order.
+pub type BatchOutcomes = (Vec<crate::StoreResult<IngestOutcome>>, Vec<crate::StoreResult<ContactOutcome>>);
+
 /// What an agent is answered after a contact, as its commit left its server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContactOutcome {
