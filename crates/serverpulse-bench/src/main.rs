@@ -399,10 +399,10 @@ async fn run(
             // heartbeat and its command poll, each agent on its own phase of them.
             if pace == Pace::Scheduled && !schedule.reports_only {
                 let turn = round + i as u64;
-                if turn % heartbeat_every == 0 {
+                if turn.is_multiple_of(heartbeat_every) {
                     requests.push(AgentRequest::heartbeat(agent, token, at));
                 }
-                if turn % poll_every == 0 {
+                if turn.is_multiple_of(poll_every) {
                     requests.push(AgentRequest::command_poll(agent, token));
                 }
             }
@@ -532,15 +532,9 @@ impl Transport {
             }
             Self::OwnConnection(address, source) => {
                 let kinds: Vec<bool> = requests.iter().map(AgentRequest::is_report).collect();
-                let results = match tokio::time::timeout(
-                    REQUEST_TIMEOUT,
-                    send_on_own_connection(address, source, requests),
-                )
-                .await
-                {
-                    Ok(results) => results,
-                    Err(_) => Vec::new(),
-                };
+                let results = tokio::time::timeout(REQUEST_TIMEOUT, send_on_own_connection(address, source, requests))
+                    .await
+                    .unwrap_or_default();
                 // What got no answer in time (or whose connection failed) failed.
                 let missing = if results.len() < kinds.len() { "timeout or connection" } else { "" };
                 kinds
