@@ -38,6 +38,12 @@ pub(crate) fn with_heartbeat(config: &str, beat: &str) -> String {
     format!("jsonb_set({config}::jsonb, '{{heartbeat}}', {beat}::jsonb)::text")
 }
 
+/// Whether `config`'s `heartbeat` member is other than `beat` (both as in
+/// [`with_heartbeat`]).
+pub(crate) fn heartbeat_differs(config: &str, beat: &str) -> String {
+    format!("({config}::jsonb -> 'heartbeat') IS DISTINCT FROM {beat}::jsonb")
+}
+
 /// (alert, channel) pairs due a repeated notice at `$1`.
 pub(crate) const REPEATS_DUE: &str = "SELECT n.alert_id, n.channel_id FROM notifications n \
      JOIN alerts a ON a.id = n.alert_id JOIN channels c ON c.id = n.channel_id \

@@ -38,6 +38,12 @@ pub(crate) fn with_heartbeat(config: &str, beat: &str) -> String {
     format!("json_set({config}, '$.heartbeat', json({beat}))")
 }
 
+/// Whether `config`'s `heartbeat` member is other than `beat` (both as in
+/// [`with_heartbeat`]; the hub writes `beat` with its members in one order).
+pub(crate) fn heartbeat_differs(config: &str, beat: &str) -> String {
+    format!("json_extract({config}, '$.heartbeat') IS NOT json({beat})")
+}
+
 /// (alert, channel) pairs due a repeated notice at `$1`.
 pub(crate) const REPEATS_DUE: &str = "SELECT n.alert_id, n.channel_id FROM notifications n \
      JOIN alerts a ON a.id = n.alert_id JOIN channels c ON c.id = n.channel_id \

@@ -83,6 +83,7 @@ pub(crate) async fn rebuild_rows(writer: &sqlx::Pool<Db>) -> StoreResult<usize> 
                 server: *server,
                 newest: Some(RowFigures::of(newest.at, &NewestFigures::of_sample(newest))),
                 contact: samples.iter().map(|s| s.received_at).max().unwrap_or(newest.received_at),
+                heartbeat: None,
                 open: None,
                 summary: None,
                 units: None,

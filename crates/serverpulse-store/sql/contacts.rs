@@ -6,12 +6,18 @@
 //! transaction of its own, an fsync each on the one connection ingest commits on: the
 //! hub fell behind its reports (docs/benchmarks.md, twentieth session). Here a batch
 //! costs one read of its servers' statuses and one multi-row update, whatever its size.
+//!
+//! A server whose row is written back (a reporting agent's, nearly always) has its
+//! contact and heartbeat time kept in that pending row instead, written with it: its
+//! row is not rewritten per contact. Only what a heartbeat says (status, the settings
+//! version it runs) is written at once, and only when it changed. A crash loses those
+//! times for at most a bucket (the next heartbeat brings them back), never a report.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::json;
-use serverpulse_domain::AgentStatus;
 use serverpulse_proto::settings::AgentSettings;
+use serverpulse_store::write_back::PendingRow;
 use serverpulse_store::{Contact, ContactOutcome, ServerId, StoreError, StoreResult, Versioned};
 
 use crate::batched::{Shapes, chunks, values_cte};
@@ -29,13 +35,14 @@ struct Heard {
     beat: Option<String>,
 }
 
-/// Records `contacts` on `conn`, the writer's transaction (the caller commits). Servers
-/// in `pending` have a row written back, which says they are active whatever the row
-/// in the database says.
+/// Records `contacts` on `conn`, the writer's transaction (the caller commits). The
+/// servers in `pending` have their rows written back (their agents are active whatever
+/// the database says): their contacts are taken into those rows, which the caller
+/// records with the commit.
 pub(crate) async fn record(
     conn: &mut Conn,
     contacts: &[Contact],
-    pending: &HashSet<ServerId>,
+    pending: &mut HashMap<ServerId, PendingRow>,
 ) -> StoreResult<Vec<StoreResult<ContactOutcome>>> {
     let mut heard: BTreeMap<ServerId, Heard> = BTreeMap::new();
     for contact in contacts {
@@ -74,10 +81,17 @@ pub(crate) async fn record(
     }
     let found: Vec<(ServerId, &Heard)> =
         heard.iter().filter(|(server, _)| before.contains_key(server)).map(|(server, h)| (*server, h)).collect();
-    write(&mut *conn, &found).await?;
-    for (server, h) in &found {
-        let previous = if pending.contains(server) { AgentStatus::Active.as_str() } else { before[server].0.as_str() };
-        contact_event(&mut *conn, *server, h.first, previous).await?;
+    let (held, through): (Vec<(ServerId, &Heard)>, Vec<(ServerId, &Heard)>) =
+        found.iter().partition(|(server, _)| pending.contains_key(server));
+    for (server, h) in &held {
+        if let Some(row) = pending.get_mut(server) {
+            row.heard(h.last, h.beat_at.is_some());
+        }
+    }
+    write(&mut *conn, &through).await?;
+    write_said(&mut *conn, &held).await?;
+    for (server, h) in &through {
+        contact_event(&mut *conn, *server, h.first, &before[server].0).await?;
     }
     let found: Vec<ServerId> = found.iter().map(|(server, _)| *server).collect();
     let waiting = crate::ingest::commands_waiting(&mut *conn, &found).await?;
@@ -122,6 +136,31 @@ async fn write(conn: &mut Conn, heard: &[(ServerId, &Heard)]) -> StoreResult<()>
                 .bind(row.map(|(_, h)| h.last))
                 .bind(row.and_then(|(_, h)| h.beat_at))
                 .bind(row.and_then(|(_, h)| h.beat.as_deref()));
+        }
+        query.execute(&mut *conn).await.map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Writes what the heartbeats of `heard` said where it differs from what their rows
+/// hold (their times stay in their pending rows).
+async fn write_said(conn: &mut Conn, heard: &[(ServerId, &Heard)]) -> StoreResult<()> {
+    let said: Vec<(ServerId, &str)> =
+        heard.iter().filter_map(|(server, h)| Some((*server, h.beat.as_deref()?))).collect();
+    static TEXTS: Shapes = Shapes::new();
+    for chunk in chunks(said.len()) {
+        let sql = TEXTS.text(chunk.shape, |rows| {
+            format!(
+                "{}UPDATE servers SET agent_config = {} FROM v WHERE servers.id = v.v_server AND {}",
+                values_cte("v", &[("v_server", "BIGINT"), ("v_beat", "TEXT")], rows),
+                crate::dialect::with_heartbeat("servers.agent_config", "v.v_beat"),
+                crate::dialect::heartbeat_differs("servers.agent_config", "v.v_beat"),
+            )
+        });
+        let mut query = sqlx::query(sql);
+        for i in 0..chunk.shape {
+            let row = chunk.row(&said, i);
+            query = query.bind(row.map(|(server, _)| *server)).bind(row.map(|(_, beat)| *beat));
         }
         query.execute(&mut *conn).await.map_err(db)?;
     }

@@ -1075,7 +1075,8 @@ async fn after_ingest(
             let (was, new) = (pending.map_or(&[][..], |p| &p.entries), tracked.entries.get(server));
             let mut entries = Vec::with_capacity(was.len() + new.map_or(0, Vec::len));
             entries.extend(was.iter().chain(new.into_iter().flatten()).copied());
-            let row = PendingRow { at: *at, figures, contact, max_seq, summary, units, entries };
+            let heartbeat = pending.and_then(|p| p.heartbeat);
+            let row = PendingRow { at: *at, figures, contact, heartbeat, max_seq, summary, units, entries };
             changes.pending.push((*server, row));
             continue;
         }
@@ -1088,7 +1089,8 @@ async fn after_ingest(
             (None, None) => None,
         };
         let open = tracked.open.get(server).copied();
-        updates.push(RowUpdate { server: *server, newest, contact, open, summary, units, max_seq });
+        let heartbeat = pending.and_then(|p| p.heartbeat);
+        updates.push(RowUpdate { server: *server, newest, contact, heartbeat, open, summary, units, max_seq });
     }
     write_rows(&mut *conn, &updates).await?;
     // Servers the batch brought nothing newer for keep their stored figures: read.
@@ -1178,6 +1180,8 @@ pub(crate) struct RowUpdate<'a> {
     pub(crate) server: ServerId,
     pub(crate) newest: Option<RowFigures>,
     pub(crate) contact: i64,
+    /// A heartbeat held with the row (kept where later than the row's).
+    pub(crate) heartbeat: Option<i64>,
     pub(crate) open: Option<i64>,
     pub(crate) summary: Option<&'a [u8]>,
     pub(crate) units: Option<i64>,
@@ -1211,6 +1215,7 @@ pub(crate) async fn write_rows(conn: &mut Conn, updates: &[RowUpdate<'_>]) -> St
                 ("v_at", "BIGINT"),
                 ("v_uptime", "BIGINT"),
                 ("v_contact", "BIGINT"),
+                ("v_beat", "BIGINT"),
                 ("v_open", "BIGINT"),
                 ("v_summary", crate::dialect::BYTES),
                 ("v_units", "BIGINT"),
@@ -1230,7 +1235,9 @@ pub(crate) async fn write_rows(conn: &mut Conn, updates: &[RowUpdate<'_>]) -> St
                  rollup_open = COALESCE(v.v_open, servers.rollup_open), rollup_open_summary = v.v_summary, \
                  units_digest = v.v_units, \
                  agent_last_contact = CASE WHEN COALESCE(servers.agent_last_contact, 0) < v.v_contact \
-                 THEN v.v_contact ELSE servers.agent_last_contact END \
+                 THEN v.v_contact ELSE servers.agent_last_contact END, \
+                 agent_last_heartbeat = CASE WHEN COALESCE(servers.agent_last_heartbeat, 0) < v.v_beat \
+                 THEN v.v_beat ELSE servers.agent_last_heartbeat END \
                  FROM v WHERE servers.id = v.v_server",
                 values_cte("v", &columns, rows)
             )
@@ -1245,6 +1252,7 @@ pub(crate) async fn write_rows(conn: &mut Conn, updates: &[RowUpdate<'_>]) -> St
                 .bind(newest.map(|f| f.at))
                 .bind(newest.and_then(|f| f.uptime))
                 .bind(row.map(|u| u.contact))
+                .bind(row.and_then(|u| u.heartbeat))
                 .bind(row.and_then(|u| u.open))
                 .bind(row.and_then(|u| u.summary))
                 .bind(row.and_then(|u| u.units))

@@ -577,19 +577,26 @@ impl Store for SqlStore {
         judge: Option<&dyn serverpulse_store::Judge>,
     ) -> StoreResult<BatchOutcomes> {
         let mut tx = self.begin().await?;
-        let (outcomes, changes) = crate::ingest::store_batch(&mut tx, jobs, judge, self.write_back()).await?;
+        let (outcomes, mut changes) = crate::ingest::store_batch(&mut tx, jobs, judge, self.write_back()).await?;
         let answered = if contacts.is_empty() {
             Vec::new()
         } else {
-            // Servers a row written back says are active: those pending before this
-            // transaction, and those its reports leave pending (taken while it holds the
-            // writer: nothing else changes the write-back meanwhile).
-            let mut pending: std::collections::HashSet<ServerId> = changes.pending.iter().map(|(s, _)| *s).collect();
+            // The contacts' servers whose rows stay written back after this transaction:
+            // those its reports leave pending, and those pending before that it does not
+            // write (taken while it holds the writer: nothing else changes them meanwhile).
+            let mut pending: std::collections::HashMap<ServerId, serverpulse_store::write_back::PendingRow> =
+                std::mem::take(&mut changes.pending).into_iter().collect();
             if let Some(write_back) = self.write_back() {
                 let ids: Vec<ServerId> = contacts.iter().map(|c| c.server).collect();
-                pending.extend(crate::ingest::lock(write_back).of(&ids).into_keys());
+                for (server, row) in crate::ingest::lock(write_back).of(&ids) {
+                    if !changes.written.contains(&server) {
+                        pending.entry(server).or_insert_with(|| serverpulse_store::write_back::PendingRow::clone(&row));
+                    }
+                }
             }
-            crate::contacts::record(&mut tx, contacts, &pending).await?
+            let answered = crate::contacts::record(&mut tx, contacts, &mut pending).await?;
+            changes.pending = pending.into_iter().collect();
+            answered
         };
         crate::written_back::commit_with(tx, self.write_back(), changes).await?;
         Ok((outcomes, answered))

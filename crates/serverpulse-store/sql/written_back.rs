@@ -49,6 +49,7 @@ pub(crate) async fn write_out(
             server: *server,
             newest: Some(RowFigures::of(p.at, &p.figures)),
             contact: p.contact,
+            heartbeat: p.heartbeat,
             open: None,
             summary: p.summary.as_deref(),
             units: p.units,

@@ -1243,7 +1243,11 @@ pub async fn contacts_are_recorded_together_and_fail_alone(store: &dyn Store) {
     let gone = agent(store, "contact-gone", "10.0.0.93").await;
     let reporting = agent(store, "contact-reporting", "10.0.0.94").await;
     store.delete_server(gone, T0).await.expect("remove");
-    store.store_reports(reporting, &[report(Some(1), T0 + 5_000, 0, json!([]))], T0 + 5_000).await.expect("report");
+    // Two reports of one bucket: the second is appended (a store that writes rows back
+    // leaves this server's row pending).
+    for (seq, at) in [(1, T0 + 4_000), (2, T0 + 5_000)] {
+        store.store_reports(reporting, &[report(Some(seq), at, 0, json!([]))], at).await.expect("report");
+    }
     assert_eq!(store.mark_silent_agents(T0 + 1_000, 100).await.expect("sweep"), [a, b], "a and b fell silent");
     // A command waits for a's agent until T0 + 2,450; b's settings move to version 1.
     let command = NewCommand {
@@ -1286,6 +1290,12 @@ pub async fn contacts_are_recorded_together_and_fail_alone(store: &dyn Store) {
     assert_eq!(r_now.agent_last_contact, Some(T0 + 5_000), "an older contact does not move it back");
     assert_eq!(r_now.agent_last_heartbeat, Some(T0 + 3_000));
     assert_eq!(r_now.last_metrics_at, Some(T0 + 5_000), "its newest report stands");
+    assert_eq!(r_now.agent_config.value()["heartbeat"]["config_version"], json!(7));
+    // Its next bucket writes its row: the heartbeat is in it.
+    let later = T0 + 10 * 60_000;
+    store.store_reports(reporting, &[report(Some(3), later, 0, json!([]))], later).await.expect("report");
+    let r_later = store.get_server(reporting).await.expect("reporting");
+    assert_eq!((r_later.agent_last_contact, r_later.agent_last_heartbeat), (Some(later), Some(T0 + 3_000)));
     for (server, returns) in [(a, 1), (b, 1), (reporting, 0)] {
         let query = EventQuery {
             server_id: Some(server),

@@ -43,6 +43,9 @@ pub struct PendingRow {
     pub figures: NewestFigures,
     /// Its agent's latest contact.
     pub contact: i64,
+    /// Its agent's latest heartbeat not yet written, when any (a heartbeat of a server
+    /// whose row is pending is kept here, written with the row).
+    pub heartbeat: Option<i64>,
     /// The greatest `seq` stored for it, when any.
     pub max_seq: Option<i64>,
     /// Its open bucket summed up (`OpenSummary::to_bytes`), when known.
@@ -91,7 +94,7 @@ impl PendingRow {
     }
 
     /// Lays this over `row` as read from the database: its newest figures where they are
-    /// newer than the row's, its agent active, its contact the later one.
+    /// newer than the row's, its agent active, its contact and heartbeat the later ones.
     pub fn lay_over(&self, row: &mut Server) {
         if row.last_metrics_at.is_none_or(|at| at <= self.at) {
             row.last_metrics_at = Some(self.at);
@@ -99,6 +102,16 @@ impl PendingRow {
         }
         row.agent_status = AgentStatus::Active;
         row.agent_last_contact = row.agent_last_contact.max(Some(self.contact));
+        row.agent_last_heartbeat = row.agent_last_heartbeat.max(self.heartbeat);
+    }
+
+    /// Takes in a contact at `at` (a heartbeat when `heartbeat`): the later contact and
+    /// heartbeat are kept.
+    pub fn heard(&mut self, at: i64, heartbeat: bool) {
+        self.contact = self.contact.max(at);
+        if heartbeat {
+            self.heartbeat = self.heartbeat.max(Some(at));
+        }
     }
 }
 
@@ -245,6 +258,7 @@ mod tests {
             at,
             figures: NewestFigures { cpu_usage: Some(at as f64), uptime: Some(7), ..NewestFigures::default() },
             contact,
+            heartbeat: None,
             max_seq: Some(at),
             summary: None,
             units: None,
