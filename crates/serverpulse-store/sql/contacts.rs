@@ -35,6 +35,9 @@ struct Heard {
     beat: Option<String>,
 }
 
+/// Servers with what was heard from them.
+type ServersHeard<'h> = Vec<(ServerId, &'h Heard)>;
+
 /// Records `contacts` on `conn`, the writer's transaction (the caller commits). The
 /// servers in `pending` have their rows written back (their agents are active whatever
 /// the database says): their contacts are taken into those rows, which the caller
@@ -79,9 +82,9 @@ pub(crate) async fn record(
         let version = u64::try_from(row.int("agent_settings_version")?).unwrap_or(0);
         before.insert(id, (row.text("agent_status")?, Versioned { version, value }));
     }
-    let found: Vec<(ServerId, &Heard)> =
+    let found: ServersHeard<'_> =
         heard.iter().filter(|(server, _)| before.contains_key(server)).map(|(server, h)| (*server, h)).collect();
-    let (held, through): (Vec<(ServerId, &Heard)>, Vec<(ServerId, &Heard)>) =
+    let (held, through): (ServersHeard<'_>, ServersHeard<'_>) =
         found.iter().partition(|(server, _)| pending.contains_key(server));
     for (server, h) in &held {
         if let Some(row) = pending.get_mut(server) {
