@@ -370,9 +370,8 @@ fn api(error: ApiError) -> anyhow::Error {
 
 async fn serve(config: &HubConfig, state: AppState) -> anyhow::Result<()> {
     crate::connections::raise_open_files_limit();
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
+    let listener =
+        crate::connections::listen(config.listen).with_context(|| format!("listening on {}", config.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "ServerPulse hub listening");
     app::serve(listener, state, app::shutdown_signal()).await;

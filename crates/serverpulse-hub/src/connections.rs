@@ -301,6 +301,22 @@ impl AsyncWrite for WatchedStream {
     }
 }
 
+/// Connections the kernel may hold for the hub before it accepts them. tokio's `bind`
+/// asks for 1,024: a fleet of 100,000 agents opens ~3,300 connections a second, so a
+/// third of a second's lag of the accept loop (a busy bucket boundary) overflowed it,
+/// and agents saw connections dropped. Linux caps it at `net.core.somaxconn` (4,096 on
+/// current kernels).
+const LISTEN_BACKLOG: u32 = 8_192;
+
+/// Listens on `address` with room for [`LISTEN_BACKLOG`] connections not yet accepted.
+pub fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As tokio's and std's `bind` do: a restarted hub rebinds at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Raises this process's soft limit on open files to its hard limit, as a server that
 /// holds a descriptor per connection should: the usual soft limit (1,024) is a few
 /// seconds of a large fleet's reports, while services get a hard limit of 524,288 from
