@@ -63,7 +63,8 @@ fn agent_gone(error: StoreError) -> ApiError {
     }
 }
 
-/// A contact's outcome, as [`agent_gone`] answers a vanished server.
+/// What the ingest writer made of an agent's request, as [`agent_gone`] answers a
+/// vanished server.
 fn recorded<T>(outcome: Result<T, ApiError>) -> Result<T, ApiError> {
     match outcome {
         Err(ApiError::NotFound(_)) => Err(ApiError::Unauthorized),
@@ -175,10 +176,7 @@ pub async fn metrics(
     // dropped now, while it is still in cache.
     let reports = decode_metrics_body(document, now)?.into_reports_with_text(text);
     // Durable once this returns: the writer committed the batch holding these reports.
-    let (outcome, reports) = match state.ingest.submit(&admitted, agent.server_id, reports, now).await {
-        Err(ApiError::NotFound(_)) => return Err(ApiError::Unauthorized),
-        other => other?,
-    };
+    let (outcome, reports) = recorded(state.ingest.submit(&admitted, agent.server_id, reports, now).await)?;
     // The server as the commit left it comes with the outcome, and what its alert
     // rules made of the reports (judged in the same commit).
     if outcome.stored > 0
