@@ -77,10 +77,8 @@ pub(crate) async fn record(
     for row in &rows {
         let row = Cols(row);
         let id = row.int("id")?;
-        let value = serde_json::from_str(&row.text("agent_settings")?)
-            .map_err(|e| StoreError::Corrupt(format!("agent settings of server {id}: {e}")))?;
-        let version = u64::try_from(row.int("agent_settings_version")?).unwrap_or(0);
-        before.insert(id, (row.text("agent_status")?, Versioned { version, value }));
+        let settings = serverpulse_store::rows::agent_settings(&row, id)?;
+        before.insert(id, (row.text("agent_status")?, settings));
     }
     let found: ServersHeard<'_> =
         heard.iter().filter(|(server, _)| before.contains_key(server)).map(|(server, h)| (*server, h)).collect();

@@ -609,10 +609,7 @@ impl Store for SqlStore {
             .await
             .map_err(db)?
             .ok_or(StoreError::NotFound)?;
-        let text: String = row.try_get("agent_settings").map_err(db)?;
-        let version: i64 = row.try_get("agent_settings_version").map_err(db)?;
-        let value = rows::from_json(&text, &format!("agent settings of server {server}"))?;
-        Ok(Versioned { version: u64::try_from(version).unwrap_or(0), value })
+        serverpulse_store::rows::agent_settings(&Cols(&row), server)
     }
 
     async fn set_agent_settings(

@@ -61,6 +61,18 @@ pub fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Stor
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// A server's agent settings and their revision, from its `agent_settings` and
+/// `agent_settings_version` columns.
+pub fn agent_settings(
+    row: &impl Columns,
+    server: crate::ServerId,
+) -> StoreResult<crate::Versioned<serverpulse_proto::settings::AgentSettings>> {
+    let value = serde_json::from_str(&row.text("agent_settings")?)
+        .map_err(|e| StoreError::Corrupt(format!("agent settings of server {server}: {e}")))?;
+    let version = u64::try_from(row.int("agent_settings_version")?).unwrap_or(0);
+    Ok(crate::Versioned { version, value })
+}
+
 pub fn json(text: &str) -> StoreResult<Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
 }
