@@ -93,11 +93,16 @@ mod properties {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
+        /// Buckets closed while their rows are pending wait in them (the default) or go
+        /// out with the next batch (`at_once`).
         #[test]
-        fn rollups_equal_a_recomputation((samples, batches) in chart_histories()) {
+        fn rollups_equal_a_recomputation((samples, batches) in chart_histories(), at_once in any::<bool>()) {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 let (_dir, store) = super::fresh_store().await;
+                if at_once {
+                    store.spread_closes_over(std::time::Duration::ZERO);
+                }
                 charts_agree_with_the_samples(&store, "prop", &samples, &batches).await;
             });
         }
@@ -298,4 +303,107 @@ async fn rows_a_crash_left_behind_are_rebuilt_from_the_samples() {
     reopened.close().await;
     assert_eq!(count_in_file(path.clone(), "performance_logs").await, 0);
     assert_eq!(count_in_file(path.clone(), "samples_by_server").await, 0);
+}
+
+/// A report opening a later bucket leaves the bucket it closes in its server's pending
+/// row (see `serverpulse_store::write_back`) until it is due: no tier in the file holds
+/// it meanwhile, yet every chart counts it, once; due, it goes out with a later batch
+/// into every tier, and charts stay the same.
+#[tokio::test]
+async fn a_bucket_closed_while_its_row_is_pending_waits_there_until_due() {
+    use serverpulse_store::Store;
+    let (dir, store, server) = store_with_one_agent("moving").await;
+    let path = dir.path().join("contract.db");
+    let bucket = next_bucket();
+    for (seq, at) in [(1, bucket), (2, bucket + 60_000), (3, bucket + 120_000)] {
+        store.store_reports(server, &[cpu_report(seq, at)], at + 1_000).await.unwrap();
+    }
+    // The row moves on: the bucket closes into its pending row.
+    store.store_reports(server, &[cpu_report(4, bucket + 300_000)], bucket + 301_000).await.unwrap();
+    assert_eq!(tiers_in_file(&path, server).await, vec![], "no tier holds the closed bucket yet");
+    let charts = |store: SqliteStore| async move {
+        let mut all = Vec::new();
+        for step in [300_000, 3_600_000, 86_400_000] {
+            let from = bucket - bucket % step;
+            let chart = store.chart(server, from, from + step.max(600_000), step).await.unwrap();
+            all.push(chart.iter().map(|b| (b.start, b.samples, b.bands[0].max, b.bands[0].last)).collect::<Vec<_>>());
+        }
+        all
+    };
+    let waiting = charts(store.clone()).await;
+    let hour = bucket - bucket % 3_600_000;
+    assert_eq!(waiting[0], [(bucket, 3, Some(30.0), Some(30.0)), (bucket + 300_000, 1, Some(40.0), Some(40.0))]);
+    // The hour and the day hold both buckets (the boundary may fall on an hour's).
+    let coarse: u32 = waiting[1].iter().map(|b| b.1).sum();
+    assert_eq!((coarse, waiting[2].iter().map(|b| b.1).sum::<u32>()), (4, 4), "{waiting:?}");
+    if bucket + 300_000 < hour + 3_600_000 {
+        assert_eq!(waiting[1], [(hour, 4, Some(40.0), Some(40.0))]);
+    }
+
+    // Due: written out with the next batch (another report in the open bucket).
+    store.spread_closes_over(std::time::Duration::ZERO);
+    store.store_reports(server, &[cpu_report(5, bucket + 330_000)], bucket + 331_000).await.unwrap();
+    store.store_reports(server, &[cpu_report(6, bucket + 360_000)], bucket + 361_000).await.unwrap();
+    let tiers = tiers_in_file(&path, server).await;
+    assert_eq!(tiers.iter().filter(|(width, ..)| *width == 300_000).collect::<Vec<_>>(), [&(300_000, bucket, 3)]);
+    assert_eq!(tiers.iter().filter(|(width, ..)| *width > 300_000).map(|t| t.2).collect::<Vec<_>>(), [3, 3]);
+    let written = charts(store.clone()).await;
+    assert_eq!(written[0], [(bucket, 3, Some(30.0), Some(30.0)), (bucket + 300_000, 3, Some(60.0), Some(60.0))]);
+    store.close().await;
+}
+
+/// A hub that stops without writing out a row that moved on (a crash, a kill) leaves
+/// its closed bucket in no tier; the next open closes it from its raw samples, and the
+/// row's open bucket is the newest sample's.
+#[tokio::test]
+async fn a_bucket_closed_while_its_row_was_pending_is_closed_after_a_crash() {
+    use serverpulse_store::Store;
+    let (dir, store, server) = store_with_one_agent("crashed-moving").await;
+    let path = dir.path().join("contract.db");
+    let t0 = serverpulse_store::contract::T0;
+    let bucket = next_bucket();
+    for (seq, at) in [(1, bucket), (2, bucket + 60_000), (3, bucket + 300_000), (4, bucket + 330_000)] {
+        store.store_reports(server, &[cpu_report(seq, at)], at + 1_000).await.unwrap();
+    }
+    assert_eq!(tiers_in_file(&path, server).await, vec![], "the closed bucket waits in memory");
+    drop(store);
+
+    let reopened = SqliteStore::open(&path, t0).await.unwrap();
+    let tiers = tiers_in_file(&path, server).await;
+    assert_eq!(tiers.iter().map(|t| t.2).collect::<Vec<_>>(), [2, 2, 2], "closed from its samples: {tiers:?}");
+    let chart = reopened.chart(server, bucket, bucket + 600_000, 300_000).await.unwrap();
+    assert_eq!(chart.iter().map(|b| (b.start, b.samples)).collect::<Vec<_>>(), [(bucket, 2), (bucket + 300_000, 2)]);
+    // The open bucket is the newest one: a report in it is not counted twice, the
+    // next one closes it.
+    reopened.store_reports(server, &[cpu_report(5, bucket + 360_000)], bucket + 361_000).await.unwrap();
+    reopened.store_reports(server, &[cpu_report(6, bucket + 600_000)], bucket + 601_000).await.unwrap();
+    reopened.close().await;
+    let tiers = tiers_in_file(&path, server).await;
+    let fives: Vec<(i64, i64)> = tiers.iter().filter(|t| t.0 == 300_000).map(|t| (t.1, t.2)).collect();
+    assert_eq!(fives, [(bucket, 2), (bucket + 300_000, 3)]);
+}
+
+/// The start of a 5-minute bucket after `T0` (samples in it are newer than any other).
+fn next_bucket() -> i64 {
+    let t0 = serverpulse_store::contract::T0;
+    t0 - t0 % 300_000 + 300_000
+}
+
+/// A report at `at` whose CPU figure is 10 × its `seq`.
+fn cpu_report(seq: u64, at: i64) -> serverpulse_proto::report::Report {
+    let doc = serde_json::json!({"timestamp": serverpulse_proto::time::format_timestamp(at), "seq": seq,
+        "metrics": {"cpu_usage": 10.0 * seq as f64, "memory_usage": 20.0, "disk_usage": 30.0}});
+    serverpulse_proto::report::decode_report(&doc, "", at).unwrap()
+}
+
+/// The summaries of `server` in the file at `path` as it stands: (width, start, samples).
+async fn tiers_in_file(path: &std::path::Path, server: serverpulse_store::ServerId) -> Vec<(i64, i64, i64)> {
+    let raw = read_only(path).await;
+    let rows = sqlx::query_as("SELECT width, start, samples FROM rollups WHERE server_id = ? ORDER BY width, start")
+        .bind(server)
+        .fetch_all(&raw)
+        .await
+        .unwrap();
+    raw.close().await;
+    rows
 }

@@ -17,7 +17,7 @@ use sqlx::Row;
 use crate::SqlStore;
 use crate::rows::db;
 use crate::samples_by_server::SampleIds;
-use serverpulse_store::history::{COLUMNS, ChartPlan, Filling, OpenSummary, TIERS, bucket_of};
+use serverpulse_store::history::{COLUMNS, ChartPlan, Filling, TIERS, bucket_of};
 
 fn charted_row(row: &DbRow) -> StoreResult<[Option<f64>; 8]> {
     let mut values = [None; 8];
@@ -85,6 +85,7 @@ impl SqlStore {
     ) -> StoreResult<Vec<ChartBucket>> {
         let plan = ChartPlan::new(from, to, step);
         let ids = SampleIds::of(self.write_back(), server);
+        let pending = crate::written_back::pending_row(self.write_back(), server);
         // One read transaction: one snapshot of rows, summaries and chunks.
         let mut snapshot = self.snapshot().await?;
         let mut buckets: BTreeMap<i64, Filling> = BTreeMap::new();
@@ -92,19 +93,17 @@ impl SqlStore {
         match plan.tier {
             Some(width) => {
                 // The server's open 5-minute bucket is in no tier (any 5-minute row of it
-                // is out of date): it is summed up beside the server's row, or else from
-                // its raw samples — what closing it writes.
-                let (open, summary): (Option<i64>, Option<Vec<u8>>) =
+                // is out of date), nor is one its pending row closed but has not written:
+                // each is summed up beside the row or in the write-back, or else from its
+                // raw samples — what closing it writes.
+                let stored: (Option<i64>, Option<Vec<u8>>) =
                     sqlx::query_as("SELECT rollup_open, rollup_open_summary FROM servers WHERE id = $1")
                         .bind(server)
                         .fetch_optional(&mut *snapshot)
                         .await
                         .map_err(db)?
                         .unwrap_or_default();
-                // Or in the write-back, where ingest has not written the row yet.
-                let (open, summary) = crate::written_back::open_summary(self.write_back(), server, (open, summary));
-                let summary =
-                    summary.as_deref().and_then(OpenSummary::from_bytes).filter(|summary| open == Some(summary.start));
+                let untiered = crate::written_back::untiered(pending.as_deref(), stored);
                 let rows = sqlx::query(
                     "SELECT * FROM rollups WHERE server_id = $1 AND width = $2 AND start >= $3 AND start < $4 ORDER BY start",
                 )
@@ -117,19 +116,19 @@ impl SqlStore {
                 .map_err(db)?;
                 for row in &rows {
                     let start: i64 = row.try_get("start").map_err(db)?;
-                    if width == TIERS[0] && Some(start) == open {
+                    if width == TIERS[0] && untiered.iter().any(|(bucket, _)| *bucket == start) {
                         continue;
                     }
                     summed.insert(start);
                     add_tier_row(buckets.entry(bucket_of(start, plan.step)).or_default(), row)?;
                 }
-                // After the rest: it is the server's newest.
-                if let Some(open) = open.filter(|open| plan.counts(*open)) {
-                    let bucket = bucket_of(open, plan.step);
-                    match summary {
-                        Some(summary) => buckets.entry(bucket).or_default().merge(&summary.filling),
+                // After the rest: they are the server's newest.
+                for (start, filling) in untiered.into_iter().filter(|(start, _)| plan.counts(*start)) {
+                    let bucket = bucket_of(start, plan.step);
+                    match filling {
+                        Some(filling) => buckets.entry(bucket).or_default().merge(&filling),
                         None => {
-                            for row in &raw_rows(&mut snapshot, server, &ids, open, open + TIERS[0]).await? {
+                            for row in &raw_rows(&mut snapshot, server, &ids, start, start + TIERS[0]).await? {
                                 let at = row.try_get("agent_time").map_err(db)?;
                                 buckets.entry(bucket).or_default().add_sample(at, charted_row(row)?);
                             }

@@ -27,7 +27,7 @@ use serverpulse_store::history::{
 };
 use serverpulse_store::landing::{Around, Before, Landing, ServerLanding, land};
 use serverpulse_store::packed::{Packed, pack};
-use serverpulse_store::write_back::{PendingRow, RowChanges, SampleEntry, WriteBack};
+use serverpulse_store::write_back::{MovedOn, PendingRow, RowChanges, SampleEntry, WriteBack};
 use serverpulse_store::{
     AlertId, EventKind, IngestJob, IngestOutcome, Judge, RuleState, Sample, Server, ServerId, StoreResult,
 };
@@ -111,11 +111,12 @@ pub(crate) async fn store_batch(
         landing.stored.iter().filter(|s| s.appended).map(|s| (s.server, &s.sample)).collect();
     let mut buckets = OpenBuckets::after(&appended, &tracked);
     landing.touched.extend(buckets.stray.iter().copied());
-    buckets.forget_touched(&landing.touched);
     let deferrable = match write_back {
-        Some(_) => deferrable(&landing, &probed, &buckets, &tracked),
+        Some(_) => deferrable(&landing, &probed, &buckets, &tracked, &pending),
         None => BTreeSet::new(),
     };
+    let moved = buckets.settle_moves(&deferrable, &pending, landing.servers.keys());
+    buckets.forget_touched(&landing.touched);
     // Entries go with their rows: those of rows written now before anything reads the
     // samples (closing buckets, below); the others stay pending with theirs.
     let newest_id = stored_entries.iter().map(|(_, entry)| entry.id).max();
@@ -166,6 +167,7 @@ pub(crate) async fn store_batch(
         rerated_figures,
         pending: &pending,
         deferrable: &deferrable,
+        moved,
         entries: entries.pending,
     };
     let (mut rows, mut changes) = after_ingest(&mut *tx, &mut landing.servers, server_rows, &tracked_after).await?;
@@ -203,12 +205,13 @@ pub(crate) async fn store_batch(
 
 /// Servers whose rows may stay behind (see [`WriteBack`]): every report of theirs in the
 /// batch came after all of their history unprobed, their agent was active, their open
-/// bucket stays.
+/// bucket stays or moves on once (the row pending, if it was, had not moved on yet).
 fn deferrable(
     landing: &Landing<'_>,
     probed: &HashSet<ServerId>,
     buckets: &OpenBuckets,
     tracked: &HashMap<ServerId, Tracked>,
+    pending: &HashMap<ServerId, Arc<PendingRow>>,
 ) -> BTreeSet<ServerId> {
     // Servers with a report stored among their history, or a sample touched.
     let among: HashSet<ServerId> = (landing.stored.iter().filter(|s| !s.appended).map(|s| s.server))
@@ -222,7 +225,14 @@ fn deferrable(
                 && landed.status_before == AgentStatus::Active.as_str()
                 && !probed.contains(server)
                 && !among.contains(server)
-                && buckets.open.get(server).is_none_or(|open| tracked.get(server).and_then(|t| t.open) == Some(*open))
+                && match (buckets.open.get(server), tracked.get(server).and_then(|t| t.open)) {
+                    (None, _) => true,
+                    (Some(open), was) if was == Some(*open) => true,
+                    (Some(_), Some(was)) => {
+                        pending.get(server).is_none_or(|p| p.moved.is_none()) && buckets.closed_of(**server).eq([was])
+                    }
+                    (Some(_), None) => false,
+                }
         })
         .map(|(server, _)| *server)
         .collect()
@@ -289,6 +299,8 @@ struct TrackedAfter<'a> {
     pending: &'a HashMap<ServerId, Arc<PendingRow>>,
     /// Servers whose rows stay behind, their state left pending.
     deferrable: &'a BTreeSet<ServerId>,
+    /// Those of them whose open bucket the batch moved on (see [`OpenBuckets::settle_moves`]).
+    moved: HashMap<ServerId, MovedOn>,
     /// The entries of the samples the batch stored for those servers.
     entries: HashMap<ServerId, Vec<SampleEntry>>,
     /// The greatest `seq` the batch stored for each server.
@@ -429,6 +441,40 @@ impl OpenBuckets {
         buckets
     }
 
+    /// The buckets the batch closes for `server`, in order.
+    fn closed_of(&self, server: ServerId) -> impl Iterator<Item = i64> + '_ {
+        self.closed.iter().filter(move |c| c.server == server).map(|c| c.start)
+    }
+
+    /// Settles the moves of pending rows (see [`WriteBack`]): the bucket a `deferrable`
+    /// server's batch closes waits in its row instead (returned); a bucket waiting in
+    /// the pending row of a server of the batch (`servers`) that is written now closes
+    /// first, before any the batch closes.
+    fn settle_moves<'a>(
+        &mut self,
+        deferrable: &BTreeSet<ServerId>,
+        pending: &HashMap<ServerId, Arc<PendingRow>>,
+        servers: impl Iterator<Item = &'a ServerId>,
+    ) -> HashMap<ServerId, MovedOn> {
+        let mut moved = HashMap::new();
+        self.closed.retain(|closing| {
+            let Some(open) = self.open.get(&closing.server).filter(|_| deferrable.contains(&closing.server)) else {
+                return true;
+            };
+            let closed_summary =
+                closing.summary.clone().map(|filling| OpenSummary { start: closing.start, filling }.to_bytes());
+            moved.insert(closing.server, MovedOn { closed: closing.start, closed_summary, open: *open });
+            false
+        });
+        let waiting: Vec<Closing> = servers
+            .filter(|server| !deferrable.contains(server))
+            .filter_map(|server| Some((*server, pending.get(server)?.moved.as_ref()?)))
+            .map(|(server, moved)| Closing { server, start: moved.closed, summary: moved.closed_filling() })
+            .collect();
+        self.closed.splice(0..0, waiting);
+        moved
+    }
+
     /// Summaries of servers with samples landing among stored ones (`touched`, which
     /// may be in or re-rate their buckets) are not known: those buckets are summed up
     /// from their raw samples when they close.
@@ -557,7 +603,7 @@ async fn servers_before(
             chunked_until: row.opt_int("chunked_until")?,
             raw_horizon: row.opt_int("raw_horizon")?,
         };
-        let open = row.opt_int("rollup_open")?;
+        let mut open = row.opt_int("rollup_open")?;
         let mut summary: Option<Vec<u8>> = db_row.try_get("rollup_open_summary").map_err(db)?;
         let mut units = row.opt_int("units_digest")?;
         if let Some(p) = pending.get(&server.id) {
@@ -568,6 +614,9 @@ async fn servers_before(
             ends.newest = Some(newest);
             ends.max_seq = ends.max_seq.max(p.max_seq);
             summary.clone_from(&p.summary);
+            if let Some(moved) = &p.moved {
+                open = Some(moved.open);
+            }
             units = p.units;
             // Its newest figures come from the batch (see `after_ingest`).
             server.last_metrics_at = Some(p.at);
@@ -1076,7 +1125,8 @@ async fn after_ingest(
             let mut entries = Vec::with_capacity(was.len() + new.map_or(0, Vec::len));
             entries.extend(was.iter().chain(new.into_iter().flatten()).copied());
             let heartbeat = pending.and_then(|p| p.heartbeat);
-            let row = PendingRow { at: *at, figures, contact, heartbeat, max_seq, summary, units, entries };
+            let moved = tracked.moved.get(server).cloned().or_else(|| pending.and_then(|p| p.moved.clone()));
+            let row = PendingRow { at: *at, figures, contact, heartbeat, max_seq, summary, units, entries, moved };
             changes.pending.push((*server, row));
             continue;
         }
@@ -1088,7 +1138,7 @@ async fn after_ingest(
             (None, Some(p)) => Some(RowFigures::of(p.at, &p.figures)),
             (None, None) => None,
         };
-        let open = tracked.open.get(server).copied();
+        let open = tracked.open.get(server).copied().or_else(|| pending.and_then(|p| Some(p.moved.as_ref()?.open)));
         let heartbeat = pending.and_then(|p| p.heartbeat);
         updates.push(RowUpdate { server: *server, newest, contact, heartbeat, open, summary, units, max_seq });
     }

@@ -30,6 +30,32 @@ use crate::rows::{self, Cols, Columns, db};
 /// (see [`SqlStore::write_out`]): ~10 ms of the writer each.
 const WRITTEN_OUT_PER_TRANSACTION: usize = 1_024;
 
+/// Rows with a closed bucket due written out with one batch at most: a fleet's closes
+/// are spread over minutes, a few a batch; more wait for the next batches (each costs
+/// ~0.2 ms of the writer).
+const DUE_PER_BATCH: usize = 256;
+
+/// Writes out, with a batch, the rows whose closed buckets are due (see
+/// `serverpulse_store::write_back`): those the batch leaves pending as it leaves them,
+/// the others as they wait. `changes` (the batch's) then says they are written.
+async fn write_out_due(
+    conn: &mut Conn,
+    write_back: &std::sync::Mutex<serverpulse_store::write_back::WriteBack>,
+    changes: &mut serverpulse_store::write_back::RowChanges,
+) -> StoreResult<()> {
+    let written: std::collections::HashSet<ServerId> = changes.written.iter().copied().collect();
+    let due = crate::ingest::lock(write_back).due(DUE_PER_BATCH, |server| written.contains(&server));
+    if due.is_empty() {
+        return Ok(());
+    }
+    let mut rows = crate::ingest::lock(write_back).of(&due);
+    let left: Vec<_> = changes.pending.extract_if(.., |(server, _)| rows.contains_key(server)).collect();
+    rows.extend(left.into_iter().map(|(server, row)| (server, std::sync::Arc::new(row))));
+    crate::written_back::write_rows_out(&mut *conn, &rows).await?;
+    changes.written.extend(rows.into_keys());
+    Ok(())
+}
+
 /// The store over one database. Cheap to clone (pool handles). Writes go through
 /// `writer`, reads through `reader`: two pools on SQLite (one writer connection, readers
 /// beside it), one pool twice on PostgreSQL.
@@ -101,6 +127,15 @@ impl SqlStore {
 
     pub(crate) async fn begin(&self) -> StoreResult<Transaction<'static, Db>> {
         self.writer.begin().await.map_err(db)
+    }
+
+    /// Spreads the buckets rows close while pending over `spread` from now on (see
+    /// `serverpulse_store::write_back`; zero: each written with the next batch). A store
+    /// that writes rows through keeps none.
+    pub fn spread_closes_over(&self, spread: std::time::Duration) {
+        if let Some(write_back) = self.write_back() {
+            crate::ingest::lock(write_back).spread_closes_over(spread);
+        }
     }
 
     /// The write-back, where this store keeps one.
@@ -598,6 +633,9 @@ impl Store for SqlStore {
             changes.pending = pending.into_iter().collect();
             answered
         };
+        if let Some(write_back) = self.write_back() {
+            write_out_due(&mut tx, write_back, &mut changes).await?;
+        }
         crate::written_back::commit_with(tx, self.write_back(), changes).await?;
         Ok((outcomes, answered))
     }

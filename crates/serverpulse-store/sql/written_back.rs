@@ -9,11 +9,16 @@
 
 use std::sync::Mutex;
 
-use serverpulse_store::write_back::{RowChanges, WriteBack};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serverpulse_store::history::{Filling, OpenSummary};
+use serverpulse_store::write_back::{PendingRow, RowChanges, WriteBack};
 use serverpulse_store::{Server, ServerId, StoreResult};
 
 use crate::dialect::{Conn, Db};
 use crate::ingest::{RowFigures, RowUpdate, lock, write_rows};
+use crate::rollups::Closing;
 use crate::rows::db;
 
 /// Commits `tx` with `changes` recorded first, while it still holds the writer (no other
@@ -43,6 +48,26 @@ pub(crate) async fn write_out(
 ) -> StoreResult<RowChanges> {
     let Some(write_back) = write_back else { return Ok(RowChanges::default()) };
     let pending = lock(write_back).of(servers);
+    write_rows_out(conn, &pending).await?;
+    Ok(RowChanges { written: pending.into_keys().collect(), pending: Vec::new(), newest_id: None })
+}
+
+/// Writes the pending rows `pending` (and their samples' entries, and the buckets they
+/// closed) into the database on `conn`, the writer's transaction.
+pub(crate) async fn write_rows_out(conn: &mut Conn, pending: &HashMap<ServerId, Arc<PendingRow>>) -> StoreResult<()> {
+    // Entries first: a closed bucket not summed up is read from its raw samples.
+    let mut entries: Vec<_> =
+        pending.iter().flat_map(|(server, p)| p.entries.iter().map(|entry| (*server, *entry))).collect();
+    crate::samples_by_server::index(&mut *conn, &mut entries).await?;
+    let mut closing: Vec<Closing> = pending
+        .iter()
+        .filter_map(|(server, p)| {
+            let moved = p.moved.as_ref()?;
+            Some(Closing { server: *server, start: moved.closed, summary: moved.closed_filling() })
+        })
+        .collect();
+    closing.sort_unstable_by_key(|c| c.server);
+    crate::rollups::close(&mut *conn, &closing).await?;
     let mut updates: Vec<RowUpdate<'_>> = pending
         .iter()
         .map(|(server, p)| RowUpdate {
@@ -50,18 +75,14 @@ pub(crate) async fn write_out(
             newest: Some(RowFigures::of(p.at, &p.figures)),
             contact: p.contact,
             heartbeat: p.heartbeat,
-            open: None,
+            open: p.moved.as_ref().map(|moved| moved.open),
             summary: p.summary.as_deref(),
             units: p.units,
             max_seq: p.max_seq,
         })
         .collect();
     updates.sort_unstable_by_key(|u| u.server);
-    write_rows(&mut *conn, &updates).await?;
-    let mut entries: Vec<_> =
-        pending.iter().flat_map(|(server, p)| p.entries.iter().map(|entry| (*server, *entry))).collect();
-    crate::samples_by_server::index(&mut *conn, &mut entries).await?;
-    Ok(RowChanges { written: updates.iter().map(|u| u.server).collect(), pending: Vec::new(), newest_id: None })
+    write_rows(&mut *conn, &updates).await
 }
 
 /// Lays what is pending over `rows` as read.
@@ -78,15 +99,35 @@ pub(crate) fn lay_over(write_back: Option<&Mutex<WriteBack>>, rows: &mut [Server
     }
 }
 
-/// Lays a pending open summary over the one read for `server` (the chart's open bucket).
-pub(crate) fn open_summary(
-    write_back: Option<&Mutex<WriteBack>>,
-    server: ServerId,
+/// `server`'s pending row, if any: for a read to take before its snapshot starts (a row
+/// leaving the write-back later has its commit in that snapshot or after it).
+pub(crate) fn pending_row(write_back: Option<&Mutex<WriteBack>>, server: ServerId) -> Option<Arc<PendingRow>> {
+    write_back.and_then(|write_back| lock(write_back).of(&[server]).remove(&server))
+}
+
+/// The 5-minute buckets of a server that no tier holds as a read's snapshot stands,
+/// oldest first, each with its summary where known: its open bucket, and the bucket its
+/// `pending` row (taken before the snapshot) closed, unless the snapshot's row (`stored`:
+/// its open bucket and that bucket's summary) has it written out already.
+pub(crate) fn untiered(
+    pending: Option<&PendingRow>,
     stored: (Option<i64>, Option<Vec<u8>>),
-) -> (Option<i64>, Option<Vec<u8>>) {
-    let Some(write_back) = write_back else { return stored };
-    match lock(write_back).get(server) {
-        Some(pending) => (stored.0, pending.summary.clone()),
-        None => stored,
+) -> Vec<(i64, Option<Filling>)> {
+    let summed = |open: Option<i64>, summary: Option<&[u8]>| {
+        let filling = summary.and_then(OpenSummary::from_bytes).filter(|s| open == Some(s.start)).map(|s| s.filling);
+        open.map(|open| (open, filling))
+    };
+    let (open, summary) = stored;
+    match pending {
+        Some(p) => match &p.moved {
+            Some(moved) if open == Some(moved.closed) => {
+                let open = summed(Some(moved.open), p.summary.as_deref());
+                [Some((moved.closed, moved.closed_filling())), open].into_iter().flatten().collect()
+            }
+            // Written out since it was taken: the snapshot's row says all.
+            Some(_) => summed(open, summary.as_deref()).into_iter().collect(),
+            None => summed(open, p.summary.as_deref()).into_iter().collect(),
+        },
+        None => summed(open, summary.as_deref()).into_iter().collect(),
     }
 }

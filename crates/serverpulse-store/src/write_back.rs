@@ -23,18 +23,29 @@
 //! samples later than its newest figures, all in its open bucket (see the SQLite
 //! store's repair on open).
 //!
+//! A report opening a later bucket closes the open one, whose summary then goes into the
+//! tiers (the 5-minute one, folded into the hourly and daily ones), and its row is
+//! written. A whole fleet crosses each 5-minute boundary within one reporting interval,
+//! and at a hundred thousand agents those closes held the writer for the 30 s after
+//! every boundary (docs/benchmarks.md, twentieth session). So a row moves on *once*
+//! while pending: the bucket it closed waits in it ([`MovedOn`]) until it is due, a
+//! moment spread over the following minutes by server ([`WriteBack::due`]), and ingest
+//! writes it out with a later batch; charts lay it over the tiers meanwhile. A row that
+//! would move on a second time is written at once, both buckets closed in order.
+//!
 //! This module is the bookkeeping alone, with no database.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serverpulse_domain::AgentStatus;
 
-use crate::history::{Neighbour, NewestFigures};
+use crate::history::{Filling, Neighbour, NewestFigures, OpenSummary};
 use crate::{Server, ServerId};
 
 /// A server's newest state not yet written into its row. Its open bucket is the row's
-/// (`rollup_open`): a report moving it on writes the row.
+/// (`rollup_open`) unless it [`MovedOn`] since.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingRow {
     /// Agent time of its newest figures.
@@ -55,6 +66,20 @@ pub struct PendingRow {
     /// Its samples' entries not yet in `samples_by_server`, in the order stored (never
     /// empty: a row stays behind only for samples appended).
     pub entries: Vec<SampleEntry>,
+    /// Where its open bucket moved on since its row was written, when it did.
+    pub moved: Option<MovedOn>,
+}
+
+/// A pending row's open bucket moved on: the one it closed is in no tier yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MovedOn {
+    /// The bucket closed: the row's `rollup_open`.
+    pub closed: i64,
+    /// That bucket summed up (`OpenSummary::to_bytes`), when known (else it is summed up
+    /// from its raw samples when written).
+    pub closed_summary: Option<Vec<u8>>,
+    /// The bucket open since.
+    pub open: i64,
 }
 
 /// A sample's entry in `samples_by_server` (its server aside), in 24 bytes: the fleet's
@@ -115,11 +140,32 @@ impl PendingRow {
     }
 }
 
+impl MovedOn {
+    /// The closed bucket summed up, when known.
+    pub fn closed_filling(&self) -> Option<Filling> {
+        let summary = OpenSummary::from_bytes(self.closed_summary.as_deref()?)?;
+        (summary.start == self.closed).then_some(summary.filling)
+    }
+}
+
+/// How long after its row moved on a closed bucket may wait, at most (see [`WriteBack::due`]):
+/// well inside the next 5-minute bucket, so that a server reporting every minute or
+/// more often has it written before its row would move on again.
+pub const CLOSE_SPREAD: Duration = Duration::from_secs(200);
+
 /// Every server whose row is behind its newest state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriteBack {
     /// Shared with the batches and reads that take copies: a copy is a count.
     rows: HashMap<ServerId, Arc<PendingRow>>,
+    /// Rows that moved on, by when their closed buckets are due (time since `epoch`).
+    due: BTreeSet<(Duration, ServerId)>,
+    /// And when each one moved on.
+    moved_at: HashMap<ServerId, Duration>,
+    /// What due times count from.
+    epoch: Instant,
+    /// How far apart closed buckets are spread (see [`CLOSE_SPREAD`]).
+    spread: Duration,
     /// The first entry's id of every pending row, with its server.
     firsts: BTreeSet<(i64, ServerId)>,
     /// The greatest sample id a recorded transaction stored.
@@ -148,10 +194,61 @@ pub struct Undo {
     newest_id: i64,
 }
 
+impl Default for WriteBack {
+    fn default() -> Self {
+        Self {
+            rows: HashMap::new(),
+            due: BTreeSet::new(),
+            moved_at: HashMap::new(),
+            epoch: Instant::now(),
+            spread: CLOSE_SPREAD,
+            firsts: BTreeSet::new(),
+            newest_id: 0,
+            written_lately: HashMap::new(),
+        }
+    }
+}
+
 impl WriteBack {
     /// Nothing pending, every sample up to id `newest` indexed (as on open).
     pub fn after(newest: i64) -> Self {
         Self { newest_id: newest, ..Self::default() }
+    }
+
+    /// Spreads closed buckets over `spread` (zero: each is due at once), those waiting
+    /// already included.
+    pub fn spread_closes_over(&mut self, spread: Duration) {
+        self.spread = spread;
+        self.due = self.moved_at.iter().map(|(server, at)| (self.due_after(*server, *at), *server)).collect();
+    }
+
+    /// Rows whose closed buckets are due now, at most `limit`, earliest first, leaving
+    /// out those `skip` names (rows a transaction in progress rewrites).
+    pub fn due(&self, limit: usize, skip: impl Fn(ServerId) -> bool) -> Vec<ServerId> {
+        self.due_at(self.epoch.elapsed(), limit, skip)
+    }
+
+    fn due_at(&self, now: Duration, limit: usize, skip: impl Fn(ServerId) -> bool) -> Vec<ServerId> {
+        self.due
+            .iter()
+            .take_while(|(due, _)| *due <= now)
+            .map(|(_, server)| *server)
+            .filter(|server| !skip(*server))
+            .take(limit)
+            .collect()
+    }
+
+    /// How many rows hold a closed bucket.
+    pub fn moved_on(&self) -> usize {
+        self.moved_at.len()
+    }
+
+    /// When a closed bucket of `server`'s, its row moving on at `now`, is due: a fixed
+    /// fraction of the spread by server, so that a fleet's closes, which come together
+    /// at each boundary, are written evenly over the minutes after it.
+    fn due_after(&self, server: ServerId, now: Duration) -> Duration {
+        let fraction = ((server as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+        now + self.spread.mul_f64(fraction)
     }
 
     pub fn get(&self, server: ServerId) -> Option<&PendingRow> {
@@ -205,17 +302,22 @@ impl WriteBack {
 
     /// Records `changes`, returning what they replaced.
     pub fn apply(&mut self, changes: RowChanges) -> Undo {
+        let now = self.epoch.elapsed();
+        self.apply_at(changes, now)
+    }
+
+    fn apply_at(&mut self, changes: RowChanges, now: Duration) -> Undo {
         let mut rows = Vec::with_capacity(changes.written.len() + changes.pending.len());
         self.written_lately.clear();
         for server in changes.written {
-            let was = self.put(server, None);
+            let was = self.put(server, None, now);
             if let Some(row) = &was {
                 self.written_lately.insert(server, Arc::clone(row));
             }
             rows.push((server, was));
         }
         for (server, row) in changes.pending {
-            rows.push((server, self.put(server, Some(Arc::new(row)))));
+            rows.push((server, self.put(server, Some(Arc::new(row)), now)));
         }
         let undo = Undo { rows, newest_id: self.newest_id };
         self.newest_id = self.newest_id.max(changes.newest_id.unwrap_or(i64::MIN));
@@ -225,16 +327,30 @@ impl WriteBack {
     /// Puts back what [`Self::apply`] replaced (its commit failed).
     pub fn restore(&mut self, undo: Undo) {
         self.written_lately.clear();
+        let now = self.epoch.elapsed();
         for (server, row) in undo.rows.into_iter().rev() {
-            self.put(server, row);
+            self.put(server, row, now);
         }
         self.newest_id = undo.newest_id;
     }
 
-    /// Sets `server`'s pending row, returning the one it replaced.
-    fn put(&mut self, server: ServerId, row: Option<Arc<PendingRow>>) -> Option<Arc<PendingRow>> {
+    /// Sets `server`'s pending row, returning the one it replaced. A row that moved on
+    /// keeps the time it did, or takes `now`.
+    fn put(&mut self, server: ServerId, row: Option<Arc<PendingRow>>, now: Duration) -> Option<Arc<PendingRow>> {
         let first = |row: &PendingRow| row.entries.first().map(|entry| (entry.id, server));
         let new_first = row.as_deref().and_then(first);
+        let moved = row.as_deref().is_some_and(|row| row.moved.is_some());
+        match (moved, self.moved_at.get(&server).copied()) {
+            (true, None) => {
+                self.moved_at.insert(server, now);
+                self.due.insert((self.due_after(server, now), server));
+            }
+            (false, Some(at)) => {
+                self.moved_at.remove(&server);
+                self.due.remove(&(self.due_after(server, at), server));
+            }
+            _ => {}
+        }
         let was = match row {
             Some(row) => self.rows.insert(server, row),
             None => self.rows.remove(&server),
@@ -263,6 +379,7 @@ mod tests {
             summary: None,
             units: None,
             entries: vec![SampleEntry::new(at, at, None)],
+            moved: None,
         }
     }
 
@@ -335,6 +452,46 @@ mod tests {
         assert_eq!((row.last_metrics_at, row.agent_last_contact), (Some(60), Some(120)));
         assert_eq!(row.last_metrics.and_then(|f| f.cpu_usage), Some(60.0));
         assert_eq!(row.agent_status, AgentStatus::Active);
+    }
+
+    fn moved(at: i64) -> PendingRow {
+        PendingRow { moved: Some(MovedOn { closed: 0, closed_summary: None, open: 300_000 }), ..pending(at, at) }
+    }
+
+    #[test]
+    fn closed_buckets_fall_due_spread_over_the_minutes_after_their_move() {
+        let secs = Duration::from_secs;
+        let mut rows = WriteBack::default();
+        let fleet: Vec<ServerId> = (1..=1_000).collect();
+        let changes = RowChanges { pending: fleet.iter().map(|s| (*s, moved(*s))).collect(), ..RowChanges::default() };
+        rows.apply_at(changes, secs(10));
+        assert_eq!(rows.moved_on(), 1_000);
+        let due = |rows: &WriteBack, at: u64| rows.due_at(secs(at), usize::MAX, |_| false).len();
+        // Spread evenly over CLOSE_SPREAD (200 s) after the move, whatever the ids.
+        assert_eq!(due(&rows, 9), 0);
+        assert!((400..=600).contains(&due(&rows, 110)), "half way: {}", due(&rows, 110));
+        assert_eq!(due(&rows, 210), 1_000);
+        // Earliest first, at most the limit, leaving out the skipped ones.
+        let first = rows.due_at(secs(210), 3, |s| s == 1);
+        assert_eq!(first.len(), 3);
+        assert!(!first.contains(&1));
+        fn at(rows: &WriteBack, s: ServerId) -> Option<Duration> {
+            rows.due.iter().find(|(_, server)| *server == s).map(|(at, _)| *at)
+        }
+        assert!(first.windows(2).all(|w| at(&rows, w[0]) <= at(&rows, w[1])));
+        // A row carried on keeps its time; one written leaves; one moving again starts anew.
+        let before = at(&rows, 7);
+        rows.apply_at(RowChanges { pending: vec![(7, moved(70))], ..RowChanges::default() }, secs(150));
+        assert_eq!(at(&rows, 7), before);
+        rows.apply_at(RowChanges { written: vec![7, 8], ..RowChanges::default() }, secs(150));
+        assert_eq!((at(&rows, 7), at(&rows, 8), rows.moved_on()), (None, None, 998));
+        rows.apply_at(RowChanges { pending: vec![(8, moved(80))], ..RowChanges::default() }, secs(150));
+        assert!(at(&rows, 8) >= Some(secs(150)));
+        rows.apply_at(RowChanges { pending: vec![(9, pending(90, 90))], ..RowChanges::default() }, secs(150));
+        assert_eq!((at(&rows, 9), rows.moved_on()), (None, 998), "a row that no longer holds a closed bucket");
+        // Spread over nothing, everything waiting is due at once.
+        rows.spread_closes_over(Duration::ZERO);
+        assert_eq!(due(&rows, 150), 998);
     }
 
     #[test]
