@@ -393,7 +393,7 @@ fn next_bucket() -> i64 {
 fn cpu_report(seq: u64, at: i64) -> serverpulse_proto::report::Report {
     let doc = serde_json::json!({"timestamp": serverpulse_proto::time::format_timestamp(at), "seq": seq,
         "metrics": {"cpu_usage": 10.0 * seq as f64, "memory_usage": 20.0, "disk_usage": 30.0}});
-    serverpulse_proto::report::decode_report(&doc, "", at).unwrap()
+    serverpulse_proto::report::decode_report(&doc, "", at).expect("a valid report")
 }
 
 /// The summaries of `server` in the file at `path` as it stands: (width, start, samples).
@@ -403,7 +403,7 @@ async fn tiers_in_file(path: &std::path::Path, server: serverpulse_store::Server
         .bind(server)
         .fetch_all(&raw)
         .await
-        .unwrap();
+        .expect("the summaries read");
     raw.close().await;
     rows
 }

@@ -8,7 +8,8 @@
 //! the dirty marks and every server's newest figures and contact (the server rows the
 //! outcomes carry are completed in memory from what was read and written, not read
 //! back); where the store writes rows back ([`WriteBack`]), a server whose reports all
-//! came after its history and whose open bucket stays has its row left pending instead.
+//! came after its history and whose open bucket stays (or moves on once: the bucket
+//! closed waits in the pending row) has its row left pending instead.
 //! Watched units listed as the newest report listed them (same digest) are not
 //! compared at all. Only what is rare goes row by row: re-rated samples (a report
 //! landing before stored ones), watched units that changed, agents coming back. A

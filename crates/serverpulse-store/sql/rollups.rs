@@ -6,7 +6,9 @@
 //! rewrites for every report anyway. When a later bucket opens, the open one is
 //! [`close`]d: its 5-minute summary is written (from its raw samples where the running
 //! one is not known) and folded into the hourly and daily summaries holding it, so each
-//! tier takes a bucket once instead of every sample. A chart sums the open bucket up
+//! tier takes a bucket once instead of every sample (where rows are written back, a
+//! bucket a pending row closed waits in it until due: see
+//! [`serverpulse_store::write_back`]). A chart sums the open bucket up
 //! from its raw samples itself; compaction and raw retention close a bucket before its
 //! raw samples go.
 //!

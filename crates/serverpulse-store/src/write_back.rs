@@ -223,19 +223,28 @@ impl WriteBack {
     }
 
     /// Rows whose closed buckets are due now, at most `limit`, earliest first, leaving
-    /// out those `skip` names (rows a transaction in progress rewrites).
-    pub fn due(&self, limit: usize, skip: impl Fn(ServerId) -> bool) -> Vec<ServerId> {
-        self.due_at(self.epoch.elapsed(), limit, skip)
+    /// out those `skip` names (rows a transaction in progress rewrites) — once `together`
+    /// are due, or the earliest has waited a twentieth of the spread (10 s): rows written
+    /// out together share their statements, which cost as much as the rows they write
+    /// when there are only a few.
+    pub fn due(&self, limit: usize, together: usize, skip: impl Fn(ServerId) -> bool) -> Vec<ServerId> {
+        self.due_at(self.epoch.elapsed(), limit, together, skip)
     }
 
-    fn due_at(&self, now: Duration, limit: usize, skip: impl Fn(ServerId) -> bool) -> Vec<ServerId> {
-        self.due
+    fn due_at(&self, now: Duration, limit: usize, together: usize, skip: impl Fn(ServerId) -> bool) -> Vec<ServerId> {
+        let waited = self.due.first().is_some_and(|(due, _)| *due + self.spread / 20 <= now);
+        let due: Vec<ServerId> = self
+            .due
             .iter()
             .take_while(|(due, _)| *due <= now)
             .map(|(_, server)| *server)
             .filter(|server| !skip(*server))
             .take(limit)
-            .collect()
+            .collect();
+        match waited || due.len() >= together.min(limit) {
+            true => due,
+            false => Vec::new(),
+        }
     }
 
     /// How many rows hold a closed bucket.
@@ -466,13 +475,13 @@ mod tests {
         let changes = RowChanges { pending: fleet.iter().map(|s| (*s, moved(*s))).collect(), ..RowChanges::default() };
         rows.apply_at(changes, secs(10));
         assert_eq!(rows.moved_on(), 1_000);
-        let due = |rows: &WriteBack, at: u64| rows.due_at(secs(at), usize::MAX, |_| false).len();
+        let due = |rows: &WriteBack, at: u64| rows.due_at(secs(at), usize::MAX, 1, |_| false).len();
         // Spread evenly over CLOSE_SPREAD (200 s) after the move, whatever the ids.
         assert_eq!(due(&rows, 9), 0);
         assert!((400..=600).contains(&due(&rows, 110)), "half way: {}", due(&rows, 110));
         assert_eq!(due(&rows, 210), 1_000);
         // Earliest first, at most the limit, leaving out the skipped ones.
-        let first = rows.due_at(secs(210), 3, |s| s == 1);
+        let first = rows.due_at(secs(210), 3, 1, |s| s == 1);
         assert_eq!(first.len(), 3);
         assert!(!first.contains(&1));
         fn at(rows: &WriteBack, s: ServerId) -> Option<Duration> {
@@ -489,6 +498,19 @@ mod tests {
         assert!(at(&rows, 8) >= Some(secs(150)));
         rows.apply_at(RowChanges { pending: vec![(9, pending(90, 90))], ..RowChanges::default() }, secs(150));
         assert_eq!((at(&rows, 9), rows.moved_on()), (None, 998), "a row that no longer holds a closed bucket");
+        // Written out together: none until as many as asked are due, or the earliest has
+        // waited 10 s.
+        let together = |rows: &WriteBack, at: f64| rows.due_at(Duration::from_secs_f64(at), 64, 64, |_| false).len();
+        let earliest = rows.due.first().map(|(due, _)| due.as_secs_f64()).unwrap();
+        assert_eq!(together(&rows, earliest), 0);
+        let waited = Duration::from_secs_f64(earliest + 10.0);
+        let due_then = rows.due_at(waited, usize::MAX, 1, |_| false).len();
+        assert!(due_then > 0);
+        assert_eq!(together(&rows, earliest + 10.0), due_then.min(64));
+        let sixty_fourth = rows.due.iter().nth(63).map(|(due, _)| due.as_secs_f64()).unwrap();
+        if sixty_fourth < earliest + 10.0 {
+            assert_eq!(together(&rows, sixty_fourth), 64);
+        }
         // Spread over nothing, everything waiting is due at once.
         rows.spread_closes_over(Duration::ZERO);
         assert_eq!(due(&rows, 150), 998);
