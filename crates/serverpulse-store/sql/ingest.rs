@@ -442,9 +442,11 @@ impl OpenBuckets {
         buckets
     }
 
-    /// The buckets the batch closes for `server`, in order.
+    /// The buckets the batch closes for `server`, in order (found by halving: until
+    /// [`Self::settle_moves`], `closed` is in server order, as [`Self::after`] makes it).
     fn closed_of(&self, server: ServerId) -> impl Iterator<Item = i64> + '_ {
-        self.closed.iter().filter(move |c| c.server == server).map(|c| c.start)
+        let from = self.closed.partition_point(|c| c.server < server);
+        self.closed[from..].iter().take_while(move |c| c.server == server).map(|c| c.start)
     }
 
     /// Settles the moves of pending rows (see [`WriteBack`]): the bucket a `deferrable`
