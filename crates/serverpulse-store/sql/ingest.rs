@@ -626,9 +626,7 @@ async fn servers_before(
             server.agent_status = AgentStatus::Active;
             server.agent_last_contact = server.agent_last_contact.max(Some(p.contact));
         }
-        // A summary stands for the bucket it was summed up for alone.
-        let summary =
-            summary.as_deref().and_then(OpenSummary::from_bytes).filter(|summary| open == Some(summary.start));
+        let summary = OpenSummary::of_bucket(summary.as_deref(), open);
         tracked.insert(server.id, Tracked { open, summary, units, ends });
         before.insert(server.id, state);
         server_rows.insert(server.id, server);

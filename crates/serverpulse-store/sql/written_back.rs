@@ -114,7 +114,7 @@ pub(crate) fn untiered(
     stored: (Option<i64>, Option<Vec<u8>>),
 ) -> Vec<(i64, Option<Filling>)> {
     let summed = |open: Option<i64>, summary: Option<&[u8]>| {
-        let filling = summary.and_then(OpenSummary::from_bytes).filter(|s| open == Some(s.start)).map(|s| s.filling);
+        let filling = OpenSummary::of_bucket(summary, open).map(|s| s.filling);
         open.map(|open| (open, filling))
     };
     let (open, summary) = stored;

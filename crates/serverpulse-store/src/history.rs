@@ -167,6 +167,12 @@ impl OpenSummary {
 
     /// Reads [`Self::to_bytes`]; `None` for anything else (a summary that cannot be
     /// read is summed up again from the raw samples).
+    /// The summary `bytes` encode, if they are one of the bucket starting at `start`
+    /// (a summary stands for the bucket it was summed up for alone).
+    pub fn of_bucket(bytes: Option<&[u8]>, start: Option<i64>) -> Option<Self> {
+        Self::from_bytes(bytes?).filter(|summary| Some(summary.start) == start)
+    }
+
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let mut bytes = Bytes(bytes);
         if bytes.take(1)? != [Self::LAYOUT] {

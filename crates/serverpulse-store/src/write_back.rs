@@ -143,8 +143,7 @@ impl PendingRow {
 impl MovedOn {
     /// The closed bucket summed up, when known.
     pub fn closed_filling(&self) -> Option<Filling> {
-        let summary = OpenSummary::from_bytes(self.closed_summary.as_deref()?)?;
-        (summary.start == self.closed).then_some(summary.filling)
+        OpenSummary::of_bucket(self.closed_summary.as_deref(), Some(self.closed)).map(|summary| summary.filling)
     }
 }
 
