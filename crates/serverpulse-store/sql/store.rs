@@ -49,11 +49,14 @@ async fn write_out_due(
     changes: &mut serverpulse_store::write_back::RowChanges,
 ) -> StoreResult<()> {
     let written: std::collections::HashSet<ServerId> = changes.written.iter().copied().collect();
-    let due = crate::ingest::lock(write_back).due(DUE_PER_BATCH, DUE_TOGETHER, |server| written.contains(&server));
-    if due.is_empty() {
-        return Ok(());
-    }
-    let mut rows = crate::ingest::lock(write_back).of(&due);
+    let mut rows = {
+        let write_back = crate::ingest::lock(write_back);
+        let due = write_back.due(DUE_PER_BATCH, DUE_TOGETHER, |server| written.contains(&server));
+        if due.is_empty() {
+            return Ok(());
+        }
+        write_back.of(&due)
+    };
     let left: Vec<_> = changes.pending.extract_if(.., |(server, _)| rows.contains_key(server)).collect();
     rows.extend(left.into_iter().map(|(server, row)| (server, std::sync::Arc::new(row))));
     let started = std::time::Instant::now();
