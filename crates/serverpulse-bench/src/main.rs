@@ -201,11 +201,13 @@ async fn floor(listen: SocketAddr) -> anyhow::Result<()> {
                 // The same bytes as the hub gets: inflated first when the agent compressed them.
                 let gzipped =
                     headers.get("content-encoding").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-                let mut inflated = Vec::with_capacity(body.len().saturating_mul(4));
+                let inflated;
                 let body: &[u8] = if gzipped {
-                    if std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut inflated).is_err()
-                    {
-                        return (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid gzip"})));
+                    match serverpulse_proto::gzip::inflate(&body, serverpulse_hub::config::DEFAULT_BODY_LIMIT) {
+                        Ok(bytes) => inflated = bytes,
+                        Err(e) => {
+                            return (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({"error": e.to_string()})));
+                        }
                     }
                     &inflated
                 } else {

@@ -5,8 +5,6 @@
 //! cannot expand without bound), checked to be UTF-8 and parsed as JSON. Unknown
 //! members are kept: validation happens in `serverpulse-proto`.
 
-use std::io::Read;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -15,6 +13,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serverpulse_proto::body_text::BodyText;
+use serverpulse_proto::gzip::InflateError;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -84,13 +83,10 @@ impl FromRequest<AppState> for JsonBody {
 }
 
 fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
-    let mut decoder = flate2::read::GzDecoder::new(compressed).take(limit as u64 + 1);
-    decoder.read_to_end(&mut out).map_err(|e| ApiError::field("body", &format!("is not valid gzip: {e}")))?;
-    if out.len() > limit {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    Ok(out)
+    serverpulse_proto::gzip::inflate(compressed, limit).map_err(|error| match error {
+        InflateError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
+        invalid @ InflateError::Invalid(_) => ApiError::field("body", &invalid.to_string()),
+    })
 }
 
 fn not_utf8(error: std::str::Utf8Error) -> ApiError {

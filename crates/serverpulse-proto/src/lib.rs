@@ -10,6 +10,7 @@ pub mod alert;
 pub mod body_text;
 pub mod command;
 pub mod fields;
+pub mod gzip;
 pub mod heartbeat;
 pub mod register;
 pub mod report;
