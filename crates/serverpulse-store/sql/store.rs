@@ -798,6 +798,20 @@ impl Store for SqlStore {
 
     async fn mark_silent_agents(&self, now: i64, offline_after_ms: i64) -> StoreResult<Vec<ServerId>> {
         let cutoff = now.saturating_sub(offline_after_ms);
+        // The candidates are found on a reader, without the writer: the whole `servers`
+        // table is read (a fleet of 100,000 held every ingest batch ~100 ms every sweep).
+        // Stored contacts only grow and a server turns active only by a contact, so a
+        // server silent now was a candidate then; the update below checks each again,
+        // as of the writer's view. (Only one an administrator re-enables meanwhile waits
+        // for the next sweep.)
+        let candidates: Vec<ServerId> = sqlx::query_scalar(
+            "SELECT id FROM servers WHERE agent_status = 'active' AND agent_enabled \
+             AND COALESCE(agent_last_contact, 0) < $1 ORDER BY id",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db)?;
         let mut tx = self.begin().await?;
         // Taken while this transaction holds the writer: no batch changes it before the
         // commit. Servers whose pending rows say they reported are left alone; the
@@ -810,25 +824,19 @@ impl Store for SqlStore {
             (reporting, silent) = crate::ingest::lock(write_back).split_by_contact(cutoff);
             changes = crate::written_back::write_out(&mut tx, Some(write_back), &silent).await?;
         }
-        let candidates: Vec<ServerId> = sqlx::query_scalar(
-            "SELECT id FROM servers WHERE agent_status = 'active' AND agent_enabled \
-             AND COALESCE(agent_last_contact, 0) < $1 ORDER BY id",
-        )
-        .bind(cutoff)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
         let mut silent = Vec::new();
         for id in candidates.into_iter().filter(|id| !reporting.contains(id)) {
             let row = sqlx::query(
-                "UPDATE servers SET agent_status = 'disconnected' WHERE id = $1 \
+                "UPDATE servers SET agent_status = 'disconnected' WHERE id = $1 AND agent_status = 'active' \
+                 AND agent_enabled AND COALESCE(agent_last_contact, 0) < $2 \
                  RETURNING id, name, agent_last_contact",
             )
             .bind(id)
-            .fetch_one(&mut *tx)
+            .bind(cutoff)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
-            silent.push(row);
+            silent.extend(row);
         }
         let mut ids = Vec::with_capacity(silent.len());
         for row in &silent {
